@@ -1,0 +1,180 @@
+//! Messages between the `weft` command and its daemon, over the daemon's Unix socket.
+//!
+//! Protocol flow:
+//!
+//! 1. handshake ([`Role::Client`](super::Role::Client) / [`Role::Daemon`](super::Role::Daemon));
+//! 2. the client sends [`ClientMessage::Hello`] with its binary id, and the daemon answers
+//!    [`DaemonMessage::Hello`] with its own; when they differ, the client asks the daemon to
+//!    shut down and starts one from its own binary;
+//! 3. the client sends one request; a build is answered by a stream of
+//!    [`DaemonMessage::Event`]s ending in [`BuildEvent::Done`], other requests by one message;
+//! 4. a client that closes the connection mid-build cancels the build.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{JobId, NodeId};
+
+/// What the client says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The first message: who the client is.
+    Hello {
+        /// Identifies the client's binary (version and build); a daemon with another id is
+        /// replaced.
+        binary_id: String,
+    },
+    /// Build targets in a workspace.
+    Build(BuildRequest),
+    /// Report the daemon's state.
+    Status,
+    /// Stop the daemon once running builds are cancelled.
+    Shutdown,
+}
+
+/// A build request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRequest {
+    /// The workspace root, an absolute path.
+    pub workspace: String,
+    /// Target patterns, such as `//...` or `//src:lib`.
+    pub targets: Vec<String>,
+    /// How many jobs run at once; `None` means the number of cores.
+    pub jobs: Option<u32>,
+    /// Keep building what does not depend on a failure.
+    pub keep_going: bool,
+    /// Wait for another build in the same workspace to finish, rather than fail at once.
+    pub block_for_lock: bool,
+    /// Kill a job that runs longer than this many seconds.
+    pub job_timeout_secs: Option<u64>,
+}
+
+/// What the daemon says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DaemonMessage {
+    /// The answer to [`ClientMessage::Hello`].
+    Hello {
+        /// The daemon's binary id.
+        binary_id: String,
+        /// The daemon's process id.
+        pid: u32,
+    },
+    /// One event of a running build.
+    Event(BuildEvent),
+    /// The answer to [`ClientMessage::Status`].
+    Status(DaemonStatus),
+    /// The request failed.
+    Error(ErrorReport),
+    /// The answer to [`ClientMessage::Shutdown`].
+    ShuttingDown,
+}
+
+/// One step of a build, streamed to the client as it happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BuildEvent {
+    /// Another build holds the workspace; this one waits.
+    WaitingForLock {
+        /// The process id of the client whose build holds the lock.
+        holder_pid: u32,
+    },
+    /// The graph is known.
+    Planned {
+        /// How many jobs the build needs.
+        n_jobs: u64,
+    },
+    /// A job's result came from a cache.
+    CacheHit {
+        /// The job.
+        job: JobId,
+        /// Its name.
+        name: String,
+        /// Where the result came from.
+        source: CacheSource,
+    },
+    /// A job started.
+    Started {
+        /// The job.
+        job: JobId,
+        /// Its name.
+        name: String,
+        /// The node that runs it.
+        node: NodeId,
+    },
+    /// A job succeeded.
+    Finished {
+        /// The job.
+        job: JobId,
+        /// Its name.
+        name: String,
+        /// The node that ran it.
+        node: NodeId,
+        /// How long it ran.
+        duration_ms: u64,
+    },
+    /// A job failed.
+    Failed(FailureReport),
+    /// The build is over.
+    Done(BuildSummary),
+}
+
+/// Where a cached result came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheSource {
+    /// This node's action cache.
+    Local,
+    /// A team member's action cache.
+    Peer(NodeId),
+}
+
+/// What the user needs to see about a failed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    /// The job.
+    pub job: JobId,
+    /// Its name (the target's label for jobs from BUILD files).
+    pub name: String,
+    /// The command line that failed, when a command failed.
+    pub command: Vec<String>,
+    /// Its exit code, or `None` when it did not exit (killed, timed out, could not start).
+    pub exit_code: Option<i32>,
+    /// Why, in words, when there is more to say than the exit code.
+    pub message: String,
+    /// The last lines of its stderr.
+    pub stderr_tail: String,
+}
+
+/// The end of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSummary {
+    /// Whether every requested target was built.
+    pub success: bool,
+    /// Jobs that ran.
+    pub n_ran: u64,
+    /// Jobs whose results came from a cache.
+    pub n_cached: u64,
+    /// Jobs that failed.
+    pub n_failed: u64,
+    /// Wall time of the build.
+    pub duration_ms: u64,
+}
+
+/// The daemon's state, for `weft status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Its binary id.
+    pub binary_id: String,
+    /// Its home directory.
+    pub home: String,
+    /// How long it has run, in seconds.
+    pub uptime_secs: u64,
+    /// Workspaces with a build running now.
+    pub building: Vec<String>,
+}
+
+/// A request that failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    /// What went wrong, where, and what to do about it.
+    pub message: String,
+}

@@ -1,0 +1,118 @@
+//! Messages between daemons, over QUIC streams after team admission.
+//!
+//! This is the skeleton the mesh fills in: the shapes are here so that the sans-IO core can
+//! be written against them, and the mesh issue extends them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ActionResult, Digest, Job, JobId};
+
+/// What one daemon says to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Load and capabilities, gossiped about once a second and on change.
+    Beacon(LoadBeacon),
+    /// Results the sender newly holds, batched.
+    Have {
+        /// The jobs whose results the sender holds.
+        jobs: Vec<JobId>,
+    },
+    /// Does the receiver hold a result for this job?
+    CacheQuery {
+        /// The job.
+        job: JobId,
+    },
+    /// The answer to [`PeerMessage::CacheQuery`].
+    CacheAnswer {
+        /// The job asked about.
+        job: JobId,
+        /// The signed result, when the receiver has one.
+        result: Option<ActionResult>,
+    },
+    /// An idle node asks for work.
+    Steal(StealRequest),
+    /// Jobs handed to a thief, each under a lease.
+    Granted {
+        /// The leases; empty when there is nothing suitable.
+        leases: Vec<Lease>,
+    },
+    /// The thief still runs these jobs.
+    Renew {
+        /// The leased jobs.
+        jobs: Vec<JobId>,
+    },
+    /// The thief finished a leased job.
+    Done {
+        /// The job.
+        job: JobId,
+        /// Its signed result.
+        result: ActionResult,
+    },
+    /// Send the blob with this digest, from `offset`.
+    BlobRequest {
+        /// The blob.
+        digest: Digest,
+        /// Where to start, for resuming.
+        offset: u64,
+    },
+    /// The blob follows, raw, right after this frame.
+    BlobHeader {
+        /// The blob.
+        digest: Digest,
+        /// How many bytes follow.
+        size: u64,
+    },
+    /// The sender does not hold the blob.
+    BlobMissing {
+        /// The blob.
+        digest: Digest,
+    },
+}
+
+/// A node's load and capabilities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadBeacon {
+    /// Slots free for stolen work.
+    pub free_slots: u32,
+    /// Jobs queued and ready.
+    pub queue_len: u32,
+    /// The platform, such as `linux-x86_64`.
+    pub platform: String,
+    /// Digests of the tool binaries this node has.
+    pub tools: Vec<Digest>,
+    /// Whether the node runs others' jobs.
+    pub share: SharePolicy,
+    /// At most this many slots run others' jobs.
+    pub max_shared_slots: u32,
+}
+
+/// When a node runs jobs for its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SharePolicy {
+    /// Whenever it has free slots.
+    Always,
+    /// Only with no local build running and a low load average.
+    Idle,
+    /// Never.
+    Never,
+}
+
+/// An idle node asks for up to `max_jobs` jobs it can run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StealRequest {
+    /// At most this many jobs.
+    pub max_jobs: u32,
+    /// The thief's platform.
+    pub platform: String,
+    /// Digests of the tool binaries the thief has.
+    pub tools: Vec<Digest>,
+}
+
+/// A job lent to a thief until a deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job to run.
+    pub job: Job,
+    /// How long the lease lasts without renewal, in milliseconds.
+    pub ttl_ms: u64,
+}
