@@ -1,0 +1,1 @@
+//! The daemon: the local API on a Unix socket, build sessions and workspace locks.

@@ -1,0 +1,1 @@
+//! Source digests, toolchain fingerprints and the sandboxed executor.
