@@ -1,1 +1,13 @@
-//! The sans-IO core: scheduling and (later) mesh state machines, driven by events with a time.
+//! The sans-IO core: the scheduler (and, with the mesh, the peer table, stealing and leases).
+//!
+//! Architecture invariant: nothing here reads a clock, touches a file or a socket, or spawns
+//! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
+//! drive the very same code.
+
+mod scheduler;
+mod time;
+
+pub use scheduler::{
+    BuildId, BuildOptions, BuildOutcome, Effect, JobOutcome, PlanError, PlannedJob, Scheduler,
+};
+pub use time::Time;

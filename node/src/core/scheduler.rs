@@ -1,0 +1,1063 @@
+//! The build scheduler: which ready job runs next, and what a result unblocks.
+//!
+//! Flow, for each build:
+//!
+//! 1. [`Scheduler::add_build`] takes the whole job graph. Jobs with no deps are ready.
+//! 2. A ready job is first looked up in the cache ([`Effect::LookupCache`]); the driver answers
+//!    with [`Scheduler::on_cache_lookup`].
+//! 3. A miss joins the build's ready queue. Whenever a slot is free, the queued job with the
+//!    longest remaining critical path (its own estimate plus the longest chain of estimates
+//!    below it) starts ([`Effect::Start`]).
+//! 4. [`Scheduler::on_job_finished`] frees the slot and makes dependents ready. A failure stops
+//!    the build from starting anything new, or with `keep_going` skips only what depends on
+//!    it.
+//! 5. When nothing of the build is left to do or in flight, [`Effect::BuildDone`].
+//!
+//! Builds do not share jobs: two concurrent builds that contain the same job may both run it,
+//! which is harmless because results are deterministic and cached by id.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_protocol::{Job, JobId};
+
+use super::Time;
+
+/// Names one build among those the scheduler runs at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BuildId(pub u64);
+
+/// A job as the scheduler receives it.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// The job's id.
+    pub id: JobId,
+    /// The job itself; its `deps` are the edges of the graph.
+    pub job: Arc<Job>,
+    /// How long the job is expected to run, from past runs; zero when unknown.
+    pub estimate: Duration,
+}
+
+/// How a build behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// After a failure, go on with everything that does not depend on it.
+    pub keep_going: bool,
+    /// At most this many of the build's jobs run at once (at least 1).
+    pub max_parallel: usize,
+}
+
+/// What a job's run ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// It succeeded; dependents may run.
+    Succeeded,
+    /// It failed.
+    Failed,
+    /// It was stopped because its build was cancelled.
+    Cancelled,
+}
+
+/// The end of a build, with its counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Every job succeeded.
+    pub success: bool,
+    /// The build was cancelled.
+    pub cancelled: bool,
+    /// Jobs that ran.
+    pub n_ran: u64,
+    /// Jobs whose results came from a cache.
+    pub n_cached: u64,
+    /// Jobs that failed.
+    pub n_failed: u64,
+    /// Jobs that never started because a dependency failed or the build stopped.
+    pub n_skipped: u64,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Look the job up in the caches and answer with [`Scheduler::on_cache_lookup`].
+    LookupCache {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// Run the job here, and answer with [`Scheduler::on_job_finished`].
+    Start {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// Stop the running job, then answer with [`Scheduler::on_job_finished`].
+    Cancel {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// The job will not run, because a dependency failed.
+    Skipped {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// The build is over; the scheduler has forgotten it.
+    BuildDone {
+        /// The build.
+        build: BuildId,
+        /// How it ended.
+        outcome: BuildOutcome,
+    },
+}
+
+/// A graph the scheduler cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A job names a dependency that is not in the graph.
+    #[error("job `{job}` depends on `{dep}`, which is not part of the build")]
+    UnknownDep {
+        /// The job's name.
+        job: String,
+        /// The missing dependency's id.
+        dep: JobId,
+    },
+    /// The graph has a cycle through these jobs.
+    #[error("dependency cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    /// The build id is in use.
+    #[error("build {0:?} is already running")]
+    DuplicateBuild(BuildId),
+}
+
+/// The scheduler of every build this node runs.
+#[derive(Debug)]
+pub struct Scheduler {
+    slots: usize,
+    running: usize,
+    builds: BTreeMap<BuildId, Build>,
+    effects: VecDeque<Effect>,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Build {
+    options: BuildOptions,
+    jobs: HashMap<JobId, Entry>,
+    ready: BinaryHeap<Ready>,
+    /// Jobs running now.
+    running: usize,
+    /// Jobs being looked up or running.
+    in_flight: usize,
+    /// Jobs not yet in a final state.
+    left: usize,
+    failed: bool,
+    cancelled: bool,
+    outcome: BuildOutcome,
+}
+
+#[derive(Debug)]
+struct Entry {
+    job: Arc<Job>,
+    dependents: Vec<JobId>,
+    deps_left: usize,
+    priority: u64,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    LookingUp,
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+impl State {
+    fn is_final(self) -> bool {
+        matches!(self, State::Done | State::Failed | State::Skipped)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Ready {
+    priority: u64,
+    seq: u64,
+    job: JobId,
+}
+
+impl Ord for Ready {
+    fn cmp(&self, other: &Ready) -> Ordering {
+        // Highest priority first; among equals, the one queued first.
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Ready) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Scheduler {
+    /// A scheduler that runs at most `slots` jobs at once (at least 1).
+    pub fn new(slots: usize) -> Scheduler {
+        Scheduler {
+            slots: slots.max(1),
+            running: 0,
+            builds: BTreeMap::new(),
+            effects: VecDeque::new(),
+            seq: 0,
+        }
+    }
+
+    /// How many jobs run at once.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Jobs running now, over all builds.
+    pub fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Jobs queued and ready to run, over all builds.
+    pub fn queued(&self) -> usize {
+        self.builds.values().map(|b| b.ready.len()).sum()
+    }
+
+    /// Whether a build is still running.
+    pub fn has_build(&self, build: BuildId) -> bool {
+        self.builds.contains_key(&build)
+    }
+
+    /// The next thing to do, if any.
+    ///
+    /// Jobs start only once every earlier effect has been taken: a driver that answers cache
+    /// lookups as it polls them lets the whole ready set into the queue before the best job
+    /// is chosen.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        if self.effects.is_empty() {
+            self.fill_slots();
+        }
+        self.effects.pop_front()
+    }
+
+    /// Starts a build of `jobs`, which must be closed under deps and acyclic.
+    pub fn add_build(
+        &mut self,
+        _now: Time,
+        build: BuildId,
+        jobs: Vec<PlannedJob>,
+        options: BuildOptions,
+    ) -> Result<(), PlanError> {
+        if self.builds.contains_key(&build) {
+            return Err(PlanError::DuplicateBuild(build));
+        }
+        let estimates: HashMap<JobId, u64> = jobs
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    u64::try_from(p.estimate.as_micros()).unwrap_or(u64::MAX),
+                )
+            })
+            .collect();
+        let mut entries: HashMap<JobId, Entry> = HashMap::with_capacity(jobs.len());
+        for planned in &jobs {
+            entries.insert(
+                planned.id,
+                Entry {
+                    job: planned.job.clone(),
+                    dependents: Vec::new(),
+                    deps_left: planned.job.deps.len(),
+                    priority: 0,
+                    state: State::Waiting,
+                },
+            );
+        }
+        for planned in &jobs {
+            for dep in &planned.job.deps {
+                match entries.get_mut(dep) {
+                    Some(entry) => entry.dependents.push(planned.id),
+                    None => {
+                        return Err(PlanError::UnknownDep {
+                            job: planned.job.name.clone(),
+                            dep: *dep,
+                        });
+                    }
+                }
+            }
+        }
+        let order = topological_order(&entries)?;
+        // Longest remaining path: a job's estimate plus the longest path among its dependents,
+        // computed from the sinks up. One microsecond per job breaks ties towards deep chains
+        // when no estimates are known yet.
+        for id in order.iter().rev() {
+            let below = entries[id]
+                .dependents
+                .iter()
+                .map(|d| entries[d].priority)
+                .max()
+                .unwrap_or(0);
+            let own = estimates[id].max(1);
+            if let Some(entry) = entries.get_mut(id) {
+                entry.priority = below.saturating_add(own);
+            }
+        }
+        let roots: Vec<JobId> = order
+            .iter()
+            .copied()
+            .filter(|id| entries[id].deps_left == 0)
+            .collect();
+        let left = entries.len();
+        self.builds.insert(
+            build,
+            Build {
+                options: BuildOptions {
+                    max_parallel: options.max_parallel.max(1),
+                    ..options
+                },
+                jobs: entries,
+                ready: BinaryHeap::new(),
+                running: 0,
+                in_flight: 0,
+                left,
+                failed: false,
+                cancelled: false,
+                outcome: BuildOutcome::default(),
+            },
+        );
+        for id in roots {
+            self.look_up(build, id);
+        }
+        self.finish_if_done(build);
+        Ok(())
+    }
+
+    /// The driver's answer to [`Effect::LookupCache`].
+    pub fn on_cache_lookup(&mut self, _now: Time, build: BuildId, job: JobId, hit: bool) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        if entry.state != State::LookingUp {
+            return;
+        }
+        b.in_flight -= 1;
+        if hit {
+            b.outcome.n_cached += 1;
+            self.succeed(build, job);
+        } else if b.failed || b.cancelled {
+            entry.state = State::Skipped;
+            b.left -= 1;
+            b.outcome.n_skipped += 1;
+        } else {
+            entry.state = State::Queued;
+            self.seq += 1;
+            b.ready.push(Ready {
+                priority: entry.priority,
+                seq: self.seq,
+                job,
+            });
+        }
+        self.finish_if_done(build);
+    }
+
+    /// The driver's answer to [`Effect::Start`] (or [`Effect::Cancel`]): the job is over.
+    pub fn on_job_finished(&mut self, _now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        if entry.state != State::Running {
+            return;
+        }
+        self.running -= 1;
+        b.running -= 1;
+        b.in_flight -= 1;
+        match outcome {
+            JobOutcome::Succeeded => {
+                b.outcome.n_ran += 1;
+                self.succeed(build, job);
+            }
+            JobOutcome::Failed | JobOutcome::Cancelled => {
+                entry.state = State::Failed;
+                b.left -= 1;
+                if outcome == JobOutcome::Failed {
+                    b.outcome.n_failed += 1;
+                } else {
+                    b.outcome.n_skipped += 1;
+                }
+                if b.options.keep_going && outcome == JobOutcome::Failed {
+                    self.skip_dependents(build, job);
+                } else {
+                    b.failed = true;
+                    self.stop_queue(build);
+                }
+            }
+        }
+        self.finish_if_done(build);
+    }
+
+    /// Cancels a build: nothing new starts, and running jobs are asked to stop.
+    pub fn cancel_build(&mut self, _now: Time, build: BuildId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        if b.cancelled {
+            return;
+        }
+        b.cancelled = true;
+        let mut running: Vec<JobId> = b
+            .jobs
+            .iter()
+            .filter(|(_, e)| e.state == State::Running)
+            .map(|(id, _)| *id)
+            .collect();
+        running.sort();
+        for job in running {
+            self.effects.push_back(Effect::Cancel { build, job });
+        }
+        self.stop_queue(build);
+        self.finish_if_done(build);
+    }
+
+    fn look_up(&mut self, build: BuildId, job: JobId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        entry.state = State::LookingUp;
+        b.in_flight += 1;
+        self.effects.push_back(Effect::LookupCache { build, job });
+    }
+
+    fn succeed(&mut self, build: BuildId, job: JobId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        entry.state = State::Done;
+        b.left -= 1;
+        let dependents = entry.dependents.clone();
+        let stopped = b.failed || b.cancelled;
+        let mut unblocked = Vec::new();
+        for dependent in dependents {
+            let Some(d) = b.jobs.get_mut(&dependent) else {
+                continue;
+            };
+            d.deps_left = d.deps_left.saturating_sub(1);
+            if d.deps_left == 0 && d.state == State::Waiting && !stopped {
+                unblocked.push(dependent);
+            }
+        }
+        for dependent in unblocked {
+            self.look_up(build, dependent);
+        }
+    }
+
+    /// Marks everything below a failed job as skipped (for `keep_going`).
+    fn skip_dependents(&mut self, build: BuildId, job: JobId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let mut todo = b
+            .jobs
+            .get(&job)
+            .map(|e| e.dependents.clone())
+            .unwrap_or_default();
+        while let Some(id) = todo.pop() {
+            let Some(entry) = b.jobs.get_mut(&id) else {
+                continue;
+            };
+            if entry.state != State::Waiting {
+                continue;
+            }
+            entry.state = State::Skipped;
+            b.left -= 1;
+            b.outcome.n_skipped += 1;
+            todo.extend(entry.dependents.iter().copied());
+            self.effects.push_back(Effect::Skipped { build, job: id });
+        }
+    }
+
+    /// Drops a stopped build's queue; its waiting jobs will never run.
+    fn stop_queue(&mut self, build: BuildId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        for ready in std::mem::take(&mut b.ready) {
+            if let Some(entry) = b.jobs.get_mut(&ready.job) {
+                entry.state = State::Skipped;
+                b.left -= 1;
+                b.outcome.n_skipped += 1;
+            }
+        }
+    }
+
+    fn finish_if_done(&mut self, build: BuildId) {
+        let Some(b) = self.builds.get(&build) else {
+            return;
+        };
+        let stopped = b.failed || b.cancelled;
+        if b.in_flight > 0 || (!stopped && b.left > 0) {
+            return;
+        }
+        let Some(mut b) = self.builds.remove(&build) else {
+            return;
+        };
+        // Whatever never got going counts as skipped.
+        let never_started = b.jobs.values().filter(|e| !e.state.is_final()).count() as u64;
+        b.outcome.n_skipped += never_started;
+        b.outcome.cancelled = b.cancelled;
+        b.outcome.success = !b.failed && !b.cancelled && b.outcome.n_failed == 0;
+        self.effects.push_back(Effect::BuildDone {
+            build,
+            outcome: b.outcome,
+        });
+    }
+
+    /// Starts queued jobs while slots are free: the highest priority over all builds that are
+    /// under their own parallelism limit.
+    fn fill_slots(&mut self) {
+        while self.running < self.slots {
+            let best = self
+                .builds
+                .iter()
+                .filter(|(_, b)| b.running < b.options.max_parallel)
+                .filter_map(|(id, b)| b.ready.peek().map(|r| (r.priority, *id)))
+                .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+            let Some((_, build)) = best else { break };
+            let Some(b) = self.builds.get_mut(&build) else {
+                break;
+            };
+            let Some(ready) = b.ready.pop() else { break };
+            let Some(entry) = b.jobs.get_mut(&ready.job) else {
+                continue;
+            };
+            entry.state = State::Running;
+            b.running += 1;
+            b.in_flight += 1;
+            self.running += 1;
+            self.effects.push_back(Effect::Start {
+                build,
+                job: ready.job,
+            });
+        }
+    }
+
+    /// The job behind an id in a running build.
+    pub fn job(&self, build: BuildId, job: JobId) -> Option<&Arc<Job>> {
+        self.builds.get(&build)?.jobs.get(&job).map(|e| &e.job)
+    }
+}
+
+/// Kahn's algorithm: every job after its deps, or the cycle that prevents it.
+fn topological_order(entries: &HashMap<JobId, Entry>) -> Result<Vec<JobId>, PlanError> {
+    let mut deps_left: HashMap<JobId, usize> = entries
+        .iter()
+        .map(|(id, e)| (*id, e.job.deps.len()))
+        .collect();
+    let mut ready: Vec<JobId> = deps_left
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(id, _)| *id)
+        .collect();
+    ready.sort();
+    let mut order = Vec::with_capacity(entries.len());
+    while let Some(id) = ready.pop() {
+        order.push(id);
+        for dependent in &entries[&id].dependents {
+            if let Some(n) = deps_left.get_mut(dependent) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.push(*dependent);
+                }
+            }
+        }
+    }
+    if order.len() == entries.len() {
+        return Ok(order);
+    }
+    // Walk deps from any job left over until one repeats: that is a cycle.
+    let mut stuck: Vec<JobId> = deps_left
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(id, _)| *id)
+        .collect();
+    stuck.sort();
+    let mut path = vec![stuck[0]];
+    loop {
+        let last = path[path.len() - 1];
+        let next = entries[&last]
+            .job
+            .deps
+            .iter()
+            .copied()
+            .find(|d| deps_left.get(d).is_some_and(|n| *n > 0))
+            .unwrap_or(last);
+        if let Some(start) = path.iter().position(|id| *id == next) {
+            let mut cycle: Vec<String> = path[start..]
+                .iter()
+                .map(|id| entries[id].job.name.clone())
+                .collect();
+            cycle.push(entries[&next].job.name.clone());
+            return Err(PlanError::Cycle(cycle));
+        }
+        path.push(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use weft_protocol::{Cmd, Digest, Toolchain};
+
+    use super::*;
+
+    /// A graph of named jobs: (name, deps by name, estimate in ms).
+    fn plan(spec: &[(&str, &[&str], u64)]) -> (Vec<PlannedJob>, BTreeMap<String, JobId>) {
+        let mut ids = BTreeMap::new();
+        let mut planned = Vec::new();
+        for (name, deps, ms) in spec {
+            let job = Job {
+                name: (*name).to_owned(),
+                inputs: vec![],
+                deps: deps.iter().map(|d| ids[*d]).collect(),
+                cmds: vec![Cmd::Cat {
+                    output: "{{OUTPUT_DIR}}/x".into(),
+                    template: (*name).into(),
+                }],
+                env: BTreeMap::new(),
+                outs: vec![],
+                toolchain: Toolchain::default(),
+            };
+            let id = job.id();
+            ids.insert((*name).to_owned(), id);
+            planned.push(PlannedJob {
+                id,
+                job: Arc::new(job),
+                estimate: Duration::from_millis(*ms),
+            });
+        }
+        (planned, ids)
+    }
+
+    fn name_of(s: &Scheduler, build: BuildId, job: JobId) -> String {
+        s.job(build, job)
+            .map(|j| j.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Drives the scheduler: cache lookups answer from `cached`, and every started job finishes
+    /// in start order, failing when its name is in `failing`. Returns the start order and the
+    /// outcome.
+    fn drive(
+        s: &mut Scheduler,
+        build: BuildId,
+        cached: &[&str],
+        failing: &[&str],
+    ) -> (Vec<String>, BuildOutcome) {
+        let mut started = Vec::new();
+        let mut running = VecDeque::new();
+        loop {
+            while let Some(effect) = s.poll_effect() {
+                match effect {
+                    Effect::LookupCache { build, job } => {
+                        let hit = cached.contains(&name_of(s, build, job).as_str());
+                        s.on_cache_lookup(Time::ZERO, build, job, hit);
+                    }
+                    Effect::Start { build, job } => {
+                        started.push(name_of(s, build, job));
+                        running.push_back((build, job));
+                    }
+                    Effect::BuildDone { outcome, .. } => return (started, outcome),
+                    Effect::Cancel { .. } | Effect::Skipped { .. } => {}
+                }
+            }
+            let Some((b, job)) = running.pop_front() else {
+                panic!("stuck: {started:?}")
+            };
+            let outcome = if failing.contains(&name_of(s, b, job).as_str()) {
+                JobOutcome::Failed
+            } else {
+                JobOutcome::Succeeded
+            };
+            s.on_job_finished(Time::ZERO, b, job, outcome);
+            assert_eq!(build, b);
+        }
+    }
+
+    const OPTS: BuildOptions = BuildOptions {
+        keep_going: false,
+        max_parallel: 64,
+    };
+
+    #[test]
+    fn diamond_runs_in_dependency_order() {
+        let (jobs, _) = plan(&[
+            ("a", &[], 0),
+            ("b", &["a"], 0),
+            ("c", &["a"], 0),
+            ("d", &["b", "c"], 0),
+        ]);
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let (order, outcome) = drive(&mut s, BuildId(1), &[], &[]);
+        assert_eq!(order[0], "a");
+        assert_eq!(order[3], "d");
+        assert_eq!(
+            outcome,
+            BuildOutcome {
+                success: true,
+                n_ran: 4,
+                ..BuildOutcome::default()
+            }
+        );
+    }
+
+    #[test]
+    fn longest_remaining_path_goes_first() {
+        // `long` heads a chain of 3 s; `short1..3` take 1 s each and nothing depends on them.
+        let (jobs, _) = plan(&[
+            ("short1", &[], 1000),
+            ("short2", &[], 1000),
+            ("long", &[], 1000),
+            ("long2", &["long"], 1000),
+            ("long3", &["long2"], 1000),
+            ("short3", &[], 1000),
+        ]);
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let (order, _) = drive(&mut s, BuildId(1), &[], &[]);
+        assert_eq!(order[0], "long");
+        // After `long`, `long2` (2 s left) beats the 1 s shorts.
+        assert_eq!(order[1], "long2");
+    }
+
+    #[test]
+    fn slots_bound_parallelism() {
+        let (jobs, _) = plan(&[("a", &[], 0), ("b", &[], 0), ("c", &[], 0)]);
+        let mut s = Scheduler::new(2);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let mut starts = 0;
+        while let Some(effect) = s.poll_effect() {
+            match effect {
+                Effect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                }
+                Effect::Start { .. } => starts += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((starts, s.running(), s.queued()), (2, 2, 1));
+    }
+
+    #[test]
+    fn cache_hits_unblock_without_running() {
+        let (jobs, _) = plan(&[("a", &[], 0), ("b", &["a"], 0), ("c", &["b"], 0)]);
+        let mut s = Scheduler::new(2);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let (order, outcome) = drive(&mut s, BuildId(1), &["a", "b"], &[]);
+        assert_eq!(order, ["c"]);
+        assert_eq!(
+            (outcome.n_cached, outcome.n_ran, outcome.success),
+            (2, 1, true)
+        );
+    }
+
+    #[test]
+    fn failure_stops_the_build() {
+        let (jobs, _) = plan(&[
+            ("bad", &[], 0),
+            ("after", &["bad"], 0),
+            ("x", &[], 0),
+            ("y", &["x"], 0),
+        ]);
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let (order, outcome) = drive(&mut s, BuildId(1), &[], &["bad"]);
+        assert!(!order.contains(&"after".to_owned()));
+        assert!(!outcome.success);
+        assert_eq!(outcome.n_failed, 1);
+        assert_eq!(outcome.n_ran + outcome.n_failed + outcome.n_skipped, 4);
+    }
+
+    #[test]
+    fn keep_going_skips_only_dependents() {
+        let (jobs, _) = plan(&[
+            ("bad", &[], 5),
+            ("after", &["bad"], 0),
+            ("after2", &["after"], 0),
+            ("x", &[], 0),
+            ("y", &["x"], 0),
+        ]);
+        let mut s = Scheduler::new(1);
+        let opts = BuildOptions {
+            keep_going: true,
+            max_parallel: 8,
+        };
+        s.add_build(Time::ZERO, BuildId(1), jobs, opts)
+            .expect("valid graph");
+        let (order, outcome) = drive(&mut s, BuildId(1), &[], &["bad"]);
+        assert_eq!(order, ["bad", "x", "y"]);
+        assert_eq!(
+            (outcome.n_ran, outcome.n_failed, outcome.n_skipped),
+            (2, 1, 2)
+        );
+        assert!(!outcome.success);
+    }
+
+    #[test]
+    fn cancel_stops_running_jobs_and_ends_the_build() {
+        let (jobs, _) = plan(&[("a", &[], 0), ("b", &[], 0), ("c", &["a"], 0)]);
+        let mut s = Scheduler::new(2);
+        s.add_build(Time::ZERO, BuildId(7), jobs, OPTS)
+            .expect("valid graph");
+        let mut running = Vec::new();
+        while let Some(effect) = s.poll_effect() {
+            match effect {
+                Effect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                }
+                Effect::Start { job, .. } => running.push(job),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        s.cancel_build(Time::ZERO, BuildId(7));
+        let mut cancels = Vec::new();
+        while let Some(effect) = s.poll_effect() {
+            if let Effect::Cancel { job, .. } = effect {
+                cancels.push(job);
+            }
+        }
+        running.sort();
+        assert_eq!(cancels, running);
+        for job in running {
+            s.on_job_finished(Time::ZERO, BuildId(7), job, JobOutcome::Cancelled);
+        }
+        match s.poll_effect() {
+            Some(Effect::BuildDone { outcome, .. }) => {
+                assert!(outcome.cancelled && !outcome.success);
+            }
+            other => panic!("expected BuildDone, got {other:?}"),
+        }
+        assert!(!s.has_build(BuildId(7)));
+    }
+
+    #[test]
+    fn two_builds_share_slots_and_respect_their_limits() {
+        let (a, _) = plan(&[("a1", &[], 0), ("a2", &[], 0), ("a3", &[], 0)]);
+        let (b, _) = plan(&[("b1", &[], 0), ("b2", &[], 0)]);
+        let mut s = Scheduler::new(3);
+        s.add_build(
+            Time::ZERO,
+            BuildId(1),
+            a,
+            BuildOptions {
+                keep_going: false,
+                max_parallel: 1,
+            },
+        )
+        .expect("valid");
+        s.add_build(Time::ZERO, BuildId(2), b, OPTS).expect("valid");
+        let mut per_build = BTreeMap::new();
+        while let Some(effect) = s.poll_effect() {
+            match effect {
+                Effect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                }
+                Effect::Start { build, .. } => *per_build.entry(build).or_insert(0) += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            per_build,
+            BTreeMap::from([(BuildId(1), 1), (BuildId(2), 2)])
+        );
+    }
+
+    #[test]
+    fn bad_graphs_are_refused() {
+        let (mut jobs, _) = plan(&[("a", &[], 0)]);
+        let mut orphan = (*jobs[0].job).clone();
+        orphan.name = "orphan".into();
+        orphan.deps = vec![JobId(Digest::of(b"nowhere"))];
+        jobs.push(PlannedJob {
+            id: orphan.id(),
+            job: Arc::new(orphan),
+            estimate: Duration::ZERO,
+        });
+        let mut s = Scheduler::new(1);
+        let err = s
+            .add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect_err("unknown dep");
+        assert!(matches!(err, PlanError::UnknownDep { ref job, .. } if job == "orphan"));
+
+        // A cycle cannot be built from content ids, so forge one: x -> y -> x.
+        let x_id = JobId(Digest::of(b"x"));
+        let y_id = JobId(Digest::of(b"y"));
+        let base = (*plan(&[("x", &[], 0)]).0[0].job).clone();
+        let x = Job {
+            name: "x".into(),
+            deps: vec![y_id],
+            ..base.clone()
+        };
+        let y = Job {
+            name: "y".into(),
+            deps: vec![x_id],
+            ..base
+        };
+        let jobs = vec![
+            PlannedJob {
+                id: x_id,
+                job: Arc::new(x),
+                estimate: Duration::ZERO,
+            },
+            PlannedJob {
+                id: y_id,
+                job: Arc::new(y),
+                estimate: Duration::ZERO,
+            },
+        ];
+        let err = s
+            .add_build(Time::ZERO, BuildId(2), jobs, OPTS)
+            .expect_err("cycle");
+        let PlanError::Cycle(cycle) = err else {
+            panic!("expected a cycle")
+        };
+        assert_eq!(cycle.len(), 3);
+        assert_eq!(cycle.first(), cycle.last());
+    }
+
+    #[test]
+    fn empty_build_finishes_at_once() {
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), vec![], OPTS)
+            .expect("empty");
+        assert!(
+            matches!(s.poll_effect(), Some(Effect::BuildDone { outcome, .. }) if outcome.success)
+        );
+    }
+
+    proptest::proptest! {
+        /// Random DAGs, cache hits, failures and finishing orders: a job starts at most once
+        /// and only after its deps succeeded, slots are never exceeded, and the build ends
+        /// exactly once with counts that add up.
+        #[test]
+        fn random_builds_keep_the_invariants(
+            n_jobs in 1usize..40,
+            edges in proptest::collection::vec((0usize..40, 0usize..40), 0..80),
+            hits in proptest::collection::vec(proptest::bool::weighted(0.2), 40),
+            fails in proptest::collection::vec(proptest::bool::weighted(0.1), 40),
+            picks in proptest::collection::vec(0usize..8, 200),
+            slots in 1usize..5,
+            keep_going in proptest::bool::ANY,
+        ) {
+            let names: Vec<String> = (0..n_jobs).map(|i| format!("j{i}")).collect();
+            let mut spec: Vec<(&str, Vec<&str>, u64)> = Vec::new();
+            for i in 0..n_jobs {
+                // Edges only point to lower indices, which keeps the graph acyclic.
+                let mut deps: Vec<&str> = edges
+                    .iter()
+                    .filter(|(a, b)| *a % n_jobs == i && *b % n_jobs < i)
+                    .map(|(_, b)| names[*b % n_jobs].as_str())
+                    .collect();
+                deps.sort();
+                deps.dedup();
+                spec.push((names[i].as_str(), deps, (i as u64 * 7) % 5));
+            }
+            let spec_refs: Vec<(&str, &[&str], u64)> =
+                spec.iter().map(|(n, d, e)| (*n, d.as_slice(), *e)).collect();
+            let (jobs, ids) = plan(&spec_refs);
+            let by_id: BTreeMap<JobId, usize> =
+                ids.iter().map(|(name, id)| (*id, name[1..].parse::<usize>().unwrap_or(0))).collect();
+            let deps_of: BTreeMap<usize, Vec<usize>> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (_, deps, _))| (i, deps.iter().map(|d| d[1..].parse().unwrap_or(0)).collect()))
+                .collect();
+            let mut s = Scheduler::new(slots);
+            let opts = BuildOptions { keep_going, max_parallel: 16 };
+            s.add_build(Time::ZERO, BuildId(1), jobs, opts).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let mut succeeded = vec![false; n_jobs];
+            let mut started = vec![false; n_jobs];
+            let mut running: Vec<JobId> = Vec::new();
+            let mut done = None;
+            let mut pick = picks.iter().cycle();
+            for _ in 0..10_000 {
+                while let Some(effect) = s.poll_effect() {
+                    proptest::prop_assert!(done.is_none(), "effect after BuildDone: {:?}", effect);
+                    match effect {
+                        Effect::LookupCache { build, job } => {
+                            let i = by_id[&job];
+                            for d in &deps_of[&i] {
+                                proptest::prop_assert!(succeeded[*d], "lookup before dep");
+                            }
+                            if hits[i] {
+                                succeeded[i] = true;
+                            }
+                            s.on_cache_lookup(Time::ZERO, build, job, hits[i]);
+                        }
+                        Effect::Start { job, .. } => {
+                            let i = by_id[&job];
+                            proptest::prop_assert!(!started[i], "started twice");
+                            for d in &deps_of[&i] {
+                                proptest::prop_assert!(succeeded[*d], "started before dep");
+                            }
+                            started[i] = true;
+                            running.push(job);
+                            proptest::prop_assert!(running.len() <= slots);
+                        }
+                        Effect::BuildDone { outcome, .. } => done = Some(outcome),
+                        Effect::Cancel { .. } | Effect::Skipped { .. } => {}
+                    }
+                }
+                if running.is_empty() {
+                    break;
+                }
+                let job = running.remove(pick.next().copied().unwrap_or(0) % running.len());
+                let i = by_id[&job];
+                let outcome = if fails[i] { JobOutcome::Failed } else { JobOutcome::Succeeded };
+                succeeded[i] = !fails[i];
+                s.on_job_finished(Time::ZERO, BuildId(1), job, outcome);
+            }
+            let outcome = done.ok_or_else(|| proptest::test_runner::TestCaseError::fail("no BuildDone"))?;
+            proptest::prop_assert_eq!(
+                outcome.n_ran + outcome.n_cached + outcome.n_failed + outcome.n_skipped,
+                n_jobs as u64
+            );
+            let any_failed = (0..n_jobs).any(|i| started[i] && fails[i]);
+            proptest::prop_assert_eq!(outcome.success, !any_failed);
+            if !any_failed {
+                proptest::prop_assert!(succeeded.iter().all(|s| *s));
+            }
+        }
+    }
+}
