@@ -25,8 +25,21 @@ pub enum ClientMessage {
     },
     /// Build targets in a workspace.
     Build(BuildRequest),
+    /// Run a distbuild JSON graph.
+    GraphRun(GraphRunRequest),
+    /// Answer a question about a workspace's targets.
+    Query(QueryRequest),
     /// Report the daemon's state.
     Status,
+    /// Report the store's size and contents.
+    CacheStats,
+    /// Shrink the store to at most `max_bytes`, least recently used first.
+    CacheGc {
+        /// The size cap, in bytes.
+        max_bytes: u64,
+    },
+    /// Rehash every blob, drop the corrupt ones and rebuild the index.
+    CacheVerify,
     /// Stop the daemon once running builds are cancelled.
     Shutdown,
 }
@@ -48,6 +61,42 @@ pub struct BuildRequest {
     pub job_timeout_secs: Option<u64>,
 }
 
+/// Run a distbuild graph (a JSON object `{"Jobs": [...]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphRunRequest {
+    /// The graph file, an absolute path.
+    pub graph: String,
+    /// The directory that the jobs' `Inputs` are relative to, absolute.
+    pub source_dir: String,
+    /// Where each job's outputs land, as `OUT/<ID>/`, absolute.
+    pub out_dir: String,
+    /// How many jobs run at once; `None` means the number of cores.
+    pub jobs: Option<u32>,
+    /// Keep going after a failure.
+    pub keep_going: bool,
+    /// Kill a job that runs longer than this many seconds.
+    pub job_timeout_secs: Option<u64>,
+}
+
+/// A question about a workspace's targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryRequest {
+    /// Every target matching a pattern.
+    Targets {
+        /// The workspace root, an absolute path.
+        workspace: String,
+        /// A target pattern such as `//...`.
+        pattern: String,
+    },
+    /// The transitive dependencies of a target.
+    Deps {
+        /// The workspace root, an absolute path.
+        workspace: String,
+        /// The target's label.
+        label: String,
+    },
+}
+
 /// What the daemon says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DaemonMessage {
@@ -62,6 +111,10 @@ pub enum DaemonMessage {
     Event(BuildEvent),
     /// The answer to [`ClientMessage::Status`].
     Status(DaemonStatus),
+    /// Lines of text: the answer to a query.
+    Lines(Vec<String>),
+    /// The answer to the cache commands.
+    Cache(CacheReport),
     /// The request failed.
     Error(ErrorReport),
     /// The answer to [`ClientMessage::Shutdown`].
@@ -112,6 +165,15 @@ pub enum BuildEvent {
     },
     /// A job failed.
     Failed(FailureReport),
+    /// A requested output landed in the workspace.
+    Output {
+        /// The target, or the graph job's ID.
+        name: String,
+        /// Where it landed, relative to the workspace (or to the graph's out dir).
+        path: String,
+    },
+    /// Something the user should know that is not a job's doing, such as running local-only.
+    Notice(String),
     /// The build is over.
     Done(BuildSummary),
 }
@@ -170,6 +232,50 @@ pub struct DaemonStatus {
     pub uptime_secs: u64,
     /// Workspaces with a build running now.
     pub building: Vec<String>,
+    /// How many jobs run at once.
+    pub slots: u32,
+    /// The store's contents.
+    pub store: StoreReport,
+}
+
+/// The store's size and contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreReport {
+    /// The store's directory.
+    pub path: String,
+    /// Blobs held.
+    pub n_blobs: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// Action results held.
+    pub n_actions: u64,
+    /// Pinned blobs.
+    pub n_pinned: u64,
+}
+
+/// What a cache command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CacheReport {
+    /// The store's contents.
+    Stats(StoreReport),
+    /// What garbage collection removed.
+    Gc {
+        /// Blobs removed.
+        n_removed: u64,
+        /// Bytes freed.
+        bytes_freed: u64,
+        /// The store afterwards.
+        after: StoreReport,
+    },
+    /// What a scrub found.
+    Verify {
+        /// Blobs checked.
+        n_checked: u64,
+        /// Corrupt or truncated blobs removed.
+        n_corrupt: u64,
+        /// Index entries fixed (added or removed).
+        n_index_fixed: u64,
+    },
 }
 
 /// A request that failed as a whole.
