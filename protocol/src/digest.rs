@@ -6,8 +6,31 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A blake3 digest: 32 bytes, shown as 64 lower-case hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Binary encodings carry the 32 raw bytes; human-readable ones (JSON event logs) the hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest([u8; Digest::LEN]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Digest, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            <[u8; Digest::LEN]>::deserialize(deserializer).map(Digest)
+        }
+    }
+}
 
 impl Digest {
     /// The length of a digest in bytes.
