@@ -1,1 +1,24 @@
 //! Source digests, toolchain fingerprints and the sandboxed executor.
+//!
+//! - [`SourceDigests`]: workspace files' digests, cached by path and stat stamp, so that a
+//!   no-op build reads no file.
+//! - [`Toolchains`]: which binary each command runs on the configured `PATH`, and its digest,
+//!   for the toolchain part of a [`JobId`](weft_protocol::JobId).
+//! - [`Executor`]: runs one job in a fresh sandbox directory and collects its outputs into the
+//!   store.
+//!
+//! Architecture invariant: nothing here reads the daemon's environment. The `PATH` of jobs
+//! and tool lookups comes from [`ExecConfig::path_env`] and [`Toolchains::new`].
+
+mod error;
+mod executor;
+mod process;
+mod run;
+mod sandbox;
+mod sources;
+mod toolchain;
+
+pub use error::ExecError;
+pub use executor::{CmdFailure, ExecConfig, Executor, RunOutcome, RunRequest};
+pub use sources::{DEFAULT_RACY_WINDOW, SourceDigests, SourceStats};
+pub use toolchain::Toolchains;

@@ -1,0 +1,194 @@
+//! [`SourceDigests`]: the digests of workspace files, cached across builds.
+//!
+//! A file's digest is cached under its path together with its stat "stamp": device, inode,
+//! size, mode, mtime and ctime, both with nanoseconds. A lookup is one `stat` and one map
+//! lookup; when the stamp matches, nothing is read. A miss puts the file into the store (one
+//! streaming pass that hashes and writes), so that a sandbox can materialize it later.
+//!
+//! # Racy files
+//!
+//! File systems stamp times from a coarse clock (one kernel tick, up to 10 ms; whole seconds on
+//! some file systems). A file hashed in the same tick as it was written may be written again
+//! within that tick with the same size, leaving every field of its stamp unchanged: a cached
+//! digest would then be stale for good. So a file whose mtime or ctime is within
+//! [`DEFAULT_RACY_WINDOW`] of the clock when it is hashed is not cached; it is hashed again
+//! on its next lookup, until its stamp is old enough. This is git's "racy clean" problem, solved
+//! the same way. A file that changes while it is hashed is not cached either.
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use weft_protocol::Digest;
+use weft_store::Store;
+
+use super::error::ExecError;
+
+/// How recent a file's mtime or ctime may be for its digest to be cached; see the module
+/// documentation.
+pub const DEFAULT_RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// Source file digests, cached by path and stat stamp. `Send + Sync`: share one per daemon.
+pub struct SourceDigests {
+    store: Store,
+    racy_window: Duration,
+    entries: RwLock<HashMap<PathBuf, SourceEntry>>,
+    n_hits: AtomicU64,
+    n_misses: AtomicU64,
+}
+
+/// Counters of a [`SourceDigests`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    /// Lookups answered from the cache, without reading the file.
+    pub n_hits: u64,
+    /// Lookups that read and stored the file.
+    pub n_misses: u64,
+    /// Files in the cache.
+    pub n_entries: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SourceEntry {
+    stamp: Stamp,
+    digest: Digest,
+}
+
+/// What must not change for a cached digest to stay valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mode: u32,
+    mtime: i64,
+    mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+        }
+    }
+
+    fn executable(&self) -> bool {
+        self.mode & 0o111 != 0
+    }
+
+    /// Whether the mtime or the ctime is later than `now - window`.
+    fn is_racy(&self, now: SystemTime, window: Duration) -> bool {
+        let Some(limit) = now.checked_sub(window) else {
+            return true;
+        };
+        let Ok(limit) = limit.duration_since(UNIX_EPOCH) else {
+            return true;
+        };
+        let limit = (limit.as_secs() as i64, i64::from(limit.subsec_nanos()));
+        (self.mtime, self.mtime_nsec) >= limit || (self.ctime, self.ctime_nsec) >= limit
+    }
+}
+
+impl SourceDigests {
+    /// A cache that puts missed files into `store`, with [`DEFAULT_RACY_WINDOW`].
+    pub fn new(store: Store) -> SourceDigests {
+        SourceDigests::with_racy_window(store, DEFAULT_RACY_WINDOW)
+    }
+
+    /// A cache with another racy window. A window shorter than the file system's timestamp
+    /// granularity can miss an edit; zero is for tests that control their files' timestamps.
+    pub fn with_racy_window(store: Store, racy_window: Duration) -> SourceDigests {
+        SourceDigests {
+            store,
+            racy_window,
+            entries: RwLock::new(HashMap::new()),
+            n_hits: AtomicU64::new(0),
+            n_misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The digest of the file at `path` (symlinks followed) and whether it is executable.
+    ///
+    /// A cache hit costs one `stat`. A miss stores the file's content in the store, so that
+    /// the blob is there when a sandbox needs it.
+    pub fn digest(&self, path: &Path) -> Result<(Digest, bool), ExecError> {
+        let meta = stat(path)?;
+        let stamp = Stamp::of(&meta);
+        if let Some(entry) = self.read_entries().get(path)
+            && entry.stamp == stamp
+        {
+            self.n_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((entry.digest, stamp.executable()));
+        }
+        self.n_misses.fetch_add(1, Ordering::Relaxed);
+        let (digest, _size) = self
+            .store
+            .put_file(path)
+            .map_err(|e| ExecError::store("store the source", path, e))?;
+        let after = Stamp::of(&stat(path)?);
+        let now = SystemTime::now();
+        if after == stamp && !stamp.is_racy(now, self.racy_window) {
+            self.write_entries()
+                .insert(path.to_owned(), SourceEntry { stamp, digest });
+        } else {
+            tracing::trace!(path = %path.display(), "not caching a recently changed source");
+        }
+        Ok((digest, after.executable()))
+    }
+
+    /// Forgets every cached digest.
+    pub fn clear(&self) {
+        self.write_entries().clear();
+    }
+
+    /// Hits, misses and the number of cached files.
+    pub fn stats(&self) -> SourceStats {
+        SourceStats {
+            n_hits: self.n_hits.load(Ordering::Relaxed),
+            n_misses: self.n_misses.load(Ordering::Relaxed),
+            n_entries: self.read_entries().len(),
+        }
+    }
+
+    // The map holds plain values, each inserted whole: a panic elsewhere cannot leave it
+    // half-changed, so a poisoned lock is taken as it is.
+    fn read_entries(&self) -> std::sync::RwLockReadGuard<'_, HashMap<PathBuf, SourceEntry>> {
+        self.entries.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_entries(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<PathBuf, SourceEntry>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for SourceDigests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceDigests")
+            .field("racy_window", &self.racy_window)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+fn stat(path: &Path) -> Result<Metadata, ExecError> {
+    let meta = fs::metadata(path).map_err(|e| ExecError::io("read the source", path, e))?;
+    if !meta.is_file() {
+        return Err(ExecError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    Ok(meta)
+}

@@ -1,0 +1,332 @@
+//! [`Loader`]: from target patterns to a checked [`TargetGraph`], with warm caches.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use starlark::environment::{FrozenModule, Globals, GlobalsBuilder, LibraryExtension, Module};
+use starlark::eval::Evaluator;
+use starlark::syntax::AstModule;
+use weft_protocol::{Label, PackagePath};
+
+use super::builtins;
+use super::error::{FrontendError, FrontendErrorKind, join_path};
+use super::eval::{Caches, LoaderStats, Session, dialect, internal, starlark_error};
+use super::files::EntryKind;
+use super::graph::{Target, TargetGraph, check_acyclic};
+use super::pattern::TargetPattern;
+use super::workspace::{OUTPUT_DIR_NAME, Workspace};
+
+/// The bundled prelude: `cc_library` and `cc_binary`, in Starlark on top of `job()`. Its public
+/// names are visible in every BUILD and `.star` file without `load()`.
+pub const PRELUDE: &str = include_str!("prelude.star");
+
+/// The name the prelude has in diagnostics.
+const PRELUDE_NAME: &str = "<weft prelude>";
+
+/// Loads BUILD files into target graphs. Keep one alive between builds: it remembers parsed
+/// files, evaluated `.star` files and evaluated packages, and evaluates a package again only
+/// when something it read has changed (see [`LoaderStats`]).
+pub struct Loader {
+    globals: Globals,
+    prelude: Option<FrozenModule>,
+    caches: Caches,
+    stats: LoaderStats,
+}
+
+impl Default for Loader {
+    fn default() -> Loader {
+        Loader::new()
+    }
+}
+
+impl std::fmt::Debug for Loader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader")
+            .field("n_packages", &self.caches.packages.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loader {
+    /// A loader with empty caches.
+    pub fn new() -> Loader {
+        let globals = GlobalsBuilder::extended_by(&[
+            LibraryExtension::StructType,
+            LibraryExtension::Map,
+            LibraryExtension::Filter,
+            LibraryExtension::Partial,
+            LibraryExtension::Print,
+            LibraryExtension::Json,
+        ])
+        .with(builtins::register)
+        .build();
+        Loader {
+            globals,
+            prelude: None,
+            caches: Caches::default(),
+            stats: LoaderStats::default(),
+        }
+    }
+
+    /// The targets `patterns` name, and everything they depend on. An empty list means
+    /// `//...`. See [`TargetPattern`] for the forms.
+    ///
+    /// The graph is checked: every dep exists, every source file exists, and there is no
+    /// cycle.
+    pub fn load(
+        &mut self,
+        ws: &Workspace,
+        patterns: &[String],
+    ) -> Result<TargetGraph, FrontendError> {
+        let session = self.session(ws)?;
+        let result = build_graph(&session, patterns);
+        self.finish(&session);
+        result
+    }
+
+    /// Every target `patterns` match (all of `//...` when empty), sorted, without their deps
+    /// and without checking source files: what `weft query targets` prints.
+    pub fn query_targets(
+        &mut self,
+        ws: &Workspace,
+        patterns: &[String],
+    ) -> Result<Vec<Label>, FrontendError> {
+        let session = self.session(ws)?;
+        let result = expand_all(&session, patterns).map(|mut labels| {
+            labels.sort();
+            labels
+        });
+        self.finish(&session);
+        result
+    }
+
+    /// Everything `label` depends on, directly or not, each after its own deps: what
+    /// `weft query deps` prints.
+    pub fn query_deps(&mut self, ws: &Workspace, label: &str) -> Result<Vec<Label>, FrontendError> {
+        let graph = self.load(ws, &[label.to_owned()])?;
+        let Some(root) = graph.requested.first() else {
+            return Err(internal("a one-label load requested nothing"));
+        };
+        Ok(graph.transitive_deps(root).into_iter().cloned().collect())
+    }
+
+    /// What the loads so far have done; a warm load of unchanged files adds only
+    /// `n_package_hits`.
+    pub fn stats(&self) -> LoaderStats {
+        self.stats
+    }
+
+    fn session(&mut self, ws: &Workspace) -> Result<Rc<Session>, FrontendError> {
+        let prelude = self.prelude()?;
+        Ok(Session::new(
+            ws,
+            self.globals.clone(),
+            prelude,
+            std::mem::take(&mut self.caches),
+            self.stats,
+        ))
+    }
+
+    fn finish(&mut self, session: &Session) {
+        let (caches, stats) = session.finish();
+        self.caches = caches;
+        self.stats = stats;
+    }
+
+    fn prelude(&mut self) -> Result<FrozenModule, FrontendError> {
+        if let Some(prelude) = &self.prelude {
+            return Ok(prelude.clone());
+        }
+        let ast = AstModule::parse(PRELUDE_NAME, PRELUDE.to_owned(), &dialect())
+            .map_err(|e| starlark_error(PRELUDE_NAME, e))?;
+        let prelude = Module::with_temp_heap(|module| {
+            {
+                let mut eval = Evaluator::new(&module);
+                eval.eval_module(ast, &self.globals)
+                    .map_err(|e| starlark_error(PRELUDE_NAME, e))?;
+            }
+            module
+                .freeze()
+                .map_err(|e| internal(&format!("cannot freeze the prelude: {e:?}")))
+        })?;
+        self.prelude = Some(prelude.clone());
+        Ok(prelude)
+    }
+}
+
+fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph, FrontendError> {
+    let requested = expand_all(session, patterns)?;
+    let mut targets: BTreeMap<Label, Target> = BTreeMap::new();
+    let mut queued: HashSet<Label> = requested.iter().cloned().collect();
+    let mut queue: VecDeque<Label> = requested.iter().cloned().collect();
+    while let Some(label) = queue.pop_front() {
+        let package = session.package(label.package_path())?;
+        let Some(target) = package.get(label.target()) else {
+            return Err(internal(&format!("`{label}` vanished from its package")));
+        };
+        for dep in &target.deps {
+            if queued.contains(dep) {
+                continue;
+            }
+            let at = Some(target.defined_at.clone());
+            let missing = |suggestion| {
+                FrontendError::at(
+                    FrontendErrorKind::MissingDep {
+                        target: label.clone(),
+                        dep: dep.clone(),
+                        suggestion,
+                    },
+                    at.clone(),
+                )
+            };
+            let dep_package = match session.package(dep.package_path()) {
+                Ok(p) => p,
+                Err(e) if matches!(*e.kind, FrontendErrorKind::NoBuildFile { .. }) => {
+                    return Err(missing(None));
+                }
+                Err(e) => return Err(e.or_at(at)),
+            };
+            if dep_package.get(dep.target()).is_none() {
+                return Err(missing(
+                    dep_package.suggest(dep.target(), Some(label.package_path())),
+                ));
+            }
+            queued.insert(dep.clone());
+            queue.push_back(dep.clone());
+        }
+        targets.insert(label, target.clone());
+    }
+    check_sources(session, &targets)?;
+    check_acyclic(&targets)?;
+    Ok(TargetGraph { requested, targets })
+}
+
+/// Fails on the first source file (in label order) that is missing or not a regular file.
+fn check_sources(
+    session: &Session,
+    targets: &BTreeMap<Label, Target>,
+) -> Result<(), FrontendError> {
+    // Many compile jobs share headers: look at each path once.
+    let mut seen: HashMap<&str, Option<bool>> = HashMap::new();
+    for target in targets.values() {
+        for src in &target.srcs {
+            let problem = *seen.entry(src.as_str()).or_insert_with(|| {
+                match std::fs::metadata(session.ws.abs(src)) {
+                    Ok(meta) if meta.is_file() => None,
+                    Ok(_) => Some(true),
+                    Err(_) => Some(false),
+                }
+            });
+            if let Some(not_a_file) = problem {
+                return Err(FrontendError::at(
+                    FrontendErrorKind::MissingSource {
+                        target: target.label.clone(),
+                        path: src.clone(),
+                        not_a_file,
+                    },
+                    Some(target.defined_at.clone()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The labels `patterns` name, without duplicates, in pattern order.
+fn expand_all(session: &Rc<Session>, patterns: &[String]) -> Result<Vec<Label>, FrontendError> {
+    let parsed = if patterns.is_empty() {
+        vec![TargetPattern::Recursive(root_dir()?)]
+    } else {
+        patterns
+            .iter()
+            .map(|p| TargetPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let mut labels = Vec::new();
+    let mut seen = HashSet::new();
+    for pattern in &parsed {
+        for label in expand(session, pattern)? {
+            if seen.insert(label.clone()) {
+                labels.push(label);
+            }
+        }
+    }
+    Ok(labels)
+}
+
+fn root_dir() -> Result<PackagePath, FrontendError> {
+    PackagePath::new(None, "").map_err(|e| FrontendError::new(FrontendErrorKind::BadLabel(e)))
+}
+
+fn expand(session: &Rc<Session>, pattern: &TargetPattern) -> Result<Vec<Label>, FrontendError> {
+    match pattern {
+        TargetPattern::Target(label) => {
+            let package = session.package(label.package_path())?;
+            if package.get(label.target()).is_none() {
+                return Err(FrontendError::new(FrontendErrorKind::UnknownTarget {
+                    label: label.clone(),
+                    suggestion: package.suggest(label.target(), None),
+                }));
+            }
+            Ok(vec![label.clone()])
+        }
+        TargetPattern::AllInPackage(dir) => {
+            let package = session.package(dir)?;
+            Ok(package.targets.iter().map(|t| t.label.clone()).collect())
+        }
+        TargetPattern::Recursive(dir) => {
+            let mut labels = Vec::new();
+            for package_dir in find_packages(session, dir, pattern)? {
+                let package = session.package(&package_dir)?;
+                labels.extend(package.targets.iter().map(|t| t.label.clone()));
+            }
+            Ok(labels)
+        }
+    }
+}
+
+/// Every directory at or below `dir` with a BUILD file, in sorted depth-first order. Hidden
+/// directories, `weft-out/` and the directories of external packages (other than the one
+/// `dir` is in) are skipped, as are directories whose names cannot appear in a label.
+fn find_packages(
+    session: &Session,
+    dir: &PackagePath,
+    pattern: &TargetPattern,
+) -> Result<Vec<PackagePath>, FrontendError> {
+    let fs_dir = session.ws.dir_of(dir)?;
+    if !session.ws.abs(&fs_dir).is_dir() {
+        return Err(FrontendError::new(FrontendErrorKind::BadPattern {
+            pattern: pattern.to_string(),
+            reason: format!(
+                "`{}` is not a directory of the workspace",
+                if fs_dir.is_empty() { "." } else { &fs_dir }
+            ),
+        }));
+    }
+    let mut found = Vec::new();
+    // (workspace-relative directory, its label directory)
+    let mut stack = vec![(fs_dir, dir.clone())];
+    while let Some((fs_dir, label_dir)) = stack.pop() {
+        let abs = session.ws.abs(&fs_dir);
+        if session.fs.build_file_name(&abs).is_some() {
+            found.push(label_dir.clone());
+        }
+        let listing = session.fs.list(&abs);
+        for entry in listing.iter().rev() {
+            if entry.kind != EntryKind::Dir || entry.name.starts_with('.') {
+                continue;
+            }
+            let sub_fs = join_path(&fs_dir, &entry.name);
+            if sub_fs == OUTPUT_DIR_NAME || session.ws.is_external_root(&sub_fs) {
+                continue;
+            }
+            let sub_path = join_path(label_dir.path(), &entry.name);
+            let Ok(sub_dir) = PackagePath::new(label_dir.package(), &sub_path) else {
+                continue;
+            };
+            stack.push((sub_fs, sub_dir));
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,889 @@
+//! The executor at its boundary: real sandboxes, real processes, a real store.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use weft_node::exec::{
+    ExecConfig, ExecError, Executor, RunOutcome, RunRequest, SourceDigests, Toolchains,
+};
+use weft_protocol::{Cmd, Digest, Input, Job, JobId, NodeId, Toolchain};
+use weft_store::{Store, Verify};
+
+const PATH: &str = "/usr/bin:/bin";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Store,
+    exec: Executor,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with_keep(false)
+    }
+
+    fn with_keep(keep_failed_sandboxes: bool) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("open store");
+        let exec = Executor::new(
+            store.clone(),
+            ExecConfig {
+                sandbox_root: dir.path().join("sandboxes"),
+                path_env: PATH.to_owned(),
+                keep_failed_sandboxes,
+            },
+        )
+        .expect("executor");
+        Fixture { dir, store, exec }
+    }
+
+    fn sandbox_root(&self) -> PathBuf {
+        self.exec.config().sandbox_root.clone()
+    }
+
+    /// The sandboxes that are left.
+    fn sandboxes(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.sandbox_root())
+            .expect("read sandbox root")
+            .map(|e| e.expect("entry").path())
+            .collect()
+    }
+
+    async fn run(&self, job: &Job) -> RunOutcome {
+        self.run_with(job, &[], None).await.expect("run")
+    }
+
+    async fn run_with(
+        &self,
+        job: &Job,
+        deps: &[(JobId, Digest)],
+        timeout: Option<Duration>,
+    ) -> Result<RunOutcome, ExecError> {
+        self.exec
+            .run(RunRequest {
+                id: job.id(),
+                job,
+                deps,
+                timeout,
+                node: NodeId([7; 32]),
+            })
+            .await
+    }
+
+    fn blob(&self, digest: &Digest) -> String {
+        let bytes = self.store.read(digest, Verify::Yes).expect("read blob");
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    /// The content of the output `path` of a run.
+    fn output(&self, outcome: &RunOutcome, path: &str) -> String {
+        let file = outcome
+            .result
+            .outputs
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("no output `{path}` in {:?}", outcome.result.outputs));
+        self.blob(&file.digest)
+    }
+
+    /// An input whose content is put into the store.
+    fn input(&self, path: &str, content: &str, executable: bool) -> Input {
+        Input {
+            path: path.to_owned(),
+            digest: self.store.put(content.as_bytes()).expect("put"),
+            executable,
+        }
+    }
+}
+
+fn job(cmds: Vec<Cmd>, outs: &[&str]) -> Job {
+    Job {
+        name: "//test:job".to_owned(),
+        inputs: Vec::new(),
+        deps: Vec::new(),
+        cmds,
+        env: BTreeMap::new(),
+        outs: outs.iter().map(|s| s.to_string()).collect(),
+        toolchain: Toolchain::default(),
+    }
+}
+
+fn exec(argv: &[&str]) -> Cmd {
+    Cmd::Exec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        cwd: None,
+    }
+}
+
+fn exec_in(argv: &[&str], cwd: &str) -> Cmd {
+    Cmd::Exec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        cwd: Some(cwd.to_owned()),
+    }
+}
+
+fn exec_env(argv: &[&str], env: &[(&str, &str)]) -> Cmd {
+    Cmd::Exec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        cwd: None,
+    }
+}
+
+fn cat(output: &str, template: &str) -> Cmd {
+    Cmd::Cat {
+        output: output.to_owned(),
+        template: template.to_owned(),
+    }
+}
+
+fn sh(script: &str) -> Cmd {
+    exec(&["sh", "-c", script])
+}
+
+/// Whether the process `pid` is gone (or a zombie, dead but not yet reaped by its parent).
+fn is_dead(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+fn wait_dead(pid: u32) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if is_dead(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn read_pids(path: &Path) -> Vec<u32> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn cat_writes_its_output_and_the_sandbox_goes_away() {
+    let f = Fixture::new();
+    let job = job(
+        vec![
+            cat("{{OUTPUT_DIR}}/gen/config.h", "#define X 1\n"),
+            cat("{{OUTPUT_DIR}}/b.txt", "src={{SOURCE_DIR}}"),
+        ],
+        &["gen/config.h", "b.txt"],
+    );
+    let outcome = f.run(&job).await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(outcome.result.exit_code, 0);
+    assert_eq!(outcome.result.executed_by, NodeId([7; 32]));
+    assert_eq!(outcome.result.signature, None);
+    let paths: Vec<&str> = outcome
+        .result
+        .outputs
+        .iter()
+        .map(|o| o.path.as_str())
+        .collect();
+    assert_eq!(paths, ["b.txt", "gen/config.h"]);
+    assert_eq!(f.output(&outcome, "gen/config.h"), "#define X 1\n");
+    assert!(f.output(&outcome, "b.txt").ends_with("/src"));
+    assert!(!outcome.result.outputs[0].executable);
+    assert_eq!(f.blob(&outcome.result.stdout), "");
+    assert_eq!(f.blob(&outcome.result.stderr), "");
+    // The output tree is in the store and holds the same files.
+    let files = f
+        .store
+        .tree_files(&outcome.result.output_tree)
+        .expect("tree");
+    assert_eq!(files, outcome.result.outputs);
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn exec_runs_with_streams_stored() {
+    let f = Fixture::new();
+    let job = job(
+        vec![
+            sh("echo hello; echo oops >&2; echo data > {{OUTPUT_DIR}}/o.txt"),
+            sh("echo second"),
+        ],
+        &["o.txt"],
+    );
+    let outcome = f.run(&job).await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(f.output(&outcome, "o.txt"), "data\n");
+    assert_eq!(f.blob(&outcome.result.stdout), "hello\nsecond\n");
+    assert_eq!(f.blob(&outcome.result.stderr), "oops\n");
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn env_is_only_what_was_declared() {
+    let f = Fixture::new();
+    let mut job = job(
+        vec![exec_env(
+            &["env"],
+            &[
+                ("BOTH", "from-cmd"),
+                ("CMD_ONLY", "{{OUTPUT_DIR}}"),
+                ("PATH", "/evil"),
+            ],
+        )],
+        &[],
+    );
+    job.env.insert("BOTH".into(), "from-job".into());
+    job.env.insert("JOB_ONLY".into(), "j".into());
+    let outcome = f.run(&job).await;
+    assert_eq!(outcome.failure, None);
+    let env: BTreeMap<String, String> = f
+        .blob(&outcome.result.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+    // Nothing of the test process's environment (`CARGO_*`, `USER`, the real `HOME`) leaks.
+    assert_eq!(
+        keys,
+        ["BOTH", "CMD_ONLY", "HOME", "JOB_ONLY", "PATH", "TMPDIR"]
+    );
+    assert_eq!(env["BOTH"], "from-cmd");
+    assert_eq!(env["JOB_ONLY"], "j");
+    assert_eq!(env["PATH"], PATH);
+    assert!(env["CMD_ONLY"].ends_with("/out"), "{}", env["CMD_ONLY"]);
+    assert!(env["TMPDIR"].ends_with("/tmp"));
+    assert_eq!(env["HOME"], env["TMPDIR"]);
+    assert!(env["TMPDIR"].starts_with(f.sandbox_root().to_str().expect("utf-8")));
+}
+
+#[tokio::test]
+async fn cwd_defaults_to_the_source_dir_and_follows_templates() {
+    let f = Fixture::new();
+    let mut first = job(
+        vec![
+            exec(&["sh", "-c", "pwd > {{OUTPUT_DIR}}/default"]),
+            exec_in(
+                &["sh", "-c", "pwd > {{OUTPUT_DIR}}/templated"],
+                "{{SOURCE_DIR}}/pkg",
+            ),
+            exec_in(&["sh", "-c", "pwd > {{OUTPUT_DIR}}/relative"], "pkg"),
+            exec_in(&["sh", "-c", "pwd > ../out/outdir"], "{{OUTPUT_DIR}}"),
+        ],
+        &[],
+    );
+    first.inputs.push(f.input("pkg/a.c", "int a;", false));
+    let outcome = f.run(&first).await;
+    assert_eq!(outcome.failure, None);
+    let root = f.sandbox_root();
+    let default = f.output(&outcome, "default");
+    let sandbox = Path::new(default.trim_end())
+        .parent()
+        .expect("parent")
+        .to_owned();
+    assert_eq!(sandbox.parent(), Some(root.as_path()));
+    assert_eq!(
+        default.trim_end(),
+        sandbox.join("src").to_str().expect("utf-8")
+    );
+    let pkg = sandbox.join("src/pkg");
+    assert_eq!(
+        f.output(&outcome, "templated").trim_end(),
+        pkg.to_str().expect("utf-8")
+    );
+    assert_eq!(
+        f.output(&outcome, "relative").trim_end(),
+        pkg.to_str().expect("utf-8")
+    );
+    let out = sandbox.join("out");
+    assert_eq!(
+        f.output(&outcome, "outdir").trim_end(),
+        out.to_str().expect("utf-8")
+    );
+
+    for cwd in ["/tmp", "{{SOURCE_DIR}}/../..", "../x"] {
+        let outcome = f.run(&job_in(cwd)).await;
+        let failure = outcome.failure.expect("a cwd outside fails");
+        assert!(
+            failure.message.contains("is not inside the sandbox"),
+            "{cwd}: {}",
+            failure.message
+        );
+    }
+    let outcome = f.run(&job_in("{{SOURCE_DIR}}/nope")).await;
+    let failure = outcome.failure.expect("a missing cwd fails");
+    assert!(
+        failure.message.contains("does not exist"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+
+    fn job_in(cwd: &str) -> Job {
+        job(vec![exec_in(&["true"], cwd)], &[])
+    }
+}
+
+#[tokio::test]
+async fn deps_are_materialized_under_their_ids() {
+    let f = Fixture::new();
+    let tree_dir = f.dir.path().join("dep-out");
+    fs::create_dir_all(tree_dir.join("include")).expect("mkdir");
+    fs::write(tree_dir.join("include/lib.h"), "int lib(void);\n").expect("write");
+    let tree = f.store.put_tree(&tree_dir).expect("put tree").digest;
+    let dep = JobId(Digest::of(b"the dep"));
+    let hex = dep.to_string();
+    let mut job = job(
+        vec![
+            exec(&[
+                "cp",
+                &format!("{{{{DEP:{hex}}}}}/include/lib.h"),
+                "{{OUTPUT_DIR}}/copy.h",
+            ]),
+            cat("{{OUTPUT_DIR}}/where", &format!("{{{{DEP:{hex}}}}}")),
+        ],
+        &["copy.h"],
+    );
+    job.deps.push(dep);
+    let outcome = f.run_with(&job, &[(dep, tree)], None).await.expect("run");
+    assert_eq!(outcome.failure, None);
+    assert_eq!(f.output(&outcome, "copy.h"), "int lib(void);\n");
+    assert!(
+        f.output(&outcome, "where")
+            .ends_with(&format!("/deps/{hex}"))
+    );
+
+    // A dep without its tree in the request is the caller's mistake.
+    let err = f.run_with(&job, &[], None).await.expect_err("missing dep");
+    assert!(matches!(err, ExecError::MissingDep { .. }), "{err}");
+    assert!(err.to_string().contains(&hex), "{err}");
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn inputs_are_materialized_read_only_with_their_exec_bits() {
+    let f = Fixture::new();
+    let mut job = job(
+        vec![
+            exec(&["tools/gen.sh", "{{OUTPUT_DIR}}/generated"]),
+            sh("stat -c '%a %n' tools/gen.sh data/in.txt > {{OUTPUT_DIR}}/modes"),
+            sh("cat data/in.txt > {{OUTPUT_DIR}}/copy"),
+        ],
+        &["generated", "modes", "copy"],
+    );
+    job.inputs
+        .push(f.input("tools/gen.sh", "#!/bin/sh\necho generated > \"$1\"\n", true));
+    job.inputs.push(f.input("data/in.txt", "payload", false));
+    let outcome = f.run(&job).await;
+    assert_eq!(
+        outcome.failure,
+        None,
+        "{:?}",
+        f.blob(&outcome.result.stderr)
+    );
+    assert_eq!(f.output(&outcome, "generated"), "generated\n");
+    assert_eq!(
+        f.output(&outcome, "modes"),
+        "555 tools/gen.sh\n444 data/in.txt\n"
+    );
+    assert_eq!(f.output(&outcome, "copy"), "payload");
+}
+
+#[tokio::test]
+async fn a_missing_declared_out_fails_the_job() {
+    let f = Fixture::new();
+    let job = job(vec![sh("echo made > {{OUTPUT_DIR}}/a.o")], &["a.o", "b.o"]);
+    let outcome = f.run(&job).await;
+    let failure = outcome.failure.expect("failure");
+    assert_eq!(failure.message, "declared out `b.o` is missing");
+    assert_eq!(failure.cmd_index, 1);
+    assert_eq!(failure.exit_code, None);
+    assert_eq!(outcome.result.exit_code, -1);
+    assert!(!outcome.result.success());
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_stops_the_job_and_reports_the_stderr_tail() {
+    let f = Fixture::new();
+    let job = job(
+        vec![
+            sh("for i in $(seq 1 30); do echo err$i >&2; done; exit 3"),
+            cat("{{OUTPUT_DIR}}/never", "x"),
+        ],
+        &["never"],
+    );
+    let outcome = f.run(&job).await;
+    let failure = outcome.failure.expect("failure");
+    assert_eq!(failure.cmd_index, 0);
+    assert_eq!(failure.exit_code, Some(3));
+    assert_eq!(failure.message, "exited with code 3");
+    assert_eq!(failure.argv[0], "sh");
+    let expected: Vec<String> = (11..=30).map(|i| format!("err{i}")).collect();
+    assert_eq!(failure.stderr_tail, expected.join("\n"));
+    assert_eq!(outcome.result.exit_code, 3);
+    assert_eq!(outcome.result.outputs, Vec::new());
+    assert_eq!(f.blob(&outcome.result.stderr).lines().count(), 30);
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_signal_is_reported() {
+    let f = Fixture::new();
+    let outcome = f.run(&job(vec![sh("kill -9 $$")], &[])).await;
+    let failure = outcome.failure.expect("failure");
+    assert_eq!(failure.message, "killed by signal 9");
+    assert_eq!(failure.exit_code, None);
+    assert_eq!(outcome.result.exit_code, -1);
+}
+
+#[tokio::test]
+async fn a_missing_tool_is_a_clear_failure() {
+    let f = Fixture::new();
+    let outcome = f
+        .run(&job(vec![exec(&["no-such-tool-for-weft", "-c"])], &[]))
+        .await;
+    let failure = outcome.failure.expect("failure");
+    assert_eq!(
+        failure.message,
+        "cannot start `no-such-tool-for-weft`: not found on PATH (/usr/bin:/bin)"
+    );
+    assert_eq!(failure.argv, ["no-such-tool-for-weft", "-c"]);
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let f = Fixture::new();
+    let pid_file = f.dir.path().join("pids");
+    let job = job(
+        vec![exec_env(
+            &["sh", "-c", "sleep 100 & echo $! > \"$PID_FILE\"; wait"],
+            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
+        )],
+        &[],
+    );
+    let started = Instant::now();
+    let outcome = f
+        .run_with(&job, &[], Some(Duration::from_millis(500)))
+        .await
+        .expect("run");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let failure = outcome.failure.expect("failure");
+    assert_eq!(failure.message, "timed out after 500ms");
+    assert_eq!(outcome.result.exit_code, -1);
+    let pids = read_pids(&pid_file);
+    assert_eq!(pids.len(), 1, "the grandchild wrote its pid");
+    assert!(
+        wait_dead(pids[0]),
+        "the grandchild `sleep` survived the timeout"
+    );
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn background_processes_do_not_outlive_their_command() {
+    let f = Fixture::new();
+    let pid_file = f.dir.path().join("pids");
+    let job = job(
+        vec![exec_env(
+            &["sh", "-c", "sleep 100 & echo $! > \"$PID_FILE\""],
+            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
+        )],
+        &[],
+    );
+    let outcome = f.run(&job).await;
+    assert_eq!(outcome.failure, None);
+    let pids = read_pids(&pid_file);
+    assert_eq!(pids.len(), 1);
+    assert!(wait_dead(pids[0]), "the background `sleep` survived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_kills_the_processes_and_removes_the_sandbox() {
+    let f = Fixture::new();
+    let pid_file = f.dir.path().join("pids");
+    let job = job(
+        vec![exec_env(
+            &[
+                "sh",
+                "-c",
+                "echo $$ > \"$PID_FILE\"; sleep 100 & echo $! >> \"$PID_FILE\"; wait",
+            ],
+            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
+        )],
+        &[],
+    );
+    let exec = f.exec.clone();
+    let task = tokio::spawn(async move {
+        let request = RunRequest {
+            id: job.id(),
+            job: &job,
+            deps: &[],
+            timeout: None,
+            node: NodeId([0; 32]),
+        };
+        exec.run(request).await
+    });
+    let started = Instant::now();
+    while read_pids(&pid_file).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        f.sandboxes().len(),
+        1,
+        "the sandbox exists while the job runs"
+    );
+    task.abort();
+    let joined = task.await;
+    assert!(joined.is_err_and(|e| e.is_cancelled()));
+    for pid in read_pids(&pid_file) {
+        assert!(wait_dead(pid), "process {pid} survived the cancellation");
+    }
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn outputs_that_escape_fail_the_job() {
+    let f = Fixture::new();
+    let outside = f.dir.path().join("outside");
+    fs::create_dir(&outside).expect("mkdir");
+    let outside_text = outside.to_str().expect("utf-8");
+    let cases: Vec<(Cmd, &str)> = vec![
+        (
+            cat("{{OUTPUT_DIR}}/../escape", "x"),
+            "is not a file path inside the output directory",
+        ),
+        (
+            cat(&format!("{outside_text}/x"), "x"),
+            "is not a file path inside the output directory",
+        ),
+        (
+            cat("{{SOURCE_DIR}}/x", "x"),
+            "is not a file path inside the output directory",
+        ),
+        (
+            cat("{{OUTPUT_DIR}}", "x"),
+            "is not a file path inside the output directory",
+        ),
+        (
+            exec(&["ln", "-s", "/etc/passwd", "{{OUTPUT_DIR}}/link"]),
+            "points to `/etc/passwd`, outside the tree",
+        ),
+        (
+            exec(&["ln", "-s", "../../x", "{{OUTPUT_DIR}}/up"]),
+            "outside the tree",
+        ),
+    ];
+    for (cmd, expected) in cases {
+        let outcome = f.run(&job(vec![cmd.clone()], &[])).await;
+        let failure = outcome
+            .failure
+            .unwrap_or_else(|| panic!("{cmd:?} succeeded"));
+        assert!(
+            failure.message.contains(expected),
+            "{cmd:?}: {}",
+            failure.message
+        );
+    }
+    // A cat through a symlink that an earlier command planted is refused, and nothing is
+    // written outside.
+    let plant = exec(&["ln", "-s", outside_text, "{{OUTPUT_DIR}}/dir"]);
+    let outcome = f
+        .run(&job(
+            vec![plant.clone(), cat("{{OUTPUT_DIR}}/dir/x", "evil")],
+            &[],
+        ))
+        .await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure.message.contains("is in the way"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.cmd_index, 1);
+    let plant_file = exec(&["ln", "-s", &format!("{outside_text}/y"), "{{OUTPUT_DIR}}/y"]);
+    let outcome = f
+        .run(&job(vec![plant_file, cat("{{OUTPUT_DIR}}/y", "evil")], &[]))
+        .await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure.message.contains("is a symlink"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(fs::read_dir(&outside).expect("read").count(), 0);
+    // A symlink that stays inside is an output like any other.
+    let outcome = f
+        .run(&job(
+            vec![sh("echo a > {{OUTPUT_DIR}}/a; ln -s a {{OUTPUT_DIR}}/b")],
+            &["a"],
+        ))
+        .await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn bad_templates_and_paths_are_job_failures() {
+    let f = Fixture::new();
+    let outcome = f.run(&job(vec![exec(&["echo", "{{NOPE}}"])], &[])).await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure.message.starts_with("argv[1]: bad template"),
+        "{}",
+        failure.message
+    );
+    let outcome = f.run(&job(vec![exec(&["echo", "{{DEP:abc}}"])], &[])).await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure.message.contains("names no dependency"),
+        "{}",
+        failure.message
+    );
+    let mut bad = job(vec![exec(&["true"])], &[]);
+    bad.inputs.push(f.input("../../etc/x", "x", false));
+    let outcome = f.run(&bad).await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure.message.starts_with("input: bad relative path"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_failed_sandbox_can_be_kept() {
+    let f = Fixture::with_keep(true);
+    let outcome = f
+        .run(&job(vec![sh("echo x > {{OUTPUT_DIR}}/x; exit 1")], &[]))
+        .await;
+    let failure = outcome.failure.expect("failure");
+    assert!(
+        failure
+            .message
+            .starts_with("exited with code 1 (sandbox kept at `"),
+        "{}",
+        failure.message
+    );
+    let kept = f.sandboxes();
+    assert_eq!(kept.len(), 1);
+    assert!(failure.message.contains(kept[0].to_str().expect("utf-8")));
+    assert_eq!(
+        fs::read_to_string(kept[0].join("out/x")).expect("read"),
+        "x\n"
+    );
+    // A successful job's sandbox is still removed.
+    let outcome = f.run(&job(vec![exec(&["true"])], &[])).await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(f.sandboxes().len(), 1);
+}
+
+#[test]
+fn stale_sandboxes_are_removed_when_an_executor_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("sandboxes");
+    // No pid is this large, so no process owns this one.
+    let stale = root.join("999999999.0.3");
+    fs::create_dir_all(stale.join("src/a")).expect("mkdir");
+    fs::write(stale.join("src/a/f"), "x").expect("write");
+    fs::set_permissions(stale.join("src/a"), fs::Permissions::from_mode(0o555)).expect("chmod");
+    let live = root.join(format!("{}.99.0", std::process::id()));
+    fs::create_dir_all(&live).expect("mkdir");
+    let unrelated = root.join("notes");
+    fs::create_dir_all(&unrelated).expect("mkdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    Executor::new(
+        store,
+        ExecConfig {
+            sandbox_root: root.clone(),
+            path_env: PATH.to_owned(),
+            keep_failed_sandboxes: false,
+        },
+    )
+    .expect("executor");
+    assert!(!stale.exists());
+    assert!(live.exists());
+    assert!(unrelated.exists());
+}
+
+#[test]
+fn source_digests_hit_without_rehashing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let sources = SourceDigests::with_racy_window(store.clone(), Duration::ZERO);
+    let path = dir.path().join("a.c");
+    fs::write(&path, "int a;").expect("write");
+    let (digest, executable) = sources.digest(&path).expect("digest");
+    assert_eq!(digest, Digest::of(b"int a;"));
+    assert!(!executable);
+    assert!(store.has(&digest), "a miss puts the file into the store");
+    let stats = sources.stats();
+    assert_eq!((stats.n_hits, stats.n_misses, stats.n_entries), (0, 1, 1));
+    assert_eq!(sources.digest(&path).expect("digest").0, digest);
+    let stats = sources.stats();
+    assert_eq!((stats.n_hits, stats.n_misses), (1, 1));
+
+    // A mode change is seen.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (again, executable) = sources.digest(&path).expect("digest");
+    assert_eq!(again, digest);
+    assert!(executable);
+    assert_eq!(sources.stats().n_misses, 2);
+
+    let not_a_file = sources.digest(dir.path()).expect_err("a directory");
+    assert!(
+        matches!(not_a_file, ExecError::NotAFile { .. }),
+        "{not_a_file}"
+    );
+    let missing = sources
+        .digest(&dir.path().join("none"))
+        .expect_err("missing");
+    assert!(missing.to_string().contains("none"), "{missing}");
+}
+
+#[test]
+fn source_digests_see_same_size_edits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let sources = SourceDigests::with_racy_window(store, Duration::ZERO);
+    let path = dir.path().join("a.c");
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let write = |content: &str, mtime: SystemTime| {
+        fs::write(&path, content).expect("write");
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(mtime))
+            .expect("set mtime");
+    };
+    write("aaaa", old);
+    assert_eq!(
+        sources.digest(&path).expect("digest").0,
+        Digest::of(b"aaaa")
+    );
+    // Same size, same mtime: only the ctime (which no one can set back) moves. Wait out the
+    // coarsest kernel tick first.
+    std::thread::sleep(Duration::from_millis(20));
+    write("bbbb", old);
+    assert_eq!(
+        sources.digest(&path).expect("digest").0,
+        Digest::of(b"bbbb")
+    );
+    // Same size, another mtime.
+    write("cccc", old + Duration::from_secs(1));
+    assert_eq!(
+        sources.digest(&path).expect("digest").0,
+        Digest::of(b"cccc")
+    );
+    assert_eq!(sources.stats().n_misses, 3);
+    assert_eq!(
+        sources.digest(&path).expect("digest").0,
+        Digest::of(b"cccc")
+    );
+    assert_eq!(sources.stats().n_hits, 1);
+}
+
+#[test]
+fn recently_written_sources_are_not_cached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let sources = SourceDigests::new(store);
+    let path = dir.path().join("fresh.c");
+    fs::write(&path, "int fresh;").expect("write");
+    sources.digest(&path).expect("digest");
+    sources.digest(&path).expect("digest");
+    let stats = sources.stats();
+    assert_eq!((stats.n_hits, stats.n_misses, stats.n_entries), (0, 2, 0));
+}
+
+#[test]
+fn toolchains_resolve_and_cache_tools() {
+    let tools = Toolchains::new(PATH.to_owned());
+    let (path, digest) = tools.resolve("sh").expect("sh");
+    assert!(
+        path.is_absolute() && path.ends_with("sh"),
+        "{}",
+        path.display()
+    );
+    let real = fs::canonicalize(&path).expect("canonicalize");
+    assert_eq!(digest, Digest::of(&fs::read(&real).expect("read sh")));
+    assert_eq!(tools.n_digested(), 1);
+    assert_eq!(tools.resolve("sh").expect("sh"), (path.clone(), digest));
+    assert_eq!(tools.n_digested(), 1, "the second lookup is cached");
+    assert_eq!(
+        tools
+            .resolve(path.to_str().expect("utf-8"))
+            .expect("by path")
+            .1,
+        digest
+    );
+
+    let err = tools.resolve("no-such-tool-for-weft").expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "tool `no-such-tool-for-weft` was not found on PATH (`/usr/bin:/bin`); install it, or \
+         add its directory to the daemon's PATH"
+    );
+
+    let cmds = vec![
+        exec(&["sh", "-c", "true"]),
+        exec(&["{{DEP:abc}}/bin/tool"]),
+        exec(&["./configure"]),
+        cat("{{OUTPUT_DIR}}/x", "y"),
+        exec(&["sh"]),
+    ];
+    let toolchain = tools
+        .toolchain(&cmds, &["cat".to_owned()])
+        .expect("toolchain");
+    assert_eq!(toolchain.platform, Toolchains::platform());
+    assert!(toolchain.platform.starts_with(std::env::consts::OS));
+    let names: Vec<&str> = toolchain.tools.keys().map(String::as_str).collect();
+    assert_eq!(names, ["cat", "sh"]);
+    assert_eq!(toolchain.tools["sh"], digest);
+    assert!(
+        tools
+            .toolchain(&[exec(&["no-such-tool-for-weft"])], &[])
+            .is_err()
+    );
+}
+
+#[test]
+fn a_changed_tool_gets_a_new_digest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir");
+    let tool = bin.join("mytool");
+    fs::write(&tool, "#!/bin/sh\necho 1\n").expect("write");
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tools = Toolchains::new(format!("{}:{PATH}", bin.display()));
+    let (path, first) = tools.resolve("mytool").expect("resolve");
+    assert_eq!(path, tool);
+    fs::write(&tool, "#!/bin/sh\necho 22\n").expect("write");
+    let (_, second) = tools.resolve("mytool").expect("resolve");
+    assert_ne!(first, second);
+    assert_eq!(second, Digest::of(b"#!/bin/sh\necho 22\n"));
+    // Not executable: not a tool.
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o644)).expect("chmod");
+    assert!(tools.resolve("mytool").is_err());
+}
