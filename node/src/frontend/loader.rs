@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use starlark::environment::{FrozenModule, Globals, GlobalsBuilder, LibraryExtension, Module};
 use starlark::eval::Evaluator;
@@ -10,7 +11,9 @@ use weft_protocol::{Label, PackagePath};
 
 use super::builtins;
 use super::error::{FrontendError, FrontendErrorKind, join_path};
-use super::eval::{Caches, LoaderStats, Session, dialect, internal, starlark_error};
+use super::eval::{
+    Caches, EvaluatedPackage, LoaderStats, Session, dialect, internal, starlark_error,
+};
 use super::files::EntryKind;
 use super::graph::{Target, TargetGraph, check_acyclic};
 use super::pattern::TargetPattern;
@@ -160,8 +163,13 @@ fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph
     let mut targets: BTreeMap<Label, Target> = BTreeMap::new();
     let mut queued: HashSet<Label> = requested.iter().cloned().collect();
     let mut queue: VecDeque<Label> = requested.iter().cloned().collect();
+    // Most deps are in the package of the target that names them: keep it at hand.
+    let mut package: Option<Arc<EvaluatedPackage>> = None;
     while let Some(label) = queue.pop_front() {
-        let package = session.package(label.package_path())?;
+        let package = match package.take() {
+            Some(p) if p.package.dir == *label.package_path() => package.insert(p),
+            _ => package.insert(session.package(label.package_path())?),
+        };
         let Some(target) = package.get(label.target()) else {
             return Err(internal(&format!("`{label}` vanished from its package")));
         };
@@ -180,12 +188,18 @@ fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph
                     at.clone(),
                 )
             };
-            let dep_package = match session.package(dep.package_path()) {
-                Ok(p) => p,
-                Err(e) if matches!(*e.kind, FrontendErrorKind::NoBuildFile { .. }) => {
-                    return Err(missing(None));
-                }
-                Err(e) => return Err(e.or_at(at)),
+            let other;
+            let dep_package = if dep.package_path() == label.package_path() {
+                &**package
+            } else {
+                other = match session.package(dep.package_path()) {
+                    Ok(p) => p,
+                    Err(e) if matches!(*e.kind, FrontendErrorKind::NoBuildFile { .. }) => {
+                        return Err(missing(None));
+                    }
+                    Err(e) => return Err(e.or_at(at)),
+                };
+                &*other
             };
             if dep_package.get(dep.target()).is_none() {
                 return Err(missing(
