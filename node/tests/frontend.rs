@@ -1215,3 +1215,31 @@ fn ten_thousand_targets() {
         assert_eq!(loader.stats().n_build_evals, n_files);
     }
 }
+
+/// Each `target_info` of an unevaluated package evaluates it then and there, nesting
+/// evaluations. 150 levels overflowed a test thread's stack before loads got their own big
+/// one; past `MAX_NESTING` the load fails with an error instead.
+#[test]
+fn deep_target_info_chains_do_not_overflow() {
+    let n = 150;
+    let mut files: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let body = if i + 1 < n {
+                format!("cc_library(name = 't', deps = ['//p{}:t'])\n", i + 1)
+            } else {
+                "cc_library(name = 't', hdrs = ['t.h'])\n".to_owned()
+            };
+            (format!("p{i}/BUILD"), body)
+        })
+        .collect();
+    files.push((format!("p{}/t.h", n - 1), String::new()));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    let graph = load(&files, &["//p0:t"]);
+    let libs = info_list(target(&graph, "//p0:t"), "cc_libs");
+    assert_eq!(libs.len(), n);
+    assert_eq!(libs.last().map(String::as_str), Some("//p149:t"));
+    assert_eq!(weft_node::frontend::MAX_NESTING, 1000);
+}

@@ -23,6 +23,12 @@ use super::workspace::{OUTPUT_DIR_NAME, Workspace};
 /// names are visible in every BUILD and `.star` file without `load()`.
 pub const PRELUDE: &str = include_str!("prelude.star");
 
+/// The stack of the thread a load runs on. Evaluations nest (a `target_info` evaluates the
+/// package it names, which may call `target_info` in turn), each level taking tens of KiB of
+/// stack in a debug build; this leaves room for [`MAX_NESTING`](super::MAX_NESTING) levels
+/// of macro-heavy BUILD files. Only the pages touched are ever committed.
+pub const LOAD_STACK_SIZE: usize = 256 << 20;
+
 /// The name the prelude has in diagnostics.
 const PRELUDE_NAME: &str = "<weft prelude>";
 
@@ -82,10 +88,12 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<TargetGraph, FrontendError> {
-        let session = self.session(ws)?;
-        let result = build_graph(&session, patterns);
-        self.finish(&session);
-        result
+        self.on_load_thread(|loader| {
+            let session = loader.session(ws)?;
+            let result = build_graph(&session, patterns);
+            loader.finish(&session);
+            result
+        })
     }
 
     /// Every target `patterns` match (all of `//...` when empty), sorted, without their deps
@@ -95,13 +103,15 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<Vec<Label>, FrontendError> {
-        let session = self.session(ws)?;
-        let result = expand_all(&session, patterns).map(|mut labels| {
-            labels.sort();
-            labels
-        });
-        self.finish(&session);
-        result
+        self.on_load_thread(|loader| {
+            let session = loader.session(ws)?;
+            let result = expand_all(&session, patterns).map(|mut labels| {
+                labels.sort();
+                labels
+            });
+            loader.finish(&session);
+            result
+        })
     }
 
     /// Everything `label` depends on, directly or not, each after its own deps: what
@@ -118,6 +128,27 @@ impl Loader {
     /// `n_package_hits`.
     pub fn stats(&self) -> LoaderStats {
         self.stats
+    }
+
+    /// Runs `work` on a thread with a [`LOAD_STACK_SIZE`] stack, so that deeply nested
+    /// evaluations end in an error rather than a stack overflow, whatever thread calls.
+    fn on_load_thread<R: Send>(
+        &mut self,
+        work: impl FnOnce(&mut Loader) -> Result<R, FrontendError> + Send,
+    ) -> Result<R, FrontendError> {
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("weft-load".into())
+                .stack_size(LOAD_STACK_SIZE)
+                .spawn_scoped(scope, move || work(self));
+            match spawned {
+                Ok(handle) => match handle.join() {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(e) => Err(internal(&format!("cannot start the load thread: {e}"))),
+            }
+        })
     }
 
     fn session(&mut self, ws: &Workspace) -> Result<Rc<Session>, FrontendError> {

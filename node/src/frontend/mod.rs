@@ -109,9 +109,9 @@ mod workspace;
 
 pub use distbuild::{DistGraph, DistJob, DistbuildError, DistbuildErrorKind, parse_distbuild};
 pub use error::{FrontendError, FrontendErrorKind, SourceLocation};
-pub use eval::LoaderStats;
+pub use eval::{LoaderStats, MAX_NESTING};
 pub use files::BUILD_FILE_NAMES;
 pub use graph::{InfoValue, Target, TargetGraph};
-pub use loader::{Loader, PRELUDE};
+pub use loader::{LOAD_STACK_SIZE, Loader, PRELUDE};
 pub use pattern::TargetPattern;
 pub use workspace::{OUTPUT_DIR_NAME, WORKSPACE_FILE, Workspace};
