@@ -88,12 +88,25 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<TargetGraph, FrontendError> {
-        self.on_load_thread(|loader| {
+        let start = std::time::Instant::now();
+        let before = self.stats;
+        let result = self.on_load_thread(|loader| {
             let session = loader.session(ws)?;
             let result = build_graph(&session, patterns);
             loader.finish(&session);
             result
-        })
+        });
+        tracing::debug!(
+            target: "weft::frontend",
+            root = %ws.root.display(),
+            ok = result.is_ok(),
+            n_targets = result.as_ref().map_or(0, |g| g.targets.len()),
+            n_build_evals = self.stats.n_build_evals - before.n_build_evals,
+            n_package_hits = self.stats.n_package_hits - before.n_package_hits,
+            elapsed_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "load"
+        );
+        result
     }
 
     /// Every target `patterns` match (all of `//...` when empty), sorted, without their deps
@@ -144,7 +157,16 @@ impl Loader {
             match spawned {
                 Ok(handle) => match handle.join() {
                     Ok(result) => result,
-                    Err(panic) => std::panic::resume_unwind(panic),
+                    // A bug (here or in starlark) must not take the daemon down: report it.
+                    // The caches went with the thread, so the next load starts cold.
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".to_owned());
+                        Err(internal(&format!("the load panicked: {message}")))
+                    }
                 },
                 Err(e) => Err(internal(&format!("cannot start the load thread: {e}"))),
             }
