@@ -138,7 +138,7 @@ fn glob_semantics() {
         ("glob(['**/d.c'])", &["sub/deeper/d.c"]),
         ("glob(['sub/**'])", &["sub/c.c", "sub/deeper/d.c"]),
         ("glob(['other/*.c', 'ext/*.c'])", &[]),
-        ("glob(['.git/*.c'])", &["e.c"].map(|_| ".git/e.c")),
+        ("glob(['.git/*.c'])", &[".git/e.c"]),
         ("glob(['*.c', '*.h', 'a.c'])", &["a.c", "b.c", "b.h"]),
         ("glob(['**/*.c'], exclude=['sub/**'])", &["a.c", "b.c"]),
         (
