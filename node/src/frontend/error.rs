@@ -191,6 +191,16 @@ pub enum FrontendErrorKind {
         /// The packages, first repeated at the end.
         cycle: Vec<PackagePath>,
     },
+    /// Evaluations wait on each other (through `target_info` or `load`) deeper than
+    /// [`MAX_NESTING`](super::MAX_NESTING).
+    TooDeep {
+        /// What nests: `target_info` or `load`.
+        through: &'static str,
+        /// Where the chain starts.
+        first: String,
+        /// Where it was when it hit the limit.
+        last: String,
+    },
     /// `.star` files load each other in a cycle.
     LoadCycle {
         /// The files as written in `load()`, first repeated at the end.
@@ -389,6 +399,16 @@ impl fmt::Display for FrontendErrorKind {
                 "`target_info` cycle between BUILD files: {}; a package cannot read the info \
                  of a package that reads its own",
                 arrows(cycle)
+            ),
+            TooDeep {
+                through,
+                first,
+                last,
+            } => write!(
+                f,
+                "`{through}` chains more than {} files deep, from `{first}` to `{last}`; \
+                 flatten the chain",
+                super::MAX_NESTING
             ),
             LoadCycle { cycle } => {
                 let cycle: Vec<String> = cycle.iter().map(|c| format!("`{c}`")).collect();

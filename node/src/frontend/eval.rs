@@ -32,6 +32,11 @@ use super::graph::{InfoValue, Target};
 use super::suggest::closest;
 use super::workspace::{OUTPUT_DIR_NAME, Workspace, io_error};
 
+/// How many evaluations may wait on each other: a `target_info` that evaluates a package whose
+/// `target_info` evaluates another..., or a `load` chain. Each level takes stack (the loader
+/// runs on a thread with [`LOAD_STACK_SIZE`](super::loader::LOAD_STACK_SIZE) for that).
+pub const MAX_NESTING: usize = 1000;
+
 /// The Starlark dialect of BUILD and `.star` files: standard Starlark, plus `for` and `if`
 /// at the top level, f-strings and keyword-only arguments.
 pub(crate) fn dialect() -> Dialect {
@@ -213,6 +218,9 @@ impl Session {
                 return Err(FrontendError::new(FrontendErrorKind::InfoCycle { cycle }));
             }
             None => {}
+        }
+        if let Some(error) = too_deep("target_info", &self.package_stack.borrow(), dir) {
+            return Err(error);
         }
         self.packages
             .borrow_mut()
@@ -496,6 +504,9 @@ impl Session {
             }
             None => {}
         }
+        if let Some(error) = too_deep("load", &self.star_stack.borrow(), &file.shown) {
+            return Err(error.or_at(at));
+        }
         self.stars
             .borrow_mut()
             .insert(abs.clone(), StarSlot::InProgress);
@@ -697,6 +708,22 @@ impl PackageState {
         targets.push(target);
         Ok(())
     }
+}
+
+/// The error for going one level deeper than [`MAX_NESTING`] into `stack`.
+fn too_deep<T: std::fmt::Display>(
+    through: &'static str,
+    stack: &[T],
+    next: &T,
+) -> Option<FrontendError> {
+    if stack.len() < MAX_NESTING {
+        return None;
+    }
+    Some(FrontendError::new(FrontendErrorKind::TooDeep {
+        through,
+        first: stack.first().map_or_else(String::new, ToString::to_string),
+        last: next.to_string(),
+    }))
 }
 
 /// A digest of an `info` dict, to notice when what another package read has changed.

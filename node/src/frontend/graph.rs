@@ -1,6 +1,6 @@
 //! [`Target`] and [`TargetGraph`]: what the front end hands to the daemon.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use weft_protocol::{Cmd, Label};
 
@@ -57,7 +57,7 @@ impl TargetGraph {
     /// Every label, each after all of its deps.
     pub fn topological_order(&self) -> Vec<&Label> {
         let mut order = Vec::with_capacity(self.targets.len());
-        let mut done: HashMap<&Label, ()> = HashMap::with_capacity(self.targets.len());
+        let mut done: HashSet<&Label> = HashSet::with_capacity(self.targets.len());
         for label in self.targets.keys() {
             self.post_order(label, &mut done, &mut order);
         }
@@ -68,7 +68,7 @@ impl TargetGraph {
     /// `label` itself. Empty when `label` is not in the graph.
     pub fn transitive_deps(&self, label: &Label) -> Vec<&Label> {
         let mut order = Vec::new();
-        let mut done = HashMap::new();
+        let mut done = HashSet::new();
         if let Some(target) = self.targets.get(label) {
             for dep in &target.deps {
                 self.post_order(dep, &mut done, &mut order);
@@ -81,19 +81,18 @@ impl TargetGraph {
     fn post_order<'a>(
         &'a self,
         start: &'a Label,
-        done: &mut HashMap<&'a Label, ()>,
+        done: &mut HashSet<&'a Label>,
         order: &mut Vec<&'a Label>,
     ) {
-        if done.contains_key(start) {
+        if !done.insert(start) {
             return;
         }
         let mut stack: Vec<(&'a Label, usize)> = vec![(start, 0)];
-        done.insert(start, ());
         while let Some((label, next)) = stack.last_mut() {
             let deps = self.targets.get(*label).map_or(&[][..], |t| &t.deps[..]);
             if let Some(dep) = deps.get(*next) {
                 *next += 1;
-                if done.insert(dep, ()).is_none() {
+                if done.insert(dep) {
                     stack.push((dep, 0));
                 }
             } else {

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use starlark::environment::{FrozenModule, Globals, GlobalsBuilder, LibraryExtension, Module};
 use starlark::eval::Evaluator;
@@ -10,7 +11,9 @@ use weft_protocol::{Label, PackagePath};
 
 use super::builtins;
 use super::error::{FrontendError, FrontendErrorKind, join_path};
-use super::eval::{Caches, LoaderStats, Session, dialect, internal, starlark_error};
+use super::eval::{
+    Caches, EvaluatedPackage, LoaderStats, Session, dialect, internal, starlark_error,
+};
 use super::files::EntryKind;
 use super::graph::{Target, TargetGraph, check_acyclic};
 use super::pattern::TargetPattern;
@@ -19,6 +22,12 @@ use super::workspace::{OUTPUT_DIR_NAME, Workspace};
 /// The bundled prelude: `cc_library` and `cc_binary`, in Starlark on top of `job()`. Its public
 /// names are visible in every BUILD and `.star` file without `load()`.
 pub const PRELUDE: &str = include_str!("prelude.star");
+
+/// The stack of the thread a load runs on. Evaluations nest (a `target_info` evaluates the
+/// package it names, which may call `target_info` in turn), each level taking tens of KiB of
+/// stack in a debug build; this leaves room for [`MAX_NESTING`](super::MAX_NESTING) levels
+/// of macro-heavy BUILD files. Only the pages touched are ever committed.
+pub const LOAD_STACK_SIZE: usize = 256 << 20;
 
 /// The name the prelude has in diagnostics.
 const PRELUDE_NAME: &str = "<weft prelude>";
@@ -79,9 +88,24 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<TargetGraph, FrontendError> {
-        let session = self.session(ws)?;
-        let result = build_graph(&session, patterns);
-        self.finish(&session);
+        let start = std::time::Instant::now();
+        let before = self.stats;
+        let result = self.on_load_thread(|loader| {
+            let session = loader.session(ws)?;
+            let result = build_graph(&session, patterns);
+            loader.finish(&session);
+            result
+        });
+        tracing::debug!(
+            target: "weft::frontend",
+            root = %ws.root.display(),
+            ok = result.is_ok(),
+            n_targets = result.as_ref().map_or(0, |g| g.targets.len()),
+            n_build_evals = self.stats.n_build_evals - before.n_build_evals,
+            n_package_hits = self.stats.n_package_hits - before.n_package_hits,
+            elapsed_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "load"
+        );
         result
     }
 
@@ -92,13 +116,15 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<Vec<Label>, FrontendError> {
-        let session = self.session(ws)?;
-        let result = expand_all(&session, patterns).map(|mut labels| {
-            labels.sort();
-            labels
-        });
-        self.finish(&session);
-        result
+        self.on_load_thread(|loader| {
+            let session = loader.session(ws)?;
+            let result = expand_all(&session, patterns).map(|mut labels| {
+                labels.sort();
+                labels
+            });
+            loader.finish(&session);
+            result
+        })
     }
 
     /// Everything `label` depends on, directly or not, each after its own deps: what
@@ -115,6 +141,36 @@ impl Loader {
     /// `n_package_hits`.
     pub fn stats(&self) -> LoaderStats {
         self.stats
+    }
+
+    /// Runs `work` on a thread with a [`LOAD_STACK_SIZE`] stack, so that deeply nested
+    /// evaluations end in an error rather than a stack overflow, whatever thread calls.
+    fn on_load_thread<R: Send>(
+        &mut self,
+        work: impl FnOnce(&mut Loader) -> Result<R, FrontendError> + Send,
+    ) -> Result<R, FrontendError> {
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("weft-load".into())
+                .stack_size(LOAD_STACK_SIZE)
+                .spawn_scoped(scope, move || work(self));
+            match spawned {
+                Ok(handle) => match handle.join() {
+                    Ok(result) => result,
+                    // A bug (here or in starlark) must not take the daemon down: report it.
+                    // The caches went with the thread, so the next load starts cold.
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "no message".to_owned());
+                        Err(internal(&format!("the load panicked: {message}")))
+                    }
+                },
+                Err(e) => Err(internal(&format!("cannot start the load thread: {e}"))),
+            }
+        })
     }
 
     fn session(&mut self, ws: &Workspace) -> Result<Rc<Session>, FrontendError> {
@@ -160,8 +216,13 @@ fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph
     let mut targets: BTreeMap<Label, Target> = BTreeMap::new();
     let mut queued: HashSet<Label> = requested.iter().cloned().collect();
     let mut queue: VecDeque<Label> = requested.iter().cloned().collect();
+    // Most deps are in the package of the target that names them: keep it at hand.
+    let mut package: Option<Arc<EvaluatedPackage>> = None;
     while let Some(label) = queue.pop_front() {
-        let package = session.package(label.package_path())?;
+        let package = match package.take() {
+            Some(p) if p.package.dir == *label.package_path() => package.insert(p),
+            _ => package.insert(session.package(label.package_path())?),
+        };
         let Some(target) = package.get(label.target()) else {
             return Err(internal(&format!("`{label}` vanished from its package")));
         };
@@ -180,12 +241,18 @@ fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph
                     at.clone(),
                 )
             };
-            let dep_package = match session.package(dep.package_path()) {
-                Ok(p) => p,
-                Err(e) if matches!(*e.kind, FrontendErrorKind::NoBuildFile { .. }) => {
-                    return Err(missing(None));
-                }
-                Err(e) => return Err(e.or_at(at)),
+            let other;
+            let dep_package = if dep.package_path() == label.package_path() {
+                &**package
+            } else {
+                other = match session.package(dep.package_path()) {
+                    Ok(p) => p,
+                    Err(e) if matches!(*e.kind, FrontendErrorKind::NoBuildFile { .. }) => {
+                        return Err(missing(None));
+                    }
+                    Err(e) => return Err(e.or_at(at)),
+                };
+                &*other
             };
             if dep_package.get(dep.target()).is_none() {
                 return Err(missing(

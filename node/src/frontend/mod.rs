@@ -91,6 +91,17 @@
 //! (a generated header, say) is a dep of every compile job, with `-I{{DEP:<label>}}`. See
 //! [`PRELUDE`] for the source.
 //!
+//! # Choices worth knowing
+//!
+//! - `//path` always names the main workspace, also in BUILD and `.star` files of external
+//!   packages; those name their own targets with `:name` or `@package//path:name`.
+//! - `//...` walks every directory below the root except hidden ones, `weft-out/`, the
+//!   directories of external packages, and directories whose names cannot appear in a label.
+//! - Errors stop a load at the first one, as a compiler does; the caches keep whatever was
+//!   evaluated successfully.
+//! - Loads run on their own thread with a [`LOAD_STACK_SIZE`] stack, because `target_info`
+//!   nests evaluations; past [`MAX_NESTING`] levels the load fails with an error.
+//!
 //! Architecture invariant: this module reads the workspace but never writes to it, runs
 //! nothing, and knows nothing of the executor, the store or the network.
 
@@ -109,9 +120,9 @@ mod workspace;
 
 pub use distbuild::{DistGraph, DistJob, DistbuildError, DistbuildErrorKind, parse_distbuild};
 pub use error::{FrontendError, FrontendErrorKind, SourceLocation};
-pub use eval::LoaderStats;
+pub use eval::{LoaderStats, MAX_NESTING};
 pub use files::BUILD_FILE_NAMES;
 pub use graph::{InfoValue, Target, TargetGraph};
-pub use loader::{Loader, PRELUDE};
+pub use loader::{LOAD_STACK_SIZE, Loader, PRELUDE};
 pub use pattern::TargetPattern;
 pub use workspace::{OUTPUT_DIR_NAME, WORKSPACE_FILE, Workspace};

@@ -47,15 +47,7 @@ impl Workspace {
     pub fn open(root: &Path) -> Result<Workspace, FrontendError> {
         let root = canonical(root)?;
         let config = root.join(WORKSPACE_FILE);
-        let text = std::fs::read_to_string(&config).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                FrontendError::new(FrontendErrorKind::NoWorkspace {
-                    start: root.clone(),
-                })
-            } else {
-                io_error(&config, &e)
-            }
-        })?;
+        let text = std::fs::read_to_string(&config).map_err(|e| io_error(&config, &e))?;
         let packages = parse_config(&text).map_err(|message| bad_config(&config, message))?;
         Ok(Workspace { root, packages })
     }
