@@ -29,7 +29,7 @@ use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
 use weft_store::Store;
 
 use super::error::ExecError;
-use super::sandbox;
+use super::sandbox::{self, SlotPool};
 use super::toolchain::find_on_path;
 
 /// How the executor runs jobs.
@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) is_root: bool,
     /// Programs found on `path_env`, by name. An entry is dropped when starting it fails.
     programs: RwLock<HashMap<String, PathBuf>>,
+    /// Emptied sandboxes for the next runs.
+    pub(crate) pool: Arc<SlotPool>,
 }
 
 /// One job to run.
@@ -143,6 +145,9 @@ impl std::fmt::Display for CmdFailure {
     }
 }
 
+/// The most emptied sandboxes kept for reuse; more than the jobs that run at once is waste.
+const MAX_IDLE_SANDBOXES: usize = 32;
+
 /// Numbers the executors of this process, so that their sandbox names never collide.
 static N_EXECUTORS: AtomicU64 = AtomicU64::new(0);
 
@@ -181,6 +186,7 @@ impl Executor {
                 seq: AtomicU64::new(0),
                 is_root,
                 programs: RwLock::new(HashMap::new()),
+                pool: Arc::new(SlotPool::new(MAX_IDLE_SANDBOXES)),
             }),
         })
     }
