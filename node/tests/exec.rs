@@ -34,6 +34,7 @@ impl Fixture {
                 sandbox_root: dir.path().join("sandboxes"),
                 path_env: PATH.to_owned(),
                 keep_failed_sandboxes,
+                strict: false,
             },
         )
         .expect("executor");
@@ -417,8 +418,11 @@ async fn inputs_are_materialized_read_only_with_their_exec_bits() {
             exec(&["tools/gen.sh", "{{OUTPUT_DIR}}/generated"]),
             sh("stat -c '%a %n' tools/gen.sh data/in.txt > {{OUTPUT_DIR}}/modes"),
             sh("cat data/in.txt > {{OUTPUT_DIR}}/copy"),
+            sh("for d in . data; do \
+                  if touch $d/new 2>/dev/null; then echo writable; else echo read-only; fi; \
+                done > {{OUTPUT_DIR}}/src-dirs"),
         ],
-        &["generated", "modes", "copy"],
+        &["generated", "modes", "copy", "src-dirs"],
     );
     job.inputs
         .push(f.input("tools/gen.sh", "#!/bin/sh\necho generated > \"$1\"\n", true));
@@ -436,6 +440,19 @@ async fn inputs_are_materialized_read_only_with_their_exec_bits() {
         "555 tools/gen.sh\n444 data/in.txt\n"
     );
     assert_eq!(f.output(&outcome, "copy"), "payload");
+    // Root ignores modes, so the executor does not bother making `src/` read-only for it.
+    let expected = if is_root() {
+        "writable\nwritable\n"
+    } else {
+        "read-only\nread-only\n"
+    };
+    assert_eq!(f.output(&outcome, "src-dirs"), expected);
+    f.assert_idle();
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[tokio::test]
@@ -753,6 +770,7 @@ fn stale_sandboxes_are_removed_when_an_executor_starts() {
             sandbox_root: root.clone(),
             path_env: PATH.to_owned(),
             keep_failed_sandboxes: false,
+            strict: false,
         },
     )
     .expect("executor");
@@ -1037,4 +1055,94 @@ async fn cat_trees_in_memory_match_trees_from_disk() {
             assert_eq!(failure.cmd_index, n_before);
         }
     }
+}
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+                && !is_dead(*pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let config = ExecConfig {
+        sandbox_root: dir.path().join("sandboxes"),
+        path_env: PATH.to_owned(),
+        keep_failed_sandboxes: false,
+        strict: true,
+    };
+    let executor = match Executor::new(store.clone(), config) {
+        Ok(executor) => executor,
+        Err(ExecError::StrictUnavailable { reason }) => {
+            eprintln!(
+                "skipped: the strict sandbox needs user namespaces, unavailable here: {reason}"
+            );
+            return;
+        }
+        Err(err) => panic!("{err}"),
+    };
+    let f = Fixture {
+        dir,
+        store,
+        exec: executor,
+    };
+    let script = format!(
+        "echo pid=$$; echo uid=$(id -u); tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; \
+         test -e /proc/{} && echo sees-the-daemon; echo out > {{{{OUTPUT_DIR}}}}/o",
+        std::process::id()
+    );
+    let outcome = f.run(&job(vec![sh(&script)], &["o"])).await;
+    assert_eq!(outcome.failure, None, "{}", f.blob(&outcome.result.stderr));
+    assert_eq!(f.blob(&outcome.result.stdout), "pid=1\nuid=0\nlo\n");
+    assert_eq!(f.output(&outcome, "o"), "out\n");
+
+    let outcome = f.run(&job(vec![sh("exit 7")], &[])).await;
+    assert_eq!(
+        outcome.failure.expect("failure").message,
+        "exited with code 7"
+    );
+    let outcome = f
+        .run(&job(vec![exec(&["no-such-tool-for-weft"])], &[]))
+        .await;
+    assert!(
+        outcome
+            .failure
+            .expect("failure")
+            .message
+            .contains("not found on PATH")
+    );
+
+    let marker = format!("weft-strict-marker-{}", std::process::id());
+    let outcome = f
+        .run_with(
+            &job(vec![sh(&format!("sleep 100 & sleep 100; : {marker}"))], &[]),
+            &[],
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        outcome.failure.expect("failure").message,
+        "timed out after 300ms"
+    );
+    let started = Instant::now();
+    while !processes_with(&marker).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the namespace outlived its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.assert_idle();
 }

@@ -42,6 +42,7 @@ fn executor_throughput() {
             sandbox_root: dir.path().join("sandboxes"),
             path_env: PATH.to_owned(),
             keep_failed_sandboxes: false,
+            strict: false,
         },
     )
     .expect("executor");

@@ -30,6 +30,7 @@ use weft_store::Store;
 
 use super::error::ExecError;
 use super::sandbox::{self, SlotPool};
+use super::strict;
 use super::toolchain::find_on_path;
 
 /// How the executor runs jobs.
@@ -45,6 +46,11 @@ pub struct ExecConfig {
     /// Keep the sandbox of a failed job for inspection (its path is in the failure message).
     /// Default: `false`.
     pub keep_failed_sandboxes: bool,
+    /// The strict sandbox: run every process in its own user, network, mount and pid
+    /// namespaces, through util-linux `unshare` (found on `path_env`, else in `/usr/bin`), so
+    /// that a job has no network and sees no other process. [`Executor::new`] fails when the
+    /// kernel does not allow it. Default: `false`.
+    pub strict: bool,
 }
 
 /// Runs jobs in sandboxes. A cheap handle: clones share one executor. `Send + Sync`.
@@ -69,6 +75,8 @@ pub(crate) struct Inner {
     programs: RwLock<HashMap<String, PathBuf>>,
     /// Emptied sandboxes for the next runs.
     pub(crate) pool: Arc<SlotPool>,
+    /// In strict mode, the `unshare` binary every process is started through.
+    pub(crate) unshare: Option<PathBuf>,
 }
 
 /// One job to run.
@@ -168,6 +176,11 @@ impl Executor {
             tracing::info!(root = %root.display(), n_stale, "removed stale sandboxes");
         }
         config.sandbox_root = root;
+        let unshare = if config.strict {
+            Some(strict::probe(&config.path_env)?)
+        } else {
+            None
+        };
         let is_root = {
             use std::os::unix::fs::MetadataExt;
             fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -187,6 +200,7 @@ impl Executor {
                 is_root,
                 programs: RwLock::new(HashMap::new()),
                 pool: Arc::new(SlotPool::new(MAX_IDLE_SANDBOXES)),
+                unshare,
             }),
         })
     }

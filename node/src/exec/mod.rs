@@ -17,6 +17,7 @@ mod process;
 mod run;
 mod sandbox;
 mod sources;
+mod strict;
 mod toolchain;
 
 pub use error::ExecError;

@@ -26,6 +26,7 @@ use super::error::ExecError;
 use super::executor::{CmdFailure, Inner, RunOutcome, RunRequest};
 use super::process::ProcessGroup;
 use super::sandbox::{self, CatError, Filling, Layout, Sandbox, SlotPool, Streams};
+use super::strict;
 
 /// A `cat` whose output and text are rendered and checked, waiting to be written.
 struct CatWrite {
@@ -338,10 +339,15 @@ async fn exec(
                 .map(Stdio::from)
                 .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
         };
-        let mut process = tokio::process::Command::new(&program);
+        let mut process = match &inner.unshare {
+            None => {
+                let mut process = tokio::process::Command::new(&program);
+                process.arg0(&name).args(&argv[1..]);
+                process
+            }
+            Some(unshare) => strict::wrap(unshare, &program, &argv[1..]),
+        };
         process
-            .arg0(&name)
-            .args(&argv[1..])
             .env_clear()
             .envs(env.iter().map(|(key, value)| (key, value)))
             .env("PATH", path_env)
