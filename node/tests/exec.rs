@@ -351,7 +351,14 @@ async fn cwd_defaults_to_the_source_dir_and_follows_templates() {
         out.to_str().expect("utf-8")
     );
 
-    for cwd in ["/tmp", "{{SOURCE_DIR}}/../..", "../x"] {
+    for cwd in [
+        "/tmp",
+        "/",
+        "//",
+        "{{SOURCE_DIR}}/../..",
+        "../x",
+        "{{SOURCE_DIR}}/./pkg",
+    ] {
         let outcome = f.run(&job_in(cwd)).await;
         let failure = outcome.failure.expect("a cwd outside fails");
         assert!(

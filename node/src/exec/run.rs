@@ -70,32 +70,12 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
         deps.push((dep.to_string(), *tree));
     }
     let started = Instant::now();
-    let store = inner.store.clone();
     let (collected, duration) = if let Some(failure) = bad_paths(job) {
+        let store = inner.store.clone();
         let collected = blocking(move || without_outputs(&store, failure)).await??;
         (collected, Duration::ZERO)
     } else if job.cmds.iter().all(|cmd| matches!(cmd, Cmd::Cat { .. })) {
-        // The sandbox paths that templates render to, though nothing is made there.
-        let renderer = Renderer::new(job, Layout::new(inner.next_sandbox()), &deps);
-        let mut writes = Vec::with_capacity(job.cmds.len());
-        let mut failure = None;
-        for (cmd_index, cmd) in job.cmds.iter().enumerate() {
-            if let Cmd::Cat { output, template } = cmd {
-                match renderer.render_cat(cmd_index, output, template) {
-                    Ok(write) => writes.push(write),
-                    Err(failed) => {
-                        failure = Some(failed);
-                        break;
-                    }
-                }
-            }
-        }
-        let (outs, n_cmds) = (job.outs.clone(), job.cmds.len());
-        let collected = blocking(move || match failure {
-            Some(failure) => without_outputs(&store, failure),
-            None => collect_cats(&store, &writes, &outs, n_cmds),
-        })
-        .await??;
+        let collected = run_cats(inner, job, &deps).await?;
         (collected, started.elapsed())
     } else {
         run_in_sandbox(inner, &req, deps).await?
@@ -122,6 +102,35 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
         },
         failure,
     })
+}
+
+/// Runs a job made only of `cat` commands, without a sandbox.
+async fn run_cats(
+    inner: &Inner,
+    job: &Job,
+    deps: &[(String, Digest)],
+) -> Result<Collected, ExecError> {
+    // The sandbox paths that templates render to, though nothing is made there.
+    let renderer = Renderer::new(job, Layout::new(inner.next_sandbox()), deps);
+    let mut writes = Vec::with_capacity(job.cmds.len());
+    let mut failure = None;
+    for (cmd_index, cmd) in job.cmds.iter().enumerate() {
+        if let Cmd::Cat { output, template } = cmd {
+            match renderer.render_cat(cmd_index, output, template) {
+                Ok(write) => writes.push(write),
+                Err(failed) => {
+                    failure = Some(failed);
+                    break;
+                }
+            }
+        }
+    }
+    let (store, outs, n_cmds) = (inner.store.clone(), job.outs.clone(), job.cmds.len());
+    blocking(move || match failure {
+        Some(failure) => without_outputs(&store, failure),
+        None => collect_cats(&store, &writes, &outs, n_cmds),
+    })
+    .await?
 }
 
 /// Runs a job with at least one `exec` command in a sandbox.
@@ -299,7 +308,8 @@ async fn exec(
         None => layout.src.clone(),
         Some(template) => match renderer.render(template) {
             Ok(cwd) => {
-                let cwd = cwd.trim_end_matches('/');
+                let trimmed = cwd.trim_end_matches('/');
+                let cwd = if trimmed.is_empty() { &cwd } else { trimmed };
                 if cwd.starts_with('/') {
                     cwd.to_owned()
                 } else {
@@ -320,58 +330,48 @@ async fn exec(
     }
 
     let path_env = &inner.config.path_env;
-    let mut attempt = 0;
-    let mut child = loop {
-        attempt += 1;
-        let program = if name.contains('/') {
-            Path::new(&cwd).join(&name)
-        } else {
-            match inner.program(&name) {
-                Some(program) => program,
-                None => {
-                    let message = format!("cannot start `{name}`: not found on PATH ({path_env})");
-                    return fail(&argv, message);
-                }
-            }
-        };
-        let stream = |file: &std::fs::File| {
-            file.try_clone()
-                .map(Stdio::from)
-                .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
-        };
-        let mut process = match &inner.unshare {
+    let program = if name.contains('/') {
+        Path::new(&cwd).join(&name)
+    } else {
+        match inner.program(&name) {
+            Some(program) => program,
             None => {
-                let mut process = tokio::process::Command::new(&program);
-                process.arg0(&name).args(&argv[1..]);
-                process
+                let message = format!("cannot start `{name}`: not found on PATH ({path_env})");
+                return fail(&argv, message);
             }
-            Some(unshare) => strict::wrap(unshare, &program, &argv[1..]),
-        };
-        process
-            .env_clear()
-            .envs(env.iter().map(|(key, value)| (key, value)))
-            .env("PATH", path_env)
-            .env("TMPDIR", &layout.tmp)
-            .env("HOME", &layout.tmp)
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .stdout(stream(&sandbox.streams.stdout)?)
-            .stderr(stream(&sandbox.streams.stderr)?)
-            .process_group(0)
-            .kill_on_drop(true);
-        match process.spawn() {
-            Ok(child) => break child,
-            // A program that moved since it was found: look it up again, once.
-            Err(err)
-                if err.kind() == std::io::ErrorKind::NotFound
-                    && attempt == 1
-                    && !name.contains('/')
-                    && inner.forget_program(&name) => {}
-            Err(err) if is_resource_shortage(&err) => {
-                return Err(ExecError::io("start a process in", sandbox.path(), err));
-            }
-            Err(err) => return fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
         }
+    };
+    let stream = |file: &std::fs::File| {
+        file.try_clone()
+            .map(Stdio::from)
+            .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
+    };
+    let mut process = match &inner.unshare {
+        None => {
+            let mut process = tokio::process::Command::new(&program);
+            process.arg0(&name).args(&argv[1..]);
+            process
+        }
+        Some(unshare) => strict::wrap(unshare, &program, &argv[1..]),
+    };
+    process
+        .env_clear()
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .env("PATH", path_env)
+        .env("TMPDIR", &layout.tmp)
+        .env("HOME", &layout.tmp)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(stream(&sandbox.streams.stdout)?)
+        .stderr(stream(&sandbox.streams.stderr)?)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match process.spawn() {
+        Ok(child) => child,
+        Err(err) if is_resource_shortage(&err) => {
+            return Err(ExecError::io("start a process in", sandbox.path(), err));
+        }
+        Err(err) => return fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
     };
 
     let group = ProcessGroup::led_by(child.id());
