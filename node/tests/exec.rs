@@ -34,6 +34,7 @@ impl Fixture {
                 sandbox_root: dir.path().join("sandboxes"),
                 path_env: PATH.to_owned(),
                 keep_failed_sandboxes,
+                strict: false,
             },
         )
         .expect("executor");
@@ -50,6 +51,40 @@ impl Fixture {
             .expect("read sandbox root")
             .map(|e| e.expect("entry").path())
             .collect()
+    }
+
+    /// Checks that every sandbox left is an emptied one, waiting to be reused.
+    fn assert_idle(&self) {
+        for sandbox in self.sandboxes() {
+            let mut names: Vec<String> = fs::read_dir(&sandbox)
+                .expect("read sandbox")
+                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                .collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["out", "src", "stderr", "stdout", "tmp"],
+                "{}",
+                sandbox.display()
+            );
+            for dir in ["src", "out", "tmp"] {
+                let dir = sandbox.join(dir);
+                assert_eq!(
+                    fs::read_dir(&dir).expect("read").count(),
+                    0,
+                    "{}",
+                    dir.display()
+                );
+                let mode = fs::symlink_metadata(&dir)
+                    .expect("stat")
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o7777, 0o755, "{}", dir.display());
+            }
+            for file in ["stdout", "stderr"] {
+                assert_eq!(fs::metadata(sandbox.join(file)).expect("stat").len(), 0);
+            }
+        }
     }
 
     async fn run(&self, job: &Job) -> RunOutcome {
@@ -230,7 +265,7 @@ async fn exec_runs_with_streams_stored() {
     assert_eq!(f.output(&outcome, "o.txt"), "data\n");
     assert_eq!(f.blob(&outcome.result.stdout), "hello\nsecond\n");
     assert_eq!(f.blob(&outcome.result.stderr), "oops\n");
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -316,7 +351,14 @@ async fn cwd_defaults_to_the_source_dir_and_follows_templates() {
         out.to_str().expect("utf-8")
     );
 
-    for cwd in ["/tmp", "{{SOURCE_DIR}}/../..", "../x"] {
+    for cwd in [
+        "/tmp",
+        "/",
+        "//",
+        "{{SOURCE_DIR}}/../..",
+        "../x",
+        "{{SOURCE_DIR}}/./pkg",
+    ] {
         let outcome = f.run(&job_in(cwd)).await;
         let failure = outcome.failure.expect("a cwd outside fails");
         assert!(
@@ -332,7 +374,7 @@ async fn cwd_defaults_to_the_source_dir_and_follows_templates() {
         "{}",
         failure.message
     );
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 
     fn job_in(cwd: &str) -> Job {
         job(vec![exec_in(&["true"], cwd)], &[])
@@ -372,7 +414,7 @@ async fn deps_are_materialized_under_their_ids() {
     let err = f.run_with(&job, &[], None).await.expect_err("missing dep");
     assert!(matches!(err, ExecError::MissingDep { .. }), "{err}");
     assert!(err.to_string().contains(&hex), "{err}");
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -383,8 +425,11 @@ async fn inputs_are_materialized_read_only_with_their_exec_bits() {
             exec(&["tools/gen.sh", "{{OUTPUT_DIR}}/generated"]),
             sh("stat -c '%a %n' tools/gen.sh data/in.txt > {{OUTPUT_DIR}}/modes"),
             sh("cat data/in.txt > {{OUTPUT_DIR}}/copy"),
+            sh("for d in . data; do \
+                  if touch $d/new 2>/dev/null; then echo writable; else echo read-only; fi; \
+                done > {{OUTPUT_DIR}}/src-dirs"),
         ],
-        &["generated", "modes", "copy"],
+        &["generated", "modes", "copy", "src-dirs"],
     );
     job.inputs
         .push(f.input("tools/gen.sh", "#!/bin/sh\necho generated > \"$1\"\n", true));
@@ -402,6 +447,19 @@ async fn inputs_are_materialized_read_only_with_their_exec_bits() {
         "555 tools/gen.sh\n444 data/in.txt\n"
     );
     assert_eq!(f.output(&outcome, "copy"), "payload");
+    // Root ignores modes, so the executor does not bother making `src/` read-only for it.
+    let expected = if is_root() {
+        "writable\nwritable\n"
+    } else {
+        "read-only\nread-only\n"
+    };
+    assert_eq!(f.output(&outcome, "src-dirs"), expected);
+    f.assert_idle();
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[tokio::test]
@@ -415,7 +473,7 @@ async fn a_missing_declared_out_fails_the_job() {
     assert_eq!(failure.exit_code, None);
     assert_eq!(outcome.result.exit_code, -1);
     assert!(!outcome.result.success());
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -439,7 +497,7 @@ async fn a_non_zero_exit_stops_the_job_and_reports_the_stderr_tail() {
     assert_eq!(outcome.result.exit_code, 3);
     assert_eq!(outcome.result.outputs, Vec::new());
     assert_eq!(f.blob(&outcome.result.stderr).lines().count(), 30);
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -464,7 +522,7 @@ async fn a_missing_tool_is_a_clear_failure() {
         "cannot start `no-such-tool-for-weft`: not found on PATH (/usr/bin:/bin)"
     );
     assert_eq!(failure.argv, ["no-such-tool-for-weft", "-c"]);
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -493,7 +551,7 @@ async fn a_timeout_kills_the_whole_process_group() {
         wait_dead(pids[0]),
         "the grandchild `sleep` survived the timeout"
     );
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -640,7 +698,7 @@ async fn outputs_that_escape_fail_the_job() {
         ))
         .await;
     assert_eq!(outcome.failure, None);
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -669,7 +727,7 @@ async fn bad_templates_and_paths_are_job_failures() {
         "{}",
         failure.message
     );
-    assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
+    f.assert_idle();
 }
 
 #[tokio::test]
@@ -688,15 +746,15 @@ async fn a_failed_sandbox_can_be_kept() {
     );
     let kept = f.sandboxes();
     assert_eq!(kept.len(), 1);
-    assert!(failure.message.contains(kept[0].to_str().expect("utf-8")));
-    assert_eq!(
-        fs::read_to_string(kept[0].join("out/x")).expect("read"),
-        "x\n"
-    );
-    // A successful job's sandbox is still removed.
+    let kept = kept[0].clone();
+    assert!(failure.message.contains(kept.to_str().expect("utf-8")));
+    assert_eq!(fs::read_to_string(kept.join("out/x")).expect("read"), "x\n");
+    assert_eq!(fs::read_to_string(kept.join("stdout")).expect("read"), "");
+    // A successful job runs in another sandbox, which is emptied for reuse.
     let outcome = f.run(&job(vec![exec(&["true"])], &[])).await;
     assert_eq!(outcome.failure, None);
-    assert_eq!(f.sandboxes().len(), 1);
+    assert_eq!(f.sandboxes().len(), 2);
+    assert!(kept.join("out/x").exists());
 }
 
 #[test]
@@ -719,6 +777,7 @@ fn stale_sandboxes_are_removed_when_an_executor_starts() {
             sandbox_root: root.clone(),
             path_env: PATH.to_owned(),
             keep_failed_sandboxes: false,
+            strict: false,
         },
     )
     .expect("executor");
@@ -886,4 +945,211 @@ fn a_changed_tool_gets_a_new_digest() {
     // Not executable: not a tool.
     fs::set_permissions(&tool, fs::Permissions::from_mode(0o644)).expect("chmod");
     assert!(tools.resolve("mytool").is_err());
+}
+
+#[tokio::test]
+async fn a_reused_sandbox_is_as_good_as_new() {
+    let f = Fixture::new();
+    // A messy job: junk in every corner, odd modes, and `out/` and `tmp/` contents that
+    // point outside through symlinks.
+    let victim = f.dir.path().join("victim");
+    fs::create_dir(&victim).expect("mkdir");
+    fs::write(victim.join("keep"), "keep").expect("write");
+    let mut messy = job(
+        vec![exec_env(
+            &[
+                "sh",
+                "-c",
+                "pwd > ../tmp/where; echo junk > ../junk; mkdir -p ../deps/x sub; \
+                 echo x > $TMPDIR/t; ln -s \"$VICTIM\" $TMPDIR/link; \
+                 mkdir {{OUTPUT_DIR}}/d; echo o > {{OUTPUT_DIR}}/d/o; chmod 500 {{OUTPUT_DIR}}/d; \
+                 ln -s \"$VICTIM\" {{OUTPUT_DIR}}/../src/evil; chmod 700 {{OUTPUT_DIR}}; \
+                 echo out; echo err >&2",
+            ],
+            &[("VICTIM", victim.to_str().expect("utf-8"))],
+        )],
+        &["d/o"],
+    );
+    messy.inputs.push(f.input("pkg/in.txt", "in", false));
+    let outcome = f.run(&messy).await;
+    // The `src/evil` symlink and the `sub` directory only work for root, who may write into
+    // the read-only `src/`; either way the job ends.
+    let _ = outcome.failure;
+    f.assert_idle();
+    assert_eq!(
+        fs::read_to_string(victim.join("keep")).expect("read"),
+        "keep"
+    );
+
+    let check = job(
+        vec![sh(
+            "pwd; ls -A ..; echo -; ls -A .; echo -; ls -A $TMPDIR; echo -; ls -A {{OUTPUT_DIR}}; \
+             stat -c %a {{OUTPUT_DIR}}; wc -c < ../stderr",
+        )],
+        &[],
+    );
+    let outcome = f.run(&check).await;
+    assert_eq!(outcome.failure, None);
+    let sandbox = &f.sandboxes()[0];
+    let expected = format!(
+        "{}/src\nout\nsrc\nstderr\nstdout\ntmp\n-\n-\n-\n755\n0\n",
+        sandbox.display()
+    );
+    assert_eq!(
+        f.blob(&outcome.result.stdout),
+        expected,
+        "the second job ran in the first one's sandbox"
+    );
+    f.assert_idle();
+}
+
+#[tokio::test]
+async fn dropping_the_executor_removes_idle_sandboxes() {
+    let f = Fixture::new();
+    let outcome = f.run(&job(vec![exec(&["true"])], &[])).await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(f.sandboxes().len(), 1);
+    let root = f.sandbox_root();
+    let Fixture { dir, store, exec } = f;
+    drop(exec);
+    assert_eq!(fs::read_dir(&root).expect("read").count(), 0);
+    drop((dir, store));
+}
+
+#[tokio::test]
+async fn cat_trees_in_memory_match_trees_from_disk() {
+    let f = Fixture::new();
+    let cats = vec![
+        cat("{{OUTPUT_DIR}}/b/deep/x.h", "x"),
+        cat("{{OUTPUT_DIR}}/a.txt", "first"),
+        cat("{{OUTPUT_DIR}}/b/y", ""),
+        cat("{{OUTPUT_DIR}}/a.txt", "second"),
+        cat("c", "relative"),
+    ];
+    let in_memory = f.run(&job(cats.clone(), &["a.txt", "b/deep/x.h"])).await;
+    assert_eq!(in_memory.failure, None);
+    // The same writes after a process ran go to a real `out/` and through `put_tree`.
+    let mut on_disk = cats;
+    on_disk.insert(0, exec(&["true"]));
+    let on_disk = f.run(&job(on_disk, &["a.txt", "b/deep/x.h"])).await;
+    assert_eq!(on_disk.failure, None);
+    assert_eq!(in_memory.result.output_tree, on_disk.result.output_tree);
+    assert_eq!(in_memory.result.outputs, on_disk.result.outputs);
+    assert_eq!(f.output(&in_memory, "a.txt"), "second");
+    assert_eq!(f.output(&in_memory, "c"), "relative");
+
+    // Conflicts fail the same way in memory and on disk.
+    for (first, second, expected) in [
+        (
+            "{{OUTPUT_DIR}}/a",
+            "{{OUTPUT_DIR}}/a/b",
+            "cannot write `a/b`: `a` is in the way and is not a directory",
+        ),
+        (
+            "{{OUTPUT_DIR}}/a/b",
+            "{{OUTPUT_DIR}}/a",
+            "cannot write `a`: it is a directory",
+        ),
+    ] {
+        for prefix in [vec![], vec![exec(&["true"])]] {
+            let mut cmds = prefix;
+            cmds.push(cat(first, "1"));
+            cmds.push(cat(second, "2"));
+            let n_before = cmds.len() - 1;
+            let outcome = f.run(&job(cmds, &[])).await;
+            let failure = outcome.failure.expect("a conflict fails");
+            assert_eq!(failure.message, expected);
+            assert_eq!(failure.cmd_index, n_before);
+        }
+    }
+}
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+                && !is_dead(*pid)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("store")).expect("store");
+    let config = ExecConfig {
+        sandbox_root: dir.path().join("sandboxes"),
+        path_env: PATH.to_owned(),
+        keep_failed_sandboxes: false,
+        strict: true,
+    };
+    let executor = match Executor::new(store.clone(), config) {
+        Ok(executor) => executor,
+        Err(ExecError::StrictUnavailable { reason }) => {
+            eprintln!(
+                "skipped: the strict sandbox needs user namespaces, unavailable here: {reason}"
+            );
+            return;
+        }
+        Err(err) => panic!("{err}"),
+    };
+    let f = Fixture {
+        dir,
+        store,
+        exec: executor,
+    };
+    let script = format!(
+        "echo pid=$$; echo uid=$(id -u); tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; \
+         test -e /proc/{} && echo sees-the-daemon; echo out > {{{{OUTPUT_DIR}}}}/o",
+        std::process::id()
+    );
+    let outcome = f.run(&job(vec![sh(&script)], &["o"])).await;
+    assert_eq!(outcome.failure, None, "{}", f.blob(&outcome.result.stderr));
+    assert_eq!(f.blob(&outcome.result.stdout), "pid=1\nuid=0\nlo\n");
+    assert_eq!(f.output(&outcome, "o"), "out\n");
+
+    let outcome = f.run(&job(vec![sh("exit 7")], &[])).await;
+    assert_eq!(
+        outcome.failure.expect("failure").message,
+        "exited with code 7"
+    );
+    let outcome = f
+        .run(&job(vec![exec(&["no-such-tool-for-weft"])], &[]))
+        .await;
+    assert!(
+        outcome
+            .failure
+            .expect("failure")
+            .message
+            .contains("not found on PATH")
+    );
+
+    let marker = format!("weft-strict-marker-{}", std::process::id());
+    let outcome = f
+        .run_with(
+            &job(vec![sh(&format!("sleep 100 & sleep 100; : {marker}"))], &[]),
+            &[],
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        outcome.failure.expect("failure").message,
+        "timed out after 300ms"
+    );
+    let started = Instant::now();
+    while !processes_with(&marker).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the namespace outlived its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.assert_idle();
 }

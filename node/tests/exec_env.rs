@@ -23,6 +23,7 @@ fn the_daemon_environment_does_not_leak_into_jobs() {
             sandbox_root: dir.path().join("sandboxes"),
             path_env: "/usr/bin:/bin".to_owned(),
             keep_failed_sandboxes: false,
+            strict: false,
         },
     )
     .expect("executor");

@@ -76,6 +76,14 @@ pub enum ExecError {
         /// The path.
         path: PathBuf,
     },
+    /// The strict sandbox was asked for, but this machine cannot give it.
+    #[error(
+        "the strict sandbox is unavailable: {reason}; turn `strict` off or allow user namespaces"
+    )]
+    StrictUnavailable {
+        /// What failed.
+        reason: String,
+    },
     /// A bug in the executor: a blocking task panicked or was lost.
     #[error("internal executor error: {0}")]
     Internal(String),

@@ -2,26 +2,30 @@
 //!
 //! Run flow:
 //!
-//! 1. A sandbox directory is made and filled (see the `sandbox` module for its layout):
-//!    inputs are materialized from the store (hard links, else copies) with their executable
-//!    bits, `src/` is made read-only, each dep's output tree is materialized.
+//! 1. A sandbox is taken from the pool of emptied ones, or made, and filled (see the `sandbox`
+//!    module for its layout and reuse): inputs are materialized from the store (hard links,
+//!    else copies) with their executable bits, `src/` is made read-only, each dep's output
+//!    tree is materialized.
 //! 2. The commands run in order; the first failure stops the job. `exec` starts a process in
-//!    its own process group with a cleared environment; `cat` writes rendered text under
-//!    `out/`.
+//!    its own process group with a cleared environment (see the `run` module for the exact
+//!    rules); `cat` writes rendered text under `out/`.
 //! 3. Everything under `out/` is put into the store as one tree (symlinks are not followed, and
 //!    one that leads out of `out/` fails the job), the declared outs are checked, and stdout
 //!    and stderr are stored as blobs.
-//! 4. The sandbox is removed (or kept, for a failed job, when so configured).
+//! 4. A successful job's sandbox is emptied and pooled; a failed job's is deleted, or kept
+//!    when so configured.
 //!
-//! Filesystem work runs on tokio's blocking pool, a few steps per job to keep the hops few.
+//! A job made only of `cat` commands skips all of this: it runs no process and reads
+//! nothing, so its outputs are built in memory and stored as the same tree.
+//!
+//! Filesystem work runs on tokio's blocking pool, in two steps per job (set-up, collection).
 //! Dropping the future of [`Executor::run`] cancels the run: the running command's whole
-//! process group is killed and the sandbox is removed.
+//! process group is killed and the sandbox is deleted.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -29,15 +33,16 @@ use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
 use weft_store::Store;
 
 use super::error::ExecError;
-use super::sandbox;
+use super::sandbox::{self, SlotPool};
+use super::strict;
 use super::toolchain::find_on_path;
 
 /// How the executor runs jobs.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    /// The directory that holds one sandbox directory per running job. It must be on the
-    /// store's file system, so that inputs can be hard-linked. Created when missing. No
-    /// default: the daemon puts it next to its store.
+    /// The directory that holds the sandboxes: one per running job, plus emptied ones kept
+    /// for reuse. It must be on the store's file system, so that inputs can be hard-linked.
+    /// Created when missing. No default: the daemon puts it next to its store.
     pub sandbox_root: PathBuf,
     /// The `PATH` of every command, and where programs are looked up. The daemon's own
     /// environment is never passed on. No default: the daemon's configuration names it.
@@ -45,6 +50,11 @@ pub struct ExecConfig {
     /// Keep the sandbox of a failed job for inspection (its path is in the failure message).
     /// Default: `false`.
     pub keep_failed_sandboxes: bool,
+    /// The strict sandbox: run every process in its own user, network, mount and pid
+    /// namespaces, through util-linux `unshare` (found on `path_env`, else in `/usr/bin`), so
+    /// that a job has no network and sees no other process. [`Executor::new`] fails when the
+    /// kernel does not allow it. Default: `false`.
+    pub strict: bool,
 }
 
 /// Runs jobs in sandboxes. A cheap handle: clones share one executor. `Send + Sync`.
@@ -65,8 +75,10 @@ pub(crate) struct Inner {
     /// Whether the daemon runs as root, who ignores file modes: then `src/` is not made
     /// read-only, which would protect nothing.
     pub(crate) is_root: bool,
-    /// Programs found on `path_env`, by name. An entry is dropped when starting it fails.
-    programs: RwLock<HashMap<String, PathBuf>>,
+    /// Emptied sandboxes for the next runs.
+    pub(crate) pool: Arc<SlotPool>,
+    /// In strict mode, the `unshare` binary every process is started through.
+    pub(crate) unshare: Option<PathBuf>,
 }
 
 /// One job to run.
@@ -143,6 +155,9 @@ impl std::fmt::Display for CmdFailure {
     }
 }
 
+/// The most emptied sandboxes kept for reuse; more than the jobs that run at once is waste.
+const MAX_IDLE_SANDBOXES: usize = 32;
+
 /// Numbers the executors of this process, so that their sandbox names never collide.
 static N_EXECUTORS: AtomicU64 = AtomicU64::new(0);
 
@@ -163,6 +178,11 @@ impl Executor {
             tracing::info!(root = %root.display(), n_stale, "removed stale sandboxes");
         }
         config.sandbox_root = root;
+        let unshare = if config.strict {
+            Some(strict::probe(&config.path_env)?)
+        } else {
+            None
+        };
         let is_root = {
             use std::os::unix::fs::MetadataExt;
             fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -180,7 +200,8 @@ impl Executor {
                 name_prefix,
                 seq: AtomicU64::new(0),
                 is_root,
-                programs: RwLock::new(HashMap::new()),
+                pool: Arc::new(SlotPool::new(MAX_IDLE_SANDBOXES)),
+                unshare,
             }),
         })
     }
@@ -214,27 +235,11 @@ impl Inner {
         format!("{}/{}{seq}", self.root, self.name_prefix)
     }
 
-    /// The program `name` (without `/`) runs, from the memo or the `PATH`.
+    /// The program `name` (without `/`) runs: looked up on `PATH` for every command (one
+    /// `stat` per directory tried), so that it is the binary [`Toolchains`] fingerprints.
+    ///
+    /// [`Toolchains`]: super::Toolchains
     pub(crate) fn program(&self, name: &str) -> Option<PathBuf> {
-        let programs = self.programs.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(path) = programs.get(name) {
-            return Some(path.clone());
-        }
-        drop(programs);
-        let (path, _) = find_on_path(name, &self.config.path_env)?;
-        self.programs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), path.clone());
-        Some(path)
-    }
-
-    /// Forgets where `name` was found, after starting it failed.
-    pub(crate) fn forget_program(&self, name: &str) -> bool {
-        self.programs
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .is_some()
+        find_on_path(name, &self.config.path_env).map(|(path, _)| path)
     }
 }

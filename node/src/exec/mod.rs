@@ -10,12 +10,14 @@
 //! Architecture invariant: nothing here reads the daemon's environment. The `PATH` of jobs
 //! and tool lookups comes from [`ExecConfig::path_env`] and [`Toolchains::new`].
 
+mod cat_tree;
 mod error;
 mod executor;
 mod process;
 mod run;
 mod sandbox;
 mod sources;
+mod strict;
 mod toolchain;
 
 pub use error::ExecError;

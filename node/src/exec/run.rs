@@ -8,11 +8,12 @@
 //! looked up on the configured `PATH`; with one, it is a path (relative to the working
 //! directory). stdin is `/dev/null`; stdout and stderr are appended to the sandbox's stream
 //! files.
+//!
+//! A job made only of `cat` commands gets no sandbox at all: see the `cat_tree` module.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -20,10 +21,12 @@ use weft_protocol::path::check_relative_path;
 use weft_protocol::{ActionResult, Cmd, Digest, Input, Job, OutputFile, Template, Tree};
 use weft_store::{Store, StoreError, TreeSummary};
 
+use super::cat_tree::CatTree;
 use super::error::ExecError;
 use super::executor::{CmdFailure, Inner, RunOutcome, RunRequest};
 use super::process::ProcessGroup;
-use super::sandbox::{self, CatError, Filling, Layout, Sandbox, Streams};
+use super::sandbox::{self, CatError, Filling, Layout, Sandbox, SlotPool, Streams};
+use super::strict;
 
 /// A `cat` whose output and text are rendered and checked, waiting to be written.
 struct CatWrite {
@@ -33,14 +36,23 @@ struct CatWrite {
     text: String,
 }
 
-/// The state of one run while its commands execute.
-struct JobRun<'a> {
-    inner: &'a Inner,
+/// How a job's commands are rendered: its sandbox's paths and its deps' directories.
+struct Renderer<'a> {
     job: &'a Job,
-    layout: Arc<Layout>,
+    layout: Layout,
     /// Each dependency's hex id and the directory its outputs are in.
     dep_dirs: Vec<(String, String)>,
-    streams: Option<Streams>,
+}
+
+/// What every path through a run ends with.
+struct Collected {
+    /// Every output file; empty when the outputs were not collected.
+    outputs: Vec<OutputFile>,
+    /// The output tree; the (stored) empty tree when the outputs were not collected.
+    output_tree: Digest,
+    stdout: Digest,
+    stderr: Digest,
+    failure: Option<CmdFailure>,
 }
 
 pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome, ExecError> {
@@ -57,97 +69,18 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
                 })?;
         deps.push((dep.to_string(), *tree));
     }
-    let runs_processes = job.cmds.iter().any(|cmd| matches!(cmd, Cmd::Exec { .. }));
-    let layout = Arc::new(Layout::new(inner.next_sandbox()));
-    // Declared first, dropped last: a cancelled run kills its processes before this removes
-    // the directory.
-    let sandbox = Arc::new(Sandbox::new(PathBuf::from(&layout.root)));
-    let mut run = JobRun {
-        inner,
-        job,
-        dep_dirs: deps
-            .iter()
-            .map(|(hex, _)| (hex.clone(), layout.dep_dir(hex)))
-            .collect(),
-        layout: layout.clone(),
-        streams: None,
-    };
-
-    let mut failure = bad_paths(job);
-    let filling = Filling {
-        inputs: if runs_processes {
-            job.inputs.clone()
-        } else {
-            Vec::new()
-        },
-        deps: if runs_processes { deps } else { Vec::new() },
-        runs_processes,
-        read_only_src: !inner.is_root,
-    };
-    // A job that runs a process is set up before its commands; any other job is set up, run
-    // and collected in one blocking step at the end.
-    let mut fill_later = None;
-    let made = failure.is_none() && runs_processes;
-    if failure.is_none() {
-        if runs_processes {
-            let (store, sandbox, layout) = (inner.store.clone(), sandbox.clone(), layout.clone());
-            run.streams =
-                blocking(move || sandbox::fill(&store, &sandbox, &layout, &filling)).await??;
-        } else {
-            fill_later = Some(filling);
-        }
-    }
-
     let started = Instant::now();
-    let deadline = req.timeout.map(|timeout| started + timeout);
-    let mut cats = Vec::new();
-    if failure.is_none() {
-        for (cmd_index, cmd) in job.cmds.iter().enumerate() {
-            let step = match cmd {
-                Cmd::Cat { output, template } => run
-                    .render_cat(cmd_index, output, template)
-                    .map(|write| cats.push(write)),
-                Cmd::Exec { argv, env, cwd } => {
-                    let written = if cats.is_empty() {
-                        Ok(())
-                    } else {
-                        let writes = std::mem::take(&mut cats);
-                        let out = layout.out.clone();
-                        blocking(move || write_cats(&out, &writes)).await??
-                    };
-                    match written {
-                        Ok(()) => {
-                            run.exec(cmd_index, argv, env, cwd.as_deref(), deadline, req.timeout)
-                                .await?
-                        }
-                        Err(failed) => Err(failed),
-                    }
-                }
-            };
-            if let Err(failed) = step {
-                failure = Some(failed);
-                break;
-            }
-        }
-    }
-    let duration = started.elapsed();
-    // Close the stream files before they are stored.
-    let has_streams = run.streams.take().is_some();
-
-    let collect = Collect {
-        store: inner.store.clone(),
-        sandbox: sandbox.clone(),
-        layout,
-        fill: fill_later,
-        cats,
-        outs: job.outs.clone(),
-        n_cmds: job.cmds.len(),
-        failure,
-        has_streams,
-        made,
-        keep_failed: inner.config.keep_failed_sandboxes,
+    let (collected, duration) = if let Some(failure) = bad_paths(job) {
+        let store = inner.store.clone();
+        let collected = blocking(move || without_outputs(&store, failure)).await??;
+        (collected, Duration::ZERO)
+    } else if job.cmds.iter().all(|cmd| matches!(cmd, Cmd::Cat { .. })) {
+        let collected = run_cats(inner, job, &deps).await?;
+        (collected, started.elapsed())
+    } else {
+        run_in_sandbox(inner, &req, deps).await?
     };
-    let collected = blocking(move || collect.run()).await??;
+
     let failure = collected.failure;
     let exit_code = match &failure {
         None => 0,
@@ -171,7 +104,123 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
     })
 }
 
-impl JobRun<'_> {
+/// Runs a job made only of `cat` commands, without a sandbox.
+async fn run_cats(
+    inner: &Inner,
+    job: &Job,
+    deps: &[(String, Digest)],
+) -> Result<Collected, ExecError> {
+    // The sandbox paths that templates render to, though nothing is made there.
+    let renderer = Renderer::new(job, Layout::new(inner.next_sandbox()), deps);
+    let mut writes = Vec::with_capacity(job.cmds.len());
+    let mut failure = None;
+    for (cmd_index, cmd) in job.cmds.iter().enumerate() {
+        if let Cmd::Cat { output, template } = cmd {
+            match renderer.render_cat(cmd_index, output, template) {
+                Ok(write) => writes.push(write),
+                Err(failed) => {
+                    failure = Some(failed);
+                    break;
+                }
+            }
+        }
+    }
+    let (store, outs, n_cmds) = (inner.store.clone(), job.outs.clone(), job.cmds.len());
+    blocking(move || match failure {
+        Some(failure) => without_outputs(&store, failure),
+        None => collect_cats(&store, &writes, &outs, n_cmds),
+    })
+    .await?
+}
+
+/// Runs a job with at least one `exec` command in a sandbox.
+async fn run_in_sandbox(
+    inner: &Inner,
+    req: &RunRequest<'_>,
+    deps: Vec<(String, Digest)>,
+) -> Result<(Collected, Duration), ExecError> {
+    let job = req.job;
+    let filling = Filling {
+        inputs: job.inputs.clone(),
+        deps: deps.clone(),
+        read_only_src: !inner.is_root,
+    };
+    let (store, pool, new_root) = (
+        inner.store.clone(),
+        inner.pool.clone(),
+        inner.next_sandbox(),
+    );
+    // Owned here from now on: dropping the run (a cancellation) drops it, which deletes the
+    // directory, after the running command's process group has been killed.
+    let sandbox =
+        blocking(move || Sandbox::prepare(&store, &pool, || new_root, &filling)).await??;
+    let renderer = Renderer::new(job, sandbox.layout.clone(), &deps);
+
+    let started = Instant::now();
+    let deadline = req.timeout.map(|timeout| started + timeout);
+    let mut cats = Vec::new();
+    let mut failure = None;
+    for (cmd_index, cmd) in job.cmds.iter().enumerate() {
+        let step = match cmd {
+            Cmd::Cat { output, template } => renderer
+                .render_cat(cmd_index, output, template)
+                .map(|write| cats.push(write)),
+            Cmd::Exec { argv, env, cwd } => {
+                let written = if cats.is_empty() {
+                    Ok(())
+                } else {
+                    let writes = std::mem::take(&mut cats);
+                    let out = sandbox.layout.out.clone();
+                    blocking(move || write_cats(&out, &writes)).await??
+                };
+                match written {
+                    Ok(()) => {
+                        let command = Command {
+                            cmd_index,
+                            argv,
+                            env,
+                            cwd: cwd.as_deref(),
+                        };
+                        exec(inner, &renderer, &sandbox, command, deadline, req.timeout).await?
+                    }
+                    Err(failed) => Err(failed),
+                }
+            }
+        };
+        if let Err(failed) = step {
+            failure = Some(failed);
+            break;
+        }
+    }
+
+    let duration = started.elapsed();
+    let collect = Collect {
+        store: inner.store.clone(),
+        pool: inner.pool.clone(),
+        sandbox,
+        cats,
+        outs: job.outs.clone(),
+        n_cmds: job.cmds.len(),
+        failure,
+        keep_failed: inner.config.keep_failed_sandboxes,
+    };
+    let collected = blocking(move || collect.run()).await??;
+    Ok((collected, duration))
+}
+
+impl<'a> Renderer<'a> {
+    fn new(job: &'a Job, layout: Layout, deps: &[(String, Digest)]) -> Renderer<'a> {
+        let dep_dirs = deps
+            .iter()
+            .map(|(hex, _)| (hex.clone(), layout.dep_dir(hex)))
+            .collect();
+        Renderer {
+            job,
+            layout,
+            dep_dirs,
+        }
+    }
+
     /// Renders a template string of the job.
     fn render(&self, text: &str) -> Result<String, String> {
         if !text.contains("{{") {
@@ -213,193 +262,159 @@ impl JobRun<'_> {
             text,
         })
     }
-
-    /// Runs one `exec` command to its end. `Ok(Err(..))` is the command's failure.
-    async fn exec(
-        &self,
-        cmd_index: usize,
-        argv_templates: &[String],
-        env_templates: &BTreeMap<String, String>,
-        cwd_template: Option<&str>,
-        deadline: Option<Instant>,
-        timeout: Option<Duration>,
-    ) -> Result<Result<(), CmdFailure>, ExecError> {
-        let mut argv = Vec::with_capacity(argv_templates.len());
-        for (arg_index, arg) in argv_templates.iter().enumerate() {
-            match self.render(arg) {
-                Ok(arg) => argv.push(arg),
-                Err(e) => {
-                    let message = format!("argv[{arg_index}]: {e}");
-                    return Ok(Err(failure(cmd_index, argv, None, message)));
-                }
-            }
-        }
-        let fail =
-            |argv: &[String], message| Ok(Err(failure(cmd_index, argv.to_vec(), None, message)));
-        let Some(name) = argv.first().cloned() else {
-            return fail(&argv, "an exec command needs a program to run".to_owned());
-        };
-        let mut env = Vec::with_capacity(self.job.env.len() + env_templates.len());
-        for (key, value) in self.job.env.iter().chain(env_templates) {
-            match self.render(value) {
-                Ok(value) => env.push((key.as_str(), value)),
-                Err(e) => return fail(&argv, format!("env `{key}`: {e}")),
-            }
-        }
-        let cwd = match cwd_template {
-            None => self.layout.src.clone(),
-            Some(template) => match self.render(template) {
-                Ok(cwd) => {
-                    let cwd = cwd.trim_end_matches('/');
-                    if cwd.starts_with('/') {
-                        cwd.to_owned()
-                    } else {
-                        format!("{}/{cwd}", self.layout.src)
-                    }
-                }
-                Err(e) => return fail(&argv, format!("cwd: {e}")),
-            },
-        };
-        if cwd != self.layout.root && sandbox::inside(&cwd, &self.layout.root).is_none() {
-            return fail(
-                &argv,
-                format!("the working directory `{cwd}` is not inside the sandbox"),
-            );
-        }
-        let path_env = &self.inner.config.path_env;
-        let Some(streams) = &self.streams else {
-            return Err(ExecError::Internal(
-                "an exec command ran in a sandbox without stream files".to_owned(),
-            ));
-        };
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            let message = timed_out(timeout);
-            return fail(&argv, message);
-        }
-
-        let mut attempt = 0;
-        let mut child = loop {
-            attempt += 1;
-            let program = if name.contains('/') {
-                Path::new(&cwd).join(&name)
-            } else {
-                match self.inner.program(&name) {
-                    Some(program) => program,
-                    None => {
-                        return fail(
-                            &argv,
-                            format!("cannot start `{name}`: not found on PATH ({path_env})"),
-                        );
-                    }
-                }
-            };
-            let stream = |file: &std::fs::File| {
-                file.try_clone()
-                    .map(Stdio::from)
-                    .map_err(|e| ExecError::io("share the stream files of", self.sandbox_path(), e))
-            };
-            let mut command = tokio::process::Command::new(&program);
-            command
-                .arg0(&name)
-                .args(&argv[1..])
-                .env_clear()
-                .envs(env.iter().map(|(key, value)| (key, value)))
-                .env("PATH", path_env)
-                .env("TMPDIR", &self.layout.tmp)
-                .env("HOME", &self.layout.tmp)
-                .current_dir(&cwd)
-                .stdin(Stdio::null())
-                .stdout(stream(&streams.stdout)?)
-                .stderr(stream(&streams.stderr)?)
-                .process_group(0)
-                .kill_on_drop(true);
-            match command.spawn() {
-                Ok(child) => break child,
-                // A program that moved since it was found: look it up again, once.
-                Err(err)
-                    if err.kind() == std::io::ErrorKind::NotFound
-                        && attempt == 1
-                        && !name.contains('/')
-                        && self.inner.forget_program(&name) => {}
-                Err(err) if is_resource_shortage(&err) => {
-                    return Err(ExecError::io(
-                        "start a process in",
-                        self.sandbox_path(),
-                        err,
-                    ));
-                }
-                Err(err) => return fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
-            }
-        };
-
-        let group = ProcessGroup::led_by(child.id());
-        let waited = match deadline {
-            None => Some(child.wait().await),
-            Some(deadline) => tokio::time::timeout_at(deadline, child.wait()).await.ok(),
-        };
-        let Some(status) = waited else {
-            group.kill();
-            let _ = child.wait().await;
-            group.finish();
-            return fail(&argv, timed_out(timeout));
-        };
-        group.finish();
-        let status =
-            status.map_err(|e| ExecError::io("wait for a command in", self.sandbox_path(), e))?;
-        if status.success() {
-            return Ok(Ok(()));
-        }
-        use std::os::unix::process::ExitStatusExt;
-        let (exit_code, message) = match (status.code(), status.signal()) {
-            (Some(code), _) => (Some(code), format!("exited with code {code}")),
-            (None, Some(signal)) => (None, format!("killed by signal {signal}")),
-            (None, None) => (None, format!("ended with status {status}")),
-        };
-        Ok(Err(failure(cmd_index, argv, exit_code, message)))
-    }
-
-    fn sandbox_path(&self) -> &Path {
-        Path::new(&self.layout.root)
-    }
 }
 
-/// Everything after the commands, in one blocking step.
+/// One `exec` command, as the job states it.
+struct Command<'a> {
+    cmd_index: usize,
+    argv: &'a [String],
+    env: &'a BTreeMap<String, String>,
+    cwd: Option<&'a str>,
+}
+
+/// Runs one `exec` command to its end. `Ok(Err(..))` is the command's failure.
+async fn exec(
+    inner: &Inner,
+    renderer: &Renderer<'_>,
+    sandbox: &Sandbox,
+    command: Command<'_>,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> Result<Result<(), CmdFailure>, ExecError> {
+    let cmd_index = command.cmd_index;
+    let layout = &sandbox.layout;
+    let mut argv = Vec::with_capacity(command.argv.len());
+    for (arg_index, arg) in command.argv.iter().enumerate() {
+        match renderer.render(arg) {
+            Ok(arg) => argv.push(arg),
+            Err(e) => {
+                let message = format!("argv[{arg_index}]: {e}");
+                return Ok(Err(failure(cmd_index, argv, None, message)));
+            }
+        }
+    }
+    let fail = |argv: &[String], message| Ok(Err(failure(cmd_index, argv.to_vec(), None, message)));
+    let Some(name) = argv.first().cloned() else {
+        return fail(&argv, "an exec command needs a program to run".to_owned());
+    };
+    let mut env = Vec::with_capacity(renderer.job.env.len() + command.env.len());
+    for (key, value) in renderer.job.env.iter().chain(command.env) {
+        match renderer.render(value) {
+            Ok(value) => env.push((key.as_str(), value)),
+            Err(e) => return fail(&argv, format!("env `{key}`: {e}")),
+        }
+    }
+    let cwd = match command.cwd {
+        None => layout.src.clone(),
+        Some(template) => match renderer.render(template) {
+            Ok(cwd) => {
+                let trimmed = cwd.trim_end_matches('/');
+                let cwd = if trimmed.is_empty() { &cwd } else { trimmed };
+                if cwd.starts_with('/') {
+                    cwd.to_owned()
+                } else {
+                    format!("{}/{cwd}", layout.src)
+                }
+            }
+            Err(e) => return fail(&argv, format!("cwd: {e}")),
+        },
+    };
+    if cwd != layout.root && sandbox::inside(&cwd, &layout.root).is_none() {
+        return fail(
+            &argv,
+            format!("the working directory `{cwd}` is not inside the sandbox"),
+        );
+    }
+    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        return fail(&argv, timed_out(timeout));
+    }
+
+    let path_env = &inner.config.path_env;
+    let program = if name.contains('/') {
+        Path::new(&cwd).join(&name)
+    } else {
+        match inner.program(&name) {
+            Some(program) => program,
+            None => {
+                let message = format!("cannot start `{name}`: not found on PATH ({path_env})");
+                return fail(&argv, message);
+            }
+        }
+    };
+    let stream = |file: &std::fs::File| {
+        file.try_clone()
+            .map(Stdio::from)
+            .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
+    };
+    let mut process = match &inner.unshare {
+        None => {
+            let mut process = tokio::process::Command::new(&program);
+            process.arg0(&name).args(&argv[1..]);
+            process
+        }
+        Some(unshare) => strict::wrap(unshare, &program, &argv[1..]),
+    };
+    process
+        .env_clear()
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .env("PATH", path_env)
+        .env("TMPDIR", &layout.tmp)
+        .env("HOME", &layout.tmp)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(stream(&sandbox.streams.stdout)?)
+        .stderr(stream(&sandbox.streams.stderr)?)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match process.spawn() {
+        Ok(child) => child,
+        Err(err) if is_resource_shortage(&err) => {
+            return Err(ExecError::io("start a process in", sandbox.path(), err));
+        }
+        Err(err) => return fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
+    };
+
+    let group = ProcessGroup::led_by(child.id());
+    let waited = match deadline {
+        None => Some(child.wait().await),
+        Some(deadline) => tokio::time::timeout_at(deadline, child.wait()).await.ok(),
+    };
+    let Some(status) = waited else {
+        group.kill();
+        let _ = child.wait().await;
+        group.finish();
+        return fail(&argv, timed_out(timeout));
+    };
+    group.finish();
+    let status = status.map_err(|e| ExecError::io("wait for a command in", sandbox.path(), e))?;
+    if status.success() {
+        return Ok(Ok(()));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let (exit_code, message) = match (status.code(), status.signal()) {
+        (Some(code), _) => (Some(code), format!("exited with code {code}")),
+        (None, Some(signal)) => (None, format!("killed by signal {signal}")),
+        (None, None) => (None, format!("ended with status {status}")),
+    };
+    Ok(Err(failure(cmd_index, argv, exit_code, message)))
+}
+
+/// Everything after the commands of a sandboxed job, in one blocking step.
 struct Collect {
     store: Store,
-    sandbox: Arc<Sandbox>,
-    layout: Arc<Layout>,
-    /// For a job that runs no process: the sandbox is made here.
-    fill: Option<Filling>,
+    pool: std::sync::Arc<SlotPool>,
+    sandbox: Sandbox,
     cats: Vec<CatWrite>,
     outs: Vec<String>,
     n_cmds: usize,
     failure: Option<CmdFailure>,
-    has_streams: bool,
-    /// Whether the sandbox directory has been made (a job that runs processes).
-    made: bool,
     keep_failed: bool,
-}
-
-struct Collected {
-    /// Every output file; empty when the outputs were not collected.
-    outputs: Vec<OutputFile>,
-    /// The output tree; the (stored) empty tree when the outputs were not collected.
-    output_tree: Digest,
-    stdout: Digest,
-    stderr: Digest,
-    failure: Option<CmdFailure>,
 }
 
 impl Collect {
     fn run(mut self) -> Result<Collected, ExecError> {
         let store = &self.store;
-        let layout = &self.layout;
-        if self.failure.is_none()
-            && let Some(filling) = &self.fill
-        {
-            sandbox::fill(store, &self.sandbox, layout, filling)?;
-            self.made = true;
-        }
+        let layout = &self.sandbox.layout;
         if self.failure.is_none() {
             self.failure = write_cats(&layout.out, &self.cats)?.err();
         }
@@ -408,23 +423,7 @@ impl Collect {
             let out = Path::new(&layout.out);
             match store.put_tree(out) {
                 Ok(tree) => {
-                    let missing: Vec<&str> = self
-                        .outs
-                        .iter()
-                        .filter(|declared| {
-                            tree.files
-                                .binary_search_by(|file| file.path.as_str().cmp(declared))
-                                .is_err()
-                        })
-                        .map(String::as_str)
-                        .collect();
-                    if !missing.is_empty() {
-                        let message = match missing.as_slice() {
-                            [one] => format!("declared out `{one}` is missing"),
-                            many => format!("declared outs `{}` are missing", many.join("`, `")),
-                        };
-                        self.failure = Some(failure(self.n_cmds, Vec::new(), None, message));
-                    }
+                    self.failure = check_outs(&tree, &self.outs, self.n_cmds);
                     summary = Some(tree);
                 }
                 Err(err) if is_bad_output(&err) => {
@@ -434,46 +433,28 @@ impl Collect {
                 Err(err) => return Err(ExecError::store("collect the outputs in", out, err)),
             }
         }
-        let empty = || {
-            store
-                .put(b"")
-                .map_err(|e| ExecError::store("store an empty stream for", self.sandbox.path(), e))
-        };
-        let put_stream = |path: &str| {
-            store
-                .put_file(Path::new(path))
-                .map(|(digest, _)| digest)
-                .map_err(|e| ExecError::store("store the stream", Path::new(path), e))
-        };
-        let (stdout, stderr) = if self.has_streams {
-            (put_stream(&layout.stdout)?, put_stream(&layout.stderr)?)
-        } else {
-            let digest = empty()?;
-            (digest, digest)
-        };
+        let mut empty = None;
+        let path = self.sandbox.path();
+        let streams = &self.sandbox.streams;
+        let stdout = Streams::store(store, &streams.stdout, &mut empty, path)?;
+        let stderr = Streams::store(store, &streams.stderr, &mut empty, path)?;
         let (outputs, output_tree) = match summary {
             Some(TreeSummary { digest, files }) => (files, digest),
-            None => {
-                let empty_tree = store.put(&Tree::default().encode()).map_err(|e| {
-                    ExecError::store("store an empty tree for", self.sandbox.path(), e)
-                })?;
-                (Vec::new(), empty_tree)
-            }
+            None => (Vec::new(), store_empty_tree(store)?),
         };
         if let Some(failed) = &mut self.failure {
-            if self.has_streams {
-                failed.stderr_tail = sandbox::tail(Path::new(&layout.stderr));
-            }
-            if self.keep_failed && self.made {
+            failed.stderr_tail = sandbox::tail(&streams.stderr);
+            if self.keep_failed {
+                failed.message =
+                    format!("{} (sandbox kept at `{}`)", failed.message, path.display());
                 self.sandbox.keep();
-                failed.message = format!(
-                    "{} (sandbox kept at `{}`)",
-                    failed.message,
-                    self.sandbox.path().display()
-                );
+            } else {
+                // Dropped: deleted. A failed job may have left anything behind.
+                drop(self.sandbox);
             }
+        } else {
+            self.sandbox.recycle(&self.pool);
         }
-        self.sandbox.remove();
         Ok(Collected {
             outputs,
             output_tree,
@@ -482,6 +463,74 @@ impl Collect {
             failure: self.failure,
         })
     }
+}
+
+/// The outputs of a job made only of `cat` commands, built in memory and stored.
+fn collect_cats(
+    store: &Store,
+    writes: &[CatWrite],
+    outs: &[String],
+    n_cmds: usize,
+) -> Result<Collected, ExecError> {
+    let mut tree = CatTree::default();
+    for write in writes {
+        if let Err(message) = tree.write(&write.rel, &write.text) {
+            return without_outputs(store, failure(write.cmd_index, Vec::new(), None, message));
+        }
+    }
+    let summary = match tree.store(store)? {
+        Ok(summary) => summary,
+        Err(message) => return without_outputs(store, failure(n_cmds, Vec::new(), None, message)),
+    };
+    let empty = store
+        .put(b"")
+        .map_err(|e| ExecError::store("store an empty stream for", store.root(), e))?;
+    Ok(Collected {
+        failure: check_outs(&summary, outs, n_cmds),
+        outputs: summary.files,
+        output_tree: summary.digest,
+        stdout: empty,
+        stderr: empty,
+    })
+}
+
+/// The result of a job that failed before it made any output or stream.
+fn without_outputs(store: &Store, failure: CmdFailure) -> Result<Collected, ExecError> {
+    let empty = store
+        .put(b"")
+        .map_err(|e| ExecError::store("store an empty stream for", store.root(), e))?;
+    Ok(Collected {
+        outputs: Vec::new(),
+        output_tree: store_empty_tree(store)?,
+        stdout: empty,
+        stderr: empty,
+        failure: Some(failure),
+    })
+}
+
+fn store_empty_tree(store: &Store) -> Result<Digest, ExecError> {
+    store
+        .put(&Tree::default().encode())
+        .map_err(|e| ExecError::store("store an empty tree in", store.root(), e))
+}
+
+/// The failure for declared outs that are not regular files of the output tree.
+fn check_outs(tree: &TreeSummary, outs: &[String], n_cmds: usize) -> Option<CmdFailure> {
+    let missing: Vec<&str> = outs
+        .iter()
+        .filter(|declared| {
+            tree.files
+                .binary_search_by(|file| file.path.as_str().cmp(declared))
+                .is_err()
+        })
+        .map(String::as_str)
+        .collect();
+    let message = match missing.as_slice() {
+        [] => return None,
+        [one] => format!("declared out `{one}` is missing"),
+        many => format!("declared outs `{}` are missing", many.join("`, `")),
+    };
+    Some(failure(n_cmds, Vec::new(), None, message))
 }
 
 /// Writes the rendered `cat` outputs in order. `Ok(Err(..))` is the job's failure.
@@ -539,6 +588,7 @@ fn is_bad_output(err: &StoreError) -> bool {
             | StoreError::UnsupportedFileType { .. }
             | StoreError::BadName { .. }
             | StoreError::TreeTooLarge { .. }
+            | StoreError::NotADirectory { .. }
     )
 }
 

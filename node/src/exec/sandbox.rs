@@ -1,24 +1,32 @@
-//! The sandbox directory of one run: its layout, how it is filled, checked and removed.
+//! The sandbox directory of one run: its layout, how it is filled, checked, emptied and reused.
 //!
 //! ```text
-//! <sandbox_root>/<pid>.<executor>.<seq>/   one run; the name is unique within the root
-//!     src/            {{SOURCE_DIR}}: the declared inputs, read-only (only jobs that exec)
+//! <sandbox_root>/<pid>.<executor>.<seq>/   one run at a time; the name is unique in the root
+//!     src/            {{SOURCE_DIR}}: the declared inputs, read-only
 //!     out/            {{OUTPUT_DIR}}: everything here afterwards is the job's output
-//!     deps/<job id>/  {{DEP:<job id>}}: a dependency's output tree (only jobs that exec)
-//!     tmp/            TMPDIR and HOME (only jobs that exec)
-//!     stdout, stderr  the commands' streams, appended in command order (only jobs that exec)
+//!     deps/<job id>/  {{DEP:<job id>}}: a dependency's output tree
+//!     tmp/            TMPDIR and HOME
+//!     stdout, stderr  the commands' streams, appended in command order
 //! ```
 //!
-//! A job made only of `cat` commands runs no process and reads nothing, so it gets `out/` and
-//! nothing else.
+//! # Reuse
+//!
+//! Creating and deleting directories is the dearest part of a tiny job (on ext4, allocating
+//! an inode gets slower the more inodes were freed recently). So a sandbox whose job is done
+//! is emptied and kept in a [`SlotPool`] for the next run instead of being deleted: `src/`,
+//! `out/` and `tmp/` are emptied (without following symlinks) and get their modes back, every
+//! other entry of the sandbox directory is deleted, and the stream files are truncated. A
+//! reused sandbox is therefore indistinguishable from a new one. One that cannot be emptied
+//! cleanly is deleted instead. Every process of a job is dead before its sandbox is reused
+//! (the executor kills each command's process group when the command ends); a process that
+//! left its group on purpose (`setsid`) is beyond the reach of a sandbox without namespaces.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use weft_protocol::path::check_relative_path;
 use weft_protocol::{Digest, Input};
@@ -30,6 +38,10 @@ use super::error::{ExecError, is_disk_full};
 const TAIL_BYTES: u64 = 4096;
 /// The most stderr lines a failure report quotes.
 const TAIL_LINES: usize = 20;
+/// The mode of the sandbox's own directories.
+const DIR_MODE: u32 = 0o755;
+/// The mode of `src/` and its subdirectories while a job runs (for a daemon that is not root).
+const READ_ONLY_DIR_MODE: u32 = 0o555;
 
 /// The paths of one sandbox, as the strings templates render to.
 #[derive(Debug, Clone)]
@@ -38,8 +50,6 @@ pub(crate) struct Layout {
     pub(crate) src: String,
     pub(crate) out: String,
     pub(crate) tmp: String,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
 }
 
 impl Layout {
@@ -48,8 +58,6 @@ impl Layout {
             src: format!("{root}/src"),
             out: format!("{root}/out"),
             tmp: format!("{root}/tmp"),
-            stdout: format!("{root}/stdout"),
-            stderr: format!("{root}/stderr"),
             root,
         }
     }
@@ -60,66 +68,122 @@ impl Layout {
     }
 }
 
-/// One sandbox directory, shared by the run and the blocking tasks working in it. It is
-/// removed by [`Sandbox::remove`], or else when the last holder drops it (a cancelled run),
-/// unless it was kept.
+/// The open stream files that every process of a run appends to.
 #[derive(Debug)]
-pub(crate) struct Sandbox {
-    path: PathBuf,
-    /// Set once the directory is gone or must stay.
-    settled: AtomicBool,
-    /// Directories made read-only, to make writable again before removal.
-    read_only_dirs: Mutex<Vec<PathBuf>>,
+pub(crate) struct Streams {
+    pub(crate) stdout: File,
+    pub(crate) stderr: File,
 }
 
-impl Sandbox {
-    pub(crate) fn new(path: PathBuf) -> Sandbox {
-        Sandbox {
-            path,
-            settled: AtomicBool::new(false),
-            read_only_dirs: Mutex::new(Vec::new()),
-        }
+impl Streams {
+    fn create(layout: &Layout) -> Result<Streams, ExecError> {
+        let open = |name: &str| {
+            let path = format!("{}/{name}", layout.root);
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| ExecError::io("create the stream file", Path::new(&path), e))
+        };
+        Ok(Streams {
+            stdout: open("stdout")?,
+            stderr: open("stderr")?,
+        })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Leaves the directory in place, for someone to look into.
-    pub(crate) fn keep(&self) {
-        self.settled.store(true, Ordering::Relaxed);
-    }
-
-    /// Removes the directory (once; later calls do nothing). Best effort: a failure is logged.
-    pub(crate) fn remove(&self) {
-        if self.settled.swap(true, Ordering::Relaxed) {
-            return;
+    /// Stores one stream as a blob, read from its open file.
+    pub(crate) fn store(
+        store: &Store,
+        file: &File,
+        empty: &mut Option<Digest>,
+        sandbox: &Path,
+    ) -> Result<Digest, ExecError> {
+        let error = |e| ExecError::io("read a stream file of", sandbox, e);
+        if file.metadata().map_err(error)?.len() == 0 {
+            return store_empty(store, empty, sandbox);
         }
-        let read_only = std::mem::take(
-            &mut *self
-                .read_only_dirs
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        for dir in read_only {
-            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
-        }
-        if let Err(err) = remove_tree(&self.path) {
-            tracing::warn!(path = %self.path.display(), %err, "cannot remove a sandbox");
-        }
-    }
-
-    fn note_read_only(&self, dirs: Vec<PathBuf>) {
-        self.read_only_dirs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .extend(dirs);
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0)).map_err(error)?;
+        store
+            .put_reader(reader, None)
+            .map(|(digest, _)| digest)
+            .map_err(|e| ExecError::store("store a stream of", sandbox, e))
     }
 }
 
-impl Drop for Sandbox {
+/// Stores the empty blob once per run and returns its digest.
+pub(crate) fn store_empty(
+    store: &Store,
+    empty: &mut Option<Digest>,
+    sandbox: &Path,
+) -> Result<Digest, ExecError> {
+    if let Some(digest) = empty {
+        return Ok(*digest);
+    }
+    let digest = store
+        .put(b"")
+        .map_err(|e| ExecError::store("store an empty stream for", sandbox, e))?;
+    *empty = Some(digest);
+    Ok(digest)
+}
+
+/// An empty sandbox waiting in the pool, with its stream files open and empty.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    layout: Layout,
+    streams: Streams,
+}
+
+/// Emptied sandboxes, ready for the next run. Dropping the pool deletes them.
+#[derive(Debug)]
+pub(crate) struct SlotPool {
+    idle: Mutex<Vec<Slot>>,
+    max_idle: usize,
+}
+
+impl SlotPool {
+    pub(crate) fn new(max_idle: usize) -> SlotPool {
+        SlotPool {
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        // A slot is pushed or popped whole: a panic elsewhere cannot leave the list half
+        // changed, so a poisoned lock is taken as it is.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self) -> Option<Slot> {
+        self.lock().pop()
+    }
+
+    fn has_room(&self) -> bool {
+        self.lock().len() < self.max_idle
+    }
+
+    /// Keeps `slot`, or hands it back when the pool is full.
+    fn put(&self, slot: Slot) -> Result<(), Slot> {
+        let mut idle = self.lock();
+        if idle.len() >= self.max_idle {
+            return Err(slot);
+        }
+        idle.push(slot);
+        Ok(())
+    }
+}
+
+impl Drop for SlotPool {
     fn drop(&mut self) {
-        self.remove();
+        for slot in self.lock().drain(..) {
+            let path = PathBuf::from(&slot.layout.root);
+            drop(slot.streams);
+            if let Err(err) = remove_tree(&path) {
+                tracing::warn!(path = %path.display(), %err, "cannot remove an idle sandbox");
+            }
+        }
     }
 }
 
@@ -128,80 +192,220 @@ pub(crate) struct Filling {
     pub(crate) inputs: Vec<Input>,
     /// Each dependency's hex id and output tree.
     pub(crate) deps: Vec<(String, Digest)>,
-    /// Whether a process runs: then `src/`, `deps/`, `tmp/` and the stream files are made.
-    pub(crate) runs_processes: bool,
     /// Whether to make `src/` read-only (pointless for root, who ignores modes).
     pub(crate) read_only_src: bool,
 }
 
-/// The open stream files that every process of the run appends to.
+/// The sandbox of one run. Dropping it (a cancelled or failed run) deletes the directory;
+/// [`Sandbox::recycle`] empties it for the next run, [`Sandbox::keep`] leaves it as it is.
 #[derive(Debug)]
-pub(crate) struct Streams {
-    pub(crate) stdout: File,
-    pub(crate) stderr: File,
+pub(crate) struct Sandbox {
+    pub(crate) layout: Layout,
+    pub(crate) streams: Streams,
+    /// The directories made read-only, to make writable again before emptying.
+    read_only_dirs: Vec<PathBuf>,
+    /// Set when the directory was recycled or kept: nothing is left to do on drop.
+    settled: bool,
 }
 
-/// Creates the sandbox directories and materializes inputs and deps.
-pub(crate) fn fill(
-    store: &Store,
-    sandbox: &Sandbox,
-    layout: &Layout,
-    filling: &Filling,
-) -> Result<Option<Streams>, ExecError> {
-    let mkdir = |path: &str| {
-        fs::create_dir(path)
-            .map_err(|e| ExecError::io("create the sandbox directory", Path::new(path), e))
-    };
-    mkdir(&layout.root)?;
-    mkdir(&layout.out)?;
-    if !filling.runs_processes {
-        return Ok(None);
+impl Sandbox {
+    /// Takes an empty sandbox from `pool`, or makes one at `<root>/<name>`, and fills it.
+    pub(crate) fn prepare(
+        store: &Store,
+        pool: &SlotPool,
+        new_root: impl FnOnce() -> String,
+        filling: &Filling,
+    ) -> Result<Sandbox, ExecError> {
+        let mut sandbox = match pool.take() {
+            Some(slot) => Sandbox {
+                layout: slot.layout,
+                streams: slot.streams,
+                read_only_dirs: Vec::new(),
+                settled: false,
+            },
+            None => Sandbox::create(Layout::new(new_root()))?,
+        };
+        sandbox.fill(store, filling)?;
+        Ok(sandbox)
     }
-    mkdir(&layout.src)?;
-    mkdir(&layout.tmp)?;
-    let mut dirs = BTreeSet::new();
-    for input in &filling.inputs {
-        let dest = PathBuf::from(format!("{}/{}", layout.src, input.path));
-        store
-            .materialize(&input.digest, &dest, input.executable)
-            .map_err(|e| ExecError::store("materialize an input at", &dest, e))?;
-        let mut rel = input.path.as_str();
-        while let Some((parent, _)) = rel.rsplit_once('/') {
-            if !dirs.insert(parent) {
-                break;
+
+    fn create(layout: Layout) -> Result<Sandbox, ExecError> {
+        let mkdir = |path: &str| {
+            fs::create_dir(path)
+                .map_err(|e| ExecError::io("create the sandbox directory", Path::new(path), e))
+        };
+        mkdir(&layout.root)?;
+        let made = [&layout.src, &layout.out, &layout.tmp]
+            .into_iter()
+            .try_for_each(|dir| mkdir(dir))
+            .and_then(|()| Streams::create(&layout));
+        match made {
+            Ok(streams) => Ok(Sandbox {
+                layout,
+                streams,
+                read_only_dirs: Vec::new(),
+                settled: false,
+            }),
+            Err(err) => {
+                let _ = remove_tree(Path::new(&layout.root));
+                Err(err)
             }
-            rel = parent;
         }
     }
-    for (hex, tree) in &filling.deps {
-        let dest = PathBuf::from(layout.dep_dir(hex));
-        store
-            .materialize_tree(tree, &dest)
-            .map_err(|e| ExecError::store("materialize a dependency's outputs at", &dest, e))?;
-    }
-    if filling.read_only_src {
-        let read_only: Vec<PathBuf> = dirs
-            .iter()
-            .map(|rel| PathBuf::from(format!("{}/{rel}", layout.src)))
-            .chain([PathBuf::from(&layout.src)])
-            .collect();
-        for dir in &read_only {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o555))
-                .map_err(|e| ExecError::io("make read-only", dir, e))?;
+
+    /// Materializes the inputs and the deps.
+    fn fill(&mut self, store: &Store, filling: &Filling) -> Result<(), ExecError> {
+        let layout = &self.layout;
+        let mut dirs = BTreeSet::new();
+        for input in &filling.inputs {
+            let dest = PathBuf::from(format!("{}/{}", layout.src, input.path));
+            store
+                .materialize(&input.digest, &dest, input.executable)
+                .map_err(|e| ExecError::store("materialize an input at", &dest, e))?;
+            let mut rel = input.path.as_str();
+            while let Some((parent, _)) = rel.rsplit_once('/') {
+                if !dirs.insert(parent) {
+                    break;
+                }
+                rel = parent;
+            }
         }
-        sandbox.note_read_only(read_only);
+        for (hex, tree) in &filling.deps {
+            let dest = PathBuf::from(layout.dep_dir(hex));
+            store
+                .materialize_tree(tree, &dest)
+                .map_err(|e| ExecError::store("materialize a dependency's outputs at", &dest, e))?;
+        }
+        if filling.read_only_src {
+            let read_only: Vec<PathBuf> = dirs
+                .iter()
+                .map(|rel| PathBuf::from(format!("{}/{rel}", layout.src)))
+                .chain([PathBuf::from(&layout.src)])
+                .collect();
+            for dir in &read_only {
+                fs::set_permissions(dir, fs::Permissions::from_mode(READ_ONLY_DIR_MODE))
+                    .map_err(|e| ExecError::io("make read-only", dir, e))?;
+            }
+            self.read_only_dirs = read_only;
+        }
+        Ok(())
     }
-    let open = |path: &str| {
-        OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| ExecError::io("create the stream file", Path::new(path), e))
+
+    pub(crate) fn path(&self) -> &Path {
+        Path::new(&self.layout.root)
+    }
+
+    /// Leaves the directory in place, for someone to look into.
+    pub(crate) fn keep(mut self) {
+        self.settled = true;
+    }
+
+    /// Empties the sandbox and puts it into `pool` for the next run; deletes it when the pool
+    /// is full or the sandbox cannot be emptied cleanly.
+    pub(crate) fn recycle(mut self, pool: &SlotPool) {
+        if !pool.has_room() || !self.empty() {
+            return; // dropped: deleted
+        }
+        let slot = Slot {
+            layout: self.layout.clone(),
+            streams: match self.take_streams() {
+                Some(streams) => streams,
+                None => return,
+            },
+        };
+        self.settled = true;
+        if let Err(slot) = pool.put(slot) {
+            let path = PathBuf::from(&slot.layout.root);
+            drop(slot);
+            if let Err(err) = remove_tree(&path) {
+                tracing::warn!(path = %path.display(), %err, "cannot remove a sandbox");
+            }
+        }
+    }
+
+    /// The stream files, truncated, unless that fails.
+    fn take_streams(&mut self) -> Option<Streams> {
+        let truncated =
+            self.streams.stdout.set_len(0).is_ok() && self.streams.stderr.set_len(0).is_ok();
+        if !truncated {
+            return None;
+        }
+        let reopen = |file: &File| file.try_clone().ok();
+        Some(Streams {
+            stdout: reopen(&self.streams.stdout)?,
+            stderr: reopen(&self.streams.stderr)?,
+        })
+    }
+
+    /// Brings the sandbox back to its new state; false when that did not fully work.
+    fn empty(&mut self) -> bool {
+        for dir in self.read_only_dirs.drain(..) {
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE));
+        }
+        let layout = &self.layout;
+        let root = Path::new(&layout.root);
+        let keep = ["src", "out", "tmp", "stdout", "stderr"];
+        let root_clean = reset_dir_mode(root) && remove_entries(root, |name| keep.contains(&name));
+        root_clean
+            && [&layout.src, &layout.out, &layout.tmp]
+                .into_iter()
+                .all(|dir| {
+                    let dir = Path::new(dir);
+                    reset_dir_mode(dir) && remove_entries(dir, |_| false)
+                })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        for dir in &self.read_only_dirs {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE));
+        }
+        if let Err(err) = remove_tree(self.path()) {
+            tracing::warn!(path = %self.path().display(), %err, "cannot remove a sandbox");
+        }
+    }
+}
+
+/// Checks that `dir` is a real directory (not a symlink) and gives it [`DIR_MODE`].
+fn reset_dir_mode(dir: &Path) -> bool {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            meta.permissions().mode() & 0o7777 == DIR_MODE
+                || fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE)).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// Deletes every entry of `dir` but those `keep` accepts, following no symlink; false when
+/// something could not be deleted.
+fn remove_entries(dir: &Path, keep: impl Fn(&str) -> bool) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
     };
-    Ok(Some(Streams {
-        stdout: open(&layout.stdout)?,
-        stderr: open(&layout.stderr)?,
-    }))
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        if entry.file_name().to_str().is_some_and(&keep) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            // `remove_dir_all` does not follow symlinks, at the top or below.
+            Ok(file_type) if file_type.is_dir() => remove_tree(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(err) => Err(err),
+        };
+        if removed.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The part of the rendered path `path` below `base`, when it is a normalized relative path
@@ -223,25 +427,34 @@ pub(crate) enum CatError {
     Exec(ExecError),
 }
 
+/// The failure message for a `cat` to `rel` that finds the non-directory `prefix` in the way.
+pub(crate) fn in_the_way(rel: &str, prefix: &str) -> String {
+    format!("cannot write `{rel}`: `{prefix}` is in the way and is not a directory")
+}
+
+/// The failure message for a `cat` to `rel`, which is a directory.
+pub(crate) fn is_a_directory(rel: &str) -> String {
+    format!("cannot write `{rel}`: it is a directory")
+}
+
 /// Writes `text` to `out/<rel>`, creating parent directories, following no symlink on the way:
 /// a process that ran before may have put one into `out/` to make the write land elsewhere.
 pub(crate) fn write_cat(out: &str, rel: &str, text: &str) -> Result<(), CatError> {
     let mut path = PathBuf::from(out);
+    let mut prefix_len = 0;
     let mut segments = rel.split('/').peekable();
     while let Some(segment) = segments.next() {
         path.push(segment);
         if segments.peek().is_none() {
             break;
         }
+        prefix_len += segment.len() + usize::from(prefix_len > 0);
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
                 let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
                 if !is_dir {
-                    return Err(CatError::Job(format!(
-                        "cannot write `{rel}`: `{}` is in the way and is not a directory",
-                        path.display()
-                    )));
+                    return Err(CatError::Job(in_the_way(rel, &rel[..prefix_len])));
                 }
             }
             Err(err) => return Err(cat_io_error(rel, &path, err)),
@@ -262,22 +475,30 @@ fn cat_io_error(rel: &str, path: &Path, err: io::Error) -> CatError {
     if is_disk_full(&err) {
         return CatError::Exec(ExecError::io("write", path, err));
     }
-    if err.raw_os_error() == Some(libc::ELOOP) {
-        return CatError::Job(format!("cannot write `{rel}`: it is a symlink"));
+    match err.raw_os_error() {
+        Some(libc::ELOOP) => CatError::Job(format!("cannot write `{rel}`: it is a symlink")),
+        Some(libc::EISDIR) => CatError::Job(is_a_directory(rel)),
+        _ => CatError::Job(format!("cannot write `{rel}`: {err}")),
     }
-    CatError::Job(format!("cannot write `{rel}`: {err}"))
 }
 
-/// The last lines of the file at `path` (at most [`TAIL_LINES`] lines and [`TAIL_BYTES`]
-/// bytes), lossily decoded. Empty when it cannot be read.
-pub(crate) fn tail(path: &Path) -> String {
+/// The last lines of `file` (at most [`TAIL_LINES`] lines and [`TAIL_BYTES`] bytes), lossily
+/// decoded. Empty when it cannot be read.
+pub(crate) fn tail(file: &File) -> String {
     let read = || -> io::Result<Vec<u8>> {
-        let mut file = File::open(path)?;
         let len = file.metadata()?.len();
         let start = len.saturating_sub(TAIL_BYTES);
-        file.seek(SeekFrom::Start(start))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        let mut bytes = vec![0u8; usize::try_from(len - start).unwrap_or(0)];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match file.read_at(&mut bytes[filled..], start + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
+            }
+        }
+        bytes.truncate(filled);
         if start > 0 {
             // Drop the partial first line, unless it is all there is.
             if let Some(newline) = bytes.iter().position(|&b| b == b'\n')
@@ -297,8 +518,9 @@ pub(crate) fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
 
-/// Removes the directory `path` and everything in it; nothing there is fine. Directories a
-/// job made read-only are made writable first, for a daemon that does not run as root.
+/// Removes the directory `path` and everything in it, following no symlink; nothing there is
+/// fine. Directories a job made read-only are made writable first, for a daemon that does not
+/// run as root.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     let first = match fs::remove_dir_all(path) {
         Ok(()) => return Ok(()),
@@ -411,15 +633,16 @@ mod tests {
         let path = dir.path().join("f");
         let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
         fs::write(&path, text).expect("write");
-        let tail = tail(&path);
+        let open = || File::open(&path).expect("open");
+        let tail = tail(&open());
         assert_eq!(tail.lines().count(), TAIL_LINES);
         assert!(
             tail.starts_with("line 80\n") && tail.ends_with("line 99"),
             "{tail}"
         );
-        let long = "x".repeat(10_000);
-        fs::write(&path, &long).expect("write");
-        assert_eq!(super::tail(&path).len(), TAIL_BYTES as usize);
-        assert_eq!(super::tail(&dir.path().join("none")), "");
+        fs::write(&path, "x".repeat(10_000)).expect("write");
+        assert_eq!(super::tail(&open()).len(), TAIL_BYTES as usize);
+        fs::write(&path, "").expect("write");
+        assert_eq!(super::tail(&open()), "");
     }
 }
