@@ -1,1 +1,19 @@
 //! The daemon: the local API on a Unix socket, build sessions and workspace locks.
+//!
+//! Protocol flow of the local API is in [`weft_protocol::wire`]'s client module; this module
+//! serves it ([`run`]) and speaks it from the client side ([`client`]).
+
+pub mod client;
+mod config;
+mod conn;
+mod engine;
+mod home;
+mod locks;
+mod lower;
+mod server;
+mod session;
+
+pub use config::DaemonConfig;
+pub use conn::ConnError;
+pub use home::{Home, IdentityError, PidLockError, node_id};
+pub use server::{DaemonError, run};

@@ -18,9 +18,8 @@ mod handshake;
 mod peer;
 
 pub use client::{
-    BuildEvent, BuildRequest, BuildSummary, CacheReport, CacheSource, ClientMessage,
-    DaemonMessage, DaemonStatus, ErrorReport, FailureReport, GraphRunRequest, QueryRequest,
-    StoreReport,
+    BuildEvent, BuildRequest, BuildSummary, CacheReport, CacheSource, ClientMessage, DaemonMessage,
+    DaemonStatus, ErrorReport, FailureReport, GraphRunRequest, QueryRequest, StoreReport,
 };
 pub use codec::{CodecError, decode, encode};
 pub use frame::{FrameError, WireError, decode_frame, encode_frame, read_message, write_message};

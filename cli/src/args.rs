@@ -1,0 +1,181 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// weft: a peer-to-peer build mesh.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Run as if started in this directory.
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub(crate) directory: Option<PathBuf>,
+    /// The daemon's home (socket, store, identity). Default: `$WEFT_HOME`, else
+    /// `$XDG_STATE_HOME/weft`, else `~/.local/state/weft`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    /// A started daemon shuts down after this many idle seconds.
+    #[arg(long, global = true, default_value_t = 10800, value_name = "SECS")]
+    pub(crate) max_idle_secs: u64,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Build targets (default `//...`).
+    Build(BuildArgs),
+    /// Ask about targets.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Run a distbuild JSON job graph.
+    #[command(subcommand)]
+    Graph(GraphCommand),
+    /// Show the daemon's state.
+    Status,
+    /// Stop the daemon.
+    Shutdown,
+    /// Show the version, the home and the store's size.
+    Info,
+    /// Inspect and maintain the local store.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Remove `weft-out/` (the store keeps every result).
+    Clean,
+    /// Run the daemon in the foreground.
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    /// Target patterns: `//...`, `//dir/...`, `//dir:all`, `//dir:name`.
+    pub(crate) targets: Vec<String>,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Fail at once if another build holds the workspace, rather than wait.
+    #[arg(long)]
+    pub(crate) no_block_for_lock: bool,
+}
+
+/// Options shared by everything that runs jobs.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// How many jobs run at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub(crate) jobs: Option<u32>,
+    /// Go on after a failure with everything that does not depend on it.
+    #[arg(short = 'k', long)]
+    pub(crate) keep_going: bool,
+    /// Kill a job (and all its processes) after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) job_timeout: Option<u64>,
+    /// Also write every build event to this file, as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) events: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QueryCommand {
+    /// List the targets matching a pattern (default `//...`).
+    Targets {
+        /// A target pattern.
+        pattern: Option<String>,
+    },
+    /// List the transitive dependencies of a target.
+    Deps {
+        /// A label, such as `//src:app`.
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GraphCommand {
+    /// Run every job of a graph file `{"Jobs": [...]}`.
+    Run {
+        /// The graph file.
+        file: PathBuf,
+        /// The directory the jobs' `Inputs` are relative to.
+        #[arg(long, value_name = "DIR")]
+        source_dir: PathBuf,
+        /// Where outputs land: `OUT/<ID>/`, `OUT/<ID>.stdout`, `OUT/<ID>.stderr`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CacheCommand {
+    /// Show what the store holds.
+    Stats,
+    /// Remove least recently used blobs until the store fits in SIZE (e.g. `10G`, `500M`).
+    Gc {
+        /// The size cap.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: u64,
+    },
+    /// Rehash every blob, remove corrupt ones and rebuild the index.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DaemonArgs {
+    /// How many jobs run at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+}
+
+/// Parses `1234`, `10K`, `500M`, `2G`, `1T` (powers of 1024; a trailing `B` or `iB` is
+/// allowed).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let number_end = lower
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(number_end);
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => {
+            return Err(format!(
+                "unknown size unit in `{trimmed}`; use K, M, G or T"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{trimmed}` is not a size; write e.g. `10G`"))?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("`{trimmed}` is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1234"), Ok(1234));
+        assert_eq!(parse_size("10K"), Ok(10 * 1024));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2gb"), Ok(2 << 30));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5X").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,184 @@
+//! Finding the daemon, starting it when none answers, and replacing one from another binary.
+//!
+//! Protocol flow:
+//!
+//! 1. connect to `<home>/daemon.sock` and greet; a daemon with our binary id is used as is;
+//! 2. a daemon with another id is asked to shut down, and we wait for its pid to go;
+//! 3. with no daemon, take `<home>/daemon.lock` (so two clients never start two daemons),
+//!    look once more, and start `weft daemon` detached, logging to `<home>/daemon.log`;
+//! 4. wait until it answers, or report why it did not, with the end of its log.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use weft_node::daemon::Home;
+use weft_node::daemon::client::Client;
+use weft_protocol::wire::{ClientMessage, DaemonMessage};
+
+/// The longest Unix socket path Linux accepts.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// How long a starting daemon may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The home directory: `--home`, else `$WEFT_HOME`, else `$XDG_STATE_HOME/weft`, else
+/// `~/.local/state/weft`.
+pub(crate) fn resolve_home(flag: Option<&Path>) -> Result<Home> {
+    if let Some(dir) = flag {
+        return Ok(Home::new(absolute(dir)?));
+    }
+    let env_dir = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let root = if let Some(dir) = env_dir("WEFT_HOME") {
+        dir
+    } else if let Some(dir) = env_dir("XDG_STATE_HOME") {
+        dir.join("weft")
+    } else if let Some(dir) = env_dir("HOME") {
+        dir.join(".local/state/weft")
+    } else {
+        bail!("cannot find a home for the daemon: set `WEFT_HOME` (or `HOME`)");
+    };
+    Ok(Home::new(absolute(&root)?))
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve `{}`", path.display()))
+}
+
+/// This binary's identity: the version and the executable's size and modification time, so
+/// that any rebuild counts as another binary.
+pub(crate) fn binary_id() -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let stamp = std::env::current_exe()
+        .and_then(|exe| exe.metadata())
+        .map(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            format!("{}.{}.{}", meta.size(), meta.mtime(), meta.mtime_nsec())
+        })
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("weft {version} ({stamp})")
+}
+
+/// Connects to the daemon of `home`, starting or replacing it as needed.
+pub(crate) async fn connect(home: &Home, max_idle_secs: u64) -> Result<Client> {
+    let socket = home.socket();
+    if socket.as_os_str().len() > MAX_SOCKET_PATH {
+        bail!(
+            "the daemon socket path `{}` is longer than {MAX_SOCKET_PATH} bytes; set `WEFT_HOME` \
+             to a shorter directory",
+            socket.display()
+        );
+    }
+    let ours = binary_id();
+    if let Some(client) = try_connect(home, &ours).await? {
+        return Ok(client);
+    }
+    home.create()
+        .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
+    let lock_path = home.start_lock();
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open `{}`", lock_path.display()))?;
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await?
+        .with_context(|| format!("cannot lock `{}`", lock_path.display()))?;
+    // Another client may have started one while we waited for the lock.
+    if let Some(client) = try_connect(home, &ours).await? {
+        return Ok(client);
+    }
+    let client = start(home, &ours, max_idle_secs).await;
+    drop::<File>(lock);
+    client
+}
+
+/// Connects to a running daemon of our binary, replacing one of another binary. `None` when
+/// no daemon answers.
+async fn try_connect(home: &Home, ours: &str) -> Result<Option<Client>> {
+    let Ok(mut client) = Client::connect(&home.socket(), ours).await else {
+        return Ok(None);
+    };
+    if client.daemon_binary_id == ours {
+        return Ok(Some(client));
+    }
+    let pid = client.daemon_pid;
+    eprintln!(
+        "weft: replacing the daemon (pid {pid}) that runs another binary ({})",
+        client.daemon_binary_id
+    );
+    client.send(&ClientMessage::Shutdown).await?;
+    while let Ok(Some(message)) = client.recv().await {
+        if matches!(message, DaemonMessage::ShuttingDown) {
+            break;
+        }
+    }
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if Instant::now() > deadline {
+            bail!("the old daemon (pid {pid}) does not stop; kill it and retry");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(None)
+}
+
+async fn start(home: &Home, ours: &str, max_idle_secs: u64) -> Result<Client> {
+    let exe = std::env::current_exe().context("cannot find the weft executable")?;
+    let log_path = home.log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the daemon log `{}`", log_path.display()))?;
+    let mut child = Command::new(&exe)
+        .arg("--home")
+        .arg(home.root())
+        .arg("--max-idle-secs")
+        .arg(max_idle_secs.to_string())
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C at the terminal stops the client, not the daemon.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start the daemon `{}`", exe.display()))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(client) = Client::connect(&home.socket(), ours).await {
+            return Ok(client);
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "the daemon exited at start ({status}); the end of its log `{}`:\n{}",
+                log_path.display(),
+                tail(&log_path)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not answer within {}s; see its log `{}`",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The last lines of a log file.
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}

@@ -1,0 +1,261 @@
+//! The daemon's main loop: accept clients, serve their requests, and stop when told to or
+//! when idle for too long.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+use weft_protocol::wire::{
+    ClientMessage, DaemonMessage, DaemonStatus, ErrorReport, Role, StoreReport,
+};
+use weft_store::Store;
+
+use super::config::DaemonConfig;
+use super::conn::{self, ConnError, ConnReader, ConnWriter};
+use super::engine::Engine;
+use super::home::Home;
+use super::locks::WorkspaceLocks;
+use super::session;
+use crate::exec::{ExecConfig, Executor, SourceDigests, Toolchains};
+use crate::frontend::Loader;
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store cannot be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] weft_store::StoreError),
+    /// The identity key cannot be loaded.
+    #[error(transparent)]
+    Identity(#[from] super::home::IdentityError),
+    /// The executor cannot be set up.
+    #[error("cannot set up job sandboxes: {0}")]
+    Exec(#[from] crate::exec::ExecError),
+    /// A blocking task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) config: DaemonConfig,
+    pub(crate) home: Home,
+    pub(crate) store: Store,
+    pub(crate) engine: Engine,
+    pub(crate) loader: Mutex<Loader>,
+    pub(crate) digests: SourceDigests,
+    pub(crate) toolchains: Toolchains,
+    pub(crate) locks: WorkspaceLocks,
+    next_build: AtomicU64,
+    started: Instant,
+    activity: Mutex<Activity>,
+    stop: Notify,
+}
+
+struct Activity {
+    connections: usize,
+    last: Instant,
+}
+
+impl Shared {
+    pub(crate) fn next_build_id(&self) -> crate::core::BuildId {
+        crate::core::BuildId(self.next_build.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn touch(&self, delta: isize) {
+        let mut activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        activity.connections = activity.connections.saturating_add_signed(delta);
+        activity.last = Instant::now();
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        let activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        (activity.connections == 0).then(|| activity.last.elapsed())
+    }
+
+    pub(crate) fn store_report(&self) -> StoreReport {
+        let stats = self.store.stats();
+        StoreReport {
+            path: self.store.root().display().to_string(),
+            n_blobs: stats.n_blobs,
+            bytes: stats.total_bytes,
+            n_actions: stats.n_actions,
+            n_pinned: stats.n_pinned,
+        }
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves, a client asks it to stop, or it
+/// has been idle for [`DaemonConfig::max_idle`].
+pub async fn run(
+    config: DaemonConfig,
+    listener: UnixListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let home = Home::new(&config.home);
+    let store_dir = home.store();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir))
+        .await
+        .map_err(|e| DaemonError::Internal(e.to_string()))??;
+    let keypair = home.load_or_create_identity()?;
+    let executor = Executor::new(
+        store.clone(),
+        ExecConfig {
+            sandbox_root: home.sandboxes(),
+            path_env: config.job_path.clone(),
+            keep_failed_sandboxes: false,
+            strict: false,
+        },
+    )?;
+    let engine = Engine::spawn(store.clone(), executor, keypair, config.slots);
+    let shared = Arc::new(Shared {
+        home,
+        digests: SourceDigests::new(store.clone()),
+        toolchains: Toolchains::new(config.job_path.clone()),
+        store,
+        engine,
+        loader: Mutex::new(Loader::new()),
+        locks: WorkspaceLocks::default(),
+        next_build: AtomicU64::new(1),
+        started: Instant::now(),
+        activity: Mutex::new(Activity {
+            connections: 0,
+            last: Instant::now(),
+        }),
+        stop: Notify::new(),
+        config,
+    });
+    info!(home = %shared.home.root().display(), slots = shared.config.slots, "daemon ready");
+
+    tokio::pin!(shutdown);
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1).min(shared.config.max_idle));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let shared = shared.clone();
+                    shared.touch(1);
+                    tokio::spawn(async move {
+                        if let Err(e) = serve(&shared, stream).await {
+                            warn!(error = %e, "client connection ended with an error");
+                        }
+                        shared.touch(-1);
+                    });
+                }
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            () = &mut shutdown => {
+                info!("shutting down: signal");
+                break;
+            }
+            () = shared.stop.notified() => {
+                info!("shutting down: asked by a client");
+                break;
+            }
+            _ = idle_check.tick() => {
+                if shared.idle_for().is_some_and(|idle| idle >= shared.config.max_idle) {
+                    info!(max_idle_secs = shared.config.max_idle.as_secs(), "shutting down: idle");
+                    break;
+                }
+            }
+        }
+    }
+    let _ = shared.store.flush();
+    Ok(())
+}
+
+async fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), ConnError> {
+    let pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .and_then(|p| u32::try_from(p).ok());
+    let (mut reader, mut writer) = conn::handshake(stream, Role::Daemon, Role::Client).await?;
+    match reader.recv::<ClientMessage>().await? {
+        Some(ClientMessage::Hello { .. }) => {
+            writer
+                .send(&DaemonMessage::Hello {
+                    binary_id: shared.config.binary_id.clone(),
+                    pid: std::process::id(),
+                })
+                .await?;
+        }
+        Some(_) => return error(&mut writer, "the first message must be `Hello`").await,
+        None => return Ok(()),
+    }
+    let Some(request) = reader.recv::<ClientMessage>().await? else {
+        return Ok(());
+    };
+    respond(shared, request, pid.unwrap_or(0), reader, writer).await
+}
+
+async fn respond(
+    shared: &Arc<Shared>,
+    request: ClientMessage,
+    pid: u32,
+    reader: ConnReader,
+    mut writer: ConnWriter,
+) -> Result<(), ConnError> {
+    match request {
+        ClientMessage::Hello { .. } => error(&mut writer, "`Hello` was already sent").await,
+        ClientMessage::Build(request) => session::build(shared, request, pid, reader, writer).await,
+        ClientMessage::GraphRun(request) => {
+            session::graph_run(shared, request, pid, reader, writer).await
+        }
+        ClientMessage::Query(query) => {
+            let shared = shared.clone();
+            let answer = tokio::task::spawn_blocking(move || session::query(&shared, &query)).await;
+            match answer {
+                Ok(Ok(lines)) => writer.send(&DaemonMessage::Lines(lines)).await,
+                Ok(Err(message)) => error(&mut writer, &message).await,
+                Err(e) => error(&mut writer, &format!("internal error: {e}")).await,
+            }
+        }
+        ClientMessage::Status => {
+            let building = shared
+                .locks
+                .busy()
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            let status = DaemonStatus {
+                pid: std::process::id(),
+                binary_id: shared.config.binary_id.clone(),
+                home: shared.home.root().display().to_string(),
+                uptime_secs: shared.started.elapsed().as_secs(),
+                building,
+                slots: u32::try_from(shared.config.slots).unwrap_or(u32::MAX),
+                store: shared.store_report(),
+            };
+            writer.send(&DaemonMessage::Status(status)).await
+        }
+        ClientMessage::CacheStats | ClientMessage::CacheGc { .. } | ClientMessage::CacheVerify => {
+            let shared = shared.clone();
+            let answer =
+                tokio::task::spawn_blocking(move || session::cache(&shared, &request)).await;
+            match answer {
+                Ok(Ok(report)) => writer.send(&DaemonMessage::Cache(report)).await,
+                Ok(Err(message)) => error(&mut writer, &message).await,
+                Err(e) => error(&mut writer, &format!("internal error: {e}")).await,
+            }
+        }
+        ClientMessage::Shutdown => {
+            writer.send(&DaemonMessage::ShuttingDown).await?;
+            shared.stop.notify_one();
+            Ok(())
+        }
+    }
+}
+
+/// Sends an error report.
+pub(crate) async fn error(writer: &mut ConnWriter, message: &str) -> Result<(), ConnError> {
+    writer
+        .send(&DaemonMessage::Error(ErrorReport {
+            message: message.to_owned(),
+        }))
+        .await
+}

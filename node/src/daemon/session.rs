@@ -1,0 +1,511 @@
+//! One client request: a build, a graph run, a query or a cache command.
+//!
+//! A build holds its workspace's lock from start to end, streams the engine's events to the
+//! client, and cancels itself when the client goes away: the engine kills its processes,
+//! nothing partial is published, and the lock is released.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::info;
+use weft_protocol::wire::{
+    BuildEvent, BuildRequest, BuildSummary, CacheReport, ClientMessage, DaemonMessage,
+    GraphRunRequest, QueryRequest,
+};
+use weft_protocol::{ActionResult, Job, JobId, Label};
+
+use super::conn::{ConnError, ConnReader, ConnWriter};
+use super::engine::{BuildPlan, EngineEvent};
+use super::locks::WorkspaceGuard;
+use super::lower::{self, Lowered};
+use super::server::{Shared, error};
+use crate::core::{BuildOptions, BuildOutcome};
+use crate::frontend::{self, Workspace};
+
+/// What a finished build hands back for publishing its outputs.
+struct Finished {
+    outcome: BuildOutcome,
+    results: HashMap<JobId, ActionResult>,
+    cancelled: bool,
+}
+
+/// Serves a build request.
+pub(crate) async fn build(
+    shared: &Arc<Shared>,
+    request: BuildRequest,
+    pid: u32,
+    mut reader: ConnReader,
+    mut writer: ConnWriter,
+) -> Result<(), ConnError> {
+    let started = Instant::now();
+    let root = PathBuf::from(&request.workspace);
+    let workspace = match Workspace::open(&root) {
+        Ok(workspace) => workspace,
+        Err(e) => return error(&mut writer, &e.to_string()).await,
+    };
+    let Some(_guard) = lock(
+        shared,
+        &workspace.root,
+        pid,
+        request.block_for_lock,
+        &mut reader,
+        &mut writer,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+
+    let planned = {
+        let shared = shared.clone();
+        let workspace = workspace.clone();
+        let patterns = request.targets.clone();
+        tokio::task::spawn_blocking(move || plan_build(&shared, &workspace, &patterns)).await
+    };
+    let (requested, lowered) = match planned {
+        Ok(Ok(planned)) => planned,
+        Ok(Err(message)) => return error(&mut writer, &message).await,
+        Err(e) => return error(&mut writer, &format!("internal error while loading: {e}")).await,
+    };
+    let options = BuildOptions {
+        keep_going: request.keep_going,
+        max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
+    };
+    let timeout = request.job_timeout_secs.map(Duration::from_secs);
+    let jobs: HashMap<JobId, Arc<Job>> = lowered.jobs.iter().cloned().collect();
+    let Some(finished) = run_plan(
+        shared,
+        lowered.jobs.clone(),
+        options,
+        timeout,
+        &mut reader,
+        &mut writer,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+
+    let mut summary = summary(&finished.outcome, started);
+    if summary.success && !finished.cancelled {
+        // Publish the requested targets' outputs into `weft-out/`.
+        let shared = shared.clone();
+        let outputs: Vec<(Label, JobId)> = requested
+            .iter()
+            .filter_map(|l| lowered.ids.get(l).map(|id| (l.clone(), *id)))
+            .collect();
+        let published = tokio::task::spawn_blocking(move || {
+            publish_outputs(&shared, &workspace, &outputs, &jobs, &finished.results)
+        })
+        .await;
+        match published {
+            Ok(Ok(paths)) => {
+                for (name, path) in paths {
+                    writer
+                        .send(&DaemonMessage::Event(BuildEvent::Output { name, path }))
+                        .await?;
+                }
+            }
+            Ok(Err(message)) => {
+                summary.success = false;
+                error(&mut writer, &message).await?;
+            }
+            Err(e) => {
+                summary.success = false;
+                error(
+                    &mut writer,
+                    &format!("internal error while publishing outputs: {e}"),
+                )
+                .await?;
+            }
+        }
+    }
+    writer
+        .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
+        .await
+}
+
+/// Loads the targets and lowers them to jobs, on a blocking thread.
+fn plan_build(
+    shared: &Shared,
+    workspace: &Workspace,
+    patterns: &[String],
+) -> Result<(Vec<Label>, Lowered), String> {
+    let graph = {
+        let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
+        loader
+            .load(workspace, patterns)
+            .map_err(|e| e.to_string())?
+    };
+    let lowered = lower::lower_targets(workspace, &graph, &shared.digests, &shared.toolchains)
+        .map_err(|e| e.to_string())?;
+    Ok((graph.requested.clone(), lowered))
+}
+
+/// Takes the workspace lock, waiting (and saying so) or failing at once. `None` means the
+/// client has been answered or has gone.
+async fn lock(
+    shared: &Shared,
+    key: &Path,
+    pid: u32,
+    block: bool,
+    reader: &mut ConnReader,
+    writer: &mut ConnWriter,
+) -> Result<Option<WorkspaceGuard>, ConnError> {
+    match shared.locks.try_lock(key, pid) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(busy) if !block => {
+            let message = format!(
+                "another build (client pid {}) is running in `{}`; wait for it, or run \
+                 without `--no-block-for-lock` to queue behind it",
+                busy.holder_pid,
+                key.display()
+            );
+            error(writer, &message).await?;
+            Ok(None)
+        }
+        Err(busy) => {
+            let waiting = BuildEvent::WaitingForLock {
+                holder_pid: busy.holder_pid,
+            };
+            writer.send(&DaemonMessage::Event(waiting)).await?;
+            tokio::select! {
+                guard = shared.locks.lock(key, pid) => Ok(Some(guard)),
+                _ = reader.recv::<ClientMessage>() => Ok(None),
+            }
+        }
+    }
+}
+
+/// Hands the jobs to the engine and relays its events until the build is over, cancelling
+/// it if the client goes away. `None` means the plan was refused and the client told.
+async fn run_plan(
+    shared: &Shared,
+    jobs: Vec<(JobId, Arc<Job>)>,
+    options: BuildOptions,
+    job_timeout: Option<Duration>,
+    reader: &mut ConnReader,
+    writer: &mut ConnWriter,
+) -> Result<Option<Finished>, ConnError> {
+    let n_jobs = jobs.len() as u64;
+    let build = shared.next_build_id();
+    let (events, mut received) = mpsc::unbounded_channel();
+    let plan = BuildPlan {
+        jobs,
+        options,
+        job_timeout,
+        events,
+    };
+    if let Err(e) = shared.engine.add_build(build, plan).await {
+        error(writer, &e.to_string()).await?;
+        return Ok(None);
+    }
+    let mut client_gone = false;
+    if writer
+        .send(&DaemonMessage::Event(BuildEvent::Planned { n_jobs }))
+        .await
+        .is_err()
+    {
+        shared.engine.cancel(build);
+        client_gone = true;
+    }
+    loop {
+        tokio::select! {
+            event = received.recv() => match event {
+                Some(EngineEvent::Build(event)) => {
+                    if !client_gone && writer.send(&DaemonMessage::Event(event)).await.is_err() {
+                        info!(build = build.0, "client went away; cancelling the build");
+                        shared.engine.cancel(build);
+                        client_gone = true;
+                    }
+                }
+                Some(EngineEvent::Done { outcome, results }) => {
+                    return if client_gone {
+                        Ok(None)
+                    } else {
+                        Ok(Some(Finished { cancelled: outcome.cancelled, outcome, results }))
+                    };
+                }
+                None => {
+                    error(writer, "internal error: the engine stopped").await?;
+                    return Ok(None);
+                }
+            },
+            message = reader.recv::<ClientMessage>(), if !client_gone => {
+                // A client says nothing during a build; anything, or the end of the stream,
+                // means it is gone.
+                info!(build = build.0, closed = matches!(message, Ok(None)), "client hung up; cancelling the build");
+                shared.engine.cancel(build);
+                client_gone = true;
+            }
+        }
+    }
+}
+
+fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {
+    BuildSummary {
+        success: outcome.success,
+        n_ran: outcome.n_ran,
+        n_cached: outcome.n_cached,
+        n_failed: outcome.n_failed,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Materializes each requested target's declared outs at `weft-out/<dir>/<out>`.
+fn publish_outputs(
+    shared: &Shared,
+    workspace: &Workspace,
+    outputs: &[(Label, JobId)],
+    jobs: &HashMap<JobId, Arc<Job>>,
+    results: &HashMap<JobId, ActionResult>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut published = Vec::new();
+    for (label, id) in outputs {
+        let (Some(job), Some(result)) = (jobs.get(id), results.get(id)) else {
+            continue;
+        };
+        let Some(dir) = lower::output_dir(workspace, label) else {
+            continue;
+        };
+        for out in &job.outs {
+            let Some(file) = result.outputs.iter().find(|f| &f.path == out) else {
+                continue;
+            };
+            let dest = dir.join(out);
+            shared
+                .store
+                .materialize(&file.digest, &dest, file.executable)
+                .map_err(|e| format!("cannot publish `{out}` of `{label}`: {e}"))?;
+            let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
+            published.push((label.to_string(), shown.display().to_string()));
+        }
+    }
+    Ok(published)
+}
+
+/// Serves a distbuild graph run: every job's outputs land in `OUT/<ID>/`, its stdout and
+/// stderr in `OUT/<ID>.stdout` and `OUT/<ID>.stderr`.
+pub(crate) async fn graph_run(
+    shared: &Arc<Shared>,
+    request: GraphRunRequest,
+    pid: u32,
+    mut reader: ConnReader,
+    mut writer: ConnWriter,
+) -> Result<(), ConnError> {
+    let started = Instant::now();
+    let out_dir = PathBuf::from(&request.out_dir);
+    let Some(_guard) = lock(shared, &out_dir, pid, true, &mut reader, &mut writer).await? else {
+        return Ok(());
+    };
+    let planned = {
+        let shared = shared.clone();
+        let request = request.clone();
+        tokio::task::spawn_blocking(move || plan_graph(&shared, &request)).await
+    };
+    let graph = match planned {
+        Ok(Ok(graph)) => graph,
+        Ok(Err(message)) => return error(&mut writer, &message).await,
+        Err(e) => return error(&mut writer, &format!("internal error while loading: {e}")).await,
+    };
+    let options = BuildOptions {
+        keep_going: request.keep_going,
+        max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
+    };
+    let timeout = request.job_timeout_secs.map(Duration::from_secs);
+    let Some(finished) = run_plan(
+        shared,
+        graph.jobs.clone(),
+        options,
+        timeout,
+        &mut reader,
+        &mut writer,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let summary = summary(&finished.outcome, started);
+    if !finished.cancelled {
+        let shared = shared.clone();
+        let published = tokio::task::spawn_blocking(move || {
+            publish_graph(&shared, &out_dir, &graph.names, &finished.results)
+        })
+        .await;
+        match published {
+            Ok(Ok(paths)) => {
+                for (name, path) in paths {
+                    writer
+                        .send(&DaemonMessage::Event(BuildEvent::Output { name, path }))
+                        .await?;
+                }
+            }
+            Ok(Err(message)) => error(&mut writer, &message).await?,
+            Err(e) => {
+                error(
+                    &mut writer,
+                    &format!("internal error while publishing: {e}"),
+                )
+                .await?
+            }
+        }
+    }
+    writer
+        .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
+        .await
+}
+
+/// A lowered distbuild graph: the jobs, and each job's author-chosen ID.
+struct PlannedGraph {
+    jobs: Vec<(JobId, Arc<Job>)>,
+    names: Vec<(String, JobId)>,
+}
+
+fn plan_graph(shared: &Shared, request: &GraphRunRequest) -> Result<PlannedGraph, String> {
+    let text = std::fs::read_to_string(&request.graph)
+        .map_err(|e| format!("cannot read the graph `{}`: {e}", request.graph))?;
+    let graph =
+        frontend::parse_distbuild(&text).map_err(|e| format!("`{}`: {e}", request.graph))?;
+    let source_dir = Path::new(&request.source_dir);
+    let mut ids: HashMap<String, JobId> = HashMap::new();
+    let mut jobs = Vec::with_capacity(graph.jobs.len());
+    let mut names = Vec::with_capacity(graph.jobs.len());
+    for dist in &graph.jobs {
+        let mut inputs = Vec::with_capacity(dist.inputs.len());
+        for input in &dist.inputs {
+            let (digest, executable) = shared
+                .digests
+                .digest(&source_dir.join(input))
+                .map_err(|e| format!("job `{}`, field `Inputs`: {e}", dist.id))?;
+            inputs.push(weft_protocol::Input {
+                path: input.clone(),
+                digest,
+                executable,
+            });
+        }
+        let deps = dist
+            .deps
+            .iter()
+            .map(|d| {
+                ids.get(d)
+                    .copied()
+                    .ok_or_else(|| format!("job `{}`: unknown dep `{d}`", dist.id))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolve = |reference: &str| ids.get(reference).copied();
+        let cmds = dist
+            .cmds
+            .iter()
+            .map(|cmd| lower::rewrite_cmd(cmd, &resolve))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("job `{}`, field `Cmds`: {e}", dist.id))?;
+        let toolchain = shared
+            .toolchains
+            .toolchain(&cmds, &[])
+            .map_err(|e| format!("job `{}`: {e}", dist.id))?;
+        let job = Job {
+            name: if dist.name.is_empty() {
+                dist.id.clone()
+            } else {
+                dist.name.clone()
+            },
+            inputs,
+            deps,
+            cmds,
+            env: Default::default(),
+            outs: Vec::new(),
+            toolchain,
+        };
+        job.validate()
+            .map_err(|e| format!("job `{}`: {e}", dist.id))?;
+        let id = job.id();
+        ids.insert(dist.id.clone(), id);
+        names.push((dist.id.clone(), id));
+        jobs.push((id, Arc::new(job)));
+    }
+    Ok(PlannedGraph { jobs, names })
+}
+
+fn publish_graph(
+    shared: &Shared,
+    out_dir: &Path,
+    names: &[(String, JobId)],
+    results: &HashMap<JobId, ActionResult>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut published = Vec::new();
+    for (name, id) in names {
+        let Some(result) = results.get(id) else {
+            continue;
+        };
+        let dir = out_dir.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| format!("cannot replace `{}`: {e}", dir.display()))?;
+        }
+        shared
+            .store
+            .materialize_tree(&result.output_tree, &dir)
+            .map_err(|e| format!("cannot publish the outputs of `{name}`: {e}"))?;
+        for (stream, digest) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            let path = out_dir.join(format!("{name}.{stream}"));
+            shared
+                .store
+                .materialize(digest, &path, false)
+                .map_err(|e| format!("cannot publish the {stream} of `{name}`: {e}"))?;
+        }
+        published.push((name.clone(), dir.display().to_string()));
+    }
+    Ok(published)
+}
+
+/// Answers a query about a workspace's targets.
+pub(crate) fn query(shared: &Shared, query: &QueryRequest) -> Result<Vec<String>, String> {
+    let (workspace, pattern) = match query {
+        QueryRequest::Targets { workspace, pattern } => (workspace, pattern.clone()),
+        QueryRequest::Deps { workspace, label } => (workspace, label.clone()),
+    };
+    let workspace = Workspace::open(Path::new(workspace)).map_err(|e| e.to_string())?;
+    let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
+    let graph = loader
+        .load(&workspace, &[pattern])
+        .map_err(|e| e.to_string())?;
+    let lines = match query {
+        QueryRequest::Targets { .. } => graph.requested.iter().map(|l| l.to_string()).collect(),
+        QueryRequest::Deps { .. } => {
+            let requested: std::collections::BTreeSet<&Label> = graph.requested.iter().collect();
+            graph
+                .targets
+                .keys()
+                .filter(|l| !requested.contains(l))
+                .map(|l| l.to_string())
+                .collect()
+        }
+    };
+    Ok(lines)
+}
+
+/// Serves the cache commands.
+pub(crate) fn cache(shared: &Shared, request: &ClientMessage) -> Result<CacheReport, String> {
+    match request {
+        ClientMessage::CacheGc { max_bytes } => {
+            let report = shared.store.gc(*max_bytes).map_err(|e| e.to_string())?;
+            Ok(CacheReport::Gc {
+                n_removed: report.n_evicted,
+                bytes_freed: report.bytes_evicted,
+                after: shared.store_report(),
+            })
+        }
+        ClientMessage::CacheVerify => {
+            let report = shared.store.verify().map_err(|e| e.to_string())?;
+            Ok(CacheReport::Verify {
+                n_checked: report.n_checked,
+                n_corrupt: report.corrupt.len() as u64,
+                n_index_fixed: report.n_index_added + report.n_index_removed,
+            })
+        }
+        _ => Ok(CacheReport::Stats(shared.store_report())),
+    }
+}

@@ -1,0 +1,375 @@
+//! End-to-end tests of local builds: the real `weft` binary and its daemon, on temporary
+//! workspaces, each test with its own home.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use weft_tests::{TestEnv, alive, events_of, have_cc, names_of, text, wait_until};
+
+const THREE_JOBS: &str = r#"
+job(
+    name = "a",
+    srcs = ["a.txt"],
+    outs = ["a.out"],
+    cmds = [exec(["sh", "-c", "cat a.txt > {{OUTPUT_DIR}}/a.out"])],
+)
+
+job(
+    name = "b",
+    deps = [":a"],
+    outs = ["b.out"],
+    cmds = [exec(["sh", "-c", "cat {{DEP::a}}/a.out {{DEP::a}}/a.out > {{OUTPUT_DIR}}/b.out"])],
+)
+
+job(
+    name = "c",
+    outs = ["c.out"],
+    cmds = [cat("{{OUTPUT_DIR}}/c.out", "static\n")],
+)
+"#;
+
+fn three_jobs() -> TestEnv {
+    let env = TestEnv::new();
+    env.write("BUILD", THREE_JOBS);
+    env.write("a.txt", "A\n");
+    env
+}
+
+#[test]
+fn build_then_noop_rebuild_runs_nothing() {
+    let env = three_jobs();
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(names_of(&events, "Started"), ["//:a", "//:b", "//:c"]);
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
+    assert_eq!(env.read("weft-out/c.out"), "static\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("3 jobs ran, 0 from cache"),
+        "last line: {last}"
+    );
+
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        events_of(&events, "Started").is_empty(),
+        "nothing runs: {events:?}"
+    );
+    assert_eq!(names_of(&events, "CacheHit"), ["//:a", "//:b", "//:c"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("0 jobs ran, 3 from cache")
+    );
+}
+
+#[test]
+fn editing_a_source_reruns_only_its_dependents() {
+    let env = three_jobs();
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    env.write("a.txt", "changed\n");
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(names_of(&events, "Started"), ["//:a", "//:b"]);
+    assert_eq!(names_of(&events, "CacheHit"), ["//:c"]);
+    assert_eq!(env.read("weft-out/b.out"), "changed\nchanged\n");
+}
+
+#[test]
+fn a_failing_job_reports_its_label_command_exit_code_and_stderr() {
+    let env = TestEnv::new();
+    env.write(
+        "BUILD",
+        r#"job(name = "bad", cmds = [exec(["sh", "-c", "echo boom >&2; exit 3"])])
+job(name = "after", deps = [":bad"], cmds = [cat("{{OUTPUT_DIR}}/x", "x")])
+"#,
+    );
+    let (output, events) = env.build(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("FAILED: `//:bad`"), "{stderr}");
+    assert!(
+        stderr.contains("command: sh -c 'echo boom >&2; exit 3'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+    assert!(stderr.contains("boom"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains("build FAILED"),
+        "{stderr}"
+    );
+    assert!(names_of(&events, "Started").iter().all(|n| n != "//:after"));
+}
+
+#[test]
+fn cycles_and_bad_labels_are_reported_with_file_and_line() {
+    let env = TestEnv::new();
+    env.write(
+        "BUILD",
+        "job(name = \"x\", deps = [\":y\"])\njob(name = \"y\", deps = [\":x\"])\n",
+    );
+    let output = env.run(&["build"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dependency cycle"), "{stderr}");
+    assert!(
+        stderr.contains("//:x -> //:y -> //:x") || stderr.contains("//:y -> //:x -> //:y"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("BUILD:"), "{stderr}");
+
+    env.write(
+        "BUILD",
+        "job(name = \"ok\")\n\njob(name = \"z\", deps = [\"//a b\"])\n",
+    );
+    let output = env.run(&["build"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BUILD:3"), "{stderr}");
+    assert!(stderr.contains("invalid label `//a b`"), "{stderr}");
+
+    env.write("BUILD", "job(name = \"nape\")\n");
+    let output = env.run(&["build", "//:nope"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(stderr.contains("`nope`"), "{stderr}");
+    assert!(stderr.contains("did you mean `//:nape`?"), "{stderr}");
+}
+
+#[test]
+fn one_build_per_workspace_waits_or_fails_fast() {
+    let env = TestEnv::new();
+    let marker = env.home.path().join("slow.started");
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"slow\", cmds = [exec([\"sh\", \"-c\", \"touch {}; sleep 2\"])])\n",
+            marker.display()
+        ),
+    );
+    let mut first = env
+        .cmd()
+        .arg("build")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until(
+        Duration::from_secs(30),
+        "the first build to start its job",
+        || marker.exists(),
+    );
+
+    let output = env.run(&["build", "--no-block-for-lock"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("another build (client pid"), "{stderr}");
+
+    let output = env.run(&["build"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("waiting for another build in this workspace"),
+        "{stderr}"
+    );
+    assert!(first.wait().expect("first build").success());
+}
+
+#[test]
+fn a_daemon_from_another_binary_is_replaced() {
+    let env = TestEnv::new();
+    env.write(
+        "BUILD",
+        "job(name = \"c\", cmds = [cat(\"{{OUTPUT_DIR}}/c\", \"c\")])\n",
+    );
+    let output = env.run(&["build"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let old_pid = env.daemon_pid().expect("a daemon runs");
+
+    // A copy of the binary counts as another build of weft (its size and mtime differ).
+    let copy = env.home.path().join("weft-other");
+    std::fs::copy(weft_tests::weft_bin(), &copy).expect("copy the binary");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .expect("open")
+        .set_len(std::fs::metadata(&copy).expect("stat").len() + 1)
+        .expect("grow");
+    let env = env.with_bin(copy);
+    let output = env.run(&["build"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("replacing the daemon"), "{stderr}");
+    let new_pid = env.daemon_pid().expect("a daemon runs");
+    assert_ne!(old_pid, new_pid);
+    wait_until(Duration::from_secs(10), "the old daemon to exit", || {
+        !alive(old_pid)
+    });
+}
+
+#[test]
+fn an_idle_daemon_shuts_down() {
+    let mut env = TestEnv::new();
+    env.max_idle_secs = 1;
+    env.write(
+        "BUILD",
+        "job(name = \"c\", cmds = [cat(\"{{OUTPUT_DIR}}/c\", \"c\")])\n",
+    );
+    let output = env.run(&["build"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let pid = env.daemon_pid().expect("a daemon runs");
+    wait_until(Duration::from_secs(15), "the idle daemon to exit", || {
+        !alive(pid)
+    });
+    let status = env.run(&["status"]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("no daemon is running"));
+}
+
+#[test]
+fn a_killed_client_cancels_its_build_and_the_daemon_goes_on() {
+    let env = TestEnv::new();
+    let pid_file = env.home.path().join("job.pid");
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"slow\", outs = [\"o\"], cmds = [exec([\"sh\", \"-c\", \"echo $$ > {}; \
+             sleep 60; touch {{{{OUTPUT_DIR}}}}/o\"])])\n",
+            pid_file.display()
+        ),
+    );
+    let mut client = env
+        .cmd()
+        .arg("build")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(30), "the job to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let job_pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(alive(job_pid));
+    client.kill().expect("kill -9 the client");
+    client.wait().expect("reap");
+    wait_until(
+        Duration::from_secs(15),
+        "the job's process to be killed",
+        || !alive(job_pid),
+    );
+    assert!(
+        !env.ws.path().join("weft-out/o").exists(),
+        "nothing partial is published"
+    );
+
+    // The daemon goes on, the lock is free, and the next build succeeds.
+    let daemon = env.daemon_pid().expect("a daemon runs");
+    assert!(alive(daemon));
+    env.write(
+        "BUILD",
+        "job(name = \"quick\", outs = [\"q\"], cmds = [cat(\"{{OUTPUT_DIR}}/q\", \"q\")])\n",
+    );
+    let output = env.run(&["build", "--no-block-for-lock"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/q"), "q");
+    assert_eq!(env.daemon_pid(), Some(daemon));
+}
+
+#[test]
+fn a_distbuild_graph_runs_with_cat_exec_and_deps() {
+    let env = TestEnv::new();
+    env.write("src/in.txt", "input\n");
+    env.write(
+        "graph.json",
+        r#"{"Jobs": [
+            {"ID": "gen", "Name": "generate", "Cmds": [
+                {"CatTemplate": "generated from {{SOURCE_DIR}}\n", "CatOutput": "{{OUTPUT_DIR}}/gen.txt"}
+            ]},
+            {"ID": "use", "Name": "use", "Inputs": ["in.txt"], "Deps": ["gen"], "Cmds": [
+                {"Exec": ["sh", "-c", "cat in.txt {{DEP:gen}}/gen.txt > {{OUTPUT_DIR}}/out.txt; echo done; echo warn >&2"],
+                 "Environ": ["LANG=C"], "WorkingDirectory": "{{SOURCE_DIR}}"}
+            ]}
+        ]}"#,
+    );
+    let out = env.ws.path().join("out");
+    let output = env.run(&[
+        "graph",
+        "run",
+        "graph.json",
+        "--source-dir",
+        "src",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let produced = std::fs::read_to_string(out.join("use/out.txt")).expect("use/out.txt");
+    assert!(produced.starts_with("input\ngenerated from "), "{produced}");
+    assert!(std::fs::read_to_string(out.join("gen/gen.txt")).is_ok());
+    assert_eq!(
+        std::fs::read_to_string(out.join("use.stdout")).expect("stdout"),
+        "done\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("use.stderr")).expect("stderr"),
+        "warn\n"
+    );
+
+    env.write("bad.json", r#"{"Jobs": [{"ID": "x", "Deps": ["nope"]}]}"#);
+    let output = env.run(&[
+        "graph",
+        "run",
+        "bad.json",
+        "--source-dir",
+        "src",
+        "--out",
+        "o2",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`nope`"));
+}
+
+#[test]
+fn the_bundled_example_builds_and_runs() {
+    if !have_cc() {
+        eprintln!("skipping: no `cc`/`ar` on PATH (install gcc and binutils; .ci/deps does)");
+        return;
+    }
+    let env = TestEnv::new();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    for file in [
+        "weft.toml",
+        "lib/BUILD",
+        "lib/greet.h",
+        "lib/greet.c",
+        "lib/shout.c",
+        "app/BUILD",
+        "app/main.c",
+    ] {
+        env.write(
+            file,
+            &std::fs::read_to_string(example.join(file)).expect("example file"),
+        );
+    }
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(events_of(&events, "Started").len(), 6);
+    let hello = env.ws.path().join("weft-out/app/hello");
+    let run = std::process::Command::new(&hello)
+        .args(["mesh", "--shout"])
+        .output()
+        .expect("run hello");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "HELLO, MESH (GREET 1.0)\n"
+    );
+}
