@@ -1206,3 +1206,22 @@ async fn a_reused_sandbox_holds_only_the_declared_inputs() {
         f.assert_idle();
     }
 }
+
+#[test]
+fn the_handles_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Executor>();
+    shareable::<SourceDigests>();
+    shareable::<Toolchains>();
+    fn sendable<T: Send>(_: &T) {}
+    let job = job(vec![], &[]);
+    let f = Fixture::new();
+    let run = f.exec.run(RunRequest {
+        id: job.id(),
+        job: &job,
+        deps: &[],
+        timeout: None,
+        node: NodeId([0; 32]),
+    });
+    sendable(&run);
+}

@@ -18,9 +18,15 @@
 //! symlinks and with their modes reset; every other entry of the sandbox directory is deleted,
 //! and the stream files are truncated. The next run removes the directories of `src/` that its
 //! inputs do not need before it materializes them, so a reused sandbox holds exactly what a new
-//! one would. One that cannot be emptied cleanly is deleted instead. Every process of a job is dead before its sandbox is reused
-//! (the executor kills each command's process group when the command ends); a process that
-//! left its group on purpose (`setsid`) is beyond the reach of a sandbox without namespaces.
+//! one would. One that cannot be emptied cleanly is deleted instead, and so is the sandbox of
+//! a failed or cancelled run.
+//!
+//! Every process of a job is dead before its sandbox is reused (the executor kills each
+//! command's process group when the command ends); a process that left its group on purpose
+//! (`setsid`) is beyond the reach of a sandbox without namespaces.
+//!
+//! `src/` is made read-only (mode 0555, its files are 0444 or 0555 from the store) unless the
+//! daemon runs as root, who ignores modes anyway.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
