@@ -67,7 +67,7 @@ impl Fixture {
                 "{}",
                 sandbox.display()
             );
-            for dir in ["src", "out", "tmp"] {
+            for dir in ["out", "tmp"] {
                 let dir = sandbox.join(dir);
                 assert_eq!(
                     fs::read_dir(&dir).expect("read").count(),
@@ -75,11 +75,25 @@ impl Fixture {
                     "{}",
                     dir.display()
                 );
+            }
+            // `src/` may keep empty directories for the next run.
+            let mut dirs = vec![
+                sandbox.join("src"),
+                sandbox.join("out"),
+                sandbox.join("tmp"),
+            ];
+            while let Some(dir) = dirs.pop() {
                 let mode = fs::symlink_metadata(&dir)
                     .expect("stat")
                     .permissions()
                     .mode();
                 assert_eq!(mode & 0o7777, 0o755, "{}", dir.display());
+                for entry in fs::read_dir(&dir).expect("read") {
+                    let entry = entry.expect("entry");
+                    let file_type = entry.file_type().expect("type");
+                    assert!(file_type.is_dir(), "{} is left", entry.path().display());
+                    dirs.push(entry.path());
+                }
             }
             for file in ["stdout", "stderr"] {
                 assert_eq!(fs::metadata(sandbox.join(file)).expect("stat").len(), 0);
@@ -1152,4 +1166,62 @@ async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
         std::thread::sleep(Duration::from_millis(10));
     }
     f.assert_idle();
+}
+
+#[tokio::test]
+async fn a_reused_sandbox_holds_only_the_declared_inputs() {
+    let f = Fixture::new();
+    let list = || sh("find . | sort > {{OUTPUT_DIR}}/files");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["a/b/x.txt", "a/y.txt"],
+            ".\n./a\n./a/b\n./a/b/x.txt\n./a/y.txt\n",
+        ),
+        (&["a/z.txt"], ".\n./a\n./a/z.txt\n"),
+        (&["c/d/e.txt"], ".\n./c\n./c/d\n./c/d/e.txt\n"),
+        // A file where the last run had a directory.
+        (&["c"], ".\n./c\n"),
+        (&[], ".\n"),
+    ];
+    let mut sandbox = None;
+    for (inputs, expected) in cases {
+        let mut listing = job(vec![list(), sh("pwd > {{OUTPUT_DIR}}/pwd")], &["files"]);
+        for path in inputs {
+            listing.inputs.push(f.input(path, path, false));
+        }
+        let outcome = f.run(&listing).await;
+        assert_eq!(
+            outcome.failure,
+            None,
+            "{inputs:?}: {}",
+            f.blob(&outcome.result.stderr)
+        );
+        assert_eq!(f.output(&outcome, "files"), expected, "{inputs:?}");
+        let pwd = f.output(&outcome, "pwd");
+        assert_eq!(
+            *sandbox.get_or_insert_with(|| pwd.clone()),
+            pwd,
+            "one sandbox, reused"
+        );
+        f.assert_idle();
+    }
+}
+
+#[test]
+fn the_handles_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Executor>();
+    shareable::<SourceDigests>();
+    shareable::<Toolchains>();
+    fn sendable<T: Send>(_: &T) {}
+    let job = job(vec![], &[]);
+    let f = Fixture::new();
+    let run = f.exec.run(RunRequest {
+        id: job.id(),
+        job: &job,
+        deps: &[],
+        timeout: None,
+        node: NodeId([0; 32]),
+    });
+    sendable(&run);
 }

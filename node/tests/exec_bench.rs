@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `WEFT_BENCH_SCALE` multiplies the job counts (default 1: 2,000 cat jobs, 500 `true` jobs,
-//! 500 `cp` jobs, 10,000 source digests).
+//! 500 `cp` jobs, 10,000 source digests). `WEFT_BENCH_ONLY=true,ninja` runs only the parts
+//! whose names hold one of the words; `WEFT_BENCH_DIR` is where the files go (default: the
+//! temporary directory).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -127,15 +129,22 @@ fn executor_throughput() {
         })
         .collect();
 
+    let cpu_before = cpu_seconds();
     let elapsed = runtime.block_on(spawn_all(n_exec, &dir.path().join("bare")));
     report("bare tokio spawn of `true` (the floor)", n_exec, elapsed);
+    report_cpu(cpu_before, elapsed);
     for (name, jobs) in [
         ("cat jobs", &cats),
         ("`true` exec jobs", &trues),
         ("`cp` exec jobs", &cps),
     ] {
+        if !wanted(name) {
+            continue;
+        }
+        let cpu_before = cpu_seconds();
         let elapsed = runtime.block_on(run_all(&exec, jobs));
         report(&format!("weft {name}"), jobs.len(), elapsed);
+        report_cpu(cpu_before, elapsed);
     }
     drop(exec);
     assert_eq!(
@@ -146,7 +155,7 @@ fn executor_throughput() {
         "every sandbox was removed"
     );
 
-    if Command::new("ninja").arg("--version").output().is_ok() {
+    if wanted("ninja") && Command::new("ninja").arg("--version").output().is_ok() {
         let ninja_dir = dir.path().join("ninja");
         fs::create_dir(&ninja_dir).expect("mkdir");
         let mut rules = String::from(
@@ -189,6 +198,13 @@ fn executor_throughput() {
             report(&format!("ninja -j2 {name} jobs"), n, elapsed);
         }
     }
+}
+
+/// Whether the part `name` is to run: all of them, unless `WEFT_BENCH_ONLY` names some
+/// (a comma-separated list of words found in the parts' names).
+fn wanted(name: &str) -> bool {
+    std::env::var("WEFT_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|word| name.contains(word)))
 }
 
 fn env_dir() -> std::path::PathBuf {
@@ -266,6 +282,28 @@ async fn spawn_all(n: usize, cwd: &std::path::Path) -> Duration {
         worker.await.expect("worker");
     }
     started.elapsed()
+}
+
+/// CPU seconds used by this process and its reaped children, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some((_, after_name)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    // Fields 14 to 17 (utime, stime, cutime, cstime) are the 12th to 15th after the name.
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+fn report_cpu(before: f64, elapsed: Duration) {
+    let used = cpu_seconds() - before;
+    let cores = used / elapsed.as_secs_f64();
+    println!("{:40} cpu {used:.2}s = {cores:.2} cores busy", "");
 }
 
 fn timed<T>(work: impl FnOnce() -> T) -> (Duration, T) {

@@ -13,13 +13,20 @@
 //!
 //! Creating and deleting directories is the dearest part of a tiny job (on ext4, allocating
 //! an inode gets slower the more inodes were freed recently). So a sandbox whose job is done
-//! is emptied and kept in a [`SlotPool`] for the next run instead of being deleted: `src/`,
-//! `out/` and `tmp/` are emptied (without following symlinks) and get their modes back, every
-//! other entry of the sandbox directory is deleted, and the stream files are truncated. A
-//! reused sandbox is therefore indistinguishable from a new one. One that cannot be emptied
-//! cleanly is deleted instead. Every process of a job is dead before its sandbox is reused
-//! (the executor kills each command's process group when the command ends); a process that
-//! left its group on purpose (`setsid`) is beyond the reach of a sandbox without namespaces.
+//! is emptied and kept in a [`SlotPool`] for the next run instead of being deleted: `out/` and
+//! `tmp/` are emptied, `src/` keeps only its (emptied) directories, all without following
+//! symlinks and with their modes reset; every other entry of the sandbox directory is deleted,
+//! and the stream files are truncated. The next run removes the directories of `src/` that its
+//! inputs do not need before it materializes them, so a reused sandbox holds exactly what a new
+//! one would. One that cannot be emptied cleanly is deleted instead, and so is the sandbox of
+//! a failed or cancelled run.
+//!
+//! Every process of a job is dead before its sandbox is reused (the executor kills each
+//! command's process group when the command ends); a process that left its group on purpose
+//! (`setsid`) is beyond the reach of a sandbox without namespaces.
+//!
+//! `src/` is made read-only (mode 0555, its files are 0444 or 0555 from the store) unless the
+//! daemon runs as root, who ignores modes anyway.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -133,6 +140,8 @@ pub(crate) fn store_empty(
 pub(crate) struct Slot {
     layout: Layout,
     streams: Streams,
+    /// The empty directories left in `src/`, relative to it.
+    src_dirs: BTreeSet<String>,
 }
 
 /// Emptied sandboxes, ready for the next run. Dropping the pool deletes them.
@@ -165,13 +174,13 @@ impl SlotPool {
     }
 
     /// Keeps `slot`, or hands it back when the pool is full.
-    fn put(&self, slot: Slot) -> Result<(), Slot> {
+    fn put(&self, slot: Slot) -> Option<Slot> {
         let mut idle = self.lock();
         if idle.len() >= self.max_idle {
-            return Err(slot);
+            return Some(slot);
         }
         idle.push(slot);
-        Ok(())
+        None
     }
 }
 
@@ -204,6 +213,8 @@ pub(crate) struct Sandbox {
     pub(crate) streams: Streams,
     /// The directories made read-only, to make writable again before emptying.
     read_only_dirs: Vec<PathBuf>,
+    /// The directories in `src/`, relative to it.
+    src_dirs: BTreeSet<String>,
     /// Set when the directory was recycled or kept: nothing is left to do on drop.
     settled: bool,
 }
@@ -221,6 +232,7 @@ impl Sandbox {
                 layout: slot.layout,
                 streams: slot.streams,
                 read_only_dirs: Vec::new(),
+                src_dirs: slot.src_dirs,
                 settled: false,
             },
             None => Sandbox::create(Layout::new(new_root()))?,
@@ -244,6 +256,7 @@ impl Sandbox {
                 layout,
                 streams,
                 read_only_dirs: Vec::new(),
+                src_dirs: BTreeSet::new(),
                 settled: false,
             }),
             Err(err) => {
@@ -253,22 +266,36 @@ impl Sandbox {
         }
     }
 
-    /// Materializes the inputs and the deps.
+    /// Materializes the inputs and the deps. The directories of `src/` that the inputs need
+    /// and an earlier run left are reused; the others are removed first.
     fn fill(&mut self, store: &Store, filling: &Filling) -> Result<(), ExecError> {
         let layout = &self.layout;
-        let mut dirs = BTreeSet::new();
+        let mut needed = BTreeSet::new();
+        for input in &filling.inputs {
+            let mut rel = input.path.as_str();
+            while let Some((parent, _)) = rel.rsplit_once('/') {
+                if !needed.insert(parent) {
+                    break;
+                }
+                rel = parent;
+            }
+        }
+        // Children sort after their parents, so this removes them first. A directory that is
+        // not needed has no needed directory below it.
+        for stale in self.src_dirs.iter().rev() {
+            if !needed.contains(stale.as_str()) {
+                let dir = PathBuf::from(format!("{}/{stale}", layout.src));
+                fs::remove_dir(&dir)
+                    .or_else(|_| remove_tree(&dir))
+                    .map_err(|e| ExecError::io("empty the sandbox directory", &dir, e))?;
+            }
+        }
+        self.src_dirs = needed.iter().map(|dir| (*dir).to_owned()).collect();
         for input in &filling.inputs {
             let dest = PathBuf::from(format!("{}/{}", layout.src, input.path));
             store
                 .materialize(&input.digest, &dest, input.executable)
                 .map_err(|e| ExecError::store("materialize an input at", &dest, e))?;
-            let mut rel = input.path.as_str();
-            while let Some((parent, _)) = rel.rsplit_once('/') {
-                if !dirs.insert(parent) {
-                    break;
-                }
-                rel = parent;
-            }
         }
         for (hex, tree) in &filling.deps {
             let dest = PathBuf::from(layout.dep_dir(hex));
@@ -277,7 +304,7 @@ impl Sandbox {
                 .map_err(|e| ExecError::store("materialize a dependency's outputs at", &dest, e))?;
         }
         if filling.read_only_src {
-            let read_only: Vec<PathBuf> = dirs
+            let read_only: Vec<PathBuf> = needed
                 .iter()
                 .map(|rel| PathBuf::from(format!("{}/{rel}", layout.src)))
                 .chain([PathBuf::from(&layout.src)])
@@ -312,9 +339,10 @@ impl Sandbox {
                 Some(streams) => streams,
                 None => return,
             },
+            src_dirs: std::mem::take(&mut self.src_dirs),
         };
         self.settled = true;
-        if let Err(slot) = pool.put(slot) {
+        if let Some(slot) = pool.put(slot) {
             let path = PathBuf::from(&slot.layout.root);
             drop(slot);
             if let Err(err) = remove_tree(&path) {
@@ -337,7 +365,9 @@ impl Sandbox {
         })
     }
 
-    /// Brings the sandbox back to its new state; false when that did not fully work.
+    /// Brings the sandbox back to its new state, but for empty directories in `src/` that the
+    /// next run may reuse (it removes those it does not need); false when that did not fully
+    /// work.
     fn empty(&mut self) -> bool {
         for dir in self.read_only_dirs.drain(..) {
             let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE));
@@ -345,14 +375,17 @@ impl Sandbox {
         let layout = &self.layout;
         let root = Path::new(&layout.root);
         let keep = ["src", "out", "tmp", "stdout", "stderr"];
-        let root_clean = reset_dir_mode(root) && remove_entries(root, |name| keep.contains(&name));
-        root_clean
-            && [&layout.src, &layout.out, &layout.tmp]
-                .into_iter()
-                .all(|dir| {
-                    let dir = Path::new(dir);
-                    reset_dir_mode(dir) && remove_entries(dir, |_| false)
-                })
+        let mut src_dirs = BTreeSet::new();
+        let clean = reset_dir_mode(root)
+            && remove_entries(root, |name| keep.contains(&name))
+            && reset_dir_mode(Path::new(&layout.src))
+            && remove_files(Path::new(&layout.src), "", &mut src_dirs)
+            && [&layout.out, &layout.tmp].into_iter().all(|dir| {
+                let dir = Path::new(dir);
+                reset_dir_mode(dir) && remove_entries(dir, |_| false)
+            });
+        self.src_dirs = src_dirs;
+        clean
     }
 }
 
@@ -398,6 +431,48 @@ fn remove_entries(dir: &Path, keep: impl Fn(&str) -> bool) -> bool {
         let removed = match entry.file_type() {
             // `remove_dir_all` does not follow symlinks, at the top or below.
             Ok(file_type) if file_type.is_dir() => remove_tree(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(err) => Err(err),
+        };
+        if removed.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Deletes every entry under `dir` but directories, following no symlink; records the
+/// directories (as `rel/name`) in `dirs` and gives them [`DIR_MODE`]. False when something
+/// could not be deleted.
+fn remove_files(dir: &Path, rel: &str, dirs: &mut BTreeSet<String>) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(file_type) if file_type.is_dir() => {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    // Not a name an input can have: no run will reuse it.
+                    if remove_tree(&path).is_err() {
+                        return false;
+                    }
+                    continue;
+                };
+                let sub = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if !(reset_dir_mode(&path) && remove_files(&path, &sub, dirs)) {
+                    return false;
+                }
+                dirs.insert(sub);
+                Ok(())
+            }
             Ok(_) => fs::remove_file(&path),
             Err(err) => Err(err),
         };
