@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weft_protocol::path::check_relative_path;
-use weft_protocol::{ActionResult, Cmd, Digest, Input, Job, OutputFile, Template, Tree};
+use weft_protocol::{ActionResult, Cmd, Digest, Input, Job, OutputFile, Segment, Template, Tree};
 use weft_store::{Store, StoreError, TreeSummary};
 
 use super::cat_tree::CatTree;
@@ -144,6 +144,7 @@ async fn run_in_sandbox(
         inputs: job.inputs.clone(),
         deps: deps.clone(),
         read_only_src: !inner.is_root,
+        work_dirs: work_dirs(job),
     };
     let (store, pool, new_root) = (
         inner.store.clone(),
@@ -629,4 +630,30 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ExecError::Internal(format!("a blocking sandbox task failed: {e}")))
+}
+
+/// The directories under `{{SOURCE_DIR}}` that the job's commands run in, relative to it:
+/// each `cwd` that is `{{SOURCE_DIR}}/<dir>` or a plain relative `<dir>`.
+fn work_dirs(job: &Job) -> Vec<String> {
+    let mut dirs = Vec::new();
+    for cmd in &job.cmds {
+        let Cmd::Exec { cwd: Some(cwd), .. } = cmd else {
+            continue;
+        };
+        let Ok(template) = Template::parse(cwd) else {
+            continue;
+        };
+        let rel = match template.segments() {
+            [Segment::SourceDir, Segment::Literal(rest)] => rest.strip_prefix('/'),
+            [Segment::Literal(rel)] if !rel.starts_with('/') => Some(*rel),
+            _ => None,
+        };
+        let Some(rel) = rel.map(|r| r.trim_end_matches('/')) else {
+            continue;
+        };
+        if !rel.is_empty() && check_relative_path(rel).is_ok() && !dirs.iter().any(|d| d == rel) {
+            dirs.push(rel.to_owned());
+        }
+    }
+    dirs
 }

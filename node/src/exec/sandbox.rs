@@ -203,6 +203,9 @@ pub(crate) struct Filling {
     pub(crate) deps: Vec<(String, Digest)>,
     /// Whether to make `src/` read-only (pointless for root, who ignores modes).
     pub(crate) read_only_src: bool,
+    /// Directories of `src/` that commands run in, relative to it: made even when no input
+    /// lies in them (an archive job in `lib/` whose inputs all come from deps, say).
+    pub(crate) work_dirs: Vec<String>,
 }
 
 /// The sandbox of one run. Dropping it (a cancelled or failed run) deletes the directory;
@@ -271,6 +274,18 @@ impl Sandbox {
     fn fill(&mut self, store: &Store, filling: &Filling) -> Result<(), ExecError> {
         let layout = &self.layout;
         let mut needed = BTreeSet::new();
+        for work_dir in &filling.work_dirs {
+            // The directory itself, then its parents: `a/b/c` as if it held a file.
+            let mut rel = work_dir.as_str();
+            if needed.insert(rel) {
+                while let Some((parent, _)) = rel.rsplit_once('/') {
+                    if !needed.insert(parent) {
+                        break;
+                    }
+                    rel = parent;
+                }
+            }
+        }
         for input in &filling.inputs {
             let mut rel = input.path.as_str();
             while let Some((parent, _)) = rel.rsplit_once('/') {
@@ -291,6 +306,11 @@ impl Sandbox {
             }
         }
         self.src_dirs = needed.iter().map(|dir| (*dir).to_owned()).collect();
+        for work_dir in &filling.work_dirs {
+            let dir = PathBuf::from(format!("{}/{work_dir}", layout.src));
+            fs::create_dir_all(&dir)
+                .map_err(|e| ExecError::io("create the working directory", &dir, e))?;
+        }
         for input in &filling.inputs {
             let dest = PathBuf::from(format!("{}/{}", layout.src, input.path));
             store
