@@ -22,7 +22,11 @@ pub(crate) struct Renderer {
     cached: u64,
     running: BTreeMap<JobId, String>,
     failures: Vec<FailureReport>,
+    n_outputs: u64,
 }
+
+/// How many published outputs are listed one per line; the rest are counted.
+const SHOWN_OUTPUTS: u64 = 20;
 
 impl Renderer {
     /// A renderer that draws live when stderr is a terminal, and also writes JSON lines to
@@ -55,6 +59,7 @@ impl Renderer {
             cached: 0,
             running: BTreeMap::new(),
             failures: Vec::new(),
+            n_outputs: 0,
         })
     }
 
@@ -106,7 +111,8 @@ impl Renderer {
                 self.failures.push(report.clone());
             }
             BuildEvent::Output { path, .. } => {
-                if self.bar.is_none() {
+                self.n_outputs += 1;
+                if self.n_outputs <= SHOWN_OUTPUTS {
                     self.line(&format!("output {path}"));
                 }
             }
@@ -149,6 +155,9 @@ impl Renderer {
     fn finish(&mut self, summary: &BuildSummary) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if self.n_outputs > SHOWN_OUTPUTS {
+            eprintln!("… and {} more outputs", self.n_outputs - SHOWN_OUTPUTS);
         }
         let secs = summary.duration_ms as f64 / 1000.0;
         let verdict = if summary.success {

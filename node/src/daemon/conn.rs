@@ -86,9 +86,20 @@ impl ConnReader {
 impl ConnWriter {
     /// Sends one message.
     pub(crate) async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), ConnError> {
-        self.buf.clear();
+        self.queue(message)?;
+        self.flush().await
+    }
+
+    /// Adds a message to the outgoing buffer without writing it yet.
+    pub(crate) fn queue<T: Serialize>(&mut self, message: &T) -> Result<(), ConnError> {
         wire::write_message(message, &mut self.buf)?;
+        Ok(())
+    }
+
+    /// Writes every queued message.
+    pub(crate) async fn flush(&mut self) -> Result<(), ConnError> {
         self.stream.write_all(&self.buf).await?;
+        self.buf.clear();
         Ok(())
     }
 }

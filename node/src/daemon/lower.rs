@@ -51,6 +51,7 @@ pub(crate) fn lower_targets(
     toolchains: &Toolchains,
 ) -> Result<Lowered, LowerError> {
     let mut lowered = Lowered::default();
+    let mut tools = std::collections::HashMap::new();
     for label in dependency_order(graph) {
         let target = &graph.targets[&label];
         let invalid = |message: String| LowerError::Invalid {
@@ -91,7 +92,7 @@ pub(crate) fn lower_targets(
             .collect::<Result<Vec<_>, String>>()
             .map_err(invalid)?;
         let toolchain = toolchains
-            .toolchain(&cmds, &target.tools)
+            .toolchain_memo(&cmds, &target.tools, &mut tools)
             .map_err(exec_err)?;
         let job = Job {
             name: label.to_string(),

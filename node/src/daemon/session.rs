@@ -89,6 +89,7 @@ pub(crate) async fn build(
         return Ok(());
     };
 
+    info!(run_ms = started.elapsed().as_millis() as u64, "jobs done");
     let mut summary = summary(&finished.outcome, started);
     if summary.success && !finished.cancelled {
         // Publish the requested targets' outputs into `weft-out/`.
@@ -123,6 +124,10 @@ pub(crate) async fn build(
             }
         }
     }
+    info!(
+        total_ms = started.elapsed().as_millis() as u64,
+        "build done"
+    );
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await
@@ -134,14 +139,22 @@ fn plan_build(
     workspace: &Workspace,
     patterns: &[String],
 ) -> Result<(Vec<Label>, Lowered), String> {
+    let started = Instant::now();
     let graph = {
         let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
         loader
             .load(workspace, patterns)
             .map_err(|e| e.to_string())?
     };
+    let loaded = started.elapsed();
     let lowered = lower::lower_targets(workspace, &graph, &shared.digests, &shared.toolchains)
         .map_err(|e| e.to_string())?;
+    info!(
+        n_targets = graph.targets.len(),
+        load_ms = loaded.as_millis() as u64,
+        lower_ms = (started.elapsed() - loaded).as_millis() as u64,
+        "planned"
+    );
     Ok((graph.requested.clone(), lowered))
 }
 
@@ -216,10 +229,31 @@ async fn run_plan(
         tokio::select! {
             event = received.recv() => match event {
                 Some(EngineEvent::Build(event)) => {
-                    if !client_gone && writer.send(&DaemonMessage::Event(event)).await.is_err() {
+                    // Send whatever else is waiting in the same write: a burst of ten
+                    // thousand cache hits is a few writes, not ten thousand.
+                    let mut batch = vec![event];
+                    let mut done = None;
+                    while batch.len() < 4096 {
+                        match received.try_recv() {
+                            Ok(EngineEvent::Build(event)) => batch.push(event),
+                            Ok(finished) => {
+                                done = Some(finished);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !client_gone && send_events(writer, batch).await.is_err() {
                         info!(build = build.0, "client went away; cancelling the build");
                         shared.engine.cancel(build);
                         client_gone = true;
+                    }
+                    if let Some(EngineEvent::Done { outcome, results }) = done {
+                        return Ok((!client_gone).then(|| Finished {
+                            cancelled: outcome.cancelled,
+                            outcome,
+                            results,
+                        }));
                     }
                 }
                 Some(EngineEvent::Done { outcome, results }) => {
@@ -243,6 +277,13 @@ async fn run_plan(
             }
         }
     }
+}
+
+async fn send_events(writer: &mut ConnWriter, events: Vec<BuildEvent>) -> Result<(), ConnError> {
+    for event in events {
+        writer.queue(&DaemonMessage::Event(event))?;
+    }
+    writer.flush().await
 }
 
 fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {

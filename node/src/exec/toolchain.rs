@@ -126,6 +126,18 @@ impl Toolchains {
         job_cmds: &[Cmd],
         extra_tools: &[String],
     ) -> Result<Toolchain, ExecError> {
+        self.toolchain_memo(job_cmds, extra_tools, &mut HashMap::new())
+    }
+
+    /// [`Toolchains::toolchain`], with the tools already resolved during one planning pass in
+    /// `memo`, so that a graph of ten thousand jobs walks `PATH` once per tool, not per job.
+    /// Keep a memo for one pass only: it does not notice a tool that changes.
+    pub fn toolchain_memo(
+        &self,
+        job_cmds: &[Cmd],
+        extra_tools: &[String],
+        memo: &mut HashMap<String, Digest>,
+    ) -> Result<Toolchain, ExecError> {
         let mut toolchain = Toolchain {
             platform: Toolchains::platform(),
             tools: Default::default(),
@@ -139,7 +151,14 @@ impl Toolchains {
             if in_sandbox || toolchain.tools.contains_key(tool) {
                 continue;
             }
-            let (_, digest) = self.resolve(tool)?;
+            let digest = match memo.get(tool) {
+                Some(digest) => *digest,
+                None => {
+                    let (_, digest) = self.resolve(tool)?;
+                    memo.insert(tool.clone(), digest);
+                    digest
+                }
+            };
             toolchain.tools.insert(tool.clone(), digest);
         }
         Ok(toolchain)
