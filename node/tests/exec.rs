@@ -1,5 +1,7 @@
 //! The executor at its boundary: real sandboxes, real processes, a real store.
 
+#![cfg(feature = "shell")]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -10,6 +10,8 @@
 //! whose names hold one of the words; `WEFT_BENCH_DIR` is where the files go (default: the
 //! temporary directory).
 
+#![cfg(feature = "shell")]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Command;

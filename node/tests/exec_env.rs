@@ -1,6 +1,8 @@
 //! The daemon's own environment never reaches a job. This is its own test binary because it
 //! changes the process environment, which is only sound while no other thread runs.
 
+#![cfg(feature = "shell")]
+
 use std::collections::BTreeMap;
 
 use weft_node::exec::{ExecConfig, Executor, RunRequest};

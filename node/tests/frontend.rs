@@ -1,6 +1,8 @@
 //! The front end at its boundary: temporary workspaces in, target graphs and error messages
 //! out.
 
+#![cfg(feature = "shell")]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -1,5 +1,7 @@
 //! The distbuild JSON graph format (seed 003): parsing, ordering and every error.
 
+#![cfg(feature = "shell")]
+
 use std::collections::BTreeMap;
 
 use weft_node::frontend::{DistbuildErrorKind, parse_distbuild};

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_protocol::{Job, JobId};
+use weft_protocol::{Job, JobId, NodeId};
 
 use super::Time;
 
@@ -140,6 +140,8 @@ pub enum PlanError {
 #[derive(Debug)]
 pub struct Scheduler {
     slots: usize,
+    /// Slots taken by work that is not the scheduler's own (jobs stolen from peers).
+    reserved: usize,
     running: usize,
     builds: BTreeMap<BuildId, Build>,
     effects: VecDeque<Effect>,
@@ -176,7 +178,8 @@ enum State {
     Waiting,
     LookingUp,
     Queued,
-    Running,
+    /// Running here (`None`) or on a peer that stole it.
+    Running(Option<NodeId>),
     Done,
     Failed,
     Skipped,
@@ -215,6 +218,7 @@ impl Scheduler {
     pub fn new(slots: usize) -> Scheduler {
         Scheduler {
             slots: slots.max(1),
+            reserved: 0,
             running: 0,
             builds: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -227,9 +231,24 @@ impl Scheduler {
         self.slots
     }
 
-    /// Jobs running now, over all builds.
+    /// Jobs of its own builds running here now.
     pub fn running(&self) -> usize {
         self.running
+    }
+
+    /// Sets how many slots other work (jobs run for peers) takes.
+    pub fn set_reserved(&mut self, reserved: usize) {
+        self.reserved = reserved;
+    }
+
+    /// Slots neither running a local job nor reserved.
+    pub fn free_slots(&self) -> usize {
+        self.slots.saturating_sub(self.running + self.reserved)
+    }
+
+    /// Whether any build is running.
+    pub fn is_building(&self) -> bool {
+        !self.builds.is_empty()
     }
 
     /// Jobs queued and ready to run, over all builds.
@@ -377,7 +396,8 @@ impl Scheduler {
         self.finish_if_done(build);
     }
 
-    /// The driver's answer to [`Effect::Start`] (or [`Effect::Cancel`]): the job is over.
+    /// The driver's answer to [`Effect::Start`] (or [`Effect::Cancel`]), or a peer's report on
+    /// a job it stole: the job is over.
     pub fn on_job_finished(&mut self, _now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
         let Some(b) = self.builds.get_mut(&build) else {
             return;
@@ -385,12 +405,51 @@ impl Scheduler {
         let Some(entry) = b.jobs.get_mut(&job) else {
             return;
         };
-        if entry.state != State::Running {
+        let State::Running(runner) = entry.state else {
             return;
+        };
+        if runner.is_none() {
+            self.running -= 1;
+            b.running -= 1;
         }
-        self.running -= 1;
-        b.running -= 1;
         b.in_flight -= 1;
+        self.settle(build, job, outcome);
+    }
+
+    /// A peer finished a job that this scheduler had given away, after the lease ran out and
+    /// the job came back: whatever state the job is in now, the peer's success counts. A copy
+    /// running here is stopped ([`Effect::Cancel`]); its own finish is then ignored.
+    pub fn on_returned_job_done(&mut self, now: Time, build: BuildId, job: JobId) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        match entry.state {
+            State::Running(_) => {
+                if entry.state == State::Running(None) {
+                    self.effects.push_back(Effect::Cancel { build, job });
+                }
+                self.on_job_finished(now, build, job, JobOutcome::Succeeded);
+            }
+            State::Queued => {
+                // Its heap entry is skipped when popped.
+                b.outcome.n_ran += 1;
+                self.succeed(build, job);
+                self.finish_if_done(build);
+            }
+            _ => {}
+        }
+    }
+
+    fn settle(&mut self, build: BuildId, job: JobId, outcome: JobOutcome) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
         match outcome {
             JobOutcome::Succeeded => {
                 b.outcome.n_ran += 1;
@@ -415,6 +474,116 @@ impl Scheduler {
         self.finish_if_done(build);
     }
 
+    /// Gives up to `max` queued jobs to a peer: the highest priority first, among those
+    /// `score` accepts (`None` refuses a job; a higher score is preferred among the
+    /// `4 * max` best candidates). The jobs count as running on `peer` until
+    /// [`Scheduler::on_job_finished`] or [`Scheduler::requeue`].
+    pub fn take_for_peer(
+        &mut self,
+        peer: NodeId,
+        max: usize,
+        mut score: impl FnMut(&Job) -> Option<i64>,
+    ) -> Vec<(BuildId, JobId, Arc<Job>)> {
+        let mut given = Vec::new();
+        if max == 0 {
+            return given;
+        }
+        let window = max.saturating_mul(4);
+        // Candidates from every build, by priority: (priority, build, ready entry, score).
+        let mut candidates: Vec<(u64, BuildId, Ready, i64)> = Vec::new();
+        let mut refused: Vec<(BuildId, Ready)> = Vec::new();
+        for (build_id, b) in &mut self.builds {
+            if b.failed || b.cancelled {
+                continue;
+            }
+            while candidates.iter().filter(|c| c.1 == *build_id).count() < window {
+                let Some(ready) = b.ready.pop() else { break };
+                let Some(entry) = b.jobs.get(&ready.job) else {
+                    continue;
+                };
+                if entry.state != State::Queued {
+                    continue;
+                }
+                match score(&entry.job) {
+                    Some(points) => candidates.push((ready.priority, *build_id, ready, points)),
+                    None => refused.push((*build_id, ready)),
+                }
+            }
+        }
+        // Best `window` by priority, then prefer the higher score within them.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.seq.cmp(&b.2.seq)));
+        let mut window_set: Vec<_> = candidates.drain(..candidates.len().min(window)).collect();
+        let rest = candidates;
+        window_set.sort_by(|a, b| {
+            b.3.cmp(&a.3)
+                .then_with(|| b.0.cmp(&a.0))
+                .then_with(|| a.2.seq.cmp(&b.2.seq))
+        });
+        let mut back = Vec::new();
+        for (index, (_, build, ready, _)) in window_set.into_iter().enumerate() {
+            if index < max {
+                let Some(b) = self.builds.get_mut(&build) else {
+                    continue;
+                };
+                let Some(entry) = b.jobs.get_mut(&ready.job) else {
+                    continue;
+                };
+                entry.state = State::Running(Some(peer));
+                b.in_flight += 1;
+                given.push((build, ready.job, entry.job.clone()));
+            } else {
+                back.push((build, ready));
+            }
+        }
+        for (_, build, ready, _) in rest {
+            back.push((build, ready));
+        }
+        for (build, ready) in back.into_iter().chain(refused) {
+            if let Some(b) = self.builds.get_mut(&build) {
+                b.ready.push(ready);
+            }
+        }
+        given
+    }
+
+    /// Puts a job given to a peer back in its build's queue: the lease ran out or the peer
+    /// is gone. Returns whether the job was still out.
+    pub fn requeue(&mut self, _now: Time, build: BuildId, job: JobId) -> bool {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return false;
+        };
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return false;
+        };
+        if !matches!(entry.state, State::Running(Some(_))) {
+            return false;
+        }
+        b.in_flight -= 1;
+        if b.failed || b.cancelled {
+            entry.state = State::Skipped;
+            b.left -= 1;
+            b.outcome.n_skipped += 1;
+            self.finish_if_done(build);
+            return true;
+        }
+        entry.state = State::Queued;
+        self.seq += 1;
+        b.ready.push(Ready {
+            priority: entry.priority,
+            seq: self.seq,
+            job,
+        });
+        true
+    }
+
+    /// The peer a job was given to, if it is out.
+    pub fn runner(&self, build: BuildId, job: JobId) -> Option<NodeId> {
+        match self.builds.get(&build)?.jobs.get(&job)?.state {
+            State::Running(peer) => peer,
+            _ => None,
+        }
+    }
+
     /// Cancels a build: nothing new starts, and running jobs are asked to stop.
     pub fn cancel_build(&mut self, _now: Time, build: BuildId) {
         let Some(b) = self.builds.get_mut(&build) else {
@@ -427,7 +596,7 @@ impl Scheduler {
         let mut running: Vec<JobId> = b
             .jobs
             .iter()
-            .filter(|(_, e)| e.state == State::Running)
+            .filter(|(_, e)| e.state == State::Running(None))
             .map(|(id, _)| *id)
             .collect();
         running.sort();
@@ -540,7 +709,7 @@ impl Scheduler {
     /// Starts queued jobs while slots are free: the highest priority over all builds that are
     /// under their own parallelism limit.
     fn fill_slots(&mut self) {
-        while self.running < self.slots {
+        while self.running + self.reserved < self.slots {
             let best = self
                 .builds
                 .iter()
@@ -555,7 +724,11 @@ impl Scheduler {
             let Some(entry) = b.jobs.get_mut(&ready.job) else {
                 continue;
             };
-            entry.state = State::Running;
+            if entry.state != State::Queued {
+                // Finished meanwhile by a peer: a stale heap entry.
+                continue;
+            }
+            entry.state = State::Running(None);
             b.running += 1;
             b.in_flight += 1;
             self.running += 1;
