@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::FailureReport;
 use crate::{ActionResult, Digest, Job, JobId};
 
 /// What one daemon says to another.
@@ -41,12 +42,35 @@ pub enum PeerMessage {
         /// The leased jobs.
         jobs: Vec<JobId>,
     },
+    /// The answer to [`PeerMessage::Renew`].
+    Renewed {
+        /// Jobs that are no longer leased to the thief (done elsewhere, or the lease ran out
+        /// and the job went back to the queue): the thief may stop them.
+        lost: Vec<JobId>,
+    },
     /// The thief finished a leased job.
     Done {
         /// The job.
         job: JobId,
         /// Its signed result.
         result: ActionResult,
+    },
+    /// The thief could not finish a leased job.
+    JobFailed {
+        /// The job.
+        job: JobId,
+        /// The job could not run for reasons of the thief's (a missing input, a full disk, a
+        /// different tool): the victim runs it elsewhere. Otherwise the job itself failed.
+        infrastructure: bool,
+        /// What went wrong.
+        report: FailureReport,
+    },
+    /// The request was taken.
+    Ack,
+    /// The request was refused.
+    Refused {
+        /// Why.
+        reason: String,
     },
     /// Send the blob with this digest, from `offset`.
     BlobRequest {
