@@ -4,10 +4,13 @@
 //! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
 //! drive the very same code.
 
+mod mesh;
 mod scheduler;
 mod time;
 
+pub use mesh::{Core, CoreConfig, CoreStats, Effect, Gossip, PeerView, Report, StolenOutcome};
 pub use scheduler::{
-    BuildId, BuildOptions, BuildOutcome, Effect, JobOutcome, PlanError, PlannedJob, Scheduler,
+    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
+    PlannedJob, Scheduler,
 };
 pub use time::Time;

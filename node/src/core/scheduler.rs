@@ -482,7 +482,7 @@ impl Scheduler {
         &mut self,
         peer: NodeId,
         max: usize,
-        mut score: impl FnMut(&Job) -> Option<i64>,
+        mut score: impl FnMut(JobId, &Job) -> Option<i64>,
     ) -> Vec<(BuildId, JobId, Arc<Job>)> {
         let mut given = Vec::new();
         if max == 0 {
@@ -504,7 +504,7 @@ impl Scheduler {
                 if entry.state != State::Queued {
                     continue;
                 }
-                match score(&entry.job) {
+                match score(ready.job, &entry.job) {
                     Some(points) => candidates.push((ready.priority, *build_id, ready, points)),
                     None => refused.push((*build_id, ready)),
                 }
@@ -574,6 +574,15 @@ impl Scheduler {
             job,
         });
         true
+    }
+
+    /// The builds in which a job is not settled yet.
+    pub fn builds_with(&self, job: JobId) -> Vec<BuildId> {
+        self.builds
+            .iter()
+            .filter(|(_, b)| b.jobs.get(&job).is_some_and(|e| !e.state.is_final()))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// The peer a job was given to, if it is out.

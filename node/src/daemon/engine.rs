@@ -17,7 +17,8 @@ use weft_protocol::{ActionResult, Job, JobId, NodeId, Signature};
 use weft_store::Store;
 
 use crate::core::{
-    BuildId, BuildOptions, BuildOutcome, Effect, JobOutcome, PlanError, PlannedJob, Scheduler, Time,
+    BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, JobOutcome, PlanError,
+    PlannedJob, Time,
 };
 use crate::exec::{ExecError, Executor, RunOutcome, RunRequest};
 
@@ -80,8 +81,10 @@ impl Engine {
         slots: usize,
     ) -> Engine {
         let (inbox, commands) = mpsc::unbounded_channel();
+        let node = super::home::node_id(&keypair);
+        let platform = crate::exec::Toolchains::platform();
         let task = EngineTask {
-            scheduler: Scheduler::new(slots),
+            core: Core::new(node, platform, Default::default(), CoreConfig::new(slots)),
             store,
             executor,
             node: super::home::node_id(&keypair),
@@ -117,7 +120,7 @@ impl Engine {
 }
 
 struct EngineTask {
-    scheduler: Scheduler,
+    core: Core,
     store: Store,
     executor: Executor,
     keypair: Keypair,
@@ -148,13 +151,27 @@ impl EngineTask {
         Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
+    fn deadline(&self, time: Time) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch) + Duration::from_micros(time.as_micros())
+    }
+
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        while let Some(command) = commands.recv().await {
-            self.handle(command);
-            // Take whatever else is waiting before scheduling, so that a burst of finished
-            // jobs is decided on together.
-            while let Ok(command) = commands.try_recv() {
-                self.handle(command);
+        loop {
+            let wake = self.deadline(self.core.next_timeout());
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command);
+                    // Take whatever else is waiting before scheduling, so that a burst of
+                    // finished jobs is decided on together.
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle(command);
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    let now = self.now();
+                    self.core.tick(now);
+                }
             }
             self.drain_effects();
         }
@@ -173,7 +190,7 @@ impl EngineTask {
                         estimate: self.durations.get(&job.name).copied().unwrap_or_default(),
                     })
                     .collect();
-                let result = self.scheduler.add_build(now, build, planned, plan.options);
+                let result = self.core.add_build(now, build, planned, plan.options);
                 if result.is_ok() {
                     self.builds.insert(
                         build,
@@ -188,7 +205,7 @@ impl EngineTask {
                 }
                 let _ = reply.send(result);
             }
-            Command::Cancel { build } => self.scheduler.cancel_build(now, build),
+            Command::Cancel { build } => self.core.cancel_build(now, build),
             Command::Finished {
                 build,
                 job,
@@ -198,23 +215,23 @@ impl EngineTask {
     }
 
     fn drain_effects(&mut self) {
-        while let Some(effect) = self.scheduler.poll_effect() {
+        while let Some(effect) = self.core.poll_effect() {
             let now = self.now();
             match effect {
                 Effect::LookupCache { build, job } => {
                     let hit = self.look_up(build, job);
-                    self.scheduler.on_cache_lookup(now, build, job, hit);
+                    self.core.on_local_cache(now, build, job, hit);
                 }
                 Effect::Start { build, job } => self.start(build, job),
                 Effect::Cancel { build, job } => {
-                    if let Some(state) = self.builds.get_mut(&build) {
-                        if let Some(handle) = state.running.remove(&job) {
-                            // Aborting drops the run future, whose guard kills the process
-                            // group and removes the sandbox.
-                            handle.abort();
-                        }
+                    if let Some(state) = self.builds.get_mut(&build)
+                        && let Some(handle) = state.running.remove(&job)
+                    {
+                        // Aborting drops the run future, whose guard kills the process
+                        // group and removes the sandbox.
+                        handle.abort();
                     }
-                    self.scheduler
+                    self.core
                         .on_job_finished(now, build, job, JobOutcome::Cancelled);
                 }
                 Effect::Skipped { .. } => {}
@@ -226,6 +243,17 @@ impl EngineTask {
                         });
                     }
                 }
+                // The mesh: with no team there are no peers, so none of these come up.
+                Effect::QueryPeer { build, job, peer } => {
+                    self.core.on_peer_cache(now, build, job, peer, false);
+                }
+                Effect::SendSteal { peer, .. } => self.core.on_steal_failed(now, peer),
+                Effect::GivenAway { .. }
+                | Effect::RunStolen { .. }
+                | Effect::CancelStolen { .. }
+                | Effect::SendRenew { .. }
+                | Effect::SendDone { .. }
+                | Effect::Publish(_) => {}
             }
         }
     }
@@ -363,7 +391,7 @@ impl EngineTask {
                 JobOutcome::Failed
             }
         };
-        self.scheduler.on_job_finished(now, build, id, verdict);
+        self.core.on_job_finished(now, build, id, verdict);
     }
 }
 

@@ -1,0 +1,1126 @@
+//! [`Core`]: one node's whole decision-making: its builds' scheduler, and the mesh around it:
+//! the peer table, who holds which result, stealing, leases and the peer cache.
+//!
+//! Protocol flow, as this state machine sees it:
+//!
+//! - **Beacons**: every [`CoreConfig::beacon_interval`], and at once when this node turns busy
+//!   or idle, [`Effect::Publish`] a [`LoadBeacon`]. Peers' beacons come in through
+//!   [`Core::on_beacon`].
+//! - **Results**: each result this node makes is announced in a batched
+//!   [`Gossip::Have`]; peers' announcements ([`Core::on_have`]) fill the map from job to
+//!   holders.
+//! - **Cache**: a ready job is looked up here first ([`Effect::LookupCache`]); on a miss, a peer
+//!   that announced it is asked ([`Effect::QueryPeer`]); the shell checks the answer's
+//!   signature before reporting a hit with [`Core::on_peer_cache`].
+//! - **Stealing**: a node with free slots, nothing of its own to run and sharing allowed asks
+//!   a busy peer for work ([`Effect::SendSteal`]); the victim ([`Core::on_steal_request`])
+//!   grants queued jobs whose toolchain the thief has, preferring those whose deps' results the
+//!   thief already holds, each under a lease. The thief runs them ([`Effect::RunStolen`]),
+//!   renews the leases while they run ([`Effect::SendRenew`]) and reports back
+//!   ([`Effect::SendDone`]). The victim requeues a job whose lease runs out or whose thief goes
+//!   away.
+//!
+//! Everything is decided from the events and their times; the only randomness is a
+//! generator seeded from the node's id, so a run is a pure function of its inputs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
+use weft_protocol::{Digest, Job, JobId, NodeId};
+
+use super::Time;
+use super::scheduler::{
+    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
+    PlannedJob, Scheduler,
+};
+
+/// How a node takes part in the mesh. Every field names its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Jobs that run here at once, own and stolen together. Default: the number of cores.
+    pub slots: usize,
+    /// When this node runs peers' jobs. Default: [`SharePolicy::Idle`].
+    pub share: SharePolicy,
+    /// At most this many slots run peers' jobs. Default: all of them.
+    pub max_shared_slots: usize,
+    /// At most this many jobs per steal request. Default: 4.
+    pub steal_batch: usize,
+    /// How long a lease lasts without renewal. Default: 10 s.
+    pub lease_ttl: Duration,
+    /// How often a beacon goes out when nothing changes. Default: 1 s.
+    pub beacon_interval: Duration,
+    /// How long new results wait to be announced together. Default: 50 ms.
+    pub have_delay: Duration,
+    /// The first wait after a steal request came back empty; it doubles up to 1 s.
+    /// Default: 20 ms.
+    pub steal_backoff: Duration,
+    /// A peer that fails this many jobs in a row for infrastructure reasons is avoided.
+    /// Default: 3.
+    pub max_peer_failures: u32,
+    /// How long such a peer is avoided. Default: 60 s.
+    pub avoid_for: Duration,
+    /// The most job-to-holder entries kept; the oldest go first. Default: 1,000,000.
+    pub max_holder_entries: usize,
+}
+
+impl CoreConfig {
+    /// The defaults, with `slots` slots.
+    pub fn new(slots: usize) -> CoreConfig {
+        CoreConfig {
+            slots: slots.max(1),
+            share: SharePolicy::Idle,
+            max_shared_slots: slots.max(1),
+            steal_batch: 4,
+            lease_ttl: Duration::from_secs(10),
+            beacon_interval: Duration::from_secs(1),
+            have_delay: Duration::from_millis(50),
+            steal_backoff: Duration::from_millis(20),
+            max_peer_failures: 3,
+            avoid_for: Duration::from_secs(60),
+            max_holder_entries: 1_000_000,
+        }
+    }
+}
+
+/// What a node gossips.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gossip {
+    /// Load and capabilities.
+    Beacon(LoadBeacon),
+    /// Results this node newly holds.
+    Have(Vec<JobId>),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Look the job up in this node's action cache; answer with [`Core::on_local_cache`].
+    LookupCache {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// Ask `peer` for its result of the job; answer with [`Core::on_peer_cache`].
+    QueryPeer {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// A peer that announced the result.
+        peer: NodeId,
+    },
+    /// Run one of this node's jobs here; answer with [`Core::on_job_finished`].
+    Start {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// A job of this node's now runs on a peer.
+    GivenAway {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// The thief.
+        peer: NodeId,
+    },
+    /// Stop a job of this node's that runs here; then answer with [`Core::on_job_finished`].
+    Cancel {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// A job of a build will not run, because a dependency failed.
+    Skipped {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+    },
+    /// A build is over.
+    BuildDone {
+        /// The build.
+        build: BuildId,
+        /// How it ended.
+        outcome: BuildOutcome,
+    },
+    /// Run a job stolen from `origin`; answer with [`Core::on_stolen_finished`].
+    RunStolen {
+        /// The victim.
+        origin: NodeId,
+        /// The job's id.
+        id: JobId,
+        /// The job.
+        job: Arc<Job>,
+    },
+    /// Stop a stolen job: its lease is gone. Then answer with [`Core::on_stolen_finished`].
+    CancelStolen {
+        /// The job.
+        id: JobId,
+    },
+    /// Ask `peer` for work; answer with [`Core::on_granted`] or [`Core::on_steal_failed`].
+    SendSteal {
+        /// The victim.
+        peer: NodeId,
+        /// The request.
+        request: StealRequest,
+    },
+    /// Tell `origin` that these stolen jobs still run; answer with [`Core::on_renewed`].
+    SendRenew {
+        /// The victim.
+        origin: NodeId,
+        /// The jobs.
+        jobs: Vec<JobId>,
+    },
+    /// Send the outcome of a stolen job to its origin.
+    SendDone {
+        /// The victim.
+        origin: NodeId,
+        /// The job.
+        id: JobId,
+        /// Whether it succeeded.
+        outcome: StolenOutcome,
+    },
+    /// Gossip to the team.
+    Publish(Gossip),
+}
+
+/// How a stolen job ended, on the thief.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StolenOutcome {
+    /// It succeeded; its result is in the thief's store.
+    Succeeded,
+    /// The job itself failed (a compile error, say).
+    Failed,
+    /// The thief could not run it (a missing input, a different tool, a full disk).
+    Infrastructure,
+    /// It was stopped.
+    Cancelled,
+}
+
+/// What the victim made of a thief's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// The job was out on this lease and is now settled.
+    Accepted,
+    /// The job was settled already; a late duplicate, harmless.
+    Duplicate,
+    /// No build here knows the job.
+    Unknown,
+}
+
+/// What this node knows of a peer, for `weft peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// The peer.
+    pub node: NodeId,
+    /// Its last beacon.
+    pub beacon: Option<LoadBeacon>,
+    /// When it came.
+    pub beacon_at: Option<Time>,
+    /// Results it announced that are still in the holder map.
+    pub n_results: usize,
+    /// Jobs of this node it runs now.
+    pub n_leased: usize,
+    /// Infrastructure failures in a row.
+    pub failures: u32,
+    /// Avoided until then.
+    pub avoided_until: Option<Time>,
+}
+
+/// Counters, for `weft status` and netsim.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Steal requests sent.
+    pub steal_requests: u64,
+    /// Steal requests that brought at least one job.
+    pub steal_successes: u64,
+    /// Jobs received from peers.
+    pub jobs_stolen: u64,
+    /// Jobs given to peers.
+    pub jobs_given: u64,
+    /// Leases that ran out (or whose thief went away) and were requeued.
+    pub leases_requeued: u64,
+    /// Late duplicate reports.
+    pub duplicates: u64,
+    /// Results found in peers' caches.
+    pub peer_cache_hits: u64,
+    /// Results found in this node's cache.
+    pub local_cache_hits: u64,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    beacon: Option<LoadBeacon>,
+    beacon_at: Option<Time>,
+    tools: BTreeSet<Digest>,
+    failures: u32,
+    avoid_until: Option<Time>,
+    steal_backoff_until: Time,
+    steal_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LeaseOut {
+    build: BuildId,
+    thief: NodeId,
+    deadline: Time,
+}
+
+#[derive(Debug)]
+struct Stolen {
+    origin: NodeId,
+    next_renew: Time,
+}
+
+/// Which peers hold which results, bounded: the oldest entries go first.
+#[derive(Debug, Default)]
+struct Holders {
+    by_job: HashMap<JobId, Vec<NodeId>>,
+    by_peer: HashMap<NodeId, usize>,
+    order: VecDeque<(JobId, NodeId)>,
+}
+
+impl Holders {
+    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
+        let holders = self.by_job.entry(job).or_default();
+        if holders.contains(&peer) {
+            return;
+        }
+        holders.push(peer);
+        *self.by_peer.entry(peer).or_default() += 1;
+        self.order.push_back((job, peer));
+        while self.order.len() > cap {
+            let Some((old_job, old_peer)) = self.order.pop_front() else {
+                break;
+            };
+            self.remove_one(old_job, old_peer);
+        }
+    }
+
+    fn remove_one(&mut self, job: JobId, peer: NodeId) {
+        if let Some(holders) = self.by_job.get_mut(&job) {
+            if let Some(i) = holders.iter().position(|p| *p == peer) {
+                holders.swap_remove(i);
+                if let Some(n) = self.by_peer.get_mut(&peer) {
+                    *n -= 1;
+                }
+            }
+            if holders.is_empty() {
+                self.by_job.remove(&job);
+            }
+        }
+    }
+
+    fn remove_peer(&mut self, peer: NodeId) {
+        if self.by_peer.remove(&peer).is_none() {
+            return;
+        }
+        self.by_job.retain(|_, holders| {
+            holders.retain(|p| *p != peer);
+            !holders.is_empty()
+        });
+        self.order.retain(|(_, p)| *p != peer);
+    }
+
+    fn get(&self, job: &JobId) -> &[NodeId] {
+        self.by_job.get(job).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn holds(&self, job: &JobId, peer: NodeId) -> bool {
+        self.get(job).contains(&peer)
+    }
+}
+
+/// One node's decisions: its builds and its part in the mesh.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    local: NodeId,
+    platform: String,
+    tools: BTreeSet<Digest>,
+    scheduler: Scheduler,
+    peers: BTreeMap<NodeId, PeerState>,
+    holders: Holders,
+    /// Jobs of this node's builds that run on peers.
+    leases: BTreeMap<JobId, LeaseOut>,
+    /// Peers' jobs that run here.
+    stolen: BTreeMap<JobId, Stolen>,
+    /// The steal request in flight: the victim, and when it was sent.
+    steal_pending: Option<(NodeId, Time)>,
+    /// Peers asked for a job's result, per lookup in flight.
+    queries: HashMap<(BuildId, JobId), Vec<NodeId>>,
+    pending_have: Vec<JobId>,
+    have_due: Option<Time>,
+    beacon_due: Time,
+    last_beacon: Option<(bool, bool)>,
+    system_idle: bool,
+    rng: u64,
+    effects: VecDeque<Effect>,
+    stats: CoreStats,
+}
+
+impl Core {
+    /// A node `local` on `platform` with the given tool digests.
+    pub fn new(
+        local: NodeId,
+        platform: String,
+        tools: BTreeSet<Digest>,
+        config: CoreConfig,
+    ) -> Core {
+        let seed = u64::from_le_bytes([
+            local.0[0], local.0[1], local.0[2], local.0[3], local.0[4], local.0[5], local.0[6],
+            local.0[7],
+        ]);
+        Core {
+            scheduler: Scheduler::new(config.slots),
+            config,
+            local,
+            platform,
+            tools,
+            peers: BTreeMap::new(),
+            holders: Holders::default(),
+            leases: BTreeMap::new(),
+            stolen: BTreeMap::new(),
+            steal_pending: None,
+            queries: HashMap::new(),
+            pending_have: Vec::new(),
+            have_due: None,
+            beacon_due: Time::ZERO,
+            last_beacon: None,
+            system_idle: true,
+            rng: seed | 1,
+            effects: VecDeque::new(),
+            stats: CoreStats::default(),
+        }
+    }
+
+    /// This node.
+    pub fn local(&self) -> NodeId {
+        self.local
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    /// Jobs running here now: this node's and peers'.
+    pub fn running(&self) -> usize {
+        self.scheduler.running() + self.stolen.len()
+    }
+
+    /// This node's jobs queued and ready.
+    pub fn queued(&self) -> usize {
+        self.scheduler.queued()
+    }
+
+    /// Whether any build of this node's runs.
+    pub fn is_building(&self) -> bool {
+        self.scheduler.is_building()
+    }
+
+    /// The job behind an id in a running build.
+    pub fn job(&self, build: BuildId, job: JobId) -> Option<&Arc<Job>> {
+        self.scheduler.job(build, job)
+    }
+
+    /// Tells the core about tools this node has gained (found on `PATH`).
+    pub fn add_tools(&mut self, tools: impl IntoIterator<Item = Digest>) {
+        self.tools.extend(tools);
+    }
+
+    /// Tells the core whether the machine is otherwise idle (for [`SharePolicy::Idle`]).
+    pub fn set_system_idle(&mut self, now: Time, idle: bool) {
+        self.system_idle = idle;
+        self.after_event(now);
+    }
+
+    /// The next thing to do, if any. Call after every event until `None`.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        loop {
+            if let Some(effect) = self.effects.pop_front() {
+                return Some(effect);
+            }
+            let effect = self.scheduler.poll_effect()?;
+            self.translate(effect);
+        }
+    }
+
+    /// When [`Core::tick`] should be called next.
+    pub fn next_timeout(&self) -> Time {
+        let mut next = self.beacon_due;
+        if let Some(due) = self.have_due {
+            next = next.min(due);
+        }
+        for lease in self.leases.values() {
+            next = next.min(lease.deadline);
+        }
+        for stolen in self.stolen.values() {
+            next = next.min(stolen.next_renew);
+        }
+        if self.steal_pending.is_none() && self.may_steal() {
+            for peer in self.peers.values() {
+                if peer.beacon.as_ref().is_some_and(|b| b.queue_len > 0) {
+                    next = next.min(peer.steal_backoff_until);
+                }
+            }
+        }
+        if let Some((_, sent)) = self.steal_pending {
+            next = next.min(sent + STEAL_TIMEOUT);
+        }
+        next
+    }
+
+    // ---- builds -------------------------------------------------------------------------
+
+    /// Starts a build.
+    pub fn add_build(
+        &mut self,
+        now: Time,
+        build: BuildId,
+        jobs: Vec<PlannedJob>,
+        options: BuildOptions,
+    ) -> Result<(), PlanError> {
+        self.scheduler.add_build(now, build, jobs, options)?;
+        self.after_event(now);
+        Ok(())
+    }
+
+    /// Cancels a build: nothing new starts, running jobs are stopped, and jobs out on
+    /// peers are let go (their late reports are ignored).
+    pub fn cancel_build(&mut self, now: Time, build: BuildId) {
+        self.scheduler.cancel_build(now, build);
+        let out: Vec<JobId> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.build == build)
+            .map(|(id, _)| *id)
+            .collect();
+        for job in out {
+            self.leases.remove(&job);
+            self.scheduler.requeue(now, build, job);
+        }
+        self.after_event(now);
+    }
+
+    /// The driver's answer to [`Effect::LookupCache`].
+    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: bool) {
+        if hit {
+            self.stats.local_cache_hits += 1;
+            self.scheduler.on_cache_lookup(now, build, job, true);
+        } else if !self.ask_next_holder(build, job) {
+            self.scheduler.on_cache_lookup(now, build, job, false);
+        }
+        self.after_event(now);
+    }
+
+    /// The driver's answer to [`Effect::QueryPeer`]: a hit only when the result's signature
+    /// checked out and its blobs can be had.
+    pub fn on_peer_cache(
+        &mut self,
+        now: Time,
+        build: BuildId,
+        job: JobId,
+        peer: NodeId,
+        hit: bool,
+    ) {
+        if !self
+            .queries
+            .get(&(build, job))
+            .is_some_and(|asked| asked.contains(&peer))
+        {
+            return;
+        }
+        if hit {
+            self.queries.remove(&(build, job));
+            self.stats.peer_cache_hits += 1;
+            self.scheduler.on_cache_lookup(now, build, job, true);
+        } else if !self.ask_next_holder(build, job) {
+            self.queries.remove(&(build, job));
+            self.scheduler.on_cache_lookup(now, build, job, false);
+        }
+        self.after_event(now);
+    }
+
+    /// The driver's answer to [`Effect::Start`] or [`Effect::Cancel`].
+    pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
+        let ran_here = self.scheduler.runner(build, job).is_none();
+        self.scheduler.on_job_finished(now, build, job, outcome);
+        if ran_here && outcome == JobOutcome::Succeeded {
+            self.announce(now, job);
+        }
+        self.after_event(now);
+    }
+
+    // ---- peers --------------------------------------------------------------------------
+
+    /// A peer was admitted to the mesh.
+    pub fn on_peer_up(&mut self, now: Time, peer: NodeId) {
+        self.peers.entry(peer).or_insert_with(|| PeerState {
+            beacon: None,
+            beacon_at: None,
+            tools: BTreeSet::new(),
+            failures: 0,
+            avoid_until: None,
+            steal_backoff_until: now,
+            steal_backoff: Duration::ZERO,
+        });
+        // Let it know at once whether this node is busy.
+        self.last_beacon = None;
+        self.after_event(now);
+    }
+
+    /// A peer left, or its connection dropped: what it held is gone, and the jobs it ran for
+    /// this node go back to the queue.
+    pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
+        self.peers.remove(&peer);
+        self.holders.remove_peer(peer);
+        let lost: Vec<(JobId, BuildId)> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.thief == peer)
+            .map(|(id, l)| (*id, l.build))
+            .collect();
+        for (job, build) in lost {
+            self.leases.remove(&job);
+            if self.scheduler.requeue(now, build, job) {
+                self.stats.leases_requeued += 1;
+            }
+        }
+        if self.steal_pending.is_some_and(|(victim, _)| victim == peer) {
+            self.steal_pending = None;
+        }
+        // Lookups waiting on it move on.
+        let waiting: Vec<(BuildId, JobId)> = self
+            .queries
+            .iter()
+            .filter(|(_, asked)| asked.last() == Some(&peer))
+            .map(|(key, _)| *key)
+            .collect();
+        for (build, job) in waiting {
+            if !self.ask_next_holder(build, job) {
+                self.queries.remove(&(build, job));
+                self.scheduler.on_cache_lookup(now, build, job, false);
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// A peer's beacon.
+    pub fn on_beacon(&mut self, now: Time, peer: NodeId, beacon: LoadBeacon) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        state.tools = beacon.tools.iter().copied().collect();
+        if beacon.queue_len > 0 && state.beacon.as_ref().is_none_or(|b| b.queue_len == 0) {
+            // Newly busy: worth asking again at once.
+            state.steal_backoff_until = now;
+            state.steal_backoff = Duration::ZERO;
+        }
+        state.beacon = Some(beacon);
+        state.beacon_at = Some(now);
+        self.after_event(now);
+    }
+
+    /// A peer announced results it holds.
+    pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
+        for job in jobs {
+            self.holders.add(*job, peer, self.config.max_holder_entries);
+        }
+        self.after_event(now);
+    }
+
+    /// The peers known to hold a job's result.
+    pub fn holders(&self, job: &JobId) -> &[NodeId] {
+        self.holders.get(job)
+    }
+
+    /// What this node knows of its peers.
+    pub fn peers(&self) -> Vec<PeerView> {
+        self.peers
+            .iter()
+            .map(|(node, state)| PeerView {
+                node: *node,
+                beacon: state.beacon.clone(),
+                beacon_at: state.beacon_at,
+                n_results: self.holders.by_peer.get(node).copied().unwrap_or(0),
+                n_leased: self.leases.values().filter(|l| l.thief == *node).count(),
+                failures: state.failures,
+                avoided_until: state.avoid_until,
+            })
+            .collect()
+    }
+
+    // ---- victim side --------------------------------------------------------------------
+
+    /// A thief asks for work: up to its `max_jobs` queued jobs whose toolchain it has, each
+    /// under a lease. Jobs whose deps' results the thief holds go first among the best.
+    pub fn on_steal_request(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        request: &StealRequest,
+    ) -> Vec<Lease> {
+        if !self.peers.contains_key(&peer) {
+            return Vec::new();
+        }
+        let tools: BTreeSet<Digest> = request.tools.iter().copied().collect();
+        let max = (request.max_jobs as usize).min(64);
+        let holders = &self.holders;
+        let leased = &self.leases;
+        let given = self.scheduler.take_for_peer(peer, max, |id, job| {
+            let runnable = job.toolchain.platform == request.platform
+                && job
+                    .toolchain
+                    .tools
+                    .values()
+                    .all(|digest| tools.contains(digest));
+            if !runnable || leased.contains_key(&id) {
+                return None;
+            }
+            let local_deps = job
+                .deps
+                .iter()
+                .filter(|dep| holders.holds(dep, peer))
+                .count();
+            Some(local_deps as i64)
+        });
+        let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut leases = Vec::with_capacity(given.len());
+        for (build, id, job) in given {
+            self.leases.insert(
+                id,
+                LeaseOut {
+                    build,
+                    thief: peer,
+                    deadline: now + self.config.lease_ttl,
+                },
+            );
+            self.stats.jobs_given += 1;
+            self.effects.push_back(Effect::GivenAway {
+                build,
+                job: id,
+                peer,
+            });
+            leases.push(Lease {
+                job: (*job).clone(),
+                ttl_ms,
+            });
+        }
+        self.after_event(now);
+        leases
+    }
+
+    /// A thief still runs these jobs; returns those it no longer holds a lease for.
+    pub fn on_renew(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) -> Vec<JobId> {
+        let mut lost = Vec::new();
+        for job in jobs {
+            match self.leases.get_mut(job) {
+                Some(lease) if lease.thief == peer => {
+                    lease.deadline = now + self.config.lease_ttl;
+                }
+                _ => lost.push(*job),
+            }
+        }
+        lost
+    }
+
+    /// A thief's report on a job it stole. The driver has checked the result's signature.
+    pub fn on_stolen_report(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        outcome: StolenOutcome,
+    ) -> Report {
+        let lease = self.leases.get(&job).copied();
+        let report = match (lease, outcome) {
+            (Some(lease), _) if lease.thief == peer => {
+                self.leases.remove(&job);
+                match outcome {
+                    StolenOutcome::Succeeded => {
+                        self.reset_failures(peer);
+                        self.holders.add(job, peer, self.config.max_holder_entries);
+                        self.scheduler.on_job_finished(
+                            now,
+                            lease.build,
+                            job,
+                            JobOutcome::Succeeded,
+                        );
+                    }
+                    StolenOutcome::Failed => {
+                        self.reset_failures(peer);
+                        self.scheduler
+                            .on_job_finished(now, lease.build, job, JobOutcome::Failed);
+                    }
+                    StolenOutcome::Infrastructure | StolenOutcome::Cancelled => {
+                        if outcome == StolenOutcome::Infrastructure {
+                            self.count_failure(now, peer);
+                        }
+                        if self.scheduler.requeue(now, lease.build, job) {
+                            self.stats.leases_requeued += 1;
+                        }
+                    }
+                }
+                Report::Accepted
+            }
+            (_, StolenOutcome::Succeeded) => {
+                // A late report: the lease ran out, or went to another thief. The result is
+                // as good as any; settle the job if it is still open anywhere.
+                self.holders.add(job, peer, self.config.max_holder_entries);
+                let builds = self.scheduler.builds_with(job);
+                if builds.is_empty() {
+                    self.stats.duplicates += 1;
+                    Report::Duplicate
+                } else {
+                    for build in builds {
+                        if let Some(lease) = self.leases.get(&job).copied()
+                            && lease.build == build
+                        {
+                            // Out again, with another thief: that one's report will be a
+                            // duplicate.
+                            self.leases.remove(&job);
+                            self.scheduler
+                                .on_job_finished(now, build, job, JobOutcome::Succeeded);
+                        } else {
+                            self.scheduler.on_returned_job_done(now, build, job);
+                        }
+                    }
+                    Report::Accepted
+                }
+            }
+            _ => Report::Unknown,
+        };
+        self.after_event(now);
+        report
+    }
+
+    // ---- thief side ---------------------------------------------------------------------
+
+    /// The victim's answer to [`Effect::SendSteal`].
+    pub fn on_granted(&mut self, now: Time, peer: NodeId, leases: Vec<Lease>) {
+        if self.steal_pending.is_some_and(|(victim, _)| victim == peer) {
+            self.steal_pending = None;
+        }
+        if let Some(state) = self.peers.get_mut(&peer) {
+            if leases.is_empty() {
+                state.steal_backoff = (state.steal_backoff * 2)
+                    .max(self.config.steal_backoff)
+                    .min(Duration::from_secs(1));
+                state.steal_backoff_until = now + state.steal_backoff;
+            } else {
+                state.steal_backoff = Duration::ZERO;
+                state.steal_backoff_until = now;
+            }
+        }
+        if !leases.is_empty() {
+            self.stats.steal_successes += 1;
+        }
+        for lease in leases {
+            let id = lease.job.id();
+            if self.stolen.contains_key(&id) {
+                continue;
+            }
+            let renew_every = Duration::from_millis(lease.ttl_ms / 3).max(Duration::from_millis(1));
+            self.stolen.insert(
+                id,
+                Stolen {
+                    origin: peer,
+                    next_renew: now + renew_every,
+                },
+            );
+            self.stats.jobs_stolen += 1;
+            self.effects.push_back(Effect::RunStolen {
+                origin: peer,
+                id,
+                job: Arc::new(lease.job),
+            });
+        }
+        self.scheduler.set_reserved(self.stolen.len());
+        self.after_event(now);
+    }
+
+    /// [`Effect::SendSteal`] failed (no answer, a refusal, a dropped connection).
+    pub fn on_steal_failed(&mut self, now: Time, peer: NodeId) {
+        self.on_granted(now, peer, Vec::new());
+    }
+
+    /// The victim's answer to [`Effect::SendRenew`]: jobs whose lease is gone are stopped.
+    pub fn on_renewed(&mut self, now: Time, lost: &[JobId]) {
+        for job in lost {
+            if self.stolen.contains_key(job) {
+                self.effects.push_back(Effect::CancelStolen { id: *job });
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// The driver's answer to [`Effect::RunStolen`] or [`Effect::CancelStolen`].
+    pub fn on_stolen_finished(&mut self, now: Time, id: JobId, outcome: StolenOutcome) {
+        let Some(stolen) = self.stolen.remove(&id) else {
+            return;
+        };
+        self.scheduler.set_reserved(self.stolen.len());
+        if outcome == StolenOutcome::Succeeded {
+            self.announce(now, id);
+        }
+        if outcome != StolenOutcome::Cancelled {
+            self.effects.push_back(Effect::SendDone {
+                origin: stolen.origin,
+                id,
+                outcome,
+            });
+        }
+        self.after_event(now);
+    }
+
+    // ---- time ---------------------------------------------------------------------------
+
+    /// Time passes: beacons, announcements, lease renewals and expiries, steal attempts.
+    pub fn tick(&mut self, now: Time) {
+        // Leases that ran out go back to the queue.
+        let expired: Vec<(JobId, LeaseOut)> = self
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, l)| (*id, *l))
+            .collect();
+        for (job, lease) in expired {
+            self.leases.remove(&job);
+            if self.scheduler.requeue(now, lease.build, job) {
+                self.stats.leases_requeued += 1;
+            }
+        }
+        // Renew what runs here for peers, one message per origin.
+        let mut renewals: BTreeMap<NodeId, Vec<JobId>> = BTreeMap::new();
+        for (id, stolen) in &mut self.stolen {
+            if stolen.next_renew <= now {
+                renewals.entry(stolen.origin).or_default().push(*id);
+                stolen.next_renew = now + self.config.lease_ttl / 3;
+            }
+        }
+        for (origin, jobs) in renewals {
+            self.effects.push_back(Effect::SendRenew { origin, jobs });
+        }
+        if self
+            .steal_pending
+            .is_some_and(|(_, sent)| now >= sent + STEAL_TIMEOUT)
+        {
+            if let Some((victim, _)) = self.steal_pending {
+                self.on_steal_failed(now, victim);
+            }
+        }
+        self.after_event(now);
+    }
+
+    // ---- internals ----------------------------------------------------------------------
+
+    /// What every event ends with: beacons and announcements when due, and a steal attempt
+    /// when this node has room.
+    fn after_event(&mut self, now: Time) {
+        if let Some(due) = self.have_due
+            && due <= now
+        {
+            self.have_due = None;
+            let jobs = std::mem::take(&mut self.pending_have);
+            if !jobs.is_empty() {
+                self.effects.push_back(Effect::Publish(Gossip::Have(jobs)));
+            }
+        }
+        self.maybe_beacon(now);
+        self.maybe_steal(now);
+    }
+
+    fn announce(&mut self, now: Time, job: JobId) {
+        self.pending_have.push(job);
+        if self.have_due.is_none() {
+            self.have_due = Some(now + self.config.have_delay);
+        }
+        if self.pending_have.len() >= MAX_HAVE_BATCH {
+            self.have_due = Some(now);
+        }
+    }
+
+    fn share_allowed(&self) -> bool {
+        match self.config.share {
+            SharePolicy::Always => true,
+            SharePolicy::Idle => self.system_idle && !self.scheduler.is_building(),
+            SharePolicy::Never => false,
+        }
+    }
+
+    /// Slots free for peers' jobs.
+    fn shared_slots_free(&self) -> usize {
+        if !self.share_allowed() {
+            return 0;
+        }
+        let free = self.scheduler.free_slots();
+        let shared_left = self
+            .config
+            .max_shared_slots
+            .saturating_sub(self.stolen.len());
+        free.min(shared_left)
+    }
+
+    fn may_steal(&self) -> bool {
+        self.shared_slots_free() > 0 && self.scheduler.queued() == 0
+    }
+
+    fn maybe_beacon(&mut self, now: Time) {
+        let busy = self.scheduler.queued() > 0;
+        let free = self.shared_slots_free() > 0;
+        let changed = self.last_beacon != Some((busy, free));
+        if !changed && now < self.beacon_due {
+            return;
+        }
+        if self.peers.is_empty() && !changed {
+            self.beacon_due = now + self.config.beacon_interval;
+            return;
+        }
+        self.last_beacon = Some((busy, free));
+        self.beacon_due = now + self.config.beacon_interval;
+        let beacon = LoadBeacon {
+            free_slots: u32::try_from(self.shared_slots_free()).unwrap_or(u32::MAX),
+            queue_len: u32::try_from(self.scheduler.queued()).unwrap_or(u32::MAX),
+            platform: self.platform.clone(),
+            tools: self.tools.iter().copied().collect(),
+            share: self.config.share,
+            max_shared_slots: u32::try_from(self.config.max_shared_slots).unwrap_or(u32::MAX),
+        };
+        self.effects
+            .push_back(Effect::Publish(Gossip::Beacon(beacon)));
+    }
+
+    fn maybe_steal(&mut self, now: Time) {
+        if self.steal_pending.is_some() || !self.may_steal() {
+            return;
+        }
+        // Victims: busy peers on this platform, not avoided, not backing off; picked at
+        // random with odds in proportion to their queue, so thieves spread out.
+        let candidates: Vec<(NodeId, u64)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.avoid_until.is_none_or(|until| until <= now))
+            .filter(|(_, p)| p.steal_backoff_until <= now)
+            .filter_map(|(node, p)| {
+                let beacon = p.beacon.as_ref()?;
+                (beacon.queue_len > 0 && beacon.platform == self.platform)
+                    .then_some((*node, u64::from(beacon.queue_len)))
+            })
+            .collect();
+        let total: u64 = candidates.iter().map(|(_, q)| q).sum();
+        if total == 0 {
+            return;
+        }
+        let mut pick = self.next_random() % total;
+        let mut victim = candidates[0].0;
+        for (node, queue) in &candidates {
+            if pick < *queue {
+                victim = *node;
+                break;
+            }
+            pick -= queue;
+        }
+        let max_jobs = self.shared_slots_free().min(self.config.steal_batch).max(1);
+        self.steal_pending = Some((victim, now));
+        self.stats.steal_requests += 1;
+        self.effects.push_back(Effect::SendSteal {
+            peer: victim,
+            request: StealRequest {
+                max_jobs: u32::try_from(max_jobs).unwrap_or(u32::MAX),
+                platform: self.platform.clone(),
+                tools: self.tools.iter().copied().collect(),
+            },
+        });
+    }
+
+    /// Asks the next peer that announced the job's result; false when none is left.
+    fn ask_next_holder(&mut self, build: BuildId, job: JobId) -> bool {
+        let asked = self.queries.entry((build, job)).or_default();
+        if asked.len() >= MAX_CACHE_QUERIES {
+            return false;
+        }
+        let next = self.holders.get(&job).iter().copied().find(|peer| {
+            !asked.contains(peer)
+                && self
+                    .peers
+                    .get(peer)
+                    .is_some_and(|p| p.avoid_until.is_none())
+        });
+        match next {
+            Some(peer) => {
+                asked.push(peer);
+                self.effects
+                    .push_back(Effect::QueryPeer { build, job, peer });
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn count_failure(&mut self, now: Time, peer: NodeId) {
+        let limit = self.config.max_peer_failures;
+        let avoid_for = self.config.avoid_for;
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.failures += 1;
+            if state.failures >= limit {
+                state.avoid_until = Some(now + avoid_for);
+                state.failures = 0;
+            }
+        }
+    }
+
+    fn reset_failures(&mut self, peer: NodeId) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.failures = 0;
+            if state.avoid_until.is_some() {
+                state.avoid_until = None;
+            }
+        }
+    }
+
+    fn translate(&mut self, effect: SchedulerEffect) {
+        self.effects.push_back(match effect {
+            SchedulerEffect::LookupCache { build, job } => Effect::LookupCache { build, job },
+            SchedulerEffect::Start { build, job } => Effect::Start { build, job },
+            SchedulerEffect::Cancel { build, job } => Effect::Cancel { build, job },
+            SchedulerEffect::Skipped { build, job } => Effect::Skipped { build, job },
+            SchedulerEffect::BuildDone { build, outcome } => {
+                self.queries.retain(|(b, _), _| *b != build);
+                Effect::BuildDone { build, outcome }
+            }
+        });
+    }
+
+    /// splitmix64: deterministic, seeded from the node's id.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// How long a steal request may go unanswered before the thief tries elsewhere.
+const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most ids in one `Have` announcement.
+const MAX_HAVE_BATCH: usize = 512;
+
+/// The most peers asked for one job's result.
+const MAX_CACHE_QUERIES: usize = 3;
