@@ -675,7 +675,9 @@ impl Core {
         peer: NodeId,
         request: &StealRequest,
     ) -> Vec<Lease> {
-        if !self.peers.contains_key(&peer) {
+        let avoided = |p: &PeerState| p.avoid_until.is_some_and(|until| until > now);
+        if self.peers.get(&peer).is_none_or(avoided) {
+            // Unknown, or it kept failing jobs for reasons of its own: nothing for now.
             return Vec::new();
         }
         let tools: BTreeSet<Digest> = request.tools.iter().copied().collect();

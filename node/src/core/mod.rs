@@ -5,6 +5,8 @@
 //! drive the very same code.
 
 mod mesh;
+#[cfg(test)]
+mod mesh_tests;
 mod scheduler;
 mod time;
 
