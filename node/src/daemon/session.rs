@@ -104,11 +104,10 @@ pub(crate) async fn build(
         .await;
         match published {
             Ok(Ok(paths)) => {
-                for (name, path) in paths {
-                    writer
-                        .send(&DaemonMessage::Event(BuildEvent::Output { name, path }))
-                        .await?;
-                }
+                let outputs = paths
+                    .into_iter()
+                    .map(|(name, path)| BuildEvent::Output { name, path });
+                send_events(&mut writer, outputs.collect()).await?;
             }
             Ok(Err(message)) => {
                 summary.success = false;
@@ -378,11 +377,10 @@ pub(crate) async fn graph_run(
         .await;
         match published {
             Ok(Ok(paths)) => {
-                for (name, path) in paths {
-                    writer
-                        .send(&DaemonMessage::Event(BuildEvent::Output { name, path }))
-                        .await?;
-                }
+                let outputs = paths
+                    .into_iter()
+                    .map(|(name, path)| BuildEvent::Output { name, path });
+                send_events(&mut writer, outputs.collect()).await?;
             }
             Ok(Err(message)) => error(&mut writer, &message).await?,
             Err(e) => {
