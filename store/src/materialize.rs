@@ -55,6 +55,19 @@ impl Store {
         self.copy_out(&blob, dest, executable)
     }
 
+    /// Whether `dest` is already a hard link of the blob `digest` (the same file), as
+    /// [`Store::materialize`] leaves a non-executable blob. Two `stat` calls; no hashing.
+    pub fn is_materialized(&self, digest: &Digest, dest: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let (Ok(placed), Ok(blob)) = (
+            fs::symlink_metadata(dest),
+            fs::metadata(self.inner.layout.blob_path(digest)),
+        ) else {
+            return false;
+        };
+        placed.dev() == blob.dev() && placed.ino() == blob.ino()
+    }
+
     /// Hard-links the blob file at `dest`, replacing what is there.
     fn hard_link(&self, digest: &Digest, dest: &Path) -> Result<Linked, StoreError> {
         let path = self.inner.layout.blob_path(digest);

@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     pub(crate) n_actions: AtomicU64,
     pub(crate) action_hits: AtomicU64,
     pub(crate) action_misses: AtomicU64,
+    /// Bumped whenever a blob may have gone: see [`Store::removals`].
+    pub(crate) removals: AtomicU64,
     /// Serializes GC passes.
     pub(crate) gc_lock: Mutex<()>,
     /// Held open for its lock for as long as the store is open.
@@ -127,6 +129,7 @@ impl Store {
         };
         let inner = Inner {
             action_hits: AtomicU64::new(index.counter(COUNTER_ACTION_HITS)?),
+            removals: AtomicU64::new(0),
             action_misses: AtomicU64::new(index.counter(COUNTER_ACTION_MISSES)?),
             layout,
             options,
@@ -169,6 +172,13 @@ impl Store {
     /// Whether the blob `digest` is in the store. Does not count as a use for GC.
     pub fn has(&self, digest: &Digest) -> bool {
         fs::symlink_metadata(self.inner.layout.blob_path(digest)).is_ok_and(|m| m.is_file())
+    }
+
+    /// A counter that changes whenever a blob may have left the store (deleted, evicted,
+    /// found corrupt or missing, or a scrub ran). While it stays the same, every blob seen
+    /// present is still present: callers may remember what they checked.
+    pub fn removals(&self) -> u64 {
+        self.inner.removals.load(Ordering::Relaxed)
     }
 
     /// Deletes the blob `digest`, pinned or not; true when it was there.
@@ -266,6 +276,7 @@ impl Store {
     /// Removes the index entry of `digest`, keeping the blob counters in step. Call with the
     /// stripe lock held.
     pub(crate) fn index_remove(&self, digest: &Digest) -> Result<Option<BlobEntry>, StoreError> {
+        self.inner.removals.fetch_add(1, Ordering::Relaxed);
         let old = self.inner.index.remove_blob(digest)?;
         if let Some(old) = old {
             sub(&self.inner.n_blobs, 1);

@@ -49,6 +49,9 @@ impl Store {
     /// module documentation. Runs while other threads use the store, and reads every byte, so
     /// it takes about as long as hashing the whole store.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner
+            .removals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut report = VerifyReport::default();
         for first_byte in 0..=u8::MAX {
             self.verify_fanout_dir(first_byte, &mut report)?;

@@ -391,3 +391,26 @@ fn put_replaces_a_blob_file_of_the_wrong_size() {
     assert_eq!(store.read(&digest, Verify::Yes).expect("read"), content);
     assert_eq!(store.stats().total_bytes, 4096);
 }
+
+#[test]
+fn removals_change_whenever_a_blob_may_have_gone() {
+    let (dir, store) = temp_store();
+    let a = store.put(&bytes(40, 100)).expect("put");
+    let b = store.put(&bytes(41, 100)).expect("put");
+    let before = store.removals();
+    assert!(store.has(&a));
+    store.read(&a, Verify::Yes).expect("read");
+    let dest = dir.path().join("out/a");
+    store.materialize(&a, &dest, false).expect("materialize");
+    assert!(store.is_materialized(&a, &dest));
+    assert!(!store.is_materialized(&b, &dest));
+    assert_eq!(store.removals(), before, "reads and puts remove nothing");
+    store.delete(&b).expect("delete");
+    let after_delete = store.removals();
+    assert_ne!(after_delete, before);
+    store.gc(0).expect("gc");
+    assert_ne!(store.removals(), after_delete, "gc evicted `a`");
+    let after_gc = store.removals();
+    store.verify().expect("verify");
+    assert_ne!(store.removals(), after_gc, "a scrub may remove anything");
+}

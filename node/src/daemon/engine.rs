@@ -91,6 +91,7 @@ impl Engine {
             keypair,
             builds: HashMap::new(),
             durations: HashMap::new(),
+            known: KnownResults::default(),
             epoch: Instant::now(),
             inbox: inbox.clone(),
         };
@@ -128,6 +129,8 @@ struct EngineTask {
     builds: HashMap<BuildId, BuildState>,
     /// How long each job (by name) took last time: the scheduler's priorities.
     durations: HashMap<String, Duration>,
+    /// Results checked against the store, for no-op builds that look up every job.
+    known: KnownResults,
     epoch: Instant,
     inbox: mpsc::UnboundedSender<Command>,
 }
@@ -174,7 +177,23 @@ impl EngineTask {
                 }
             }
             self.drain_effects();
+            self.touch_known();
         }
+    }
+
+    /// Records, off the build's path, a use of each result served from memory, so that GC
+    /// still sees them as recently used.
+    fn touch_known(&mut self) {
+        if self.known.to_touch.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(&mut self.known.to_touch);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for job in jobs {
+                let _ = store.get_action(job);
+            }
+        });
     }
 
     fn handle(&mut self, command: Command) {
@@ -262,8 +281,22 @@ impl EngineTask {
         let Some(state) = self.builds.get_mut(&build) else {
             return false;
         };
-        match self.store.get_action(job) {
+        let removals = self.store.removals();
+        if self.known.removals != removals {
+            // A blob may have gone: forget what was checked.
+            self.known.results.clear();
+            self.known.removals = removals;
+        }
+        let found = match self.known.results.get(&job) {
+            Some(result) => {
+                self.known.to_touch.push(job);
+                Ok(Some(result.clone()))
+            }
+            None => self.store.get_action(job),
+        };
+        match found {
             Ok(Some(result)) if result.success() => {
+                self.known.remember(job, &result);
                 let name = state
                     .jobs
                     .get(&job)
@@ -354,6 +387,7 @@ impl EngineTask {
                 if let Err(e) = self.store.put_action(id, &result) {
                     warn!(job = %id, error = %e, "cannot record the result in the action cache");
                 }
+                self.known.remember(id, &result);
                 self.durations
                     .insert(name.clone(), Duration::from_millis(result.duration_ms));
                 state.emit(BuildEvent::Finished {
@@ -392,6 +426,27 @@ impl EngineTask {
             }
         };
         self.core.on_job_finished(now, build, id, verdict);
+    }
+}
+
+/// Successful results whose blobs were seen in the store since its last removal
+/// ([`Store::removals`]): a lookup of one of them needs no index read and no `stat`.
+#[derive(Default)]
+struct KnownResults {
+    results: HashMap<JobId, ActionResult>,
+    removals: u64,
+    to_touch: Vec<JobId>,
+}
+
+impl KnownResults {
+    /// At most this many results are remembered; then the memory starts over.
+    const CAPACITY: usize = 100_000;
+
+    fn remember(&mut self, job: JobId, result: &ActionResult) {
+        if self.results.len() >= Self::CAPACITY {
+            self.results.clear();
+        }
+        self.results.entry(job).or_insert_with(|| result.clone());
     }
 }
 
