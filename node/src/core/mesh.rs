@@ -563,6 +563,13 @@ impl Core {
         self.after_event(now);
     }
 
+    /// A job of this node's could not start: the outputs of `lost` (some of its deps) cannot
+    /// be had any more. Those deps run again first.
+    pub fn on_deps_lost(&mut self, now: Time, build: BuildId, job: JobId, lost: &[JobId]) {
+        self.scheduler.on_deps_lost(now, build, job, lost);
+        self.after_event(now);
+    }
+
     // ---- peers --------------------------------------------------------------------------
 
     /// A peer was admitted to the mesh.

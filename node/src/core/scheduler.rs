@@ -171,6 +171,8 @@ struct Entry {
     deps_left: usize,
     priority: u64,
     state: State,
+    /// Settled from a cache rather than run (for the counts when it is reopened).
+    cached: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +305,7 @@ impl Scheduler {
                     deps_left: planned.job.deps.len(),
                     priority: 0,
                     state: State::Waiting,
+                    cached: false,
                 },
             );
         }
@@ -379,6 +382,7 @@ impl Scheduler {
         b.in_flight -= 1;
         if hit {
             b.outcome.n_cached += 1;
+            entry.cached = true;
             self.succeed(build, job);
         } else if b.failed || b.cancelled {
             entry.state = State::Skipped;
@@ -441,6 +445,88 @@ impl Scheduler {
             }
             _ => {}
         }
+    }
+
+    /// A job could not start because the outputs of some of its deps cannot be had any more
+    /// (the peer that held them is gone): those deps run again, and the job waits for them.
+    /// Call it instead of [`Scheduler::on_job_finished`] for a job that was started, or for
+    /// a job given to a peer.
+    pub fn on_deps_lost(&mut self, now: Time, build: BuildId, job: JobId, lost: &[JobId]) {
+        let Some(b) = self.builds.get_mut(&build) else {
+            return;
+        };
+        let Some(entry) = b.jobs.get(&job) else {
+            return;
+        };
+        let State::Running(runner) = entry.state else {
+            return;
+        };
+        let this = entry.job.clone();
+        if runner.is_none() {
+            self.running -= 1;
+            b.running -= 1;
+        }
+        b.in_flight -= 1;
+        let mut waits_for = 0;
+        for dep in lost {
+            let Some(d) = b.jobs.get_mut(dep) else {
+                continue;
+            };
+            if !this.deps.contains(dep) {
+                continue;
+            }
+            match d.state {
+                State::Done => {
+                    // Settled once, but its outputs are gone: run it again. Its other
+                    // dependents that have not started wait for it again too.
+                    if d.cached {
+                        b.outcome.n_cached -= 1;
+                    } else {
+                        b.outcome.n_ran -= 1;
+                    }
+                    d.cached = false;
+                    d.state = State::Queued;
+                    b.left += 1;
+                    self.seq += 1;
+                    b.ready.push(Ready {
+                        priority: d.priority,
+                        seq: self.seq,
+                        job: *dep,
+                    });
+                    let others: Vec<JobId> =
+                        d.dependents.iter().copied().filter(|e| *e != job).collect();
+                    for other in others {
+                        if let Some(e) = b.jobs.get_mut(&other) {
+                            match e.state {
+                                State::Waiting => e.deps_left += 1,
+                                State::Queued => {
+                                    // Its heap entry goes stale; it waits again.
+                                    e.state = State::Waiting;
+                                    e.deps_left += 1;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    waits_for += 1;
+                }
+                State::Waiting | State::LookingUp | State::Queued | State::Running(_) => {
+                    waits_for += 1;
+                }
+                State::Failed | State::Skipped => {}
+            }
+        }
+        let Some(entry) = b.jobs.get_mut(&job) else {
+            return;
+        };
+        entry.state = State::Waiting;
+        entry.deps_left = waits_for;
+        if waits_for == 0 {
+            // Nothing to wait for after all: look it up and queue it again.
+            self.look_up(build, job);
+        }
+        self.finish_if_done(build);
+        let _ = now;
     }
 
     fn settle(&mut self, build: BuildId, job: JobId, outcome: JobOutcome) {
@@ -1136,6 +1222,41 @@ mod tests {
         };
         assert_eq!(cycle.len(), 3);
         assert_eq!(cycle.first(), cycle.last());
+    }
+
+    #[test]
+    fn lost_dep_outputs_run_the_dep_again() {
+        let (jobs, ids) = plan(&[("a", &[], 0), ("b", &["a"], 0), ("c", &["a"], 0)]);
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let mut starts = Vec::new();
+        let mut lost_once = false;
+        let outcome = loop {
+            match s.poll_effect() {
+                Some(Effect::LookupCache { build, job }) => {
+                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                }
+                Some(Effect::Start { build, job }) => {
+                    let name = name_of(&s, build, job);
+                    starts.push(name.clone());
+                    if name == "b" && !lost_once {
+                        // `a`'s outputs vanished with the peer that held them.
+                        lost_once = true;
+                        s.on_deps_lost(Time::ZERO, build, job, &[ids["a"]]);
+                    } else {
+                        s.on_job_finished(Time::ZERO, build, job, JobOutcome::Succeeded);
+                    }
+                }
+                Some(Effect::BuildDone { outcome, .. }) => break outcome,
+                Some(other) => panic!("unexpected {other:?}"),
+                None => panic!("stuck after {starts:?}"),
+            }
+        };
+        assert!(outcome.success);
+        assert_eq!(starts.iter().filter(|n| *n == "a").count(), 2);
+        assert_eq!(outcome.n_ran, 3, "{starts:?}");
+        assert!(starts.iter().position(|n| n == "c") > starts.iter().position(|n| n == "a"));
     }
 
     #[test]
