@@ -233,6 +233,11 @@ fn sample_peer_messages() -> Vec<PeerMessage> {
             leases: vec![wire::Lease {
                 job: sample_job(),
                 ttl_ms: 5000,
+                deps: vec![wire::LeaseDep {
+                    job: JobId(Digest::of(b"dep")),
+                    tree: Digest::of(b"tree"),
+                    holders: vec![NodeId([3; 32])],
+                }],
             }],
         },
         PeerMessage::BlobHeader {

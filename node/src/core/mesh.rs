@@ -725,9 +725,11 @@ impl Core {
                 job: id,
                 peer,
             });
+            // The shell adds where the deps' outputs are.
             leases.push(Lease {
                 job: (*job).clone(),
                 ttl_ms,
+                deps: Vec::new(),
             });
         }
         self.after_event(now);

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::FailureReport;
-use crate::{ActionResult, Digest, Job, JobId};
+use crate::{ActionResult, Digest, Job, JobId, NodeId};
 
 /// What one daemon says to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,4 +139,17 @@ pub struct Lease {
     pub job: Job,
     /// How long the lease lasts without renewal, in milliseconds.
     pub ttl_ms: u64,
+    /// Where the outputs of the job's deps can be had.
+    pub deps: Vec<LeaseDep>,
+}
+
+/// The outputs of one dep of a leased job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseDep {
+    /// The dep.
+    pub job: JobId,
+    /// The digest of its output tree.
+    pub tree: Digest,
+    /// Nodes that hold the tree, the best first (the victim itself may be one).
+    pub holders: Vec<NodeId>,
 }
