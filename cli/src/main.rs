@@ -2,6 +2,7 @@
 //! daemon, and shows what the daemon reports. Everything else lives in `weft-node`.
 
 mod args;
+mod config;
 mod launch;
 mod render;
 

@@ -1,0 +1,134 @@
+//! The daemon's configuration file, `<home>/config.toml`, parsed at the edge and handed down
+//! as typed values.
+//!
+//! ```toml
+//! share = "idle"              # when peers may run jobs here: "always", "idle" or "never"
+//! max_shared_slots = 2        # at most this many of them at once (default: every slot)
+//! idle_load = 1.0             # "idle" means no build here and a 1-minute load under this
+//! peers = ["/ip4/192.168.1.20/udp/4455/quic-v1"]   # dialed at start, for networks without multicast
+//! listen = ["/ip4/0.0.0.0/udp/4455/quic-v1"]       # default: any address, a random port
+//! mdns = true                 # find peers on the LAN (default true)
+//! ```
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use weft_protocol::wire::SharePolicy;
+
+/// The mesh part of the daemon's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MeshFile {
+    /// When peers may run jobs here. Default: `idle`.
+    pub(crate) share: SharePolicy,
+    /// At most this many slots run peers' jobs. Default: all of them.
+    pub(crate) max_shared_slots: Option<usize>,
+    /// The load average under which the machine counts as idle. Default: 1.0.
+    pub(crate) idle_load: f64,
+    /// Peers to dial at start. Default: none.
+    pub(crate) peers: Vec<String>,
+    /// Addresses to listen on. Default: `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub(crate) listen: Vec<String>,
+    /// Whether to find peers with mDNS. Default: true.
+    pub(crate) mdns: bool,
+}
+
+impl Default for MeshFile {
+    fn default() -> MeshFile {
+        MeshFile {
+            share: SharePolicy::Idle,
+            max_shared_slots: None,
+            idle_load: 1.0,
+            peers: Vec::new(),
+            listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
+            mdns: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    share: Option<String>,
+    max_shared_slots: Option<usize>,
+    idle_load: Option<f64>,
+    peers: Option<Vec<String>>,
+    listen: Option<Vec<String>>,
+    mdns: Option<bool>,
+}
+
+/// Reads `path`; a missing file means the defaults.
+pub(crate) fn load(path: &Path) -> Result<MeshFile> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(MeshFile::default()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    parse(&text).with_context(|| format!("in the daemon configuration `{}`", path.display()))
+}
+
+fn parse(text: &str) -> Result<MeshFile> {
+    let raw: Raw = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let defaults = MeshFile::default();
+    let share = match raw.share.as_deref() {
+        None => defaults.share,
+        Some(text) => parse_share(text)?,
+    };
+    if raw.max_shared_slots == Some(0) && share != SharePolicy::Never {
+        bail!("`max_shared_slots = 0` shares nothing; write `share = \"never\"` instead");
+    }
+    let idle_load = raw.idle_load.unwrap_or(defaults.idle_load);
+    if !(idle_load.is_finite() && idle_load > 0.0) {
+        bail!("`idle_load` must be a positive number, not {idle_load}");
+    }
+    Ok(MeshFile {
+        share,
+        max_shared_slots: raw.max_shared_slots,
+        idle_load,
+        peers: raw.peers.unwrap_or_default(),
+        listen: raw.listen.unwrap_or(defaults.listen),
+        mdns: raw.mdns.unwrap_or(defaults.mdns),
+    })
+}
+
+/// `always`, `idle` or `never`.
+pub(crate) fn parse_share(text: &str) -> Result<SharePolicy> {
+    match text {
+        "always" => Ok(SharePolicy::Always),
+        "idle" => Ok(SharePolicy::Idle),
+        "never" => Ok(SharePolicy::Never),
+        other => bail!("`share = \"{other}\"` is not a policy; use \"always\", \"idle\" or \"never\""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(parse("").expect("empty"), MeshFile::default());
+        let file = parse(
+            "share = \"always\"\nmax_shared_slots = 2\npeers = [\"/ip4/10.0.0.2/udp/4455/quic-v1\"]\nmdns = false\n",
+        )
+        .expect("valid");
+        assert_eq!(file.share, SharePolicy::Always);
+        assert_eq!(file.max_shared_slots, Some(2));
+        assert_eq!(file.peers.len(), 1);
+        assert!(!file.mdns);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, wanted) in [
+            ("share = \"sometimes\"", "is not a policy"),
+            ("shared = \"idle\"", "unknown field `shared`"),
+            ("idle_load = -1.0", "`idle_load` must be a positive number"),
+            ("max_shared_slots = 0", "shares nothing"),
+            ("peers = \"one\"", "invalid type"),
+        ] {
+            let err = format!("{:#}", parse(text).expect_err(text));
+            assert!(err.contains(wanted), "{text}: {err}");
+        }
+    }
+}
