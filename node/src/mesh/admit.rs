@@ -50,6 +50,9 @@ pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/admit/1")
 /// How long one admission exchange may take.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a refusal waits for the peer to read it.
+const REFUSE_LINGER: Duration = Duration::from_secs(2);
+
 const NONCE_LEN: usize = 32;
 const MAC_LEN: usize = 32;
 const ACCEPT: u8 = 1;
@@ -175,6 +178,24 @@ async fn accept(shared: &Shared, peer: PeerId) {
     }
 }
 
+/// Tells the peer we refuse it, and waits (briefly) until it has read that and closed its side:
+/// blocking it closes the connection, which could otherwise overtake the verdict.
+async fn refuse(stream: &mut Stream) {
+    if frames::write_all(stream, &[REFUSE]).await.is_err() {
+        return;
+    }
+    let _ = stream.close().await;
+    let mut rest = [0u8; 64];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut rest).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSE_LINGER, drain).await;
+}
+
 fn broken(err: StreamError) -> Outcome {
     match err {
         StreamError::Eof => Outcome::Broken("the peer closed the admission stream".to_owned()),
@@ -210,7 +231,7 @@ async fn run_initiator(shared: &Shared, peer: PeerId, stream: &mut Stream) -> Ou
         .mac(b"responder", &initiator, &responder, &nonce_i, &nonce_r);
     // `blake3::Hash` compares in constant time.
     if expected != blake3::Hash::from_bytes(mac_r) {
-        let _ = frames::write_all(stream, &[REFUSE]).await;
+        refuse(stream).await;
         return Outcome::Refused("its team proof is wrong: it is not in our team".to_owned());
     }
     accept(shared, peer).await;
@@ -269,7 +290,7 @@ async fn run_responder(shared: &Shared, peer: PeerId, stream: &mut Stream) -> Ou
         .key
         .mac(b"initiator", &initiator, &responder, &nonce_i, &nonce_r);
     if expected != blake3::Hash::from_bytes(mac_i) {
-        let _ = frames::write_all(stream, &[REFUSE]).await;
+        refuse(stream).await;
         return Outcome::Refused("its team proof is wrong: it is not in our team".to_owned());
     }
     // Accept before saying so: the initiator may talk the moment it reads the verdict.

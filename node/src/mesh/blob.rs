@@ -4,10 +4,10 @@
 //! Protocol flow:
 //!
 //! 1. the client opens a stream and sends its [`Handshake`](weft_protocol::wire::Handshake)
-//!    and a [`PeerMessage::BlobRequest`] frame, then finishes its side of the stream;
-//! 2. the server serves the stream only when the client is admitted (waiting a moment when its
-//!    admission is still running); otherwise it resets the stream without a word;
-//! 3. the server answers with its handshake and either [`PeerMessage::BlobMissing`], or
+//!    and a [`PeerMessage::BlobRequest`] frame;
+//! 2. as on `/weft/rpc/1`: the server takes the stream only when the client is admitted, and
+//!    says so with its handshake at once; the client tries another stream when none came back;
+//! 3. the server answers with either [`PeerMessage::BlobMissing`], or
 //!    [`PeerMessage::BlobHeader`] with the number of bytes that follow, then those bytes raw,
 //!    read from its store in chunks on a blocking thread, and finishes the stream;
 //! 4. the client streams the bytes into [`Store::put_reader`](weft_store::Store::put_reader)
@@ -37,8 +37,8 @@ use weft_store::{MAX_TREE_DEPTH, MAX_TREE_ENTRIES, StoreError, Verify};
 
 use super::error::{FetchError, NetError};
 use super::frames::{self, StreamError};
-use super::rpc::{self, GATE_WAIT};
-use super::state::{Counters, Gate, Shared};
+use super::rpc;
+use super::state::{Counters, Shared};
 
 /// The blob protocol's name.
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/blob/1");
@@ -88,14 +88,7 @@ async fn fetch_blob_inner(
     )
     .map_err(|source| NetError::Malformed { peer, source })?;
     let header = async {
-        let mut stream = rpc::open(shared, peer, PROTOCOL).await?;
-        frames::write_all(&mut stream, &opening)
-            .await
-            .map_err(|source| NetError::Io { peer, source })?;
-        let _ = stream.close().await;
-        frames::read_handshake(&mut stream)
-            .await
-            .map_err(|e| e.into_net(peer))?;
+        let mut stream = rpc::open_exchange(shared, peer, PROTOCOL, &opening).await?;
         let header: PeerMessage = frames::read_frame(&mut stream).await.map_err(|e| {
             if e.is_malformed() {
                 shared.penalise_malformed(&peer);
@@ -110,7 +103,6 @@ async fn fetch_blob_inner(
             peer,
             timeout_ms: HEADER_TIMEOUT.as_millis() as u64,
         })??;
-    Counters::bump(&shared.counters.bytes_out, opening.len() as u64);
     let size = match header {
         PeerMessage::BlobHeader { digest: d, size } if d == digest => size,
         PeerMessage::BlobMissing { digest: d } if d == digest => {
@@ -384,9 +376,7 @@ async fn fetch_all(
 pub(crate) async fn serve(shared: Arc<Shared>, peer: PeerId, mut stream: Stream) {
     let span = tracing::debug_span!("serve_blob", %peer);
     async {
-        if shared.gate(&peer, GATE_WAIT).await == Gate::Refused {
-            Counters::bump(&shared.counters.refused_streams, 1);
-            tracing::info!(%peer, "refused a blob stream from a peer that is not admitted");
+        if !rpc::take_stream(&shared, peer, &mut stream).await {
             return;
         }
         let read = async {
@@ -512,6 +502,6 @@ async fn send_blob(
 
 async fn answer(stream: &mut Stream, message: &PeerMessage) -> io::Result<()> {
     let mut bytes = BytesMut::new();
-    frames::encode_opening(message, &mut bytes).map_err(io::Error::other)?;
+    weft_protocol::wire::write_message(message, &mut bytes).map_err(io::Error::other)?;
     frames::write_all(stream, &bytes).await
 }

@@ -37,4 +37,4 @@ pub use team::{TeamError, TeamId, TeamSecret};
 pub use weft_protocol::wire::GossipMessage;
 
 /// The libp2p types the mesh's API uses.
-pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr};

@@ -244,7 +244,9 @@ async fn accept_loop(
                 let shared = Arc::clone(&shared);
                 match handler {
                     Handler::Admit => {
-                        if matches!(shared.state(&peer), Some(State::Blocked { .. }) | None) {
+                        // Admission runs once per peer: a blocked or unknown peer gets no
+                        // exchange, and an admitted one needs none.
+                        if !matches!(shared.state(&peer), Some(State::Pending { .. })) {
                             Counters::bump(&shared.counters.refused_streams, 1);
                             continue;
                         }
@@ -622,8 +624,12 @@ impl Driver {
     fn on_admission_failed(&mut self, peer: PeerId, reason: String, block: bool) {
         self.initiated.remove(&peer);
         match self.shared.state(&peer) {
-            // A redundant exchange broke off after another completed: nothing to do.
-            Some(State::Admitted) if !block => return,
+            // A member cannot un-prove itself: a redundant or bogus exchange after one that
+            // completed changes nothing.
+            Some(State::Admitted) => {
+                tracing::debug!(%peer, %reason, block, "admission failure after admission; ignored");
+                return;
+            }
             Some(State::Blocked { .. }) => return,
             None => return,
             _ => {}
