@@ -8,7 +8,8 @@
 //!     distbuild JSON graph format;
 //!   - [`exec`]: source digests, toolchain fingerprints and the sandboxed executor;
 //!   - [`daemon`]: the local API on a Unix socket, build sessions, workspace locks, and the
-//!     client side of that API.
+//!     client side of that API;
+//!   - [`mesh`]: libp2p, team admission, gossip, and the QUIC request and blob protocols.
 //!
 //! Architecture invariant: nothing here prints to a terminal or reads environment variables;
 //! the `weft` binary hands everything down as typed configuration.
@@ -22,3 +23,5 @@ pub mod daemon;
 pub mod exec;
 #[cfg(feature = "shell")]
 pub mod frontend;
+#[cfg(feature = "shell")]
+pub mod mesh;

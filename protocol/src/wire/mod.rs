@@ -25,4 +25,4 @@ pub use codec::{CodecError, decode, encode};
 pub use frame::{FrameError, WireError, decode_frame, encode_frame, read_message, write_message};
 pub use frame::{LENGTH_PREFIX, MAX_FRAME};
 pub use handshake::{HANDSHAKE_LEN, Handshake, HandshakeError, MAGIC, PROTOCOL_VERSION, Role};
-pub use peer::{Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest};
+pub use peer::{GossipMessage, Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest};

@@ -93,6 +93,21 @@ pub enum PeerMessage {
     },
 }
 
+/// What one daemon gossips to its whole team, on the team's gossipsub topic.
+///
+/// Gossip is best-effort: a message may be lost or arrive twice, so each one stands alone
+/// (a beacon replaces the last one; an announcement may repeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GossipMessage {
+    /// Load and capabilities, about once a second and on change.
+    Beacon(LoadBeacon),
+    /// Results the sender newly holds, batched.
+    Have {
+        /// The jobs whose results the sender holds.
+        jobs: Vec<JobId>,
+    },
+}
+
 /// A node's load and capabilities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadBeacon {

@@ -1,0 +1,40 @@
+//! The mesh's IO layer: libp2p (QUIC, mDNS, identify, ping, gossipsub), team admission, and
+//! weft's own stream protocols for requests and blobs.
+//!
+//! This module makes no scheduling decision: it moves bytes and reports what happened, and the
+//! sans-IO [`core`](crate::core) decides who runs what. A daemon with no team does not start a
+//! mesh at all.
+//!
+//! - [`team`]: the team secret, its join token, its id, and `<home>/team.toml`;
+//! - [`start`] returns a [`Mesh`] handle and a channel of [`MeshEvent`]s;
+//! - the protocols, each documented with its flow: admission (`/weft/admit/1`), requests
+//!   (`/weft/rpc/1`) and blobs (`/weft/blob/1`), all on QUIC streams of one connection per
+//!   peer; gossip on the gossipsub topic `weft/<team id>/v1` (parameters in [`MeshConfig`]'s
+//!   module).
+//!
+//! Architecture invariant: until a peer has passed admission it gets nothing: no gossip (it is
+//! graylisted in gossipsub), no rpc answer and no blob (those streams are reset). A peer that
+//! fails admission is disconnected and blocked for a while.
+
+mod admit;
+mod blob;
+mod config;
+mod error;
+mod frames;
+mod handle;
+mod ids;
+mod rpc;
+mod state;
+mod swarm;
+pub mod team;
+
+pub use config::{ADMISSION_DEADLINE, BLOCK_DURATION, MeshConfig, TestHooks, default_listen};
+pub use error::{FetchError, MeshError, NetError};
+pub use handle::{Admission, Mesh, MeshEvent, MeshStats, PeerInfo};
+pub use ids::{node_id_of, peer_of};
+pub use swarm::start;
+pub use team::{TeamError, TeamId, TeamSecret};
+pub use weft_protocol::wire::GossipMessage;
+
+/// The libp2p types the mesh's API uses.
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr};

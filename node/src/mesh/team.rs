@@ -1,0 +1,294 @@
+//! The team: a 32-byte secret shared by every member, its join token, its printable id, and
+//! `<home>/team.toml`.
+//!
+//! ```text
+//! token   = "weft-team-1:" 64 hex digits of the secret, 8 hex digits of checksum
+//! checksum = the first 4 bytes of blake3("weft team token checksum v1" key derivation of the secret)
+//! team id = the first 8 bytes of a blake3 key derivation of the secret, as 16 hex digits
+//! ```
+//!
+//! The checksum makes a typo or a truncated paste a clear error rather than a node that
+//! silently fails admission everywhere. The team id is safe to show: it is derived one-way.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+
+use crate::daemon::Home;
+
+/// The prefix of every join token, with the token format's version.
+pub const TOKEN_PREFIX: &str = "weft-team-1:";
+
+/// The blake3 key-derivation context for the token checksum.
+const CHECKSUM_CONTEXT: &str = "weft 2026 team token checksum v1";
+/// The blake3 key-derivation context for the team id.
+const TEAM_ID_CONTEXT: &str = "weft 2026 team id v1";
+
+/// The hex digits of the secret in a token.
+const SECRET_HEX_LEN: usize = 64;
+/// The hex digits of the checksum in a token.
+const CHECKSUM_HEX_LEN: usize = 8;
+
+/// The team secret: 32 random bytes every member knows. Its `Debug` form hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TeamSecret([u8; 32]);
+
+impl TeamSecret {
+    /// A new random secret, from the operating system's generator.
+    pub fn generate() -> TeamSecret {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        TeamSecret(bytes)
+    }
+
+    /// The secret with these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> TeamSecret {
+        TeamSecret(bytes)
+    }
+
+    /// The secret's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The team's printable id.
+    pub fn team_id(&self) -> TeamId {
+        let key = blake3::derive_key(TEAM_ID_CONTEXT, &self.0);
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&key[..8]);
+        TeamId(id)
+    }
+
+    /// The join token that carries this secret.
+    pub fn token(&self) -> String {
+        format!("{TOKEN_PREFIX}{}{}", hex(&self.0), hex(&checksum(&self.0)))
+    }
+}
+
+impl fmt::Debug for TeamSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TeamSecret(team {})", self.team_id())
+    }
+}
+
+/// A team's short public id: 8 bytes derived one-way from the secret, shown as 16 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TeamId([u8; 8]);
+
+impl fmt::Display for TeamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for TeamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TeamId({self})")
+    }
+}
+
+/// A bad join token, or a `team.toml` that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum TeamError {
+    /// The token does not start with [`TOKEN_PREFIX`].
+    #[error("not a weft join token: it must start with `{TOKEN_PREFIX}`")]
+    BadPrefix,
+    /// The token has the wrong number of characters after its prefix.
+    #[error(
+        "join token has {found} characters after `{TOKEN_PREFIX}`, expected {expected}; \
+         was it truncated? copy the whole token"
+    )]
+    BadLength {
+        /// The characters found.
+        found: usize,
+        /// The characters expected.
+        expected: usize,
+    },
+    /// The token holds a character that is not a hex digit.
+    #[error("join token has `{0}`, which is not a hex digit; copy the token again")]
+    BadDigit(char),
+    /// The checksum does not match the secret.
+    #[error("join token checksum does not match: the token was mistyped; copy it again")]
+    BadChecksum,
+    /// `team.toml` cannot be read or written.
+    #[error("cannot access `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// `team.toml` is not what [`store`] writes.
+    #[error("`{}` is malformed: {reason}; run `weft team join TOKEN` again", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Makes a new team: its secret and the join token to hand to the other members.
+pub fn create() -> (TeamSecret, String) {
+    let secret = TeamSecret::generate();
+    let token = secret.token();
+    (secret, token)
+}
+
+/// Reads a join token. Surrounding whitespace is ignored.
+pub fn parse_token(token: &str) -> Result<TeamSecret, TeamError> {
+    let body = token
+        .trim()
+        .strip_prefix(TOKEN_PREFIX)
+        .ok_or(TeamError::BadPrefix)?;
+    if let Some(bad) = body.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(TeamError::BadDigit(bad));
+    }
+    let expected = SECRET_HEX_LEN + CHECKSUM_HEX_LEN;
+    if body.len() != expected {
+        return Err(TeamError::BadLength {
+            found: body.len(),
+            expected,
+        });
+    }
+    let mut secret = [0u8; 32];
+    unhex(&body[..SECRET_HEX_LEN], &mut secret);
+    let mut sum = [0u8; 4];
+    unhex(&body[SECRET_HEX_LEN..], &mut sum);
+    if sum != checksum(&secret) {
+        return Err(TeamError::BadChecksum);
+    }
+    Ok(TeamSecret(secret))
+}
+
+/// The path of the team file in `home`.
+pub fn path(home: &Home) -> PathBuf {
+    home.root().join("team.toml")
+}
+
+/// Loads the team this node belongs to, or `None` when it has joined none.
+pub fn load(home: &Home) -> Result<Option<TeamSecret>, TeamError> {
+    let path = path(home);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(TeamError::Io { path, source }),
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TeamFile {
+        token: String,
+    }
+    let file: TeamFile = toml::from_str(&text).map_err(|e| TeamError::Malformed {
+        path: path.clone(),
+        reason: e.message().to_owned(),
+    })?;
+    parse_token(&file.token)
+        .map(Some)
+        .map_err(|e| TeamError::Malformed {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Stores `secret` as this node's team, readable by its owner only (mode 0600), replacing any
+/// team it had.
+pub fn store(home: &Home, secret: &TeamSecret) -> Result<(), TeamError> {
+    let path = path(home);
+    let text = format!(
+        "# The weft team this node belongs to (team id {}).\n\
+         # Anyone with this token can join the team: keep this file private.\n\
+         token = \"{}\"\n",
+        secret.team_id(),
+        secret.token()
+    );
+    write_private(&path, text.as_bytes()).map_err(|source| TeamError::Io { path, source })
+}
+
+/// Writes a file readable by its owner only, through a temporary file and a rename.
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn checksum(secret: &[u8; 32]) -> [u8; 4] {
+    let key = blake3::derive_key(CHECKSUM_CONTEXT, secret);
+    [key[0], key[1], key[2], key[3]]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// Decodes `digits` (checked to be ASCII hex digits, two per byte of `out`) into `out`.
+fn unhex(digits: &str, out: &mut [u8]) {
+    let value = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+    for (byte, pair) in out.iter_mut().zip(digits.as_bytes().chunks_exact(2)) {
+        *byte = value(pair[0]) << 4 | value(pair[1]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip_and_typos() {
+        let (secret, token) = create();
+        assert!(token.starts_with(TOKEN_PREFIX));
+        assert_eq!(token.len(), TOKEN_PREFIX.len() + 72);
+        assert_eq!(parse_token(&format!("  {token}\n")).expect("parse"), secret);
+        assert_eq!(format!("{}", secret.team_id()).len(), 16);
+
+        let mut typo = token.clone().into_bytes();
+        let last = typo.len() - 20;
+        typo[last] = if typo[last] == b'0' { b'1' } else { b'0' };
+        let typo = String::from_utf8(typo).expect("ascii");
+        assert!(matches!(parse_token(&typo), Err(TeamError::BadChecksum)));
+        assert!(matches!(
+            parse_token(&token[..token.len() - 3]),
+            Err(TeamError::BadLength { .. })
+        ));
+        assert!(matches!(
+            parse_token("weft-team-1:xyz"),
+            Err(TeamError::BadDigit('x'))
+        ));
+        assert!(matches!(parse_token("hello"), Err(TeamError::BadPrefix)));
+        assert!(!format!("{secret:?}").contains(&token[TOKEN_PREFIX.len()..][..16]));
+    }
+
+    #[test]
+    fn team_file_round_trip_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(dir.path());
+        assert!(load(&home).expect("load").is_none());
+        let (secret, _) = create();
+        store(&home, &secret).expect("store");
+        assert_eq!(load(&home).expect("load"), Some(secret));
+        let mode = std::fs::metadata(path(&home))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(path(&home), "token = 3\n").expect("write");
+        assert!(matches!(load(&home), Err(TeamError::Malformed { .. })));
+    }
+}
