@@ -32,8 +32,15 @@ pub(crate) enum Command {
     /// Run a distbuild JSON job graph.
     #[command(subcommand)]
     Graph(GraphCommand),
-    /// Show the daemon's state.
+    /// Show the daemon's state, and the mesh's.
     Status,
+    /// List the mesh's peers: id, address, RTT, free slots, queue, tools, sharing, admission.
+    Peers,
+    /// Create, join or show this node's team.
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Start a 3-node mesh on loopback, build the example across it, and show who ran what.
+    Demo(DemoArgs),
     /// Stop the daemon.
     Shutdown,
     /// Show the version, the home and the store's size.
@@ -125,6 +132,42 @@ pub(crate) struct DaemonArgs {
     /// How many jobs run at once (default: the number of cores).
     #[arg(short = 'j', long, value_name = "N")]
     pub(crate) jobs: Option<usize>,
+    /// A peer to dial, as a multiaddr (`/ip4/10.0.0.2/udp/4455/quic-v1`); repeatable. Added to
+    /// `peers` of `<home>/config.toml`.
+    #[arg(long = "peer", value_name = "MULTIADDR")]
+    pub(crate) peers: Vec<String>,
+    /// An address to listen on, as a multiaddr; repeatable. Replaces `listen` of the config.
+    #[arg(long = "listen", value_name = "MULTIADDR")]
+    pub(crate) listen: Vec<String>,
+    /// When peers may run jobs here: `always`, `idle` or `never`. Overrides the config.
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) share: Option<String>,
+    /// Do not look for peers with mDNS.
+    #[arg(long)]
+    pub(crate) no_mdns: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TeamCommand {
+    /// Create a team: print its join token and join it.
+    Create,
+    /// Join the team of a token made by `weft team create`.
+    Join {
+        /// The join token.
+        token: String,
+    },
+    /// Show this node's team id and node id.
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// The workspace to build (default: the bundled `examples/hello`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// Keep the demo's temporary homes instead of removing them.
+    #[arg(long)]
+    pub(crate) keep: bool,
 }
 
 /// Parses `1234`, `10K`, `500M`, `2G`, `1T` (powers of 1024; a trailing `B` or `iB` is

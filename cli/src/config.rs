@@ -97,7 +97,9 @@ pub(crate) fn parse_share(text: &str) -> Result<SharePolicy> {
         "always" => Ok(SharePolicy::Always),
         "idle" => Ok(SharePolicy::Idle),
         "never" => Ok(SharePolicy::Never),
-        other => bail!("`share = \"{other}\"` is not a policy; use \"always\", \"idle\" or \"never\""),
+        other => {
+            bail!("`share = \"{other}\"` is not a policy; use \"always\", \"idle\" or \"never\"")
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod args;
 mod config;
+mod demo;
 mod launch;
 mod render;
 
@@ -13,14 +14,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use weft_node::daemon::client::Client;
-use weft_node::daemon::{DaemonConfig, Home};
+use weft_node::daemon::{DaemonConfig, Home, MeshSettings};
 use weft_node::frontend::Workspace;
 use weft_protocol::wire::{
-    BuildRequest, CacheReport, ClientMessage, DaemonMessage, GraphRunRequest, QueryRequest,
-    StoreReport,
+    BuildRequest, CacheReport, ClientMessage, DaemonMessage, GraphRunRequest, MeshStatus,
+    PeerReport, QueryRequest, SharePolicy, StoreReport,
 };
 
-use crate::args::{BuildArgs, CacheCommand, Cli, Command, GraphCommand, QueryCommand, RunArgs};
+use crate::args::{
+    BuildArgs, CacheCommand, Cli, Command, DaemonArgs, GraphCommand, QueryCommand, RunArgs,
+    TeamCommand,
+};
 use crate::render::Renderer;
 
 /// Exit code of a build whose jobs failed.
@@ -65,10 +69,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let home = launch::resolve_home(cli.home.as_deref())?;
     if let Command::Daemon(args) = &cli.command {
-        return run_daemon(&home, cli.max_idle_secs, args.jobs);
+        return run_daemon(&home, cli.max_idle_secs, args);
     }
     if let Command::Clean = &cli.command {
         return clean();
+    }
+    if let Command::Team(command) = &cli.command {
+        return team(&home, command);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +146,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
                     );
                     println!("home        {}", status.home);
                     println!("slots       {}", status.slots);
-                    println!("mesh        off: this node has joined no team");
+                    print_mesh(status.mesh.as_ref());
                     if status.building.is_empty() {
                         println!("building    nothing");
                     }
@@ -219,7 +226,22 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Clean | Command::Daemon(_) => Ok(ExitCode::SUCCESS),
+        Command::Peers => {
+            let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
+                println!("no daemon is running; start one with `weft status` or a build");
+                return Ok(ExitCode::SUCCESS);
+            };
+            client.send(&ClientMessage::Peers).await?;
+            match client.recv().await? {
+                Some(DaemonMessage::Peers(peers)) => {
+                    print_peers(&peers);
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => unexpected(other),
+            }
+        }
+        Command::Demo(args) => demo::run(&args).await,
+        Command::Clean | Command::Daemon(_) | Command::Team(_) => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -247,7 +269,7 @@ async fn build(home: &Home, max_idle_secs: u64, args: BuildArgs) -> Result<ExitC
 }
 
 /// Sends a build-like request and shows its events until the build is over.
-async fn stream_build(
+pub(crate) async fn stream_build(
     mut client: Client,
     request: ClientMessage,
     run: &RunArgs,
@@ -319,6 +341,139 @@ fn unexpected(message: Option<DaemonMessage>) -> Result<ExitCode> {
     }
 }
 
+fn print_mesh(mesh: Option<&MeshStatus>) {
+    let Some(mesh) = mesh else {
+        println!(
+            "mesh        off: this node has joined no team (`weft team create`, `weft team join`)"
+        );
+        return;
+    };
+    println!("mesh        team {} as {}", mesh.team, mesh.peer_id);
+    for addr in &mesh.listen {
+        println!("  listen    {addr}");
+    }
+    println!("  peers     {} admitted", mesh.n_peers);
+    println!(
+        "  jobs      {} lent, {} taken, {} results from peers' caches, {} leases requeued",
+        mesh.jobs_given, mesh.jobs_stolen, mesh.peer_cache_hits, mesh.leases_requeued
+    );
+    println!(
+        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
+        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
+    );
+}
+
+fn print_peers(peers: &[PeerReport]) {
+    if peers.is_empty() {
+        println!("no peers (with no team, there is no mesh: see `weft team`)");
+        return;
+    }
+    for peer in peers {
+        let rtt = peer
+            .rtt_us
+            .map_or("-".to_owned(), |us| format!("{:.2}ms", us as f64 / 1000.0));
+        let share = match peer.share {
+            Some(SharePolicy::Always) => "always",
+            Some(SharePolicy::Idle) => "idle",
+            Some(SharePolicy::Never) => "never",
+            None => "-",
+        };
+        let num = |n: Option<u32>| n.map_or("-".to_owned(), |n| n.to_string());
+        println!("{}", peer.peer_id);
+        println!(
+            "  admission {}{}",
+            peer.admission,
+            if peer.avoided { ", avoided" } else { "" }
+        );
+        println!(
+            "  address   {}",
+            peer.addrs.first().map_or("-", String::as_str)
+        );
+        println!("  rtt       {rtt}");
+        println!(
+            "  load      {} free slots, {} queued; sharing {share} (at most {} slots)",
+            num(peer.free_slots),
+            num(peer.queue_len),
+            num(peer.max_shared_slots)
+        );
+        println!(
+            "  tools     {} on {}",
+            num(peer.n_tools),
+            peer.platform.as_deref().unwrap_or("-")
+        );
+        println!(
+            "  results   {} announced; {} of our jobs running there; {} corrupt blobs",
+            peer.n_results, peer.n_leased, peer.corrupt_blobs
+        );
+    }
+}
+
+/// `weft team create|join|show`: the team file of this home.
+fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
+    use weft_node::mesh::team;
+    home.create()
+        .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
+    match command {
+        TeamCommand::Create => {
+            if let Some(existing) = team::load(home)? {
+                bail!(
+                    "this node is already in team {}; its token is in `{}`",
+                    existing.team_id(),
+                    team::path(home).display()
+                );
+            }
+            let (secret, token) = team::create();
+            team::store(home, &secret)?;
+            println!(
+                "created team {} and joined it; on each teammate's machine run:",
+                secret.team_id()
+            );
+            println!();
+            println!("    weft team join {token}");
+            println!();
+            println!("keep the token secret: anyone with it can join the mesh");
+            restart_daemon(home);
+        }
+        TeamCommand::Join { token } => {
+            let secret = team::parse_token(token)?;
+            team::store(home, &secret)?;
+            println!("joined team {}", secret.team_id());
+            restart_daemon(home);
+        }
+        TeamCommand::Show => {
+            let keypair = home.load_or_create_identity()?;
+            let peer = keypair.public().to_peer_id();
+            match team::load(home)? {
+                Some(secret) => println!("team        {}", secret.team_id()),
+                None => println!("team        none (`weft team create` or `weft team join TOKEN`)"),
+            }
+            println!("node        {peer}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops a running daemon, so that the next command starts one with the new team.
+fn restart_daemon(home: &Home) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
+            return;
+        };
+        let pid = client.daemon_pid;
+        if client.send(&ClientMessage::Shutdown).await.is_ok() {
+            let _ = client.recv().await;
+            wait_for_exit(pid).await;
+            println!("the daemon stopped; the next command starts it in the mesh");
+        }
+    });
+}
+
 fn print_store(store: &StoreReport) {
     println!("store       {}", store.path);
     println!(
@@ -369,9 +524,20 @@ fn clean() -> Result<ExitCode> {
 
 /// `weft daemon`: runs the daemon in the foreground until it is told to stop, is idle for
 /// `--max-idle-secs`, or gets SIGINT or SIGTERM.
-fn run_daemon(home: &Home, max_idle_secs: u64, jobs: Option<usize>) -> Result<ExitCode> {
+fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<ExitCode> {
     home.create()
         .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
+    let mut file = config::load(&home.root().join("config.toml"))?;
+    file.peers.extend(args.peers.iter().cloned());
+    if !args.listen.is_empty() {
+        file.listen = args.listen.clone();
+    }
+    if let Some(share) = &args.share {
+        file.share = config::parse_share(share)?;
+    }
+    if args.no_mdns {
+        file.mdns = false;
+    }
     let _pid_lock = home.lock_pid_file()?;
     let socket = home.socket();
     match std::fs::remove_file(&socket) {
@@ -383,13 +549,21 @@ fn run_daemon(home: &Home, max_idle_secs: u64, jobs: Option<usize>) -> Result<Ex
         home: home.root().to_path_buf(),
         binary_id: launch::binary_id(),
         max_idle: Duration::from_secs(max_idle_secs.max(1)),
-        slots: jobs.unwrap_or_else(|| {
+        slots: args.jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         }),
         job_path: std::env::var("PATH")
             .unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        mesh: MeshSettings {
+            share: file.share,
+            max_shared_slots: file.max_shared_slots,
+            idle_load: file.idle_load,
+            peers: file.peers,
+            listen: file.listen,
+            mdns: file.mdns,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How a daemon runs. The `weft` binary fills it from flags, the environment and defaults.
+use weft_protocol::wire::SharePolicy;
+
+/// How a daemon runs. The `weft` binary fills it from flags, the environment, the daemon's
+/// `config.toml` and defaults.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     /// The daemon's home (socket, pid file, log, store, identity). Default: `$WEFT_HOME`, else
@@ -15,9 +18,43 @@ pub struct DaemonConfig {
     /// Shut down after this long with no client connected and no build running.
     /// Default: 3 hours (`--max-idle-secs 10800`).
     pub max_idle: Duration,
-    /// How many jobs run at once over all builds. Default: the number of cores.
+    /// How many jobs run at once over all builds, own and peers'. Default: the number of
+    /// cores.
     pub slots: usize,
     /// The `PATH` jobs get, and where tools are looked up. Default: the daemon's own `PATH`
     /// when it starts.
     pub job_path: String,
+    /// How this node takes part in its team's mesh (when it has joined a team).
+    pub mesh: MeshSettings,
+}
+
+/// The mesh part of [`DaemonConfig`]; see `cli/src/config.rs` for the file it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshSettings {
+    /// When peers may run jobs here. Default: [`SharePolicy::Idle`].
+    pub share: SharePolicy,
+    /// At most this many slots run peers' jobs. Default: every slot.
+    pub max_shared_slots: Option<usize>,
+    /// Under this 1-minute load average (and with no build here), the machine is idle.
+    /// Default: 1.0.
+    pub idle_load: f64,
+    /// Peers to dial at start, as multiaddrs. Default: none.
+    pub peers: Vec<String>,
+    /// Addresses to listen on, as multiaddrs. Default: `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub listen: Vec<String>,
+    /// Whether to find peers on the LAN with mDNS. Default: true.
+    pub mdns: bool,
+}
+
+impl Default for MeshSettings {
+    fn default() -> MeshSettings {
+        MeshSettings {
+            share: SharePolicy::Idle,
+            max_shared_slots: None,
+            idle_load: 1.0,
+            peers: Vec::new(),
+            listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
+            mdns: true,
+        }
+    }
 }

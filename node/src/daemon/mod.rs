@@ -13,7 +13,7 @@ mod lower;
 mod server;
 mod session;
 
-pub use config::DaemonConfig;
+pub use config::{DaemonConfig, MeshSettings};
 pub use conn::ConnError;
 pub use home::{Home, IdentityError, PidLockError, node_id};
 pub use server::{DaemonError, run};

@@ -7,21 +7,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 use weft_protocol::wire::{
-    ClientMessage, DaemonMessage, DaemonStatus, ErrorReport, Role, StoreReport,
+    ClientMessage, DaemonMessage, DaemonStatus, ErrorReport, MeshStatus, PeerReport, Role,
+    StoreReport,
 };
 use weft_store::Store;
 
 use super::config::DaemonConfig;
 use super::conn::{self, ConnError, ConnReader, ConnWriter};
 use super::engine::Engine;
+use super::engine::{EngineConfig, EngineContext};
 use super::home::Home;
 use super::locks::WorkspaceLocks;
 use super::session;
+use crate::core::CoreConfig;
 use crate::exec::{ExecConfig, Executor, SourceDigests, Toolchains};
 use crate::frontend::Loader;
+use crate::mesh::{Admission, Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
 /// The daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,15 @@ pub enum DaemonError {
     /// A blocking task died.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The team file cannot be read.
+    #[error(transparent)]
+    Team(#[from] crate::mesh::TeamError),
+    /// The mesh cannot start.
+    #[error("cannot start the mesh: {0}")]
+    Mesh(#[from] crate::mesh::MeshError),
+    /// The configuration is wrong.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// What every connection shares.
@@ -48,7 +61,9 @@ pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) loader: Mutex<Loader>,
     pub(crate) digests: SourceDigests,
-    pub(crate) toolchains: Toolchains,
+    pub(crate) toolchains: Arc<Toolchains>,
+    /// The mesh, when this node has a team.
+    pub(crate) mesh: Option<Mesh>,
     pub(crate) locks: WorkspaceLocks,
     next_build: AtomicU64,
     started: Instant,
@@ -89,6 +104,44 @@ impl Shared {
     }
 }
 
+/// Starts the mesh when this node has joined a team.
+async fn start_mesh(
+    home: &Home,
+    config: &DaemonConfig,
+    keypair: &Keypair,
+    store: &Store,
+) -> Result<(Option<Mesh>, Option<mpsc::Receiver<MeshEvent>>), DaemonError> {
+    let Some(team) = team::load(home)? else {
+        info!("this node has joined no team: no mesh");
+        return Ok((None, None));
+    };
+    let parse = |text: &String, what: &str| {
+        text.parse::<Multiaddr>().map_err(|e| {
+            DaemonError::Config(format!(
+                "the {what} address `{text}` is not a multiaddr: {e}"
+            ))
+        })
+    };
+    let team_id = team.team_id();
+    let mut mesh_config = MeshConfig::new(keypair.clone(), team);
+    mesh_config.listen = config
+        .mesh
+        .listen
+        .iter()
+        .map(|a| parse(a, "listen"))
+        .collect::<Result<_, _>>()?;
+    mesh_config.static_peers = config
+        .mesh
+        .peers
+        .iter()
+        .map(|a| parse(a, "peer"))
+        .collect::<Result<_, _>>()?;
+    mesh_config.mdns = config.mesh.mdns;
+    let (mesh, events) = crate::mesh::start(mesh_config, store.clone()).await?;
+    info!(peer = %mesh.local_peer(), team = %team_id, "mesh started");
+    Ok((Some(mesh), Some(events)))
+}
+
 /// Runs the daemon on `listener` until `shutdown` resolves, a client asks it to stop, or it
 /// has been idle for [`DaemonConfig::max_idle`].
 pub async fn run(
@@ -111,11 +164,34 @@ pub async fn run(
             strict: false,
         },
     )?;
-    let engine = Engine::spawn(store.clone(), executor, keypair, config.slots);
+    let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
+    let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
+    let mut core = CoreConfig::new(config.slots);
+    core.share = config.mesh.share;
+    core.max_shared_slots = config
+        .mesh
+        .max_shared_slots
+        .unwrap_or(config.slots)
+        .min(config.slots);
+    let engine = Engine::spawn(
+        EngineContext {
+            store: store.clone(),
+            executor,
+            toolchains: toolchains.clone(),
+            keypair,
+            mesh: mesh.clone(),
+        },
+        EngineConfig {
+            core,
+            idle_load: config.mesh.idle_load,
+        },
+        mesh_events,
+    );
     let shared = Arc::new(Shared {
         home,
         digests: SourceDigests::new(store.clone()),
-        toolchains: Toolchains::new(config.job_path.clone()),
+        toolchains,
+        mesh,
         store,
         engine,
         loader: Mutex::new(Loader::new()),
@@ -230,8 +306,14 @@ async fn respond(
                 building,
                 slots: u32::try_from(shared.config.slots).unwrap_or(u32::MAX),
                 store: shared.store_report(),
+                mesh: mesh_status(shared).await,
             };
             writer.send(&DaemonMessage::Status(status)).await
+        }
+        ClientMessage::Peers => {
+            writer
+                .send(&DaemonMessage::Peers(peer_reports(shared).await))
+                .await
         }
         ClientMessage::CacheStats | ClientMessage::CacheGc { .. } | ClientMessage::CacheVerify => {
             let shared = shared.clone();
@@ -249,6 +331,81 @@ async fn respond(
             Ok(())
         }
     }
+}
+
+/// The mesh part of `weft status`; `None` without a team.
+async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
+    let mesh = shared.mesh.as_ref()?;
+    let report = shared.engine.report().await;
+    let stats = mesh.stats();
+    let team = team::load(&shared.home)
+        .ok()
+        .flatten()
+        .map(|t| t.team_id().to_string());
+    Some(MeshStatus {
+        team: team.unwrap_or_default(),
+        peer_id: mesh.local_peer().to_string(),
+        listen: mesh
+            .listen_addrs()
+            .await
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        n_peers: u32::try_from(report.peers.len()).unwrap_or(u32::MAX),
+        n_running: u32::try_from(report.running).unwrap_or(u32::MAX),
+        corrupt_blobs: stats.corrupt_blobs,
+        admissions_failed: stats.admissions_failed,
+        jobs_given: report.stats.jobs_given,
+        jobs_stolen: report.stats.jobs_stolen,
+        peer_cache_hits: report.stats.peer_cache_hits,
+        leases_requeued: report.stats.leases_requeued,
+        nondeterministic: report.nondeterministic,
+    })
+}
+
+/// `weft peers`: every peer the mesh knows, with what the core knows of it.
+async fn peer_reports(shared: &Shared) -> Vec<PeerReport> {
+    let Some(mesh) = &shared.mesh else {
+        return Vec::new();
+    };
+    let views = shared.engine.report().await.peers;
+    let mut reports: Vec<PeerReport> = mesh
+        .peers()
+        .await
+        .into_iter()
+        .map(|info| {
+            let view = info
+                .node
+                .and_then(|node| views.iter().find(|v| v.node == node));
+            let beacon = view.and_then(|v| v.beacon.as_ref());
+            PeerReport {
+                peer_id: info.peer.to_string(),
+                addrs: info.addrs.iter().map(|a| a.to_string()).collect(),
+                rtt_us: info
+                    .rtt
+                    .map(|rtt| u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX)),
+                admission: match info.admission {
+                    Admission::Admitted => "admitted".to_owned(),
+                    Admission::Pending => "pending".to_owned(),
+                    Admission::Blocked { remaining } => {
+                        format!("blocked ({}s)", remaining.as_secs())
+                    }
+                },
+                free_slots: beacon.map(|b| b.free_slots),
+                queue_len: beacon.map(|b| b.queue_len),
+                platform: beacon.map(|b| b.platform.clone()),
+                n_tools: beacon.map(|b| u32::try_from(b.tools.len()).unwrap_or(u32::MAX)),
+                share: beacon.map(|b| b.share),
+                max_shared_slots: beacon.map(|b| b.max_shared_slots),
+                n_results: view.map_or(0, |v| v.n_results as u64),
+                n_leased: view.map_or(0, |v| v.n_leased as u64),
+                avoided: view.is_some_and(|v| v.avoided_until.is_some()),
+                corrupt_blobs: info.n_corrupt,
+            }
+        })
+        .collect();
+    reports.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+    reports
 }
 
 /// Sends an error report.

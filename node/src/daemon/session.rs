@@ -4,7 +4,7 @@
 //! client, and cancels itself when the client goes away: the engine kills its processes,
 //! nothing partial is published, and the lock is released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,9 +76,14 @@ pub(crate) async fn build(
     };
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
     let jobs: HashMap<JobId, Arc<Job>> = lowered.jobs.iter().cloned().collect();
+    let wanted = requested
+        .iter()
+        .filter_map(|l| lowered.ids.get(l).copied())
+        .collect();
     let Some(finished) = run_plan(
         shared,
         lowered.jobs.clone(),
+        wanted,
         options,
         timeout,
         &mut reader,
@@ -197,6 +202,7 @@ async fn lock(
 async fn run_plan(
     shared: &Shared,
     jobs: Vec<(JobId, Arc<Job>)>,
+    wanted: HashSet<JobId>,
     options: BuildOptions,
     job_timeout: Option<Duration>,
     reader: &mut ConnReader,
@@ -207,6 +213,7 @@ async fn run_plan(
     let (events, mut received) = mpsc::unbounded_channel();
     let plan = BuildPlan {
         jobs,
+        wanted,
         options,
         job_timeout,
         events,
@@ -362,9 +369,12 @@ pub(crate) async fn graph_run(
         max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
     };
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
+    // Every job's outputs land in the out directory.
+    let wanted = graph.jobs.iter().map(|(id, _)| *id).collect();
     let Some(finished) = run_plan(
         shared,
         graph.jobs.clone(),
+        wanted,
         options,
         timeout,
         &mut reader,

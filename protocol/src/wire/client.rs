@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::SharePolicy;
 use crate::{JobId, NodeId};
 
 /// What the client says.
@@ -31,6 +32,8 @@ pub enum ClientMessage {
     Query(QueryRequest),
     /// Report the daemon's state.
     Status,
+    /// Report every peer of the mesh.
+    Peers,
     /// Report the store's size and contents.
     CacheStats,
     /// Shrink the store to at most `max_bytes`, least recently used first.
@@ -113,6 +116,8 @@ pub enum DaemonMessage {
     Status(DaemonStatus),
     /// Lines of text: the answer to a query.
     Lines(Vec<String>),
+    /// The answer to [`ClientMessage::Peers`].
+    Peers(Vec<PeerReport>),
     /// The answer to the cache commands.
     Cache(CacheReport),
     /// The request failed.
@@ -236,6 +241,70 @@ pub struct DaemonStatus {
     pub slots: u32,
     /// The store's contents.
     pub store: StoreReport,
+    /// The mesh; `None` when this node has joined no team.
+    pub mesh: Option<MeshStatus>,
+}
+
+/// The mesh as `weft status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshStatus {
+    /// The team's id.
+    pub team: String,
+    /// This node's PeerId.
+    pub peer_id: String,
+    /// The addresses this node listens on.
+    pub listen: Vec<String>,
+    /// Peers admitted now.
+    pub n_peers: u32,
+    /// Jobs of this node's running on peers now, and peers' jobs running here.
+    pub n_running: u32,
+    /// Blobs from peers that did not match their digest, and were rejected.
+    pub corrupt_blobs: u64,
+    /// Peers that failed team admission.
+    pub admissions_failed: u64,
+    /// Jobs lent to peers.
+    pub jobs_given: u64,
+    /// Jobs taken from peers.
+    pub jobs_stolen: u64,
+    /// Results found in peers' caches.
+    pub peer_cache_hits: u64,
+    /// Leases that ran out or whose thief went away.
+    pub leases_requeued: u64,
+    /// Jobs for which two different results were seen.
+    pub nondeterministic: u64,
+}
+
+/// One peer, as `weft peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Its PeerId.
+    pub peer_id: String,
+    /// Its addresses.
+    pub addrs: Vec<String>,
+    /// The last round-trip time, in microseconds.
+    pub rtt_us: Option<u64>,
+    /// `admitted`, `pending` or `blocked (Ns)`.
+    pub admission: String,
+    /// From its last beacon: slots free for others' jobs.
+    pub free_slots: Option<u32>,
+    /// From its last beacon: jobs queued.
+    pub queue_len: Option<u32>,
+    /// From its last beacon: its platform.
+    pub platform: Option<String>,
+    /// From its last beacon: how many tool binaries it has.
+    pub n_tools: Option<u32>,
+    /// From its last beacon: its sharing policy.
+    pub share: Option<SharePolicy>,
+    /// From its last beacon: at most this many slots for others.
+    pub max_shared_slots: Option<u32>,
+    /// Results it announced.
+    pub n_results: u64,
+    /// Jobs of this node's it runs now.
+    pub n_leased: u64,
+    /// Whether it is avoided after failing jobs for reasons of its own.
+    pub avoided: bool,
+    /// Corrupt blobs it served.
+    pub corrupt_blobs: u64,
 }
 
 /// The store's size and contents.

@@ -19,10 +19,13 @@ mod peer;
 
 pub use client::{
     BuildEvent, BuildRequest, BuildSummary, CacheReport, CacheSource, ClientMessage, DaemonMessage,
-    DaemonStatus, ErrorReport, FailureReport, GraphRunRequest, QueryRequest, StoreReport,
+    DaemonStatus, ErrorReport, FailureReport, GraphRunRequest, MeshStatus, PeerReport,
+    QueryRequest, StoreReport,
 };
 pub use codec::{CodecError, decode, encode};
 pub use frame::{FrameError, WireError, decode_frame, encode_frame, read_message, write_message};
 pub use frame::{LENGTH_PREFIX, MAX_FRAME};
 pub use handshake::{HANDSHAKE_LEN, Handshake, HandshakeError, MAGIC, PROTOCOL_VERSION, Role};
-pub use peer::{GossipMessage, Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest};
+pub use peer::{
+    GossipMessage, Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest,
+};

@@ -1,0 +1,539 @@
+//! The mesh side of the engine: what peers ask of this node, and what the core asks of peers.
+//!
+//! Protocol flow (each request is one rpc on its own QUIC stream):
+//!
+//! - `CacheQuery { job }` → `CacheAnswer { result }`: a peer's signed result, accepted only
+//!   when its signature checks out and its signer is a team member; for a job whose outputs
+//!   are wanted here, its output tree is fetched before the hit counts.
+//! - `Steal(request)` → `Granted { leases }`: the core picks the jobs; each lease says where
+//!   the outputs of the job's deps are.
+//! - `Renew { jobs }` → `Renewed { lost }`.
+//! - `Done { job, result }` / `JobFailed { .. }` → `Ack`: a thief's report. A success is
+//!   checked like a cache answer, and for a wanted job its outputs are fetched first.
+//! - `Have { jobs }` → `Ack`: the first announcement to a newly admitted peer of what this
+//!   node holds; later ones are gossip.
+
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+use weft_protocol::wire::{GossipMessage, PeerMessage, StealRequest};
+use weft_protocol::{ActionResult, Job, JobId, NodeId};
+
+use super::task::{Command, EngineTask, RECENT_RESULTS, ThiefReport, holders_of};
+use super::work::StolenReport;
+use crate::core::{BuildId, Gossip, Report, StolenOutcome, Time};
+use crate::mesh::{MeshEvent, node_id_of, peer_of};
+use weft_protocol::wire::BuildEvent;
+
+/// How long a request to a peer may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl EngineTask {
+    pub(super) fn on_mesh_event(&mut self, event: MeshEvent) {
+        let now = self.now();
+        match event {
+            MeshEvent::PeerAdmitted { peer, addr } => {
+                let Some(node) = node_id_of(&peer) else {
+                    return;
+                };
+                info!(%peer, addr = ?addr, "peer admitted");
+                self.members.insert(node);
+                self.core.on_peer_up(now, node);
+                self.send_have_snapshot(node);
+            }
+            MeshEvent::PeerLost { peer } => {
+                if let Some(node) = node_id_of(&peer) {
+                    info!(%peer, "peer lost");
+                    self.core.on_peer_down(now, node);
+                }
+            }
+            MeshEvent::AdmissionFailed { peer, reason } => {
+                warn!(%peer, %reason, "a peer failed team admission");
+            }
+            MeshEvent::Gossip { peer, msg } => {
+                let Some(node) = node_id_of(&peer) else {
+                    return;
+                };
+                match msg {
+                    GossipMessage::Beacon(beacon) => self.core.on_beacon(now, node, beacon),
+                    GossipMessage::Have { jobs } => self.core.on_have(now, node, &jobs),
+                }
+            }
+            MeshEvent::Request { peer, msg, reply } => {
+                let Some(node) = node_id_of(&peer) else {
+                    return;
+                };
+                if let Some(answer) = self.on_request(now, node, msg) {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// Answers a peer's request; `None` when the answer comes later or not at all.
+    fn on_request(&mut self, now: Time, peer: NodeId, msg: PeerMessage) -> Option<PeerMessage> {
+        Some(match msg {
+            PeerMessage::CacheQuery { job } => {
+                let result = match self.context.store.get_action(job) {
+                    Ok(Some(result)) if result.success() && result.signature.is_some() => {
+                        Some(result)
+                    }
+                    _ => None,
+                };
+                PeerMessage::CacheAnswer { job, result }
+            }
+            PeerMessage::Steal(request) => {
+                let mut leases = self.core.on_steal_request(now, peer, &request);
+                for lease in &mut leases {
+                    for dep in &lease.job.deps {
+                        let Some(result) = self.result_of(dep) else {
+                            continue;
+                        };
+                        let mut info = weft_protocol::wire::LeaseDep {
+                            job: *dep,
+                            tree: result.output_tree,
+                            holders: Vec::new(),
+                        };
+                        info.holders = holders_of(&self.core, &info, Some(result), self.node);
+                        lease.deps.push(info);
+                    }
+                }
+                if !leases.is_empty() {
+                    debug!(%peer, n = leases.len(), "lent jobs");
+                }
+                PeerMessage::Granted { leases }
+            }
+            PeerMessage::Renew { jobs } => PeerMessage::Renewed {
+                lost: self.core.on_renew(now, peer, &jobs),
+            },
+            PeerMessage::Done { job, result } => {
+                if let Err(why) = self.check_result(job, &result, Some(peer)) {
+                    warn!(%peer, %job, %why, "a thief's result was refused");
+                    self.on_thief_report(
+                        now,
+                        peer,
+                        job,
+                        ThiefReport::Failed {
+                            infrastructure: true,
+                            report: weft_protocol::wire::FailureReport {
+                                job,
+                                name: self.name_of(job),
+                                command: Vec::new(),
+                                exit_code: None,
+                                message: format!("the result from `{peer}` was refused: {why}"),
+                                stderr_tail: String::new(),
+                            },
+                        },
+                    );
+                    return Some(PeerMessage::Refused { reason: why });
+                }
+                if self.is_wanted(job) && !self.context.store.has(&result.output_tree) {
+                    // Published here: fetch the outputs before the job counts as done, and
+                    // keep the lease alive meanwhile.
+                    self.core.on_renew(now, peer, &[job]);
+                    self.fetch_then_report(peer, job, result);
+                } else {
+                    self.on_thief_report(
+                        now,
+                        peer,
+                        job,
+                        ThiefReport::Done {
+                            result,
+                            fetched: true,
+                        },
+                    );
+                }
+                PeerMessage::Ack
+            }
+            PeerMessage::JobFailed {
+                job,
+                infrastructure,
+                report,
+            } => {
+                self.on_thief_report(
+                    now,
+                    peer,
+                    job,
+                    ThiefReport::Failed {
+                        infrastructure,
+                        report,
+                    },
+                );
+                PeerMessage::Ack
+            }
+            PeerMessage::Have { jobs } => {
+                self.core.on_have(now, peer, &jobs);
+                PeerMessage::Ack
+            }
+            other => {
+                debug!(%peer, ?other, "refused an unexpected request");
+                PeerMessage::Refused {
+                    reason: "this request is not served here".to_owned(),
+                }
+            }
+        })
+    }
+
+    /// A thief's report, checked; its outputs fetched when they are wanted here.
+    pub(super) fn on_thief_report(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        report: ThiefReport,
+    ) {
+        match report {
+            ThiefReport::Done {
+                result,
+                fetched: true,
+            } => {
+                self.record_result(job, &result);
+                match self
+                    .core
+                    .on_stolen_report(now, peer, job, StolenOutcome::Succeeded)
+                {
+                    Report::Accepted => {
+                        for state in self.builds.values() {
+                            if state.jobs.contains_key(&job) {
+                                state.emit(BuildEvent::Finished {
+                                    job,
+                                    name: state.name(job),
+                                    node: peer,
+                                    duration_ms: result.duration_ms,
+                                });
+                            }
+                        }
+                    }
+                    Report::Duplicate => debug!(%peer, %job, "a late duplicate result"),
+                    Report::Unknown => {}
+                }
+            }
+            ThiefReport::Done { fetched: false, .. } => {
+                self.notice_for(job, format!(
+                    "the outputs of `{}` could not be fetched from `{peer}`; running it elsewhere",
+                    self.name_of(job)
+                ));
+                self.core
+                    .on_stolen_report(now, peer, job, StolenOutcome::Infrastructure);
+            }
+            ThiefReport::Failed {
+                infrastructure: true,
+                report,
+            } => {
+                self.notice_for(
+                    job,
+                    format!(
+                        "`{}` could not run on `{peer}` ({}); running it elsewhere",
+                        report.name, report.message
+                    ),
+                );
+                self.core
+                    .on_stolen_report(now, peer, job, StolenOutcome::Infrastructure);
+            }
+            ThiefReport::Failed {
+                infrastructure: false,
+                report,
+            } => {
+                if self
+                    .core
+                    .on_stolen_report(now, peer, job, StolenOutcome::Failed)
+                    == Report::Accepted
+                {
+                    for state in self.builds.values() {
+                        if state.jobs.contains_key(&job) {
+                            let mut report = report.clone();
+                            report.name = state.name(job);
+                            report.message = format!("on `{peer}`: {}", report.message);
+                            state.emit(BuildEvent::Failed(report));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fetch_then_report(&self, peer: NodeId, job: JobId, result: ActionResult) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            return;
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let fetched = mesh.fetch_tree(peer_id, result.output_tree).await;
+            if let Err(e) = &fetched {
+                warn!(%peer, %job, error = %e, "cannot fetch a thief's outputs");
+            }
+            let report = ThiefReport::Done {
+                result,
+                fetched: fetched.is_ok(),
+            };
+            let _ = inbox.send(Command::ThiefReport { peer, job, report });
+        });
+    }
+
+    /// Asks `peer` for its result of a job. The answer comes back as `Command::PeerAnswer`.
+    pub(super) fn query_peer(&mut self, build: BuildId, job: JobId, peer: NodeId) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            let now = self.now();
+            self.core.on_peer_cache(now, build, job, peer, false);
+            return;
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let answer = mesh
+                .request(peer_id, PeerMessage::CacheQuery { job }, REQUEST_TIMEOUT)
+                .await;
+            let result = match answer {
+                Ok(PeerMessage::CacheAnswer {
+                    job: answered,
+                    result,
+                }) if answered == job => result,
+                Ok(other) => {
+                    debug!(%peer, ?other, "an odd answer to a cache query");
+                    None
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "a cache query failed");
+                    None
+                }
+            };
+            let _ = inbox.send(Command::PeerAnswer {
+                build,
+                job,
+                peer,
+                result,
+            });
+        });
+    }
+
+    /// A peer's cache answer: checked, and for a wanted job, its outputs fetched first.
+    pub(super) fn on_peer_answer(
+        &mut self,
+        build: BuildId,
+        job: JobId,
+        peer: NodeId,
+        result: Option<ActionResult>,
+    ) {
+        let now = self.now();
+        let Some(result) = result.filter(|r| r.success()) else {
+            self.core.on_peer_cache(now, build, job, peer, false);
+            return;
+        };
+        if let Err(why) = self.check_result(job, &result, None) {
+            warn!(%peer, %job, %why, "a peer's cached result was refused");
+            self.core.on_peer_cache(now, build, job, peer, false);
+            return;
+        }
+        let wanted = self
+            .builds
+            .get(&build)
+            .is_some_and(|b| b.wanted.contains(&job));
+        if !wanted || self.context.store.has(&result.output_tree) {
+            let _ = self.inbox.send(Command::PeerCache {
+                build,
+                job,
+                peer,
+                result: Some(result),
+            });
+            return;
+        }
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            self.core.on_peer_cache(now, build, job, peer, false);
+            return;
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let fetched = mesh.fetch_tree(peer_id, result.output_tree).await;
+            if let Err(e) = &fetched {
+                debug!(%peer, %job, error = %e, "a cache hit's outputs cannot be had: a miss");
+            }
+            let result = fetched.ok().map(|()| result);
+            let _ = inbox.send(Command::PeerCache {
+                build,
+                job,
+                peer,
+                result,
+            });
+        });
+    }
+
+    /// Asks a busy peer for work.
+    pub(super) fn send_steal(&mut self, peer: NodeId, request: StealRequest) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            let now = self.now();
+            self.core.on_steal_failed(now, peer);
+            return;
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let answer = mesh
+                .request(peer_id, PeerMessage::Steal(request), REQUEST_TIMEOUT)
+                .await;
+            let leases = match answer {
+                Ok(PeerMessage::Granted { leases }) => Some(leases),
+                Ok(other) => {
+                    debug!(%peer, ?other, "an odd answer to a steal request");
+                    None
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "a steal request failed");
+                    None
+                }
+            };
+            let _ = inbox.send(Command::Granted { peer, leases });
+        });
+    }
+
+    /// Runs a job stolen from `origin`.
+    pub(super) fn run_stolen(&mut self, origin: NodeId, id: JobId, job: std::sync::Arc<Job>) {
+        let deps = self
+            .stolen
+            .get(&id)
+            .map(|run| run.deps.clone())
+            .unwrap_or_default();
+        debug!(job = %id, name = %job.name, %origin, "running a stolen job");
+        let handle = tokio::spawn(super::work::run_stolen(
+            self.context.clone(),
+            self.inbox.clone(),
+            origin,
+            id,
+            job,
+            deps,
+        ));
+        match self.stolen.get_mut(&id) {
+            Some(run) => run.handle = Some(handle.abort_handle()),
+            None => handle.abort(),
+        }
+    }
+
+    /// Tells `origin` that its jobs still run here.
+    pub(super) fn send_renew(&mut self, origin: NodeId, jobs: Vec<JobId>) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&origin)) else {
+            return;
+        };
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            match mesh
+                .request(peer_id, PeerMessage::Renew { jobs }, REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(PeerMessage::Renewed { lost }) => {
+                    let _ = inbox.send(Command::Renewed { lost });
+                }
+                Ok(other) => debug!(%origin, ?other, "an odd answer to a renewal"),
+                Err(e) => debug!(%origin, error = %e, "a lease renewal failed"),
+            }
+        });
+    }
+
+    /// Sends the report on a stolen job to its origin.
+    pub(super) fn send_done(&mut self, origin: NodeId, id: JobId) {
+        let Some(report) = self.stolen_reports.remove(&id) else {
+            return;
+        };
+        let message = match report {
+            StolenReport::Done(result) => PeerMessage::Done { job: id, result },
+            StolenReport::Failed {
+                infrastructure,
+                report,
+            } => PeerMessage::JobFailed {
+                job: id,
+                infrastructure,
+                report,
+            },
+        };
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&origin)) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
+                warn!(%origin, job = %id, error = %e, "cannot report a stolen job to its origin");
+            }
+        });
+    }
+
+    pub(super) fn publish(&self, gossip: Gossip) {
+        let Some(mesh) = &self.context.mesh else {
+            return;
+        };
+        mesh.publish(match gossip {
+            Gossip::Beacon(beacon) => GossipMessage::Beacon(beacon),
+            Gossip::Have(jobs) => GossipMessage::Have { jobs },
+        });
+    }
+
+    /// Tells a newly admitted peer which results this node holds (the latest ones).
+    fn send_have_snapshot(&self, peer: NodeId) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            return;
+        };
+        let jobs: Vec<JobId> = self
+            .recent
+            .iter()
+            .rev()
+            .take(RECENT_RESULTS)
+            .copied()
+            .collect();
+        if jobs.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for chunk in jobs.chunks(8192) {
+                let message = PeerMessage::Have {
+                    jobs: chunk.to_vec(),
+                };
+                if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
+                    debug!(%peer, error = %e, "cannot send what this node holds");
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Checks a result from a peer: signed by a team member, over this job's id. With
+    /// `thief`, the result must also have been made by that peer.
+    fn check_result(
+        &self,
+        job: JobId,
+        result: &ActionResult,
+        thief: Option<NodeId>,
+    ) -> Result<(), String> {
+        if let Some(thief) = thief
+            && result.executed_by != thief
+        {
+            return Err(format!("it says it was made by `{}`", result.executed_by));
+        }
+        if !self.members.contains(&result.executed_by) {
+            return Err(format!(
+                "its signer `{}` is not a known team member",
+                result.executed_by
+            ));
+        }
+        let signature = result.signature.ok_or("it is not signed")?;
+        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&result.executed_by.0)
+            .map_err(|e| format!("its signer's key is malformed: {e}"))?;
+        if !key.verify(result.signing_digest(job).as_bytes(), &signature.0) {
+            return Err("its signature does not match".to_owned());
+        }
+        Ok(())
+    }
+
+    fn is_wanted(&self, job: JobId) -> bool {
+        self.builds.values().any(|b| b.wanted.contains(&job))
+    }
+
+    fn name_of(&self, job: JobId) -> String {
+        self.builds
+            .values()
+            .find(|b| b.jobs.contains_key(&job))
+            .map(|b| b.name(job))
+            .unwrap_or_else(|| job.short(12))
+    }
+
+    fn notice_for(&self, job: JobId, text: String) {
+        for state in self.builds.values() {
+            if state.jobs.contains_key(&job) {
+                state.emit(BuildEvent::Notice(text.clone()));
+            }
+        }
+    }
+}

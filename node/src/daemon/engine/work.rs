@@ -1,0 +1,257 @@
+//! Running jobs: this node's own, and those it stole from peers.
+//!
+//! Before a job runs, the outputs of its deps must be in the local store. Those made here are;
+//! those made on a peer are fetched from whoever holds them (the node that made them first).
+//! When nobody can serve a dep's outputs any more, the run reports the dep as lost and the
+//! core runs it again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+use weft_protocol::wire::{FailureReport, LeaseDep};
+use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
+
+use super::task::{Command, EngineContext};
+use crate::core::{BuildId, StolenOutcome};
+use crate::exec::{ExecError, RunOutcome, RunRequest, Toolchains};
+use crate::mesh::{FetchError, peer_of};
+
+/// How a stolen job ended here.
+#[derive(Debug, Clone)]
+pub(crate) enum StolenReport {
+    /// It succeeded; the result is signed and in this node's store.
+    Done(ActionResult),
+    /// It failed: the job itself, or (`infrastructure`) this node's ability to run it.
+    Failed {
+        infrastructure: bool,
+        report: FailureReport,
+    },
+}
+
+impl StolenReport {
+    pub(super) fn outcome(&self) -> StolenOutcome {
+        match self {
+            StolenReport::Done(_) => StolenOutcome::Succeeded,
+            StolenReport::Failed {
+                infrastructure: true,
+                ..
+            } => StolenOutcome::Infrastructure,
+            StolenReport::Failed {
+                infrastructure: false,
+                ..
+            } => StolenOutcome::Failed,
+        }
+    }
+}
+
+/// Tools a node advertises before it has built anything, so that peers lend it jobs that use
+/// them: the usual compilers and shell tools, those found on its `PATH`.
+pub(super) fn default_tools(toolchains: &Toolchains) -> Vec<Digest> {
+    const COMMON: &[&str] = &[
+        "cc", "c++", "gcc", "g++", "clang", "clang++", "ar", "ld", "as", "ranlib", "strip", "sh",
+        "bash", "cp", "cat", "mv", "ln", "mkdir", "touch", "true", "false", "echo", "sleep", "sed",
+        "awk", "tr", "python3", "make", "rustc", "go",
+    ];
+    COMMON
+        .iter()
+        .filter_map(|tool| toolchains.resolve(tool).ok().map(|(_, digest)| digest))
+        .collect()
+}
+
+/// Fetches each dep's output tree that is not in the store, from the first holder that
+/// serves it. Returns the deps that nobody could serve.
+async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
+    let mut lost = Vec::new();
+    let local = context.node();
+    for dep in deps {
+        if context.store.has(&dep.tree) {
+            continue;
+        }
+        let mut fetched = false;
+        if let Some(mesh) = &context.mesh {
+            for holder in dep.holders.iter().filter(|h| **h != local) {
+                let Some(peer) = peer_of(holder) else {
+                    continue;
+                };
+                match mesh.fetch_tree(peer, dep.tree).await {
+                    Ok(()) => {
+                        fetched = true;
+                        break;
+                    }
+                    Err(e) => {
+                        debug!(dep = %dep.job, %holder, error = %e, "fetching a dep's outputs failed")
+                    }
+                }
+            }
+        }
+        if !fetched && !context.store.has(&dep.tree) {
+            lost.push(dep.job);
+        }
+    }
+    lost
+}
+
+/// Runs one of this node's jobs: fetches its deps' outputs, runs it, reports back.
+pub(super) async fn run_own(
+    context: EngineContext,
+    inbox: mpsc::UnboundedSender<Command>,
+    build: BuildId,
+    id: JobId,
+    job: Arc<Job>,
+    deps: Vec<LeaseDep>,
+    timeout: Option<Duration>,
+) {
+    let lost = fetch_deps(&context, &deps).await;
+    let run = if lost.is_empty() {
+        let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
+        let request = RunRequest {
+            id,
+            job: &job,
+            deps: &dep_trees,
+            timeout,
+            node: context.node(),
+        };
+        OwnRun::Ran(context.executor.run(request).await)
+    } else {
+        OwnRun::DepsLost(lost)
+    };
+    let _ = inbox.send(Command::Finished {
+        build,
+        job: id,
+        run,
+    });
+}
+
+/// How a run of one of this node's jobs ended.
+#[derive(Debug)]
+pub(crate) enum OwnRun {
+    /// It ran (successfully or not), or the executor could not run it.
+    Ran(Result<RunOutcome, ExecError>),
+    /// It did not run: the outputs of these deps could not be had from anyone.
+    DepsLost(Vec<JobId>),
+}
+
+/// Runs a job stolen from `origin`: checks that this node's tools are the ones the job was
+/// made for, fetches the inputs from the origin and the deps' outputs from their holders,
+/// runs it, signs and stores the result.
+pub(super) async fn run_stolen(
+    context: EngineContext,
+    inbox: mpsc::UnboundedSender<Command>,
+    origin: NodeId,
+    id: JobId,
+    job: Arc<Job>,
+    deps: Vec<LeaseDep>,
+) {
+    let report = match prepare_stolen(&context, origin, &job, &deps).await {
+        Err(message) => {
+            warn!(job = %id, name = %job.name, %origin, %message, "cannot run a stolen job");
+            StolenReport::Failed {
+                infrastructure: true,
+                report: failure(id, &job, message),
+            }
+        }
+        Ok(()) => {
+            let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
+            let request = RunRequest {
+                id,
+                job: &job,
+                deps: &dep_trees,
+                timeout: None,
+                node: context.node(),
+            };
+            match context.executor.run(request).await {
+                Ok(RunOutcome {
+                    mut result,
+                    failure: None,
+                }) => {
+                    let digest = result.signing_digest(id);
+                    result.signature = context.sign(digest.as_bytes());
+                    match context.store.put_action(id, &result) {
+                        Ok(()) => StolenReport::Done(result),
+                        Err(e) => StolenReport::Failed {
+                            infrastructure: true,
+                            report: failure(id, &job, format!("cannot store the result: {e}")),
+                        },
+                    }
+                }
+                Ok(RunOutcome {
+                    failure: Some(f), ..
+                }) => StolenReport::Failed {
+                    infrastructure: false,
+                    report: FailureReport {
+                        job: id,
+                        name: job.name.clone(),
+                        command: f.argv,
+                        exit_code: f.exit_code,
+                        message: f.message,
+                        stderr_tail: f.stderr_tail,
+                    },
+                },
+                Err(e) => StolenReport::Failed {
+                    infrastructure: true,
+                    report: failure(id, &job, format!("could not run the job: {e}")),
+                },
+            }
+        }
+    };
+    let _ = inbox.send(Command::StolenFinished { id, report });
+}
+
+async fn prepare_stolen(
+    context: &EngineContext,
+    origin: NodeId,
+    job: &Job,
+    deps: &[LeaseDep],
+) -> Result<(), String> {
+    // The job's id names its tools by digest: running other binaries would file a result
+    // under an id it does not belong to.
+    if job.toolchain.platform != Toolchains::platform() {
+        return Err(format!(
+            "the job is for `{}`, this node is `{}`",
+            job.toolchain.platform,
+            Toolchains::platform()
+        ));
+    }
+    for (tool, wanted) in &job.toolchain.tools {
+        match context.toolchains.resolve(tool) {
+            Ok((_, digest)) if digest == *wanted => {}
+            Ok((path, _)) => {
+                return Err(format!(
+                    "`{tool}` here (`{}`) is another binary",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mesh = context.mesh.as_ref().ok_or("this node has no mesh")?;
+    let origin_peer = peer_of(&origin).ok_or("the origin's id is not an ed25519 key")?;
+    for input in &job.inputs {
+        if context.store.has(&input.digest) {
+            continue;
+        }
+        mesh.fetch_blob(origin_peer, input.digest)
+            .await
+            .map_err(|e: FetchError| format!("cannot fetch input `{}`: {e}", input.path))?;
+    }
+    let lost = fetch_deps(context, deps).await;
+    if let Some(dep) = lost.first() {
+        return Err(format!(
+            "cannot fetch the outputs of dep `{dep}` from any holder"
+        ));
+    }
+    Ok(())
+}
+
+fn failure(id: JobId, job: &Job, message: String) -> FailureReport {
+    FailureReport {
+        job: id,
+        name: job.name.clone(),
+        command: Vec::new(),
+        exit_code: None,
+        message,
+        stderr_tail: String::new(),
+    }
+}
