@@ -203,3 +203,317 @@ pub fn have_cc() -> bool {
             .is_ok_and(|o| o.status.success())
     })
 }
+
+/// A mesh of real daemons on loopback, each with its own home, joined by static peers.
+pub struct TestMesh {
+    /// The nodes, in the order they were asked for.
+    pub nodes: Vec<TestNode>,
+    /// The team's join token.
+    pub token: String,
+}
+
+/// One daemon of a [`TestMesh`].
+pub struct TestNode {
+    /// The daemon's home.
+    pub home: tempfile::TempDir,
+    /// Its QUIC port on 127.0.0.1.
+    pub port: u16,
+    /// Its process.
+    pub child: Option<std::process::Child>,
+    /// Its node id in hex, as build events show it.
+    pub node_id: String,
+}
+
+/// How one node of a [`TestMesh`] runs.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Job slots (`-j`).
+    pub slots: usize,
+    /// `always`, `idle` or `never`.
+    pub share: &'static str,
+    /// Whether it serves corrupt blobs.
+    pub corrupt: bool,
+    /// Whether it has its own team rather than the mesh's.
+    pub wrong_team: bool,
+}
+
+impl NodeSpec {
+    /// A node with `slots` slots that shares always.
+    pub fn sharing(slots: usize) -> NodeSpec {
+        NodeSpec {
+            slots,
+            share: "always",
+            corrupt: false,
+            wrong_team: false,
+        }
+    }
+}
+
+impl TestMesh {
+    /// Starts one daemon per spec, every one dialing every other, and waits until each
+    /// well-behaved node has admitted the others of its team.
+    pub fn start(specs: &[NodeSpec]) -> TestMesh {
+        let bin = weft_bin();
+        let token = create_team(bin);
+        let mut nodes = Vec::new();
+        for spec in specs {
+            let home = tempfile::Builder::new()
+                .prefix("wm")
+                .tempdir_in("/tmp")
+                .expect("home");
+            let node_token = if spec.wrong_team {
+                create_team(bin)
+            } else {
+                token.clone()
+            };
+            let joined = Command::new(bin)
+                .arg("--home")
+                .arg(home.path())
+                .args(["team", "join", &node_token])
+                .output()
+                .expect("weft team join");
+            assert!(joined.status.success(), "{}", text(&joined));
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
+            let port = socket.local_addr().expect("addr").port();
+            drop(socket);
+            nodes.push(TestNode {
+                home,
+                port,
+                child: None,
+                node_id: String::new(),
+            });
+        }
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        for (i, (node, spec)) in nodes.iter_mut().zip(specs).enumerate() {
+            let log = std::fs::File::create(node.home.path().join("daemon.log")).expect("log");
+            let mut cmd = Command::new(bin);
+            cmd.arg("--home")
+                .arg(node.home.path())
+                .args([
+                    "--max-idle-secs",
+                    "300",
+                    "daemon",
+                    "--no-mdns",
+                    "--share",
+                    spec.share,
+                ])
+                .arg("-j")
+                .arg(spec.slots.to_string())
+                .arg("--listen")
+                .arg(format!("/ip4/127.0.0.1/udp/{}/quic-v1", node.port))
+                .env_remove("WEFT_LOG")
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log);
+            if spec.corrupt {
+                cmd.arg("--test-corrupt-blobs");
+            }
+            for (j, port) in ports.iter().enumerate() {
+                if j != i {
+                    cmd.arg("--peer")
+                        .arg(format!("/ip4/127.0.0.1/udp/{port}/quic-v1"));
+                }
+            }
+            node.child = Some(cmd.spawn().expect("start a daemon"));
+        }
+        let mesh = TestMesh { nodes, token };
+        for (i, spec) in specs.iter().enumerate() {
+            let expected = specs
+                .iter()
+                .enumerate()
+                .filter(|(j, s)| *j != i && s.wrong_team == spec.wrong_team)
+                .count();
+            let node = &mesh.nodes[i];
+            wait_until(
+                Duration::from_secs(60),
+                "the nodes to admit each other",
+                || node.admitted_peers() >= expected,
+            );
+        }
+        let mut mesh = mesh;
+        for node in &mut mesh.nodes {
+            node.node_id = node.node_key();
+        }
+        mesh
+    }
+}
+
+fn create_team(bin: &Path) -> String {
+    let home = tempfile::tempdir().expect("home");
+    let output = Command::new(bin)
+        .arg("--home")
+        .arg(home.path())
+        .args(["team", "create"])
+        .output()
+        .expect("team create");
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("weft team join ")
+                .map(str::to_owned)
+        })
+        .expect("`team create` prints the join command")
+}
+
+impl TestNode {
+    /// A `weft` command against this node's daemon, run in `dir`.
+    pub fn cmd(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new(weft_bin());
+        cmd.current_dir(dir)
+            .arg("--home")
+            .arg(self.home.path())
+            .args(["--max-idle-secs", "300"])
+            .env_remove("WEFT_LOG");
+        cmd
+    }
+
+    /// Builds the workspace `dir` through this node, with events.
+    pub fn build(&self, dir: &Path, args: &[&str]) -> (Output, Vec<Value>) {
+        let events = self.home.path().join(format!("events-{}.jsonl", unique()));
+        let output = self
+            .cmd(dir)
+            .arg("build")
+            .args(args)
+            .arg("--events")
+            .arg(&events)
+            .output()
+            .expect("weft build");
+        (output, read_events(&events))
+    }
+
+    /// How many peers this node has admitted.
+    pub fn admitted_peers(&self) -> usize {
+        let output = self
+            .cmd(self.home.path())
+            .arg("peers")
+            .output()
+            .expect("weft peers");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|l| l.trim() == "admission admitted")
+            .count()
+    }
+
+    /// `weft status`, as text.
+    pub fn status(&self) -> String {
+        let output = self
+            .cmd(self.home.path())
+            .arg("status")
+            .output()
+            .expect("weft status");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// This node's key in hex (as build events name nodes), from `weft team show`.
+    fn node_key(&self) -> String {
+        let output = self
+            .cmd(self.home.path())
+            .args(["team", "show"])
+            .output()
+            .expect("team show");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("node key").map(|k| k.trim().to_owned()))
+            .expect("`team show` prints the node key")
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id())
+            .expect("a running daemon")
+    }
+
+    /// Kills the daemon with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new(weft_bin())
+                .arg("--home")
+                .arg(self.home.path())
+                .arg("shutdown")
+                .output();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Writes files into a new temporary workspace.
+pub fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in("/tmp")
+        .expect("workspace");
+    std::fs::write(dir.path().join("weft.toml"), "[packages]\n").expect("weft.toml");
+    for (path, content) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+    dir
+}
+
+/// The `node` of every `Started` event, in hex.
+pub fn started_nodes(events: &[Value]) -> Vec<String> {
+    events_of(events, "Started")
+        .iter()
+        .filter_map(|e| e["node"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Every file under `dir`, with its content.
+pub fn tree_contents(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(current) = todo.pop() {
+        for entry in std::fs::read_dir(&current).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .expect("inside")
+                    .display()
+                    .to_string();
+                files.insert(rel, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// The number just before `label` in `weft status` output, e.g. `leases requeued`.
+pub fn status_count(status: &str, label: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|line| {
+            let at = line.find(label)?;
+            line[..at]
+                .split([' ', ','])
+                .rev()
+                .find(|w| !w.is_empty())?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{status}"))
+}

@@ -448,6 +448,8 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
                 None => println!("team        none (`weft team create` or `weft team join TOKEN`)"),
             }
             println!("node        {peer}");
+            let key = weft_protocol::Digest::from_bytes(weft_node::daemon::node_id(&keypair).0);
+            println!("node key    {key}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -564,6 +566,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             listen: file.listen,
             mdns: file.mdns,
         },
+        test_corrupt_blobs: args.test_corrupt_blobs,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -68,6 +68,8 @@ impl Renderer {
         if let Some(events) = &mut self.events {
             serde_json::to_writer(&mut *events, event)?;
             events.write_all(b"\n")?;
+            // Whoever tails the file sees each event as it happens.
+            events.flush()?;
         }
         match event {
             BuildEvent::WaitingForLock { holder_pid } => self.line(&format!(

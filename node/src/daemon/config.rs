@@ -26,6 +26,9 @@ pub struct DaemonConfig {
     pub job_path: String,
     /// How this node takes part in its team's mesh (when it has joined a team).
     pub mesh: MeshSettings,
+    /// Test-only: serve corrupt blobs to peers, to play a faulty node. Default: false.
+    #[doc(hidden)]
+    pub test_corrupt_blobs: bool,
 }
 
 /// The mesh part of [`DaemonConfig`]; see `cli/src/config.rs` for the file it comes from.

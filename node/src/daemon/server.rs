@@ -137,6 +137,7 @@ async fn start_mesh(
         .map(|a| parse(a, "peer"))
         .collect::<Result<_, _>>()?;
     mesh_config.mdns = config.mesh.mdns;
+    mesh_config.test_hooks.corrupt_served_blobs = config.test_corrupt_blobs;
     let (mesh, events) = crate::mesh::start(mesh_config, store.clone()).await?;
     info!(peer = %mesh.local_peer(), team = %team_id, "mesh started");
     Ok((Some(mesh), Some(events)))

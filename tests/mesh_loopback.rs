@@ -1,0 +1,211 @@
+//! The mesh between real daemons on loopback: each test starts 2 to 4 `weft daemon`s with
+//! their own homes, joined by static peers, and builds through them.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use weft_tests::{
+    NodeSpec, TestEnv, TestMesh, events_of, names_of, read_events, started_nodes, status_count,
+    text, tree_contents, wait_until, workspace,
+};
+
+/// Twelve independent jobs that take a while, and one that needs them all.
+fn fan_in(seconds: &str) -> Vec<(&'static str, String)> {
+    let build = format!(
+        r#"
+[job(
+    name = "w" + str(i),
+    outs = ["o" + str(i)],
+    cmds = [exec(["sh", "-c", "sleep {seconds}; echo " + str(i) + " > {{{{OUTPUT_DIR}}}}/o" + str(i)])],
+) for i in range(12)]
+
+job(
+    name = "gather",
+    deps = [":w" + str(i) for i in range(12)],
+    outs = ["all.txt"],
+    cmds = [exec(["sh", "-c", "cat " + " ".join(["{{{{DEP::w%d}}}}/o%d" % (i, i) for i in range(12)]) + " > {{{{OUTPUT_DIR}}}}/all.txt"])],
+)
+"#
+    );
+    vec![("BUILD", build)]
+}
+
+fn files<'a>(spec: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    spec.iter()
+        .map(|(path, text)| (*path, text.as_str()))
+        .collect()
+}
+
+const ALL: &str = "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n";
+
+#[test]
+fn jobs_run_on_several_nodes_and_outputs_match_a_single_node_build() {
+    let mesh = TestMesh::start(&[
+        NodeSpec::sharing(1),
+        NodeSpec::sharing(2),
+        NodeSpec::sharing(2),
+    ]);
+    let spec = fan_in("0.4");
+    let ws = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let nodes: BTreeSet<String> = started_nodes(&events).into_iter().collect();
+    assert!(nodes.len() >= 2, "jobs ran on {nodes:?} only");
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("weft-out/all.txt")).expect("all.txt"),
+        ALL
+    );
+
+    // The same workspace built alone gives the same bytes.
+    let alone = TestEnv::new();
+    for (path, text) in &spec {
+        alone.write(path, text);
+    }
+    let (output, _) = alone.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        tree_contents(&ws.path().join("weft-out")),
+        tree_contents(&alone.ws.path().join("weft-out"))
+    );
+}
+
+#[test]
+fn a_second_node_builds_from_the_first_nodes_cache() {
+    let mut never = NodeSpec::sharing(2);
+    never.share = "never";
+    let mesh = TestMesh::start(&[never.clone(), never]);
+    let spec = fan_in("0.05");
+    let first = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[0].build(first.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(events_of(&events, "Started").len(), 13);
+    // Let the announcements of the first node's results arrive.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let second = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[1].build(second.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        events_of(&events, "Started").is_empty(),
+        "nothing runs: {events:?}"
+    );
+    let hits = events_of(&events, "CacheHit");
+    assert_eq!(hits.len(), 13);
+    assert!(
+        hits.iter().all(|hit| hit["source"].get("Peer").is_some()),
+        "{hits:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(second.path().join("weft-out/all.txt")).expect("all.txt"),
+        ALL
+    );
+    assert_eq!(
+        tree_contents(&first.path().join("weft-out")),
+        tree_contents(&second.path().join("weft-out"))
+    );
+}
+
+#[test]
+fn a_node_killed_mid_build_loses_no_job() {
+    let mut mesh = TestMesh::start(&[
+        NodeSpec::sharing(1),
+        NodeSpec::sharing(2),
+        NodeSpec::sharing(2),
+    ]);
+    let spec = fan_in("1");
+    let ws = workspace(&files(&spec));
+    let events_path = ws.path().join("events.jsonl");
+    let mut build = mesh.nodes[0]
+        .cmd(ws.path())
+        .arg("build")
+        .arg("--events")
+        .arg(&events_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft build");
+    let victim = mesh.nodes[2].node_id.clone();
+    wait_until(
+        Duration::from_secs(60),
+        "the third node to start a job",
+        || started_nodes(&read_events(&events_path)).contains(&victim),
+    );
+    mesh.nodes[2].kill();
+    let output = build.wait_with_output().expect("the build ends");
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("weft-out/all.txt")).expect("all.txt"),
+        ALL
+    );
+    let events = read_events(&events_path);
+    let done = events_of(&events, "Done");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0]["n_failed"], 0);
+    let status = mesh.nodes[0].status();
+    assert!(status_count(&status, "leases requeued") >= 1, "{status}");
+}
+
+#[test]
+fn a_node_with_the_wrong_token_is_refused_everything() {
+    let mut stranger = NodeSpec::sharing(2);
+    stranger.wrong_team = true;
+    let mesh = TestMesh::start(&[NodeSpec::sharing(1), NodeSpec::sharing(2), stranger]);
+    // The stranger is admitted by nobody, and admits nobody.
+    wait_until(
+        Duration::from_secs(30),
+        "the admission failures to be counted",
+        || !mesh.nodes[0].status().contains(" 0 failed admissions"),
+    );
+    assert_eq!(mesh.nodes[2].admitted_peers(), 0);
+    let peers = mesh.nodes[0]
+        .cmd(mesh.nodes[0].home.path())
+        .arg("peers")
+        .output()
+        .expect("peers");
+    let peers = String::from_utf8_lossy(&peers.stdout);
+    assert!(peers.contains("blocked"), "{peers}");
+
+    // Its build runs alone; the team's build gets no help from it.
+    let spec = fan_in("0.2");
+    let ws = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[2].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let nodes: BTreeSet<String> = started_nodes(&events).into_iter().collect();
+    assert_eq!(nodes, BTreeSet::from([mesh.nodes[2].node_id.clone()]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no peers are connected: building locally"),
+        "{stderr}"
+    );
+
+    let team_ws = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[0].build(team_ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!started_nodes(&events).contains(&mesh.nodes[2].node_id));
+    // The stranger's results never reach the team: nothing came from a peer's cache.
+    assert!(names_of(&events, "CacheHit").is_empty());
+}
+
+#[test]
+fn corrupt_blobs_from_a_peer_are_rejected_and_the_build_still_succeeds() {
+    let mut corrupt = NodeSpec::sharing(2);
+    corrupt.corrupt = true;
+    let mesh = TestMesh::start(&[NodeSpec::sharing(1), corrupt]);
+    let spec = fan_in("0.3");
+    let ws = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("weft-out/all.txt")).expect("all.txt"),
+        ALL
+    );
+    // The corrupt node took work; what it sent back was rejected.
+    assert!(
+        started_nodes(&events).contains(&mesh.nodes[1].node_id),
+        "{events:?}"
+    );
+    let status = mesh.nodes[0].status();
+    let rejected = status_count(&status, "corrupt blobs rejected");
+    assert!(rejected >= 1, "{status}");
+}
