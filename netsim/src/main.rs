@@ -1,0 +1,69 @@
+//! `weft-netsim SCENARIO.toml [--seed N]`: runs a scenario and prints its report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use weft_netsim::{Scenario, Sim};
+
+const USAGE: &str = "usage: weft-netsim SCENARIO.toml [--seed N]";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut path: Option<PathBuf> = None;
+    let mut seed: Option<u64> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seed" => match args.next().and_then(|s| s.parse().ok()) {
+                Some(s) => seed = Some(s),
+                None => {
+                    eprintln!("error: `--seed` needs a number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}\n\nScenarios are described in netsim/README.md.");
+                return ExitCode::SUCCESS;
+            }
+            other if path.is_none() && !other.starts_with('-') => path = Some(other.into()),
+            other => {
+                eprintln!("error: unexpected argument `{other}`\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(path) = path else {
+        eprintln!("error: name a scenario file\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let scenario = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let seed = seed.unwrap_or(scenario.seed);
+    let started = Instant::now();
+    let mut sim = match Sim::from_scenario(&scenario, seed) {
+        Ok(sim) => sim,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let setup = started.elapsed();
+    let report = sim.run_until_idle();
+    let wall = started.elapsed();
+    println!("{report}");
+    println!(
+        "wall time    {:.2}s (setup {:.2}s)",
+        wall.as_secs_f64(),
+        setup.as_secs_f64()
+    );
+    if report.all_succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
