@@ -582,16 +582,25 @@ impl Scheduler {
             if b.failed || b.cancelled {
                 continue;
             }
-            while candidates.iter().filter(|c| c.1 == *build_id).count() < window {
+            // A job can have two live heap entries: one left from before it went back to
+            // waiting (`on_deps_lost`), one from when it was queued again. Each job is a
+            // candidate once; its other entry is dropped like any stale one.
+            let mut seen: Vec<JobId> = Vec::new();
+            let mut taken = 0;
+            while taken < window {
                 let Some(ready) = b.ready.pop() else { break };
                 let Some(entry) = b.jobs.get(&ready.job) else {
                     continue;
                 };
-                if entry.state != State::Queued {
+                if entry.state != State::Queued || seen.contains(&ready.job) {
                     continue;
                 }
+                seen.push(ready.job);
                 match score(ready.job, &entry.job) {
-                    Some(points) => candidates.push((ready.priority, *build_id, ready, points)),
+                    Some(points) => {
+                        candidates.push((ready.priority, *build_id, ready, points));
+                        taken += 1;
+                    }
                     None => refused.push((*build_id, ready)),
                 }
             }
@@ -1257,6 +1266,67 @@ mod tests {
         assert_eq!(starts.iter().filter(|n| *n == "a").count(), 2);
         assert_eq!(outcome.n_ran, 3, "{starts:?}");
         assert!(starts.iter().position(|n| n == "c") > starts.iter().position(|n| n == "a"));
+    }
+
+    #[test]
+    fn a_job_queued_twice_is_given_away_once() {
+        // `x` is queued when `j` finds the outputs of their dep `d` gone: `x` goes back to
+        // waiting with its heap entry left behind, and is queued again once `d` has run
+        // again. Both entries are live then; a thief must get `x` once, not twice.
+        let (jobs, ids) = plan(&[("d", &[], 0), ("x", &["d"], 0), ("j", &["d"], 5)]);
+        let mut s = Scheduler::new(1);
+        s.add_build(Time::ZERO, BuildId(1), jobs, OPTS)
+            .expect("valid graph");
+        let b = BuildId(1);
+        let now = Time::ZERO;
+        let mut started = Vec::new();
+        // Run `d`, queue `x` and `j`, start `j` (it has the higher priority).
+        for _ in 0..2 {
+            while let Some(effect) = s.poll_effect() {
+                match effect {
+                    Effect::LookupCache { build, job } => s.on_cache_lookup(now, build, job, false),
+                    Effect::Start { job, .. } => started.push(job),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            if let Some(job) = started.pop()
+                && job == ids["d"]
+            {
+                s.on_job_finished(now, b, job, JobOutcome::Succeeded);
+            } else {
+                break;
+            }
+        }
+        assert_eq!(s.runner(b, ids["j"]), None);
+        // `j` cannot fetch `d`'s outputs: `d` runs again, `x` waits again.
+        s.on_deps_lost(now, b, ids["j"], &[ids["d"]]);
+        match s.poll_effect() {
+            Some(Effect::Start { job, .. }) if job == ids["d"] => {}
+            other => panic!("expected d to start again, got {other:?}"),
+        }
+        s.on_job_finished(now, b, ids["d"], JobOutcome::Succeeded);
+        // `x` and `j` are looked up and queued again; a thief asks before a slot runs them.
+        let mut lookups = Vec::new();
+        while let Some(effect) = s.effects.pop_front() {
+            if let Effect::LookupCache { build, job } = effect {
+                lookups.push((build, job));
+            }
+        }
+        for (build, job) in lookups {
+            s.on_cache_lookup(now, build, job, false);
+        }
+        let given = s.take_for_peer(NodeId([9; 32]), 4, |_, _| Some(0));
+        let mut names: Vec<String> = given.iter().map(|(_, id, _)| name_of(&s, b, *id)).collect();
+        names.sort();
+        assert_eq!(names, ["j", "x"]);
+        // Both come back from the thief; the build ends.
+        for (build, id, _) in given {
+            s.on_job_finished(now, build, id, JobOutcome::Succeeded);
+        }
+        match s.poll_effect() {
+            Some(Effect::BuildDone { outcome, .. }) => assert!(outcome.success),
+            other => panic!("expected the build to end, got {other:?}"),
+        }
     }
 
     #[test]
