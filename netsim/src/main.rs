@@ -54,6 +54,9 @@ fn main() -> ExitCode {
     };
     let setup = started.elapsed();
     let report = sim.run_until_idle();
+    if !report.all_succeeded() {
+        eprint!("{}", sim.diagnose());
+    }
     let wall = started.elapsed();
     println!("{report}");
     println!(

@@ -733,3 +733,73 @@ pub(crate) fn add_stats(total: &mut CoreStats, more: &CoreStats) {
     total.peer_cache_hits += more.peer_cache_hits;
     total.local_cache_hits += more.local_cache_hits;
 }
+
+impl Sim {
+    /// What every node with an unfinished build is doing: for failure messages.
+    pub fn diagnose(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (i, build) in self.builds.iter().enumerate() {
+            if matches!(build.state, BuildState::Done) {
+                continue;
+            }
+            let node = &self.nodes[build.origin as usize];
+            let _ = writeln!(
+                out,
+                "build {i} ({:?}) on node {}: up {}",
+                build.state,
+                build.origin,
+                node.is_up()
+            );
+            let Some(core) = &node.core else { continue };
+            let _ = writeln!(
+                out,
+                "  core: queued {}, running {}, building {}, next timeout {:?}, now {:?}",
+                core.queued(),
+                core.running(),
+                core.is_building(),
+                core.next_timeout(),
+                self.now
+            );
+            for peer in core.peers() {
+                if peer.n_leased > 0 || peer.failures > 0 || peer.avoided_until.is_some() {
+                    let _ = writeln!(
+                        out,
+                        "  peer {}: leased {}, failures {}, avoided until {:?}",
+                        self.by_id.get(&peer.node).copied().unwrap_or(u32::MAX),
+                        peer.n_leased,
+                        peer.failures,
+                        peer.avoided_until
+                    );
+                }
+            }
+            let mut runs: Vec<_> = node.runs.values().collect();
+            runs.sort_by_key(|r| r.job);
+            for run in runs {
+                let _ = writeln!(
+                    out,
+                    "  run {:?} {}: step {}/{} holder {} running {:?}",
+                    run.kind,
+                    run.job.short(8),
+                    run.step,
+                    run.steps.len(),
+                    run.next_holder,
+                    run.running_since
+                );
+            }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.runs.is_empty() || !node.stolen.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "node {i}: up {}, {} runs, {} stolen, conn {:?}",
+                    node.is_up(),
+                    node.runs.len(),
+                    node.stolen.len(),
+                    node.conn.iter().collect::<Vec<_>>()
+                );
+            }
+        }
+        out
+    }
+}
