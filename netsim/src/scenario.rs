@@ -178,6 +178,8 @@ pub struct CoreOverrides {
     pub lease_ttl: Option<Value<Time>>,
     /// `beacon_interval`.
     pub beacon_interval: Option<Value<Time>>,
+    /// `idle_beacon_interval`.
+    pub idle_beacon_interval: Option<Value<Time>>,
     /// `have_delay`.
     pub have_delay: Option<Value<Time>>,
     /// `steal_backoff`.
@@ -199,6 +201,7 @@ impl CoreOverrides {
             steal_batch: other.steal_batch.or(self.steal_batch),
             lease_ttl: other.lease_ttl.or(self.lease_ttl),
             beacon_interval: other.beacon_interval.or(self.beacon_interval),
+            idle_beacon_interval: other.idle_beacon_interval.or(self.idle_beacon_interval),
             have_delay: other.have_delay.or(self.have_delay),
             steal_backoff: other.steal_backoff.or(self.steal_backoff),
             max_peer_failures: other.max_peer_failures.or(self.max_peer_failures),

@@ -31,6 +31,9 @@ pub(crate) fn core_config(slots: usize, overrides: &CoreOverrides) -> CoreConfig
     if let Some(v) = overrides.beacon_interval {
         config.beacon_interval = duration(v);
     }
+    if let Some(v) = overrides.idle_beacon_interval {
+        config.idle_beacon_interval = duration(v);
+    }
     if let Some(v) = overrides.have_delay {
         config.have_delay = duration(v);
     }

@@ -3,9 +3,13 @@
 //!
 //! Protocol flow, as this state machine sees it:
 //!
-//! - **Beacons**: every [`CoreConfig::beacon_interval`], and at once when this node turns busy
-//!   or idle, [`Effect::Publish`] a [`LoadBeacon`]. Peers' beacons come in through
-//!   [`Core::on_beacon`].
+//! - **Beacons**: [`Effect::Publish`] a [`LoadBeacon`] at once when this node turns busy (jobs
+//!   queued) or idle; while busy, every [`CoreConfig::beacon_interval`]; while idle, every
+//!   [`CoreConfig::idle_beacon_interval`]; and shortly after a peer comes up while busy, so the
+//!   newcomer can steal. Peers' beacons come in through [`Core::on_beacon`]. Only the queue
+//!   decides who is a steal victim, so a change in free slots alone is not announced: on a
+//!   large mesh every beacon goes to every node (netsim measured two beacons per job, and a
+//!   beacon from every node to every node when a mesh starts).
 //! - **Results**: each result this node makes is announced in a batched
 //!   [`Gossip::Have`]; peers' announcements ([`Core::on_have`]) fill the map from job to
 //!   holders.
@@ -49,8 +53,12 @@ pub struct CoreConfig {
     pub steal_batch: usize,
     /// How long a lease lasts without renewal. Default: 10 s.
     pub lease_ttl: Duration,
-    /// How often a beacon goes out when nothing changes. Default: 1 s.
+    /// How often a beacon goes out while this node has jobs queued and nothing changes.
+    /// Default: 1 s.
     pub beacon_interval: Duration,
+    /// How often a beacon goes out while this node has nothing queued (it only repairs a lost
+    /// "idle" beacon: nobody steals from an idle node). Default: 10 s.
+    pub idle_beacon_interval: Duration,
     /// How long new results wait to be announced together. Default: 50 ms.
     pub have_delay: Duration,
     /// The first wait after a steal request came back empty; it doubles up to 1 s.
@@ -75,6 +83,7 @@ impl CoreConfig {
             steal_batch: 4,
             lease_ttl: Duration::from_secs(10),
             beacon_interval: Duration::from_secs(1),
+            idle_beacon_interval: Duration::from_secs(10),
             have_delay: Duration::from_millis(50),
             steal_backoff: Duration::from_millis(20),
             max_peer_failures: 3,
@@ -444,7 +453,8 @@ pub struct Core {
     pending_have: Vec<JobId>,
     have_due: Option<Time>,
     beacon_due: Time,
-    last_beacon: Option<(bool, bool)>,
+    /// Whether the last beacon said this node had jobs queued.
+    last_beacon: Option<bool>,
     system_idle: bool,
     rng: u64,
     effects: VecDeque<Effect>,
@@ -676,8 +686,11 @@ impl Core {
             steal_backoff_until: now,
             steal_backoff: Duration::ZERO,
         });
-        // Let it know at once whether this node is busy.
-        self.last_beacon = None;
+        // A busy node lets the newcomer know soon (one beacon for a burst of newcomers); an
+        // idle one has nothing to tell it.
+        if self.scheduler.queued() > 0 {
+            self.beacon_due = self.beacon_due.min(now + PEER_UP_BEACON_DELAY);
+        }
         self.after_event(now);
     }
 
@@ -1122,17 +1135,21 @@ impl Core {
 
     fn maybe_beacon(&mut self, now: Time) {
         let busy = self.scheduler.queued() > 0;
-        let free = self.shared_slots_free() > 0;
-        let changed = self.last_beacon != Some((busy, free));
+        let changed = self.last_beacon != Some(busy);
+        let interval = if busy {
+            self.config.beacon_interval
+        } else {
+            self.config.idle_beacon_interval
+        };
         if !changed && now < self.beacon_due {
             return;
         }
         if self.peers.is_empty() && !changed {
-            self.beacon_due = now + self.config.beacon_interval;
+            self.beacon_due = now + interval;
             return;
         }
-        self.last_beacon = Some((busy, free));
-        self.beacon_due = now + self.config.beacon_interval;
+        self.last_beacon = Some(busy);
+        self.beacon_due = now + interval;
         let beacon = LoadBeacon {
             free_slots: u32::try_from(self.shared_slots_free()).unwrap_or(u32::MAX),
             queue_len: u32::try_from(self.scheduler.queued()).unwrap_or(u32::MAX),
@@ -1256,6 +1273,10 @@ impl Core {
         z ^ (z >> 31)
     }
 }
+
+/// How soon after a peer comes up a busy node beacons (peers that come up together get one
+/// beacon).
+const PEER_UP_BEACON_DELAY: Duration = Duration::from_millis(50);
 
 /// How long a steal request may go unanswered before the thief tries elsewhere.
 const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
