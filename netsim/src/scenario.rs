@@ -184,6 +184,8 @@ pub struct CoreOverrides {
     pub have_delay: Option<Value<Time>>,
     /// `steal_backoff`.
     pub steal_backoff: Option<Value<Time>>,
+    /// `steal_fanout`.
+    pub steal_fanout: Option<u32>,
     /// `max_peer_failures`.
     pub max_peer_failures: Option<u32>,
     /// `avoid_for`.
@@ -204,6 +206,7 @@ impl CoreOverrides {
             idle_beacon_interval: other.idle_beacon_interval.or(self.idle_beacon_interval),
             have_delay: other.have_delay.or(self.have_delay),
             steal_backoff: other.steal_backoff.or(self.steal_backoff),
+            steal_fanout: other.steal_fanout.or(self.steal_fanout),
             max_peer_failures: other.max_peer_failures.or(self.max_peer_failures),
             avoid_for: other.avoid_for.or(self.avoid_for),
             max_holder_entries: other.max_holder_entries.or(self.max_holder_entries),

@@ -40,6 +40,9 @@ pub(crate) fn core_config(slots: usize, overrides: &CoreOverrides) -> CoreConfig
     if let Some(v) = overrides.steal_backoff {
         config.steal_backoff = duration(v);
     }
+    if let Some(v) = overrides.steal_fanout {
+        config.steal_fanout = v;
+    }
     if let Some(v) = overrides.max_peer_failures {
         config.max_peer_failures = v;
     }

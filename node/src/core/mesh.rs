@@ -64,6 +64,11 @@ pub struct CoreConfig {
     /// The first wait after a steal request came back empty; it doubles up to 1 s.
     /// Default: 20 ms.
     pub steal_backoff: Duration,
+    /// About how many steal requests should chase each queued job. When the idle nodes
+    /// outnumber the queued jobs by more than this, a node asks only with odds of
+    /// `steal_fanout * queued / idle` each `steal_backoff`, rather than every idle node at
+    /// once whenever a victim's queue turns non-empty. Default: 2.
+    pub steal_fanout: u32,
     /// A peer that fails this many jobs in a row for infrastructure reasons is avoided.
     /// Default: 3.
     pub max_peer_failures: u32,
@@ -86,6 +91,7 @@ impl CoreConfig {
             idle_beacon_interval: Duration::from_secs(10),
             have_delay: Duration::from_millis(50),
             steal_backoff: Duration::from_millis(20),
+            steal_fanout: 2,
             max_peer_failures: 3,
             avoid_for: Duration::from_secs(60),
             max_holder_entries: 1_000_000,
@@ -432,7 +438,8 @@ pub struct Core {
     platform: String,
     tools: BTreeSet<Digest>,
     scheduler: Scheduler,
-    peers: BTreeMap<NodeId, PeerState>,
+    /// Only looked up (every gossip message looks its sender up); listed sorted.
+    peers: HashMap<NodeId, PeerState>,
     holders: Holders,
     /// Jobs of this node's builds that run on peers.
     leases: BTreeMap<JobId, LeaseOut>,
@@ -448,6 +455,9 @@ pub struct Core {
     busy_peers: BTreeSet<NodeId>,
     /// The steal request in flight: the victim, and when it was sent.
     steal_pending: Option<(NodeId, Time)>,
+    /// No steal attempt before this: the last roll of the odds (see
+    /// [`CoreConfig::steal_fanout`]) said not to ask.
+    steal_gate: Time,
     /// Peers asked for a job's result, per lookup in flight.
     queries: HashMap<(BuildId, JobId), Vec<NodeId>>,
     pending_have: Vec<JobId>,
@@ -479,7 +489,7 @@ impl Core {
             local,
             platform,
             tools,
-            peers: BTreeMap::new(),
+            peers: HashMap::new(),
             holders: Holders::default(),
             leases: BTreeMap::new(),
             lease_deadlines: BTreeSet::new(),
@@ -487,6 +497,7 @@ impl Core {
             renewals: BTreeSet::new(),
             busy_peers: BTreeSet::new(),
             steal_pending: None,
+            steal_gate: Time::ZERO,
             queries: HashMap::new(),
             pending_have: Vec::new(),
             have_due: None,
@@ -575,7 +586,8 @@ impl Core {
                 if let Some(state) = self.peers.get(peer) {
                     let ready = state
                         .steal_backoff_until
-                        .max(state.avoid_until.unwrap_or(Time::ZERO));
+                        .max(state.avoid_until.unwrap_or(Time::ZERO))
+                        .max(self.steal_gate);
                     next = next.min(ready);
                 }
             }
@@ -770,8 +782,10 @@ impl Core {
 
     /// What this node knows of its peers.
     pub fn peers(&self) -> Vec<PeerView> {
-        self.peers
-            .iter()
+        let mut peers: Vec<(&NodeId, &PeerState)> = self.peers.iter().collect();
+        peers.sort_unstable_by_key(|(node, _)| **node);
+        peers
+            .into_iter()
             .map(|(node, state)| PeerView {
                 node: *node,
                 beacon: state.beacon.clone(),
@@ -1163,36 +1177,45 @@ impl Core {
     }
 
     fn maybe_steal(&mut self, now: Time) {
-        if self.steal_pending.is_some() || !self.may_steal() {
+        if self.steal_pending.is_some() || now < self.steal_gate || !self.may_steal() {
             return;
         }
         // Victims: busy peers on this platform, not avoided, not backing off; picked at
-        // random with odds in proportion to their queue, so thieves spread out.
-        let candidates: Vec<(NodeId, u64)> = self
+        // random with odds in proportion to their queue, so thieves spread out. (Counted
+        // and picked in two passes: this runs after every event, most often to find no
+        // victim or to be turned away by the odds below.)
+        let total: u64 = self
             .busy_peers
             .iter()
-            .filter_map(|node| Some((node, self.peers.get(node)?)))
-            .filter(|(_, p)| p.avoid_until.is_none_or(|until| until <= now))
-            .filter(|(_, p)| p.steal_backoff_until <= now)
-            .filter_map(|(node, p)| {
-                let beacon = p.beacon.as_ref()?;
-                (beacon.queue_len > 0 && beacon.platform == self.platform)
-                    .then_some((*node, u64::from(beacon.queue_len)))
-            })
-            .collect();
-        let total: u64 = candidates.iter().map(|(_, q)| q).sum();
+            .filter_map(|node| self.steal_weight(node, now))
+            .sum();
         if total == 0 {
             return;
         }
+        // Many idle nodes, few queued jobs: ask with odds that make about `steal_fanout`
+        // requests per queued job, and roll again after `steal_backoff`. Every peer not
+        // known to be busy counts as a competitor, and so does this node.
+        let idle = (self.peers.len() - self.busy_peers.len().min(self.peers.len()) + 1) as u64;
+        let wanted = total.saturating_mul(u64::from(self.config.steal_fanout.max(1)));
+        if wanted < idle && self.next_random() % idle >= wanted {
+            self.steal_gate = now + self.config.steal_backoff.max(Duration::from_millis(1));
+            return;
+        }
         let mut pick = self.next_random() % total;
-        let mut victim = candidates[0].0;
-        for (node, queue) in &candidates {
-            if pick < *queue {
-                victim = *node;
+        let mut victim = None;
+        for node in &self.busy_peers {
+            let Some(queue) = self.steal_weight(node, now) else {
+                continue;
+            };
+            if victim.is_none() || pick < queue {
+                victim = Some(*node);
+            }
+            if pick < queue {
                 break;
             }
             pick -= queue;
         }
+        let Some(victim) = victim else { return };
         let max_jobs = self.shared_slots_free().min(self.config.steal_batch).max(1);
         self.steal_pending = Some((victim, now));
         self.stats.steal_requests += 1;
@@ -1204,6 +1227,17 @@ impl Core {
                 tools: self.tools.iter().copied().collect(),
             },
         });
+    }
+
+    /// A busy peer's queue, when it may be asked for work now.
+    fn steal_weight(&self, node: &NodeId, now: Time) -> Option<u64> {
+        let p = self.peers.get(node)?;
+        if p.avoid_until.is_some_and(|until| until > now) || p.steal_backoff_until > now {
+            return None;
+        }
+        let beacon = p.beacon.as_ref()?;
+        (beacon.queue_len > 0 && beacon.platform == self.platform)
+            .then_some(u64::from(beacon.queue_len))
     }
 
     /// Asks the next peer that announced the job's result; false when none is left.
