@@ -292,54 +292,43 @@ struct Stolen {
     next_renew: Time,
 }
 
-/// Which peers hold which results, bounded: the oldest entries go first.
+/// Which peers hold which results, bounded to about `cap` job-to-holder entries: the least
+/// recently announced go first.
 ///
-/// Most results have one holder, kept inline (no allocation, one cache line less per
-/// lookup). The eviction order names peers by a small index rather than their 32-byte id.
-/// netsim measured `add` as the hottest function of a 100-node mesh, and this layout makes a
-/// node's map about half the size.
+/// Every node keeps an entry for every result announced in the mesh, so this is a node's
+/// largest structure (and, in netsim, a thousand nodes' largest). An entry is 48 bytes: the
+/// job id and, for the usual single holder, the holder's index in a table of peers (more
+/// holders go in a list of their ids). Instead of a queue of every entry in announcement
+/// order, entries live in two generations: new ones in `young`; when `young` holds half the
+/// cap, `old` is dropped and `young` becomes `old`. An entry announced again moves to `young`.
 #[derive(Debug, Default)]
 struct Holders {
-    by_job: HashMap<JobId, HolderList>,
+    young: HashMap<JobId, HolderList>,
+    old: HashMap<JobId, HolderList>,
+    /// Job-to-holder entries in each generation.
+    young_entries: usize,
+    old_entries: usize,
     /// Each peer's id and entries, by the peer's index.
     peers: Vec<(NodeId, usize)>,
     index: HashMap<NodeId, u32>,
-    order: VecDeque<(JobId, u32)>,
 }
 
 /// The holders of one result.
 #[derive(Debug)]
 enum HolderList {
-    One(NodeId),
-    Many(Vec<NodeId>),
+    /// One holder, by its index in [`Holders::peers`].
+    One(u32),
+    /// Several, by id (rare: a result made twice, or fetched and announced).
+    // A boxed Vec is 8 bytes where a Vec is 24: it keeps every entry at 48 bytes.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<NodeId>>),
 }
 
 impl HolderList {
-    fn as_slice(&self) -> &[NodeId] {
+    fn len(&self) -> usize {
         match self {
-            HolderList::One(peer) => std::slice::from_ref(peer),
-            HolderList::Many(peers) => peers,
-        }
-    }
-
-    /// Removes `peer`; returns whether it was there.
-    fn remove(&mut self, peer: NodeId) -> bool {
-        match self {
-            HolderList::One(p) => *p == peer,
-            HolderList::Many(peers) => match peers.iter().position(|p| *p == peer) {
-                Some(i) => {
-                    peers.swap_remove(i);
-                    true
-                }
-                None => false,
-            },
-        }
-    }
-
-    fn is_empty_after(&self, removed: bool) -> bool {
-        match self {
-            HolderList::One(_) => removed,
-            HolderList::Many(peers) => peers.is_empty(),
+            HolderList::One(_) => 1,
+            HolderList::Many(peers) => peers.len(),
         }
     }
 }
@@ -354,45 +343,70 @@ impl Holders {
         index
     }
 
-    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
-        match self.by_job.entry(job) {
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(HolderList::One(peer));
-            }
-            std::collections::hash_map::Entry::Occupied(mut entry) => {
-                let holders = entry.get_mut();
-                if holders.as_slice().contains(&peer) {
-                    return;
-                }
-                match holders {
-                    HolderList::One(first) => *holders = HolderList::Many(vec![*first, peer]),
-                    HolderList::Many(peers) => peers.push(peer),
-                }
-            }
-        }
-        let index = self.peer_index(peer);
-        self.peers[index as usize].1 += 1;
-        self.order.push_back((job, index));
-        while self.order.len() > cap {
-            let Some((old_job, old_index)) = self.order.pop_front() else {
-                break;
-            };
-            self.remove_one(old_job, old_index);
+    fn slice<'a>(&'a self, list: &'a HolderList) -> &'a [NodeId] {
+        match list {
+            HolderList::One(index) => self
+                .peers
+                .get(*index as usize)
+                .map(|(peer, _)| std::slice::from_ref(peer))
+                .unwrap_or(&[]),
+            HolderList::Many(peers) => peers,
         }
     }
 
-    fn remove_one(&mut self, job: JobId, index: u32) {
-        let Some((peer, count)) = self.peers.get_mut(index as usize) else {
-            return;
+    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
+        let index = self.peer_index(peer);
+        let list = match self.young.remove(&job) {
+            Some(list) => Some(list),
+            None => self.old.remove(&job).inspect(|list| {
+                self.old_entries -= list.len();
+                self.young_entries += list.len();
+            }),
         };
-        if let Some(holders) = self.by_job.get_mut(&job) {
-            let removed = holders.remove(*peer);
-            if removed {
-                *count -= 1;
+        let list = match list {
+            None => {
+                self.young_entries += 1;
+                self.peers[index as usize].1 += 1;
+                HolderList::One(index)
             }
-            if holders.is_empty_after(removed) {
-                self.by_job.remove(&job);
+            Some(list) => {
+                if self.slice(&list).contains(&peer) {
+                    list
+                } else {
+                    self.young_entries += 1;
+                    self.peers[index as usize].1 += 1;
+                    let mut ids = self.slice(&list).to_vec();
+                    ids.push(peer);
+                    HolderList::Many(Box::new(ids))
+                }
             }
+        };
+        self.young.insert(job, list);
+        let cap = cap.max(1);
+        if self.young_entries + self.old_entries > cap && self.young_entries >= cap.div_ceil(2) {
+            // The old generation goes.
+            let old = std::mem::take(&mut self.old);
+            for list in old.values() {
+                match list {
+                    HolderList::One(i) => self.discount(*i),
+                    HolderList::Many(ids) => {
+                        for id in ids.iter() {
+                            if let Some(&i) = self.index.get(id) {
+                                self.discount(i);
+                            }
+                        }
+                    }
+                }
+            }
+            self.old = std::mem::take(&mut self.young);
+            self.old_entries = self.young_entries;
+            self.young_entries = 0;
+        }
+    }
+
+    fn discount(&mut self, index: u32) {
+        if let Some((_, count)) = self.peers.get_mut(index as usize) {
+            *count = count.saturating_sub(1);
         }
     }
 
@@ -404,11 +418,29 @@ impl Holders {
             Some((_, count)) if *count > 0 => *count = 0,
             _ => return,
         }
-        self.by_job.retain(|_, holders| {
-            let removed = holders.remove(peer);
-            !holders.is_empty_after(removed)
-        });
-        self.order.retain(|(_, i)| *i != index);
+        let mut removed = [0usize; 2];
+        for (map, removed) in [&mut self.young, &mut self.old]
+            .into_iter()
+            .zip(&mut removed)
+        {
+            map.retain(|_, list| match list {
+                HolderList::One(i) => {
+                    let keep = *i != index;
+                    if !keep {
+                        *removed += 1;
+                    }
+                    keep
+                }
+                HolderList::Many(ids) => {
+                    let before = ids.len();
+                    ids.retain(|id| *id != peer);
+                    *removed += before - ids.len();
+                    !ids.is_empty()
+                }
+            });
+        }
+        self.young_entries -= removed[0];
+        self.old_entries -= removed[1];
     }
 
     fn count(&self, peer: &NodeId) -> usize {
@@ -419,10 +451,10 @@ impl Holders {
     }
 
     fn get(&self, job: &JobId) -> &[NodeId] {
-        self.by_job
-            .get(job)
-            .map(HolderList::as_slice)
-            .unwrap_or(&[])
+        match self.young.get(job).or_else(|| self.old.get(job)) {
+            Some(list) => self.slice(list),
+            None => &[],
+        }
     }
 
     fn holds(&self, job: &JobId, peer: NodeId) -> bool {

@@ -540,3 +540,40 @@ fn dependents_prefer_the_thief_that_holds_their_deps() {
     );
     while sim.core(node(1)).poll_effect().is_some() {}
 }
+
+#[test]
+fn the_holder_map_is_bounded_and_forgets_the_least_recently_announced() {
+    let mut sim = Sim::new(&[
+        (1, 1, SharePolicy::Never, true),
+        (2, 1, SharePolicy::Never, true),
+        (3, 1, SharePolicy::Never, true),
+    ]);
+    let now = sim.now;
+    let core = sim.core(node(1));
+    // A small cap, for the test.
+    let cap = 100;
+    let mut config = core.config().clone();
+    config.max_holder_entries = cap;
+    let mut core = Core::new(node(1), "linux".into(), BTreeSet::from([CC]), config);
+    core.on_peer_up(now, node(2));
+    core.on_peer_up(now, node(3));
+    let ids: Vec<JobId> = (0..400u32)
+        .map(|i| JobId(Digest::of(&i.to_le_bytes())))
+        .collect();
+    for chunk in ids.chunks(10) {
+        core.on_have(now, node(2), chunk);
+    }
+    let kept: usize = core.peers().iter().map(|p| p.n_results).sum();
+    assert!(kept <= cap && kept >= cap / 2, "{kept} entries kept");
+    assert!(core.holders(&ids[0]).is_empty(), "the oldest went first");
+    assert_eq!(core.holders(&ids[399]), &[node(2)]);
+    // Announced by another peer too: two holders.
+    core.on_have(now, node(3), &ids[399..]);
+    assert_eq!(core.holders(&ids[399]), &[node(2), node(3)]);
+    // A peer that goes away takes its entries along.
+    core.on_peer_down(now, node(2));
+    assert_eq!(core.holders(&ids[399]), &[node(3)]);
+    assert!(core.holders(&ids[398]).is_empty());
+    assert_eq!(core.peers().iter().map(|p| p.n_results).sum::<usize>(), 1);
+    while core.poll_effect().is_some() {}
+}
