@@ -361,6 +361,21 @@ fn print_mesh(mesh: Option<&MeshStatus>) {
         "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
         mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
     );
+    let ms = |us: u64| us as f64 / 1000.0;
+    if let Some((p50, p99)) = mesh.steal_wait_us {
+        println!(
+            "  stealing  jobs waited {:.1} ms (p50), {:.1} ms (p99) before a thief took them",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    if let Some((p50, p99)) = mesh.peer_hit_us {
+        println!(
+            "  peer hits {:.2} ms (p50), {:.2} ms (p99) from query to checked answer",
+            ms(p50),
+            ms(p99)
+        );
+    }
 }
 
 fn print_peers(peers: &[PeerReport]) {

@@ -127,6 +127,8 @@ pub enum Effect {
         job: JobId,
         /// The thief.
         peer: NodeId,
+        /// How long the job waited in the queue before it was lent.
+        waited: Duration,
     },
     /// Stop a job of this node's that runs here; then answer with [`Core::on_job_finished`].
     Cancel {
@@ -710,7 +712,7 @@ impl Core {
         });
         let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut leases = Vec::with_capacity(given.len());
-        for (build, id, job) in given {
+        for (build, id, job, queued_at) in given {
             self.leases.insert(
                 id,
                 LeaseOut {
@@ -724,6 +726,7 @@ impl Core {
                 build,
                 job: id,
                 peer,
+                waited: now.since(queued_at),
             });
             // The shell adds where the deps' outputs are.
             leases.push(Lease {

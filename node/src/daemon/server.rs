@@ -361,7 +361,14 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         peer_cache_hits: report.stats.peer_cache_hits,
         leases_requeued: report.stats.leases_requeued,
         nondeterministic: report.nondeterministic,
+        steal_wait_us: report.steal_wait.map(micros_pair),
+        peer_hit_us: report.peer_hit.map(micros_pair),
     })
+}
+
+fn micros_pair((a, b): (Duration, Duration)) -> (u64, u64) {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    (micros(a), micros(b))
 }
 
 /// `weft peers`: every peer the mesh knows, with what the core knows of it.

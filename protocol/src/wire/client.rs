@@ -272,6 +272,11 @@ pub struct MeshStatus {
     pub leases_requeued: u64,
     /// Jobs for which two different results were seen.
     pub nondeterministic: u64,
+    /// How long lent jobs waited in the queue before a thief took them, in microseconds:
+    /// (p50, p99) of the latest ones.
+    pub steal_wait_us: Option<(u64, u64)>,
+    /// How long peer cache hits took, query to checked answer, in microseconds: (p50, p99).
+    pub peer_hit_us: Option<(u64, u64)>,
 }
 
 /// One peer, as `weft peers` shows it.

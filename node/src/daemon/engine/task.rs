@@ -90,6 +90,10 @@ pub(crate) struct MeshReport {
     pub(crate) stats: CoreStats,
     pub(crate) nondeterministic: u64,
     pub(crate) running: usize,
+    /// How long lent jobs waited in the queue before a thief took them: (p50, p99).
+    pub(crate) steal_wait: Option<(Duration, Duration)>,
+    /// How long peer cache hits took, from the query to the checked answer: (p50, p99).
+    pub(crate) peer_hit: Option<(Duration, Duration)>,
 }
 
 /// A handle to the engine task.
@@ -197,6 +201,9 @@ impl Engine {
             stolen_reports: HashMap::new(),
             recent: VecDeque::new(),
             nondeterministic: 0,
+            queries_sent: HashMap::new(),
+            steal_waits: Latencies::default(),
+            peer_hits: Latencies::default(),
             epoch: Instant::now(),
             inbox: inbox.clone(),
         };
@@ -280,6 +287,10 @@ pub(super) struct EngineTask {
     pub(super) recent: VecDeque<JobId>,
     /// Jobs for which two different results were seen.
     pub(super) nondeterministic: u64,
+    /// When each cache query to a peer went out.
+    pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
+    steal_waits: Latencies,
+    peer_hits: Latencies,
     epoch: Instant,
     pub(super) inbox: mpsc::UnboundedSender<Command>,
 }
@@ -401,6 +412,8 @@ impl EngineTask {
                     stats: self.core.stats(),
                     nondeterministic: self.nondeterministic,
                     running: self.core.running(),
+                    steal_wait: self.steal_waits.percentiles(),
+                    peer_hit: self.peer_hits.percentiles(),
                 });
             }
             Command::Finished { build, job, run } => self.finished(now, build, job, run),
@@ -410,6 +423,11 @@ impl EngineTask {
                 peer,
                 result,
             } => {
+                if let Some(sent) = self.queries_sent.remove(&(build, job))
+                    && result.is_some()
+                {
+                    self.peer_hits.record(sent.elapsed());
+                }
                 let hit = match result {
                     Some(result) => {
                         if let Some(state) = self.builds.get_mut(&build) {
@@ -496,7 +514,13 @@ impl EngineTask {
                         });
                     }
                 }
-                Effect::GivenAway { build, job, peer } => {
+                Effect::GivenAway {
+                    build,
+                    job,
+                    peer,
+                    waited,
+                } => {
+                    self.steal_waits.record(waited);
                     if let Some(state) = self.builds.get(&build) {
                         let name = state.name(job);
                         state.emit(BuildEvent::Started {
@@ -785,5 +809,33 @@ impl KnownResults {
             self.results.clear();
         }
         self.results.entry(job).or_insert_with(|| result.clone());
+    }
+}
+
+/// The latest durations of something, for percentiles.
+#[derive(Default)]
+struct Latencies {
+    samples: VecDeque<Duration>,
+}
+
+impl Latencies {
+    const KEPT: usize = 4096;
+
+    fn record(&mut self, sample: Duration) {
+        if self.samples.len() == Self::KEPT {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The median and the 99th percentile.
+    fn percentiles(&self) -> Option<(Duration, Duration)> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
+        sorted.sort();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
     }
 }
