@@ -4,6 +4,8 @@
 //! mDNS is never enabled here: it would send multicast on the machine's real network
 //! interface, and libp2p-mdns ignores loopback. The LAN test in network namespaces covers it.
 
+#![cfg(feature = "shell")]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
