@@ -930,13 +930,10 @@ impl Core {
         for (origin, jobs) in renewals {
             self.effects.push_back(Effect::SendRenew { origin, jobs });
         }
-        if self
-            .steal_pending
-            .is_some_and(|(_, sent)| now >= sent + STEAL_TIMEOUT)
+        if let Some((victim, sent)) = self.steal_pending
+            && now >= sent + STEAL_TIMEOUT
         {
-            if let Some((victim, _)) = self.steal_pending {
-                self.on_steal_failed(now, victim);
-            }
+            self.on_steal_failed(now, victim);
         }
         self.after_event(now);
     }

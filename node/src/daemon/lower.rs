@@ -31,7 +31,7 @@ pub(crate) enum LowerError {
         /// The target.
         label: String,
         /// What went wrong.
-        source: ExecError,
+        source: Box<ExecError>,
     },
     /// The job is malformed; the front end should have caught it.
     #[error("target `{label}`: {message}")]
@@ -60,7 +60,7 @@ pub(crate) fn lower_targets(
         };
         let exec_err = |source: ExecError| LowerError::Exec {
             label: label.to_string(),
-            source,
+            source: Box::new(source),
         };
         let mut inputs = Vec::with_capacity(target.srcs.len());
         for src in &target.srcs {

@@ -255,7 +255,7 @@ async fn run_plan(
                         client_gone = true;
                     }
                     if let Some(EngineEvent::Done { outcome, results }) = done {
-                        return Ok((!client_gone).then(|| Finished {
+                        return Ok((!client_gone).then_some(Finished {
                             cancelled: outcome.cancelled,
                             outcome,
                             results,

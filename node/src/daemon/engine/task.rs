@@ -395,12 +395,13 @@ impl EngineTask {
                             job_timeout: plan.job_timeout,
                         },
                     );
-                    if self.context.mesh.is_some() && self.core.peers().is_empty() {
-                        if let Some(state) = self.builds.get(&build) {
-                            state.emit(BuildEvent::Notice(
-                                "no peers are connected: building locally".to_owned(),
-                            ));
-                        }
+                    if self.context.mesh.is_some()
+                        && self.core.peers().is_empty()
+                        && let Some(state) = self.builds.get(&build)
+                    {
+                        state.emit(BuildEvent::Notice(
+                            "no peers are connected: building locally".to_owned(),
+                        ));
                     }
                 }
                 let _ = reply.send(result);
@@ -657,7 +658,7 @@ impl EngineTask {
             return;
         }
         let outcome = match run {
-            OwnRun::Ran(outcome) => outcome,
+            OwnRun::Ran(outcome) => *outcome,
             OwnRun::DepsLost(lost) => {
                 let name = state.name(id);
                 warn!(job = %id, %name, n_lost = lost.len(), "deps' outputs are gone; running them again");
