@@ -185,10 +185,16 @@ impl std::io::Read for PatternReader {
 const BENCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/weft-bench/1");
 
 async fn bench_libp2p(args: &Args) {
+    let (mtu, stream_window, conn_window) = (args.mtu, args.stream_window, args.conn_window);
     let build = || {
         libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_ed25519())
             .with_tokio()
-            .with_quic_config(mesh::quic_transport_config)
+            .with_quic_config(|config| {
+                let mut config = mesh::quic_transport_config(config).mtu_upper_bound(mtu);
+                config.max_stream_data = u32::try_from(stream_window).unwrap_or(u32::MAX);
+                config.max_connection_data = u32::try_from(conn_window).unwrap_or(u32::MAX);
+                config
+            })
             .with_behaviour(|_| libp2p_stream::Behaviour::new())
             .expect("behaviour")
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
