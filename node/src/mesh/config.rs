@@ -137,12 +137,12 @@ pub(crate) fn gossipsub_scoring() -> (gossipsub::PeerScoreParams, gossipsub::Pee
     (params, gossipsub::PeerScoreThresholds::default())
 }
 
-/// The QUIC transport's settings.
+/// The QUIC transport's settings (public for the transfer benchmark).
 ///
 /// Receive windows: the defaults (10 MB per stream, 15 MB per connection) already exceed the
 /// bandwidth-delay product of a LAN (1.25 MB at 10 Gbit/s and 1 ms). See `bench/RESULTS.md`
 /// for the throughput measured with these settings.
-pub(crate) fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {
+pub fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {
     config.handshake_timeout = Duration::from_secs(10);
     config.max_idle_timeout = 30_000;
     config.keep_alive_interval = Duration::from_secs(5);

@@ -559,10 +559,8 @@ impl Driver {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { peer_id, .. } => {
-                if self.announced.contains(&peer_id) {
-                    self.flush_pending_gossip();
-                }
+            gossipsub::Event::Subscribed { peer_id, .. } if self.announced.contains(&peer_id) => {
+                self.flush_pending_gossip();
             }
             _ => {}
         }
@@ -711,10 +709,10 @@ impl Driver {
             .map(|(peer, _)| *peer)
             .collect();
         for peer in due {
-            if let Some((_, addr)) = self.delayed_dials.remove(&peer) {
-                if !self.swarm.is_connected(&peer) {
-                    self.dial_peer(peer, addr);
-                }
+            if let Some((_, addr)) = self.delayed_dials.remove(&peer)
+                && !self.swarm.is_connected(&peer)
+            {
+                self.dial_peer(peer, addr);
             }
         }
         // Old undelivered gossip.
