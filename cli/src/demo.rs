@@ -212,10 +212,10 @@ async fn wait_for_peers(node: &Node, n: usize) -> Result<()> {
     loop {
         let mut client = Client::connect(&node.home.socket(), &launch::binary_id()).await?;
         client.send(&ClientMessage::Peers).await?;
-        if let Some(DaemonMessage::Peers(peers)) = client.recv().await? {
-            if peers.iter().filter(|p| p.admission == "admitted").count() >= n {
-                return Ok(());
-            }
+        if let Some(DaemonMessage::Peers(peers)) = client.recv().await?
+            && peers.iter().filter(|p| p.admission == "admitted").count() >= n
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(

@@ -196,9 +196,8 @@ fn failure_text(report: &FailureReport) -> String {
     if !report.command.is_empty() {
         text.push_str(&format!("\n  command: {}", shell_words(&report.command)));
     }
-    match report.exit_code {
-        Some(code) => text.push_str(&format!("\n  exit code: {code}")),
-        None => {}
+    if let Some(code) = report.exit_code {
+        text.push_str(&format!("\n  exit code: {code}"));
     }
     if !report.message.is_empty() {
         text.push_str(&format!("\n  {}", report.message));
