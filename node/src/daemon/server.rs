@@ -1,7 +1,9 @@
 //! The daemon's main loop: accept clients, serve their requests, and stop when told to or
 //! when idle for too long.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) engine: Engine,
     pub(crate) loader: Mutex<Loader>,
+    /// The last lowering of each workspace's graph.
+    pub(crate) lowered: Mutex<HashMap<PathBuf, Option<super::lower::LowerMemo>>>,
     pub(crate) digests: SourceDigests,
     pub(crate) toolchains: Arc<Toolchains>,
     /// The mesh, when this node has a team.
@@ -196,6 +200,7 @@ pub async fn run(
         store,
         engine,
         loader: Mutex::new(Loader::new()),
+        lowered: Mutex::new(HashMap::new()),
         locks: WorkspaceLocks::default(),
         next_build: AtomicU64::new(1),
         started: Instant::now(),

@@ -142,7 +142,7 @@ fn plan_build(
     shared: &Shared,
     workspace: &Workspace,
     patterns: &[String],
-) -> Result<(Vec<Label>, Lowered), String> {
+) -> Result<(Vec<Label>, Arc<Lowered>), String> {
     let started = Instant::now();
     let graph = {
         let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,8 +151,13 @@ fn plan_build(
             .map_err(|e| e.to_string())?
     };
     let loaded = started.elapsed();
-    let lowered = lower::lower_targets(workspace, &graph, &shared.digests, &shared.toolchains)
-        .map_err(|e| e.to_string())?;
+    let lowered = {
+        // The workspace's lock is held, so no other build of it uses this memo meanwhile.
+        let mut memos = shared.lowered.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = memos.entry(workspace.root.clone()).or_default();
+        lower::lower_cached(memo, workspace, &graph, &shared.digests, &shared.toolchains)
+            .map_err(|e| e.to_string())?
+    };
     info!(
         n_targets = graph.targets.len(),
         load_ms = loaded.as_millis() as u64,

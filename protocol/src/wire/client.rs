@@ -16,6 +16,11 @@ use super::SharePolicy;
 use crate::{JobId, NodeId};
 
 /// What the client says.
+///
+/// Compatibility: a client meets daemons of other builds whenever weft is upgraded, and must
+/// be able to greet one and ask it to stop. So `Hello` and `Shutdown` (and the daemon's
+/// `Hello` and `ShuttingDown`) keep their positions in these enums for good, and new
+/// variants go at the end; `protocol/tests/hostile.rs` pins their encodings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMessage {
     /// The first message: who the client is.
@@ -32,8 +37,6 @@ pub enum ClientMessage {
     Query(QueryRequest),
     /// Report the daemon's state.
     Status,
-    /// Report every peer of the mesh.
-    Peers,
     /// Report the store's size and contents.
     CacheStats,
     /// Shrink the store to at most `max_bytes`, least recently used first.
@@ -45,6 +48,8 @@ pub enum ClientMessage {
     CacheVerify,
     /// Stop the daemon once running builds are cancelled.
     Shutdown,
+    /// Report every peer of the mesh.
+    Peers,
 }
 
 /// A build request.
@@ -116,14 +121,14 @@ pub enum DaemonMessage {
     Status(DaemonStatus),
     /// Lines of text: the answer to a query.
     Lines(Vec<String>),
-    /// The answer to [`ClientMessage::Peers`].
-    Peers(Vec<PeerReport>),
     /// The answer to the cache commands.
     Cache(CacheReport),
     /// The request failed.
     Error(ErrorReport),
     /// The answer to [`ClientMessage::Shutdown`].
     ShuttingDown,
+    /// The answer to [`ClientMessage::Peers`].
+    Peers(Vec<PeerReport>),
 }
 
 /// One step of a build, streamed to the client as it happens.
