@@ -179,7 +179,11 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         // A zombie (state `Z`) has exited; it only waits to be reaped.
-        .map(|stat| stat.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
+        .map(|stat| {
+            stat.split_whitespace()
+                .nth(2)
+                .is_none_or(|state| state != "Z")
+        })
         .unwrap_or(false)
 }
 

@@ -229,8 +229,14 @@ fn an_idle_daemon_shuts_down() {
     wait_until(Duration::from_secs(15), "the idle daemon to exit", || {
         !alive(pid)
     });
+    // Like every command but `shutdown`, `status` starts a daemon when none runs.
     let status = env.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("no daemon is running"));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.starts_with("daemon pid "), "{stdout}");
+    assert!(
+        !stdout.starts_with(&format!("daemon pid {pid} ")),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -130,13 +130,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             }
         }
         Command::Status => {
-            let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
-                println!(
-                    "no daemon is running for the home `{}`",
-                    home.root().display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            };
+            let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Status).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Status(status)) => {
@@ -227,10 +221,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Peers => {
-            let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
-                println!("no daemon is running; start one with `weft status` or a build");
-                return Ok(ExitCode::SUCCESS);
-            };
+            let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Peers).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Peers(peers)) => {
@@ -582,6 +573,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             mdns: file.mdns,
         },
         test_corrupt_blobs: args.test_corrupt_blobs,
+        strict_sandbox: file.strict_sandbox || args.strict,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -166,7 +166,7 @@ pub async fn run(
             sandbox_root: home.sandboxes(),
             path_env: config.job_path.clone(),
             keep_failed_sandboxes: false,
-            strict: false,
+            strict: config.strict_sandbox,
         },
     )?;
     let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));

@@ -128,10 +128,9 @@ pub(crate) async fn build(
             }
         }
     }
-    info!(
-        total_ms = started.elapsed().as_millis() as u64,
-        "build done"
-    );
+    // The build's time includes publishing its outputs.
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    info!(total_ms = summary.duration_ms, "build done");
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await
@@ -389,7 +388,7 @@ pub(crate) async fn graph_run(
     else {
         return Ok(());
     };
-    let summary = summary(&finished.outcome, started);
+    let mut summary = summary(&finished.outcome, started);
     if !finished.cancelled {
         let shared = shared.clone();
         let published = tokio::task::spawn_blocking(move || {
@@ -403,8 +402,12 @@ pub(crate) async fn graph_run(
                     .map(|(name, path)| BuildEvent::Output { name, path });
                 send_events(&mut writer, outputs.collect()).await?;
             }
-            Ok(Err(message)) => error(&mut writer, &message).await?,
+            Ok(Err(message)) => {
+                summary.success = false;
+                error(&mut writer, &message).await?
+            }
             Err(e) => {
+                summary.success = false;
                 error(
                     &mut writer,
                     &format!("internal error while publishing: {e}"),
@@ -413,6 +416,7 @@ pub(crate) async fn graph_run(
             }
         }
     }
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await

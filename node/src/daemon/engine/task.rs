@@ -565,11 +565,8 @@ impl EngineTask {
             self.known.results.clear();
             self.known.removals = removals;
         }
-        let found = match self.known.results.get(&job) {
-            Some(result) => {
-                self.known.to_touch.push(job);
-                Ok(Some(result.clone()))
-            }
+        let found = match self.known.use_result(job) {
+            Some(result) => Ok(Some(result)),
             None => self.context.store.get_action(job),
         };
         match found {
@@ -742,7 +739,7 @@ impl EngineTask {
         let known = self
             .result_of(&job)
             .cloned()
-            .or_else(|| self.known.results.get(&job).cloned());
+            .or_else(|| self.known.get(&job).cloned());
         if let Some(known) = known
             && known.outputs != result.outputs
         {
@@ -796,7 +793,7 @@ async fn next_mesh_event(events: &mut Option<mpsc::Receiver<MeshEvent>>) -> Opti
 /// ([`Store::removals`]): a lookup of one of them needs no index read and no `stat`.
 #[derive(Default)]
 pub(super) struct KnownResults {
-    pub(super) results: HashMap<JobId, ActionResult>,
+    results: HashMap<JobId, (ActionResult, Instant)>,
     removals: u64,
     to_touch: Vec<JobId>,
 }
@@ -805,11 +802,31 @@ impl KnownResults {
     /// At most this many results are remembered; then the memory starts over.
     const CAPACITY: usize = 100_000;
 
+    /// A result served from memory is recorded as a use in the store at most this often: GC's
+    /// least-recently-used order needs minutes, not microseconds.
+    const TOUCH_EVERY: Duration = Duration::from_secs(300);
+
     pub(super) fn remember(&mut self, job: JobId, result: &ActionResult) {
         if self.results.len() >= Self::CAPACITY {
             self.results.clear();
         }
-        self.results.entry(job).or_insert_with(|| result.clone());
+        self.results
+            .entry(job)
+            .or_insert_with(|| (result.clone(), Instant::now()));
+    }
+
+    fn get(&self, job: &JobId) -> Option<&ActionResult> {
+        self.results.get(job).map(|(result, _)| result)
+    }
+
+    /// The result of `job`, noting a use to record in the store when one is due.
+    fn use_result(&mut self, job: JobId) -> Option<ActionResult> {
+        let (result, touched) = self.results.get_mut(&job)?;
+        if touched.elapsed() >= Self::TOUCH_EVERY {
+            *touched = Instant::now();
+            self.to_touch.push(job);
+        }
+        Some(result.clone())
     }
 }
 
