@@ -65,6 +65,23 @@ fn build_then_noop_rebuild_runs_nothing() {
             .unwrap_or_default()
             .contains("0 jobs ran, 3 from cache")
     );
+
+    // A published output that went away comes back, without running anything.
+    std::fs::remove_file(env.ws.path().join("weft-out/b.out")).expect("remove");
+    env.write("weft-out/c.out", "edited by hand\n");
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(events_of(&events, "Started").is_empty());
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
+    assert_eq!(env.read("weft-out/c.out"), "static\n");
+
+    // With the store emptied, the same build runs everything again.
+    let gc = env.run(&["cache", "gc", "--max-size", "0"]);
+    assert!(gc.status.success(), "{}", text(&gc));
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(names_of(&events, "Started"), ["//:a", "//:b", "//:c"]);
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) engine: Engine,
     pub(crate) loader: Mutex<Loader>,
+    /// The last successful build of each workspace, for replaying no-op builds.
+    pub(crate) last_builds: Mutex<HashMap<PathBuf, super::session::LastBuild>>,
     /// The last lowering of each workspace's graph.
     pub(crate) lowered: Mutex<HashMap<PathBuf, Option<super::lower::LowerMemo>>>,
     pub(crate) digests: SourceDigests,
@@ -201,6 +203,7 @@ pub async fn run(
         engine,
         loader: Mutex::new(Loader::new()),
         lowered: Mutex::new(HashMap::new()),
+        last_builds: Mutex::new(HashMap::new()),
         locks: WorkspaceLocks::default(),
         next_build: AtomicU64::new(1),
         started: Instant::now(),

@@ -28,8 +28,40 @@ use crate::frontend::{self, Workspace};
 /// What a finished build hands back for publishing its outputs.
 struct Finished {
     outcome: BuildOutcome,
-    results: HashMap<JobId, ActionResult>,
+    results: Arc<HashMap<JobId, ActionResult>>,
     cancelled: bool,
+}
+
+/// The last successful build of a workspace: the very jobs it ran (the same `Lowered` means
+/// the same graph, sources and tools), their results, and what it published. While the store
+/// removes nothing, building the same jobs again changes nothing: it is replayed.
+pub(crate) struct LastBuild {
+    lowered: Arc<Lowered>,
+    requested: Vec<Label>,
+    results: Arc<HashMap<JobId, ActionResult>>,
+    removals: u64,
+    /// Each published file and its inode, size and mtime as published.
+    published: HashMap<PathBuf, FileStamp>,
+}
+
+/// What tells that a published file is still the one weft put there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 /// Serves a build request.
@@ -80,18 +112,33 @@ pub(crate) async fn build(
         .iter()
         .filter_map(|l| lowered.ids.get(l).copied())
         .collect();
-    let Some(finished) = run_plan(
-        shared,
-        lowered.jobs.clone(),
-        wanted,
-        options,
-        timeout,
-        &mut reader,
-        &mut writer,
-    )
-    .await?
-    else {
-        return Ok(());
+    let last = {
+        let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+        builds.get(&workspace.root).and_then(|last| {
+            let same = Arc::ptr_eq(&last.lowered, &lowered)
+                && last.requested == requested
+                && last.removals == shared.store.removals();
+            same.then(|| (last.results.clone(), last.published.clone()))
+        })
+    };
+    let (finished, mut published) = match last {
+        Some((results, published)) => (replay(&lowered, results, &mut writer).await?, published),
+        None => {
+            let Some(finished) = run_plan(
+                shared,
+                lowered.jobs.clone(),
+                wanted,
+                options,
+                timeout,
+                &mut reader,
+                &mut writer,
+            )
+            .await?
+            else {
+                return Ok(());
+            };
+            (finished, HashMap::new())
+        }
     };
 
     info!(run_ms = started.elapsed().as_millis() as u64, "jobs done");
@@ -103,11 +150,43 @@ pub(crate) async fn build(
             .iter()
             .filter_map(|l| lowered.ids.get(l).map(|id| (l.clone(), *id)))
             .collect();
-        let published = tokio::task::spawn_blocking(move || {
-            publish_outputs(&shared, &workspace, &outputs, &jobs, &finished.results)
-        })
-        .await;
-        match published {
+        let results = finished.results.clone();
+        let publish = {
+            let workspace = workspace.clone();
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let paths = publish_outputs(
+                    &shared,
+                    &workspace,
+                    &outputs,
+                    &jobs,
+                    &results,
+                    &mut published,
+                );
+                (paths, published)
+            })
+            .await
+        };
+        let outcome = match publish {
+            Ok((paths, stamps)) => {
+                if paths.is_ok() {
+                    let mut builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+                    builds.insert(
+                        workspace.root.clone(),
+                        LastBuild {
+                            lowered: lowered.clone(),
+                            requested: requested.clone(),
+                            results: finished.results.clone(),
+                            removals: shared.store.removals(),
+                            published: stamps,
+                        },
+                    );
+                }
+                Ok(paths)
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(Ok(paths)) => {
                 let outputs = paths
                     .into_iter()
@@ -134,6 +213,36 @@ pub(crate) async fn build(
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await
+}
+
+/// Replays a build whose jobs are all known to be done: the events it would have streamed,
+/// without asking the engine.
+async fn replay(
+    lowered: &Lowered,
+    results: Arc<HashMap<JobId, ActionResult>>,
+    writer: &mut ConnWriter,
+) -> Result<Finished, ConnError> {
+    let n_jobs = lowered.jobs.len() as u64;
+    let mut events = Vec::with_capacity(lowered.jobs.len() + 1);
+    events.push(BuildEvent::Planned { n_jobs });
+    for (id, job) in &lowered.jobs {
+        events.push(BuildEvent::CacheHit {
+            job: *id,
+            name: job.name.clone(),
+            source: weft_protocol::wire::CacheSource::Local,
+        });
+    }
+    send_events(writer, events).await?;
+    let outcome = BuildOutcome {
+        success: true,
+        n_cached: n_jobs,
+        ..BuildOutcome::default()
+    };
+    Ok(Finished {
+        outcome,
+        results,
+        cancelled: false,
+    })
 }
 
 /// Loads the targets and lowers them to jobs, on a blocking thread.
@@ -262,7 +371,7 @@ async fn run_plan(
                         return Ok((!client_gone).then_some(Finished {
                             cancelled: outcome.cancelled,
                             outcome,
-                            results,
+                            results: Arc::new(results),
                         }));
                     }
                 }
@@ -270,7 +379,11 @@ async fn run_plan(
                     return if client_gone {
                         Ok(None)
                     } else {
-                        Ok(Some(Finished { cancelled: outcome.cancelled, outcome, results }))
+                        Ok(Some(Finished {
+                            cancelled: outcome.cancelled,
+                            outcome,
+                            results: Arc::new(results),
+                        }))
                     };
                 }
                 None => {
@@ -313,6 +426,7 @@ fn publish_outputs(
     outputs: &[(Label, JobId)],
     jobs: &HashMap<JobId, Arc<Job>>,
     results: &HashMap<JobId, ActionResult>,
+    stamps: &mut HashMap<PathBuf, FileStamp>,
 ) -> Result<Vec<(String, String)>, String> {
     let mut published = Vec::new();
     for (label, id) in outputs {
@@ -327,16 +441,23 @@ fn publish_outputs(
                 continue;
             };
             let dest = dir.join(out);
-            if !file.executable && shared.store.is_materialized(&file.digest, &dest) {
-                // Published by an earlier build and untouched since.
+            if stamps
+                .get(&dest)
+                .is_some_and(|stamp| FileStamp::of(&dest) == Some(*stamp))
+            {
+                // Published by the last build, and untouched since: one `lstat`.
                 let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
                 published.push((label.to_string(), shown.display().to_string()));
                 continue;
             }
+            // A copy, not a link: someone may edit it.
             shared
                 .store
-                .materialize(&file.digest, &dest, file.executable)
+                .export(&file.digest, &dest, file.executable)
                 .map_err(|e| format!("cannot publish `{out}` of `{label}`: {e}"))?;
+            if let Some(stamp) = FileStamp::of(&dest) {
+                stamps.insert(dest.clone(), stamp);
+            }
             let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
             published.push((label.to_string(), shown.display().to_string()));
         }
@@ -511,13 +632,13 @@ fn publish_graph(
         }
         shared
             .store
-            .materialize_tree(&result.output_tree, &dir)
+            .export_tree(&result.output_tree, &dir)
             .map_err(|e| format!("cannot publish the outputs of `{name}`: {e}"))?;
         for (stream, digest) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
             let path = out_dir.join(format!("{name}.{stream}"));
             shared
                 .store
-                .materialize(digest, &path, false)
+                .export(digest, &path, false)
                 .map_err(|e| format!("cannot publish the {stream} of `{name}`: {e}"))?;
         }
         published.push((name.clone(), dir.display().to_string()));
