@@ -46,11 +46,12 @@
 #               link cycle      process start of link k-1 to that of link k, minus the sleep:
 #                               everything between two links (T ending the job, storing and
 #                               reporting it, O fetching its outputs, then ready -> start)
-#             The daemons run with WEFT_LOG=info,weft_node=debug for this part only.
+#             The daemons run with WEFT_LOG=info,weft_node=debug (STEAL_LOG) for this part
+#             only.
 #
 # Usage: bench/mesh.sh             (from anywhere; builds target/release/weft first and runs a
 #                                   private copy of it, so a rebuild meanwhile changes nothing)
-# Takes about 6 minutes on a 2-core machine, most of it the one-node `sleep` builds.
+# Takes about 5 minutes on a 2-core machine, most of it the one-node `sleep` builds (3 x 53 s).
 # Knobs: RUNS        runs of each measurement (default 3)
 #        PARTS       which benchmarks (default "hits dist steal")
 #        HIT_JOBS    jobs in the fan of part 1 (default 500)
@@ -61,6 +62,8 @@
 #        SOLO=0      skip the one-node runs of part 2
 #        STEAL_CHAIN links in part 3 (default 50)
 #        STEAL_SECS  each link's sleep in part 3 (default 0.1)
+#        STEAL_LOG   WEFT_LOG of the daemons of part 3 (default info,weft_node=debug; without
+#                    weft_node's debug lines only the ready -> lent figure is measured)
 #        KEEP=1      keep the scratch directory (daemon logs, events; printed at the end)
 #        WEFT_BIN    a weft binary to measure instead of building target/release/weft
 # Needs bash, python3, and sh, sleep, bash on PATH (the jobs run them). Record the results in
@@ -83,6 +86,7 @@ DIST_SECS=${DIST_SECS:-0.25}
 SOLO=${SOLO:-1}
 STEAL_CHAIN=${STEAL_CHAIN:-50}
 STEAL_SECS=${STEAL_SECS:-0.1}
+STEAL_LOG=${STEAL_LOG:-info,weft_node=debug}
 KEEP=${KEEP:-0}
 
 # Short paths: a daemon's socket path must fit in 107 bytes.
@@ -104,6 +108,8 @@ cleanup() {
     exit "$status"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Stops one daemon we started: `weft shutdown`, then SIGKILL after 10 s.
 stop_daemon() {
@@ -131,7 +137,7 @@ GEN=$REPO/bench/gen_mesh.py
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "# $(date -u)  $(nproc) cores  load: $(load)  runs=$RUNS  parts: $PARTS"
-echo "# weft: $WEFT_BIN ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "# weft: $WEFT_BIN ($(git -C "$REPO" describe --always --dirty 2>/dev/null || echo "?"))"
 
 TOKEN=$("$BIN" --home "$WORK/team" team create | sed -n 's/^ *weft team join //p')
 [[ -n $TOKEN ]] || { echo "weft team create printed no token" >&2; exit 1; }
@@ -173,7 +179,12 @@ mesh_start() {
         for ((j = 0; j < n; j++)); do
             ((j == i)) || args+=(--peer "/ip4/127.0.0.1/udp/${ports[j]}/quic-v1")
         done
-        WEFT_LOG=$log "$BIN" "${args[@]}" </dev/null >"${HOMES[i]}/daemon.log" 2>&1 &
+        # An empty WEFT_LOG would silence the daemon; unset, it logs at `info`.
+        if [[ -n $log ]]; then
+            WEFT_LOG=$log "$BIN" "${args[@]}" </dev/null >"${HOMES[i]}/daemon.log" 2>&1 &
+        else
+            env -u WEFT_LOG "$BIN" "${args[@]}" </dev/null >"${HOMES[i]}/daemon.log" 2>&1 &
+        fi
         PIDS+=($!)
         echo "$! ${HOMES[i]}" >>"$DAEMONS"
     done
@@ -193,7 +204,8 @@ mesh_start() {
 # A lone daemon with no team (no mesh): solo_start HOME SLOTS. Sets HOMES and PIDS.
 solo_start() {
     mkdir -p "$1"
-    "$BIN" --home "$1" --max-idle-secs 900 daemon -j "$2" </dev/null >"$1/daemon.log" 2>&1 &
+    env -u WEFT_LOG "$BIN" --home "$1" --max-idle-secs 900 daemon -j "$2" </dev/null \
+        >"$1/daemon.log" 2>&1 &
     HOMES=("$1")
     PIDS=($!)
     echo "$! $1" >>"$DAEMONS"
@@ -215,7 +227,10 @@ mesh_stop() {
 build() {
     local home=$1 ws=$2 events=$3
     shift 3
-    if ! "$BIN" --home "$home" -C "$ws" build --events "$events" "$@" >"$events.out" 2>&1; then
+    # In the background, so that ^C or a TERM reaches the EXIT trap at once (bash runs a trap
+    # only after the foreground command ends, but interrupts `wait`).
+    "$BIN" --home "$home" -C "$ws" build --events "$events" "$@" >"$events.out" 2>&1 &
+    if ! wait $!; then
         echo "the build of $ws through $home failed:" >&2
         tail -20 "$events.out" >&2
         exit 1
@@ -297,7 +312,7 @@ part_hits() {
             s=$(events_summary "$dir/b.jsonl")
             p="part=hits variant=$variant run=$r n=$n p50=${p50:-?} p99=${p99:-?} load=$(load | tr ' ' /)"
             p+=" peer_cache=$(count "${HOMES[1]}" "results from peers' caches") $s"
-            p+=" a=[$(events_summary "$dir/a.jsonl" | cut -d' ' -f1-3)]"
+            p+=" $(events_summary "$dir/a.jsonl" | cut -d' ' -f1-3 | sed 's/\([a-z]*\)=/a_\1=/g')"
             echo "$p" | tee -a "$RESULTS"
             mesh_stop
         done
@@ -346,7 +361,7 @@ part_steal() {
         salt="steal-$r-$$-$RANDOM"
         python3 "$GEN" long "$dir/long" "$salt" 600
         python3 "$GEN" stamps "$dir/chain" "$salt" "$STEAL_CHAIN" "$STEAL_SECS"
-        mesh_start "$dir" always "info,weft_node=debug" 1 1
+        mesh_start "$dir" always "$STEAL_LOG" 1 1
         # Occupy the origin's only slot. The build is cancelled when its client goes away.
         "$BIN" --home "${HOMES[0]}" -C "$dir/long" build --events "$dir/long.jsonl" \
             >"$dir/long.out" 2>&1 &
@@ -425,5 +440,9 @@ done
 
 echo
 echo "# load after: $(load)  $(date -u)"
+echo "# warnings and errors in the daemon logs (timestamps and ids elided), by count:"
+find "$WORK" -name daemon.log -exec grep -ahE ' (WARN|ERROR) ' {} + |
+    sed -E 's/^[^ ]+ +//; s/12D3Koo[A-Za-z0-9]+/<peer>/g; s/\b[0-9a-f]{16,64}\b/<id>/g' |
+    sort | uniq -c | sort -rn | sed 's/^/#   /' || true
 python3 "$REPO/bench/mesh_report.py" "$RESULTS" "$DIST_JOBS" "$DIST_CHAIN" "$DIST_SECS" |
     tee "$WORK/report.md"

@@ -396,3 +396,26 @@ fn the_bundled_example_builds_and_runs() {
         "HELLO, MESH (GREET 1.0)\n"
     );
 }
+
+#[test]
+fn two_targets_that_would_publish_the_same_file_are_an_error() {
+    let env = TestEnv::new();
+    env.write(
+        "BUILD",
+        r#"job(name = "a", outs = ["o"], cmds = [cat("{{OUTPUT_DIR}}/o", "a")])
+job(name = "b", outs = ["o"], cmds = [cat("{{OUTPUT_DIR}}/o", "b")])
+"#,
+    );
+    let output = env.run(&["build"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`//:a` and `//:b` both declare the out `o`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`weft-out/o`"), "{stderr}");
+    // One of them alone is fine.
+    let output = env.run(&["build", "//:b"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/o"), "b");
+}

@@ -159,6 +159,7 @@ async fn run_nodes(nodes: &mut [Node], workspace: &Path) -> Result<ExitCode> {
         keep_going: false,
         block_for_lock: true,
         job_timeout_secs: None,
+        every_event: true,
     };
     let client = Client::connect(&nodes[0].home.socket(), &launch::binary_id()).await?;
     let run = RunArgs {

@@ -167,15 +167,26 @@ async fn stop_by_pid(home: &Home) -> Result<()> {
 }
 
 /// Whether `pid` exited within `limit`.
-async fn wait_for_exit(pid: u32, limit: Duration) -> bool {
+pub(crate) async fn wait_for_exit(pid: u32, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while Path::new(&format!("/proc/{pid}")).exists() {
+    while !exited(pid) {
         if Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     true
+}
+
+/// Whether `pid` is gone, or a zombie that only waits for its parent to reap it.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
 }
 
 /// Sends `signal` to `pid`.

@@ -7,7 +7,7 @@ mod demo;
 mod launch;
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,8 +49,12 @@ fn main() -> ExitCode {
 /// `WEFT_LOG` sets the filter (default `info` for the daemon, `warn` for a client).
 fn init_tracing(daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // An empty `WEFT_LOG` means the default, not "log nothing".
+    let filter = std::env::var("WEFT_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -63,11 +67,12 @@ fn init_tracing(daemon: bool) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // `--home` is relative to where `weft` was started, not to `-C`'s directory.
+    let home = launch::resolve_home(cli.home.as_deref())?;
     if let Some(dir) = &cli.directory {
         std::env::set_current_dir(dir)
             .with_context(|| format!("cannot change to `{}`", dir.display()))?;
     }
-    let home = launch::resolve_home(cli.home.as_deref())?;
     if let Command::Daemon(args) = &cli.command {
         return run_daemon(&home, cli.max_idle_secs, args);
     }
@@ -254,6 +259,7 @@ async fn build(home: &Home, max_idle_secs: u64, args: BuildArgs) -> Result<ExitC
         keep_going: args.run.keep_going,
         block_for_lock: !args.no_block_for_lock,
         job_timeout_secs: args.run.job_timeout,
+        every_event: args.run.events.is_some(),
     };
     let client = launch::connect(home, max_idle_secs).await?;
     stream_build(client, ClientMessage::Build(request), &args.run).await
@@ -371,7 +377,10 @@ fn print_mesh(mesh: Option<&MeshStatus>) {
 
 fn print_peers(peers: &[PeerReport]) {
     if peers.is_empty() {
-        println!("no peers (with no team, there is no mesh: see `weft team`)");
+        println!(
+            "no peers yet. With no team there is no mesh (see `weft team`); on a network \
+             without multicast, list peers in `config.toml` or pass `--peer`"
+        );
         return;
     }
     for peer in peers {
@@ -509,13 +518,7 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 async fn wait_for_exit(pid: u32) {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..1000 {
-        if !proc_dir.exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    launch::wait_for_exit(pid, Duration::from_secs(10)).await;
 }
 
 /// `weft clean`: removes `weft-out/` of the current workspace.

@@ -119,6 +119,18 @@ impl Renderer {
                 }
             }
             BuildEvent::Notice(text) => self.line(text),
+            BuildEvent::Counted {
+                cache_hits,
+                outputs,
+            } => {
+                self.cached += cache_hits;
+                self.done += cache_hits;
+                self.n_outputs += outputs;
+                if let Some(bar) = &self.bar {
+                    bar.set_position(self.done);
+                }
+                self.update();
+            }
             BuildEvent::Done(summary) => self.finish(summary),
         }
         Ok(())

@@ -268,6 +268,7 @@ fn messages_round_trip() {
             keep_going: true,
             block_for_lock: false,
             job_timeout_secs: None,
+            every_event: false,
         }),
     ];
     for message in client {

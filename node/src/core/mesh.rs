@@ -130,6 +130,15 @@ pub enum Effect {
         /// How long the job waited in the queue before it was lent.
         waited: Duration,
     },
+    /// A job lent to a peer came back to the queue: its lease ran out, or the peer left.
+    Returned {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// The peer that had it.
+        peer: NodeId,
+    },
     /// Stop a job of this node's that runs here; then answer with [`Core::on_job_finished`].
     Cancel {
         /// The build.
@@ -605,6 +614,8 @@ impl Core {
             self.leases.remove(&job);
             if self.scheduler.requeue(now, build, job) {
                 self.stats.leases_requeued += 1;
+                self.effects
+                    .push_back(Effect::Returned { build, job, peer });
             }
         }
         if self.steal_pending.is_some_and(|(victim, _)| victim == peer) {
@@ -917,6 +928,11 @@ impl Core {
             self.leases.remove(&job);
             if self.scheduler.requeue(now, lease.build, job) {
                 self.stats.leases_requeued += 1;
+                self.effects.push_back(Effect::Returned {
+                    build: lease.build,
+                    job,
+                    peer: lease.thief,
+                });
             }
         }
         // Renew what runs here for peers, one message per origin.

@@ -40,8 +40,24 @@ pub(crate) struct LastBuild {
     requested: Vec<Label>,
     results: Arc<HashMap<JobId, ActionResult>>,
     removals: u64,
-    /// Each published file and its inode, size and mtime as published.
-    published: HashMap<PathBuf, FileStamp>,
+    /// Each published file, as published.
+    published: Vec<Published>,
+}
+
+/// One file published into `weft-out/`.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// Where it is.
+    dest: PathBuf,
+    /// Its target.
+    name: String,
+    /// `dest`, relative to the workspace, as events show it.
+    shown: String,
+    /// What it holds.
+    digest: weft_protocol::Digest,
+    executable: bool,
+    /// Its inode, size and mtime as published: while they are the same, so is the file.
+    stamp: Option<FileStamp>,
 }
 
 /// What tells that a published file is still the one weft put there.
@@ -73,6 +89,7 @@ pub(crate) async fn build(
     mut writer: ConnWriter,
 ) -> Result<(), ConnError> {
     let started = Instant::now();
+    let mut sink = EventSink::new(request.every_event);
     let root = PathBuf::from(&request.workspace);
     let workspace = match Workspace::open(&root) {
         Ok(workspace) => workspace,
@@ -112,17 +129,23 @@ pub(crate) async fn build(
         .iter()
         .filter_map(|l| lowered.ids.get(l).copied())
         .collect();
-    let last = {
+    let (last, previous) = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
-        builds.get(&workspace.root).and_then(|last| {
-            let same = Arc::ptr_eq(&last.lowered, &lowered)
+        let last = builds.get(&workspace.root);
+        let same = last.is_some_and(|last| {
+            Arc::ptr_eq(&last.lowered, &lowered)
                 && last.requested == requested
-                && last.removals == shared.store.removals();
-            same.then(|| (last.results.clone(), last.published.clone()))
-        })
+                && last.removals == shared.store.removals()
+        });
+        let previous = last.map(|last| last.published.clone()).unwrap_or_default();
+        (
+            last.filter(|_| same).map(|last| last.results.clone()),
+            previous,
+        )
     };
-    let (finished, mut published) = match last {
-        Some((results, published)) => (replay(&lowered, results, &mut writer).await?, published),
+    let replayed = last.is_some();
+    let finished = match last {
+        Some(results) => replay(&lowered, results, &mut writer, &mut sink).await?,
         None => {
             let Some(finished) = run_plan(
                 shared,
@@ -132,12 +155,13 @@ pub(crate) async fn build(
                 timeout,
                 &mut reader,
                 &mut writer,
+                &mut sink,
             )
             .await?
             else {
                 return Ok(());
             };
-            (finished, HashMap::new())
+            finished
         }
     };
 
@@ -155,21 +179,17 @@ pub(crate) async fn build(
             let workspace = workspace.clone();
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || {
-                let paths = publish_outputs(
-                    &shared,
-                    &workspace,
-                    &outputs,
-                    &jobs,
-                    &results,
-                    &mut published,
-                );
-                (paths, published)
+                if replayed {
+                    republish(&shared, previous)
+                } else {
+                    publish_outputs(&shared, &workspace, &outputs, &jobs, &results, previous)
+                }
             })
             .await
         };
         let outcome = match publish {
-            Ok((paths, stamps)) => {
-                if paths.is_ok() {
+            Ok(published) => {
+                if let Ok(published) = &published {
                     let mut builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
                     builds.insert(
                         workspace.root.clone(),
@@ -178,20 +198,21 @@ pub(crate) async fn build(
                             requested: requested.clone(),
                             results: finished.results.clone(),
                             removals: shared.store.removals(),
-                            published: stamps,
+                            published: published.clone(),
                         },
                     );
                 }
-                Ok(paths)
+                Ok(published)
             }
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(Ok(paths)) => {
-                let outputs = paths
-                    .into_iter()
-                    .map(|(name, path)| BuildEvent::Output { name, path });
-                send_events(&mut writer, outputs.collect()).await?;
+            Ok(Ok(published)) => {
+                let outputs = published.into_iter().map(|p| BuildEvent::Output {
+                    name: p.name,
+                    path: p.shown,
+                });
+                send_events(&mut writer, outputs.collect(), &mut sink).await?;
             }
             Ok(Err(message)) => {
                 summary.success = false;
@@ -221,6 +242,7 @@ async fn replay(
     lowered: &Lowered,
     results: Arc<HashMap<JobId, ActionResult>>,
     writer: &mut ConnWriter,
+    sink: &mut EventSink,
 ) -> Result<Finished, ConnError> {
     let n_jobs = lowered.jobs.len() as u64;
     let mut events = Vec::with_capacity(lowered.jobs.len() + 1);
@@ -232,7 +254,7 @@ async fn replay(
             source: weft_protocol::wire::CacheSource::Local,
         });
     }
-    send_events(writer, events).await?;
+    send_events(writer, events, sink).await?;
     let outcome = BuildOutcome {
         success: true,
         n_cached: n_jobs,
@@ -272,7 +294,38 @@ fn plan_build(
         lower_ms = (started.elapsed() - loaded).as_millis() as u64,
         "planned"
     );
+    check_output_collisions(workspace, &graph.requested, &lowered)?;
     Ok((graph.requested.clone(), lowered))
+}
+
+/// Fails when two requested targets would publish the same file: targets of one directory
+/// publish into one directory of `weft-out/`.
+fn check_output_collisions(
+    workspace: &Workspace,
+    requested: &[Label],
+    lowered: &Lowered,
+) -> Result<(), String> {
+    let jobs: HashMap<JobId, &Arc<Job>> = lowered.jobs.iter().map(|(id, job)| (*id, job)).collect();
+    let mut owners: HashMap<PathBuf, &Label> = HashMap::new();
+    for label in requested {
+        let (Some(id), Some(dir)) = (lowered.ids.get(label), lower::output_dir(workspace, label))
+        else {
+            continue;
+        };
+        let Some(job) = jobs.get(id) else { continue };
+        for out in &job.outs {
+            let dest = dir.join(out);
+            if let Some(other) = owners.insert(dest.clone(), label) {
+                let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
+                return Err(format!(
+                    "`{other}` and `{label}` both declare the out `{out}`, and both would be \
+                     published as `{}`; rename one of them",
+                    shown.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Takes the workspace lock, waiting (and saying so) or failing at once. `None` means the
@@ -320,6 +373,7 @@ async fn run_plan(
     job_timeout: Option<Duration>,
     reader: &mut ConnReader,
     writer: &mut ConnWriter,
+    sink: &mut EventSink,
 ) -> Result<Option<Finished>, ConnError> {
     let n_jobs = jobs.len() as u64;
     let build = shared.next_build_id();
@@ -362,7 +416,7 @@ async fn run_plan(
                             Err(_) => break,
                         }
                     }
-                    if !client_gone && send_events(writer, batch).await.is_err() {
+                    if !client_gone && send_events(writer, batch, sink).await.is_err() {
                         info!(build = build.0, "client went away; cancelling the build");
                         shared.engine.cancel(build);
                         client_gone = true;
@@ -402,9 +456,55 @@ async fn run_plan(
     }
 }
 
-async fn send_events(writer: &mut ConnWriter, events: Vec<BuildEvent>) -> Result<(), ConnError> {
+/// How a session sends events: every one, or cache hits and most outputs counted.
+#[derive(Debug, Clone, Copy)]
+struct EventSink {
+    every: bool,
+    outputs_listed: u64,
+}
+
+impl EventSink {
+    /// Outputs listed one by one before the rest are counted.
+    const LISTED_OUTPUTS: u64 = 20;
+
+    fn new(every: bool) -> EventSink {
+        EventSink {
+            every,
+            outputs_listed: 0,
+        }
+    }
+}
+
+/// Sends `events` in one write; unless the client asked for every event, cache hits and all
+/// but the first outputs go as one [`BuildEvent::Counted`].
+async fn send_events(
+    writer: &mut ConnWriter,
+    events: Vec<BuildEvent>,
+    sink: &mut EventSink,
+) -> Result<(), ConnError> {
+    let (mut cache_hits, mut outputs) = (0, 0);
     for event in events {
+        if !sink.every {
+            match event {
+                BuildEvent::CacheHit { .. } => {
+                    cache_hits += 1;
+                    continue;
+                }
+                BuildEvent::Output { .. } if sink.outputs_listed >= EventSink::LISTED_OUTPUTS => {
+                    outputs += 1;
+                    continue;
+                }
+                BuildEvent::Output { .. } => sink.outputs_listed += 1,
+                _ => {}
+            }
+        }
         writer.queue(&DaemonMessage::Event(event))?;
+    }
+    if cache_hits + outputs > 0 {
+        writer.queue(&DaemonMessage::Event(BuildEvent::Counted {
+            cache_hits,
+            outputs,
+        }))?;
     }
     writer.flush().await
 }
@@ -419,15 +519,17 @@ fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {
     }
 }
 
-/// Materializes each requested target's declared outs at `weft-out/<dir>/<out>`.
+/// Publishes each requested target's declared outs at `weft-out/<dir>/<out>`.
 fn publish_outputs(
     shared: &Shared,
     workspace: &Workspace,
     outputs: &[(Label, JobId)],
     jobs: &HashMap<JobId, Arc<Job>>,
     results: &HashMap<JobId, ActionResult>,
-    stamps: &mut HashMap<PathBuf, FileStamp>,
-) -> Result<Vec<(String, String)>, String> {
+    previous: Vec<Published>,
+) -> Result<Vec<Published>, String> {
+    let mut previous: HashMap<PathBuf, Published> =
+        previous.into_iter().map(|p| (p.dest.clone(), p)).collect();
     let mut published = Vec::new();
     for (label, id) in outputs {
         let (Some(job), Some(result)) = (jobs.get(id), results.get(id)) else {
@@ -441,28 +543,58 @@ fn publish_outputs(
                 continue;
             };
             let dest = dir.join(out);
-            if stamps
-                .get(&dest)
-                .is_some_and(|stamp| FileStamp::of(&dest) == Some(*stamp))
+            if let Some(earlier) = previous.remove(&dest)
+                && earlier.digest == file.digest
+                && earlier.executable == file.executable
+                && earlier.stamp.is_some()
+                && FileStamp::of(&dest) == earlier.stamp
             {
-                // Published by the last build, and untouched since: one `lstat`.
-                let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
-                published.push((label.to_string(), shown.display().to_string()));
+                // The last build put these very bytes there, and nobody touched them.
+                published.push(Published {
+                    name: label.to_string(),
+                    ..earlier
+                });
                 continue;
             }
-            // A copy, not a link: someone may edit it.
-            shared
-                .store
-                .export(&file.digest, &dest, file.executable)
-                .map_err(|e| format!("cannot publish `{out}` of `{label}`: {e}"))?;
-            if let Some(stamp) = FileStamp::of(&dest) {
-                stamps.insert(dest.clone(), stamp);
-            }
-            let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
-            published.push((label.to_string(), shown.display().to_string()));
+            let shown = dest
+                .strip_prefix(&workspace.root)
+                .unwrap_or(&dest)
+                .display()
+                .to_string();
+            let mut entry = Published {
+                name: label.to_string(),
+                shown,
+                digest: file.digest,
+                executable: file.executable,
+                stamp: None,
+                dest,
+            };
+            place(shared, &mut entry)?;
+            published.push(entry);
         }
     }
     Ok(published)
+}
+
+/// Publishes again what the last build published: each file still as it was placed costs one
+/// `lstat`; one that changed or went is placed again.
+fn republish(shared: &Shared, mut published: Vec<Published>) -> Result<Vec<Published>, String> {
+    for entry in &mut published {
+        if entry.stamp.is_none() || FileStamp::of(&entry.dest) != entry.stamp {
+            place(shared, entry)?;
+        }
+    }
+    Ok(published)
+}
+
+/// Places one output: a copy, not a link into the store, since people may edit it.
+fn place(shared: &Shared, entry: &mut Published) -> Result<(), String> {
+    shared
+        .store
+        .export(&entry.digest, &entry.dest, entry.executable)
+        .map_err(|e| format!("cannot publish `{}` of `{}`: {e}", entry.shown, entry.name))?;
+    entry.stamp = FileStamp::of(&entry.dest);
+    Ok(())
 }
 
 /// Serves a distbuild graph run: every job's outputs land in `OUT/<ID>/`, its stdout and
@@ -496,6 +628,8 @@ pub(crate) async fn graph_run(
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
     // Every job's outputs land in the out directory.
     let wanted = graph.jobs.iter().map(|(id, _)| *id).collect();
+    // A graph run lists every job's outputs; there are few of them.
+    let mut sink = EventSink::new(true);
     let Some(finished) = run_plan(
         shared,
         graph.jobs.clone(),
@@ -504,6 +638,7 @@ pub(crate) async fn graph_run(
         timeout,
         &mut reader,
         &mut writer,
+        &mut sink,
     )
     .await?
     else {
@@ -521,7 +656,7 @@ pub(crate) async fn graph_run(
                 let outputs = paths
                     .into_iter()
                     .map(|(name, path)| BuildEvent::Output { name, path });
-                send_events(&mut writer, outputs.collect()).await?;
+                send_events(&mut writer, outputs.collect(), &mut sink).await?;
             }
             Ok(Err(message)) => {
                 summary.success = false;

@@ -67,6 +67,9 @@ pub struct BuildRequest {
     pub block_for_lock: bool,
     /// Kill a job that runs longer than this many seconds.
     pub job_timeout_secs: Option<u64>,
+    /// Send every cache hit and every output as an event of its own (for `--events`);
+    /// otherwise they may come counted in [`BuildEvent::Counted`].
+    pub every_event: bool,
 }
 
 /// Run a distbuild graph (a JSON object `{"Jobs": [...]}`).
@@ -186,6 +189,14 @@ pub enum BuildEvent {
     Notice(String),
     /// The build is over.
     Done(BuildSummary),
+    /// Cache hits and published outputs, counted rather than listed (when the client did not
+    /// ask for every event).
+    Counted {
+        /// Jobs whose results came from a cache.
+        cache_hits: u64,
+        /// Outputs published.
+        outputs: u64,
+    },
 }
 
 /// Where a cached result came from.

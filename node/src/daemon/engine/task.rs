@@ -531,6 +531,15 @@ impl EngineTask {
                         });
                     }
                 }
+                Effect::Returned { build, job, peer } => {
+                    if let Some(state) = self.builds.get(&build) {
+                        state.emit(BuildEvent::Notice(format!(
+                            "`{}` came back from `{peer}` (its lease ran out, or the peer left); \
+                             it runs again",
+                            state.name(job)
+                        )));
+                    }
+                }
                 Effect::QueryPeer { build, job, peer } => self.query_peer(build, job, peer),
                 Effect::SendSteal { peer, request } => self.send_steal(peer, request),
                 Effect::RunStolen { origin, id, job } => self.run_stolen(origin, id, job),
