@@ -517,3 +517,20 @@ pub fn status_count(status: &str, label: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no `{label}` in:\n{status}"))
 }
+
+/// A new team's join token (for `weft team join`), made in a throwaway home.
+pub fn new_team_token() -> String {
+    create_team(weft_bin())
+}
+
+/// The last `lines` lines of a file, or a note that it cannot be read: for assertion messages
+/// that show a daemon's log.
+pub fn tail_of(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read `{}`: {e})", path.display()),
+    }
+}
