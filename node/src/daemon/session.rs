@@ -149,10 +149,12 @@ pub(crate) async fn build(
         None => {
             let Some(finished) = run_plan(
                 shared,
-                lowered.jobs.clone(),
-                wanted,
-                options,
-                timeout,
+                PlanSpec {
+                    jobs: lowered.jobs.clone(),
+                    wanted,
+                    options,
+                    job_timeout: timeout,
+                },
                 &mut reader,
                 &mut writer,
                 &mut sink,
@@ -363,18 +365,29 @@ async fn lock(
     }
 }
 
-/// Hands the jobs to the engine and relays its events until the build is over, cancelling
-/// it if the client goes away. `None` means the plan was refused and the client told.
-async fn run_plan(
-    shared: &Shared,
+/// What a build hands the engine.
+struct PlanSpec {
     jobs: Vec<(JobId, Arc<Job>)>,
     wanted: HashSet<JobId>,
     options: BuildOptions,
     job_timeout: Option<Duration>,
+}
+
+/// Hands the jobs to the engine and relays its events until the build is over, cancelling
+/// it if the client goes away. `None` means the plan was refused and the client told.
+async fn run_plan(
+    shared: &Shared,
+    spec: PlanSpec,
     reader: &mut ConnReader,
     writer: &mut ConnWriter,
     sink: &mut EventSink,
 ) -> Result<Option<Finished>, ConnError> {
+    let PlanSpec {
+        jobs,
+        wanted,
+        options,
+        job_timeout,
+    } = spec;
     let n_jobs = jobs.len() as u64;
     let build = shared.next_build_id();
     let (events, mut received) = mpsc::unbounded_channel();
@@ -632,10 +645,12 @@ pub(crate) async fn graph_run(
     let mut sink = EventSink::new(true);
     let Some(finished) = run_plan(
         shared,
-        graph.jobs.clone(),
-        wanted,
-        options,
-        timeout,
+        PlanSpec {
+            jobs: graph.jobs.clone(),
+            wanted,
+            options,
+            job_timeout: timeout,
+        },
         &mut reader,
         &mut writer,
         &mut sink,
