@@ -91,7 +91,8 @@ pub fn default_listen() -> Multiaddr {
 pub struct TestHooks {
     /// Flip one byte of every blob served, to play a corrupting peer.
     pub corrupt_served_blobs: bool,
-    /// Neither start nor answer admission, to play a peer that never proves anything.
+    /// Never start admission, and take the other side's admission streams without ever
+    /// answering: a peer that never proves anything.
     pub skip_admission: bool,
     /// Skip our own "is the peer admitted" check before opening rpc and blob streams, to see
     /// what the other side does with a stream from a peer it has not admitted.

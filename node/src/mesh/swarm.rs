@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
+use futures::{AsyncReadExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -189,13 +189,11 @@ pub async fn start(
     };
     driver.wait_listening(listeners).await?;
 
-    let mut protocols = vec![
+    let protocols = [
         (rpc::PROTOCOL, Handler::Rpc),
         (blob::PROTOCOL, Handler::Blob),
+        (admit::PROTOCOL, Handler::Admit),
     ];
-    if !config.test_hooks.skip_admission {
-        protocols.push((admit::PROTOCOL, Handler::Admit));
-    }
     for (protocol, handler) in protocols {
         let incoming = control
             .accept(protocol.clone())
@@ -244,6 +242,14 @@ async fn accept_loop(
                 let Some((peer, stream)) = next else { return };
                 let shared = Arc::clone(&shared);
                 match handler {
+                    Handler::Admit if shared.hooks.skip_admission => {
+                        // Play a peer that takes the stream and never answers on it.
+                        tokio::spawn(async move {
+                            let mut stream = stream;
+                            let mut sink = [0u8; 64];
+                            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                        });
+                    }
                     Handler::Admit => {
                         // Admission runs once per peer: a blocked or unknown peer gets no
                         // exchange, and an admitted one needs none.
