@@ -178,11 +178,11 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 /// Whether a process is alive.
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        // A zombie (state `Z`) has exited; it only waits to be reaped.
         .map(|stat| {
-            !stat
-                .split_whitespace()
+            stat.split_whitespace()
                 .nth(2)
-                .is_some_and(|state| state == "Z")
+                .is_none_or(|state| state != "Z")
         })
         .unwrap_or(false)
 }
@@ -516,4 +516,21 @@ pub fn status_count(status: &str, label: &str) -> u64 {
                 .ok()
         })
         .unwrap_or_else(|| panic!("no `{label}` in:\n{status}"))
+}
+
+/// A new team's join token (for `weft team join`), made in a throwaway home.
+pub fn new_team_token() -> String {
+    create_team(weft_bin())
+}
+
+/// The last `lines` lines of a file, or a note that it cannot be read: for assertion messages
+/// that show a daemon's log.
+pub fn tail_of(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read `{}`: {e})", path.display()),
+    }
 }

@@ -65,6 +65,23 @@ fn build_then_noop_rebuild_runs_nothing() {
             .unwrap_or_default()
             .contains("0 jobs ran, 3 from cache")
     );
+
+    // A published output that went away comes back, without running anything.
+    std::fs::remove_file(env.ws.path().join("weft-out/b.out")).expect("remove");
+    env.write("weft-out/c.out", "edited by hand\n");
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(events_of(&events, "Started").is_empty());
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
+    assert_eq!(env.read("weft-out/c.out"), "static\n");
+
+    // With the store emptied, the same build runs everything again.
+    let gc = env.run(&["cache", "gc", "--max-size", "0"]);
+    assert!(gc.status.success(), "{}", text(&gc));
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(names_of(&events, "Started"), ["//:a", "//:b", "//:c"]);
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
 }
 
 #[test]
@@ -229,8 +246,14 @@ fn an_idle_daemon_shuts_down() {
     wait_until(Duration::from_secs(15), "the idle daemon to exit", || {
         !alive(pid)
     });
+    // Like every command but `shutdown`, `status` starts a daemon when none runs.
     let status = env.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("no daemon is running"));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.starts_with("daemon pid "), "{stdout}");
+    assert!(
+        !stdout.starts_with(&format!("daemon pid {pid} ")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -372,4 +395,27 @@ fn the_bundled_example_builds_and_runs() {
         String::from_utf8_lossy(&run.stdout),
         "HELLO, MESH (GREET 1.0)\n"
     );
+}
+
+#[test]
+fn two_targets_that_would_publish_the_same_file_are_an_error() {
+    let env = TestEnv::new();
+    env.write(
+        "BUILD",
+        r#"job(name = "a", outs = ["o"], cmds = [cat("{{OUTPUT_DIR}}/o", "a")])
+job(name = "b", outs = ["o"], cmds = [cat("{{OUTPUT_DIR}}/o", "b")])
+"#,
+    );
+    let output = env.run(&["build"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`//:a` and `//:b` both declare the out `o`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`weft-out/o`"), "{stderr}");
+    // One of them alone is fine.
+    let output = env.run(&["build", "//:b"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/o"), "b");
 }

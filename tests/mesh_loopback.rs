@@ -116,7 +116,7 @@ fn a_node_killed_mid_build_loses_no_job() {
     let spec = fan_in("1");
     let ws = workspace(&files(&spec));
     let events_path = ws.path().join("events.jsonl");
-    let mut build = mesh.nodes[0]
+    let build = mesh.nodes[0]
         .cmd(ws.path())
         .arg("build")
         .arg("--events")

@@ -8,6 +8,7 @@
 //! peers = ["/ip4/192.168.1.20/udp/4455/quic-v1"]   # dialed at start, for networks without multicast
 //! listen = ["/ip4/0.0.0.0/udp/4455/quic-v1"]       # default: any address, a random port
 //! mdns = true                 # find peers on the LAN (default true)
+//! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
 //! ```
 
 use std::path::Path;
@@ -31,6 +32,8 @@ pub(crate) struct MeshFile {
     pub(crate) listen: Vec<String>,
     /// Whether to find peers with mDNS. Default: true.
     pub(crate) mdns: bool,
+    /// Whether jobs run in namespaces of their own. Default: false.
+    pub(crate) strict_sandbox: bool,
 }
 
 impl Default for MeshFile {
@@ -42,6 +45,7 @@ impl Default for MeshFile {
             peers: Vec::new(),
             listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
             mdns: true,
+            strict_sandbox: false,
         }
     }
 }
@@ -55,6 +59,7 @@ struct Raw {
     peers: Option<Vec<String>>,
     listen: Option<Vec<String>>,
     mdns: Option<bool>,
+    strict_sandbox: Option<bool>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -88,6 +93,7 @@ fn parse(text: &str) -> Result<MeshFile> {
         peers: raw.peers.unwrap_or_default(),
         listen: raw.listen.unwrap_or(defaults.listen),
         mdns: raw.mdns.unwrap_or(defaults.mdns),
+        strict_sandbox: raw.strict_sandbox.unwrap_or(defaults.strict_sandbox),
     })
 }
 

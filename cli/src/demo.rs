@@ -159,6 +159,7 @@ async fn run_nodes(nodes: &mut [Node], workspace: &Path) -> Result<ExitCode> {
         keep_going: false,
         block_for_lock: true,
         job_timeout_secs: None,
+        every_event: true,
     };
     let client = Client::connect(&nodes[0].home.socket(), &launch::binary_id()).await?;
     let run = RunArgs {
@@ -212,10 +213,10 @@ async fn wait_for_peers(node: &Node, n: usize) -> Result<()> {
     loop {
         let mut client = Client::connect(&node.home.socket(), &launch::binary_id()).await?;
         client.send(&ClientMessage::Peers).await?;
-        if let Some(DaemonMessage::Peers(peers)) = client.recv().await? {
-            if peers.iter().filter(|p| p.admission == "admitted").count() >= n {
-                return Ok(());
-            }
+        if let Some(DaemonMessage::Peers(peers)) = client.recv().await?
+            && peers.iter().filter(|p| p.admission == "admitted").count() >= n
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!(

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use weft_node::daemon::ConnError;
 use weft_node::daemon::Home;
 use weft_node::daemon::client::Client;
 use weft_protocol::wire::{ClientMessage, DaemonMessage};
@@ -104,8 +105,16 @@ pub(crate) async fn connect(home: &Home, max_idle_secs: u64) -> Result<Client> {
 /// Connects to a running daemon of our binary, replacing one of another binary. `None` when
 /// no daemon answers.
 async fn try_connect(home: &Home, ours: &str) -> Result<Option<Client>> {
-    let Ok(mut client) = Client::connect(&home.socket(), ours).await else {
-        return Ok(None);
+    let mut client = match Client::connect(&home.socket(), ours).await {
+        Ok(client) => client,
+        Err(ConnError::Io(_)) => return Ok(None),
+        Err(e) => {
+            // Something answers, but not in our protocol: a daemon of a much older or newer
+            // weft. Stop it by its pid.
+            eprintln!("weft: the running daemon speaks another protocol ({e}); stopping it");
+            stop_by_pid(home).await?;
+            return Ok(None);
+        }
     };
     if client.daemon_binary_id == ours {
         return Ok(Some(client));
@@ -115,21 +124,82 @@ async fn try_connect(home: &Home, ours: &str) -> Result<Option<Client>> {
         "weft: replacing the daemon (pid {pid}) that runs another binary ({})",
         client.daemon_binary_id
     );
-    client.send(&ClientMessage::Shutdown).await?;
-    while let Ok(Some(message)) = client.recv().await {
-        if matches!(message, DaemonMessage::ShuttingDown) {
-            break;
+    if client.send(&ClientMessage::Shutdown).await.is_ok() {
+        while let Ok(Some(message)) = client.recv().await {
+            if matches!(message, DaemonMessage::ShuttingDown) {
+                break;
+            }
         }
     }
     drop(client);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        if Instant::now() > deadline {
+    if !wait_for_exit(pid, Duration::from_secs(10)).await {
+        // It did not understand, or does not stop: ask the way every process understands.
+        signal(pid, libc::SIGTERM);
+        if !wait_for_exit(pid, Duration::from_secs(10)).await {
             bail!("the old daemon (pid {pid}) does not stop; kill it and retry");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(None)
+}
+
+/// Stops the daemon whose pid is in the home's pid file, if one holds the file's lock.
+async fn stop_by_pid(home: &Home) -> Result<()> {
+    let path = home.pid_file();
+    let Ok(file) = File::open(&path) else {
+        return Ok(());
+    };
+    if file.try_lock().is_ok() {
+        // Nobody holds it: no daemon runs, whatever answered is gone.
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        bail!(
+            "a daemon holds `{}` but its pid cannot be read; stop it by hand",
+            path.display()
+        );
+    };
+    signal(pid, libc::SIGTERM);
+    if !wait_for_exit(pid, Duration::from_secs(10)).await {
+        bail!("the old daemon (pid {pid}) does not stop; kill it and retry");
+    }
+    Ok(())
+}
+
+/// Whether `pid` exited within `limit`.
+pub(crate) async fn wait_for_exit(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !exited(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
+/// Whether `pid` is gone, or a zombie that only waits for its parent to reap it.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Sends `signal` to `pid`.
+#[allow(unsafe_code)]
+fn signal(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the pid is the
+    // daemon's, read from the lock-held pid file or from its own greeting.
+    unsafe {
+        libc::kill(pid, signal);
+    }
 }
 
 async fn start(home: &Home, ours: &str, max_idle_secs: u64) -> Result<Client> {

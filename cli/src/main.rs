@@ -7,7 +7,7 @@ mod demo;
 mod launch;
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -49,8 +49,12 @@ fn main() -> ExitCode {
 /// `WEFT_LOG` sets the filter (default `info` for the daemon, `warn` for a client).
 fn init_tracing(daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // An empty `WEFT_LOG` means the default, not "log nothing".
+    let filter = std::env::var("WEFT_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| tracing_subscriber::EnvFilter::try_new(value).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -63,11 +67,12 @@ fn init_tracing(daemon: bool) {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // `--home` is relative to where `weft` was started, not to `-C`'s directory.
+    let home = launch::resolve_home(cli.home.as_deref())?;
     if let Some(dir) = &cli.directory {
         std::env::set_current_dir(dir)
             .with_context(|| format!("cannot change to `{}`", dir.display()))?;
     }
-    let home = launch::resolve_home(cli.home.as_deref())?;
     if let Command::Daemon(args) = &cli.command {
         return run_daemon(&home, cli.max_idle_secs, args);
     }
@@ -130,13 +135,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             }
         }
         Command::Status => {
-            let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
-                println!(
-                    "no daemon is running for the home `{}`",
-                    home.root().display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            };
+            let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Status).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Status(status)) => {
@@ -227,10 +226,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Peers => {
-            let Ok(mut client) = Client::connect(&home.socket(), &launch::binary_id()).await else {
-                println!("no daemon is running; start one with `weft status` or a build");
-                return Ok(ExitCode::SUCCESS);
-            };
+            let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Peers).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Peers(peers)) => {
@@ -263,6 +259,7 @@ async fn build(home: &Home, max_idle_secs: u64, args: BuildArgs) -> Result<ExitC
         keep_going: args.run.keep_going,
         block_for_lock: !args.no_block_for_lock,
         job_timeout_secs: args.run.job_timeout,
+        every_event: args.run.events.is_some(),
     };
     let client = launch::connect(home, max_idle_secs).await?;
     stream_build(client, ClientMessage::Build(request), &args.run).await
@@ -361,11 +358,29 @@ fn print_mesh(mesh: Option<&MeshStatus>) {
         "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
         mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
     );
+    let ms = |us: u64| us as f64 / 1000.0;
+    if let Some((p50, p99)) = mesh.steal_wait_us {
+        println!(
+            "  stealing  jobs waited {:.1} ms (p50), {:.1} ms (p99) before a thief took them",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    if let Some((p50, p99)) = mesh.peer_hit_us {
+        println!(
+            "  peer hits {:.2} ms (p50), {:.2} ms (p99) from query to checked answer",
+            ms(p50),
+            ms(p99)
+        );
+    }
 }
 
 fn print_peers(peers: &[PeerReport]) {
     if peers.is_empty() {
-        println!("no peers (with no team, there is no mesh: see `weft team`)");
+        println!(
+            "no peers yet. With no team there is no mesh (see `weft team`); on a network \
+             without multicast, list peers in `config.toml` or pass `--peer`"
+        );
         return;
     }
     for peer in peers {
@@ -503,13 +518,7 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 async fn wait_for_exit(pid: u32) {
-    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    for _ in 0..1000 {
-        if !proc_dir.exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    launch::wait_for_exit(pid, Duration::from_secs(10)).await;
 }
 
 /// `weft clean`: removes `weft-out/` of the current workspace.
@@ -567,6 +576,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             mdns: file.mdns,
         },
         test_corrupt_blobs: args.test_corrupt_blobs,
+        strict_sandbox: file.strict_sandbox || args.strict,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -119,6 +119,18 @@ impl Renderer {
                 }
             }
             BuildEvent::Notice(text) => self.line(text),
+            BuildEvent::Counted {
+                cache_hits,
+                outputs,
+            } => {
+                self.cached += cache_hits;
+                self.done += cache_hits;
+                self.n_outputs += outputs;
+                if let Some(bar) = &self.bar {
+                    bar.set_position(self.done);
+                }
+                self.update();
+            }
             BuildEvent::Done(summary) => self.finish(summary),
         }
         Ok(())
@@ -196,9 +208,8 @@ fn failure_text(report: &FailureReport) -> String {
     if !report.command.is_empty() {
         text.push_str(&format!("\n  command: {}", shell_words(&report.command)));
     }
-    match report.exit_code {
-        Some(code) => text.push_str(&format!("\n  exit code: {code}")),
-        None => {}
+    if let Some(code) = report.exit_code {
+        text.push_str(&format!("\n  exit code: {code}"));
     }
     if !report.message.is_empty() {
         text.push_str(&format!("\n  {}", report.message));

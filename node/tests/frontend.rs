@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use weft_node::frontend::{
     FrontendError, FrontendErrorKind, InfoValue, Loader, Target, TargetGraph, Workspace,
@@ -34,7 +35,11 @@ impl TestWs {
         write(self.dir.path(), path, text);
     }
 
-    fn load(&self, loader: &mut Loader, patterns: &[&str]) -> Result<TargetGraph, FrontendError> {
+    fn load(
+        &self,
+        loader: &mut Loader,
+        patterns: &[&str],
+    ) -> Result<Arc<TargetGraph>, FrontendError> {
         let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
         loader.load(&self.ws, &patterns)
     }
@@ -48,7 +53,7 @@ fn write(root: &Path, path: &str, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
-fn load(files: &[(&str, &str)], patterns: &[&str]) -> TargetGraph {
+fn load(files: &[(&str, &str)], patterns: &[&str]) -> Arc<TargetGraph> {
     let ws = TestWs::new(files);
     ws.load(&mut Loader::new(), patterns)
         .unwrap_or_else(|e| panic!("load failed: {e}"))

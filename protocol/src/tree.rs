@@ -67,10 +67,10 @@ impl Tree {
             if i > 0 && tree.entries[i - 1].name >= entry.name {
                 return Err(TreeError::Unsorted(crate::path::shorten(&entry.name)));
             }
-            if let TreeNode::Symlink { target } = &entry.node {
-                if target.is_empty() || target.starts_with('/') || target.contains('\0') {
-                    return Err(TreeError::BadSymlink(crate::path::shorten(target)));
-                }
+            if let TreeNode::Symlink { target } = &entry.node
+                && (target.is_empty() || target.starts_with('/') || target.contains('\0'))
+            {
+                return Err(TreeError::BadSymlink(crate::path::shorten(target)));
             }
         }
         Ok(tree)

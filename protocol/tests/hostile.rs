@@ -268,6 +268,7 @@ fn messages_round_trip() {
             keep_going: true,
             block_for_lock: false,
             job_timeout_secs: None,
+            every_event: false,
         }),
     ];
     for message in client {
@@ -336,5 +337,26 @@ fn version_mismatch_is_an_error_not_a_garbled_decode() {
     assert!(
         err.to_string().contains("protocol version mismatch"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_replacement_path_keeps_its_encoding() {
+    // A client must greet, and stop, a daemon of any other build: these encodings never change.
+    let hello = wire::encode(&ClientMessage::Hello {
+        binary_id: "x".into(),
+    })
+    .expect("encode");
+    assert_eq!(hello, [0, 1, b'x']);
+    assert_eq!(wire::encode(&ClientMessage::Shutdown).expect("encode"), [8]);
+    let answer = wire::encode(&DaemonMessage::Hello {
+        binary_id: "y".into(),
+        pid: 7,
+    })
+    .expect("encode");
+    assert_eq!(answer, [0, 1, b'y', 7]);
+    assert_eq!(
+        wire::encode(&DaemonMessage::ShuttingDown).expect("encode"),
+        [6]
     );
 }

@@ -68,6 +68,17 @@ impl Store {
         placed.dev() == blob.dev() && placed.ino() == blob.ino()
     }
 
+    /// Makes `dest` a verified, read-only copy of the blob `digest` that shares nothing with
+    /// the store: for files people may edit (`weft-out/`), where a hard link would let an edit
+    /// (by root, whom modes do not stop) change the blob itself.
+    pub fn export(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<(), StoreError> {
+        let blob = self.open_blob(digest)?;
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
+        self.copy_out(&blob, dest, executable)
+    }
+
     /// Hard-links the blob file at `dest`, replacing what is there.
     fn hard_link(&self, digest: &Digest, dest: &Path) -> Result<Linked, StoreError> {
         let path = self.inner.layout.blob_path(digest);

@@ -149,11 +149,15 @@ impl Store {
         };
         if !complete {
             let n_found = store.rebuild_blob_index()?;
-            tracing::info!(
-                root = %root.display(),
-                n_blobs = n_found,
-                "rebuilt the store index from the blob files"
-            );
+            if n_found == 0 {
+                tracing::debug!(root = %root.display(), "a new, empty store");
+            } else {
+                tracing::info!(
+                    root = %root.display(),
+                    n_blobs = n_found,
+                    "rebuilt the store index from the blob files"
+                );
+            }
         }
         tracing::debug!(
             root = %root.display(),

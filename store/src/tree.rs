@@ -97,12 +97,22 @@ impl Store {
     /// tree is an error and leaves `dest` alone. An existing `dest` (file, symlink or whole
     /// directory) is removed first.
     pub fn materialize_tree(&self, tree: &Digest, dest: &Path) -> Result<(), StoreError> {
+        self.place_tree(tree, dest, false)
+    }
+
+    /// Like [`Store::materialize_tree`], but every file is a copy of its own
+    /// ([`Store::export`]): for directories that people may edit.
+    pub fn export_tree(&self, tree: &Digest, dest: &Path) -> Result<(), StoreError> {
+        self.place_tree(tree, dest, true)
+    }
+
+    fn place_tree(&self, tree: &Digest, dest: &Path, copy: bool) -> Result<(), StoreError> {
         let mut n_entries = 0;
         let root = self.load_tree(tree, Path::new(""), 0, &mut n_entries)?;
         check_symlinks(&root, dest)?;
         discard_path(dest)?;
         fs::create_dir_all(dest).map_err(|e| StoreError::io(dest, e))?;
-        self.write_dir(&root, dest)?;
+        self.write_dir(&root, dest, copy)?;
         tracing::debug!(%tree, dest = %dest.display(), n_entries, "materialized tree");
         Ok(())
     }
@@ -217,14 +227,20 @@ impl Store {
     }
 
     /// Writes the entries of `dir` into the existing directory `dest`.
-    fn write_dir(&self, dir: &DirNode<StoredFile>, dest: &Path) -> Result<(), StoreError> {
+    fn write_dir(
+        &self,
+        dir: &DirNode<StoredFile>,
+        dest: &Path,
+        copy: bool,
+    ) -> Result<(), StoreError> {
         for (name, node) in dir {
             let path = dest.join(name);
             match node {
+                Node::File(file) if copy => self.export(&file.digest, &path, file.executable)?,
                 Node::File(file) => self.materialize(&file.digest, &path, file.executable)?,
                 Node::Dir(sub) => {
                     fs::create_dir(&path).map_err(|e| StoreError::io(&path, e))?;
-                    self.write_dir(sub, &path)?;
+                    self.write_dir(sub, &path, copy)?;
                 }
                 Node::Symlink(target) => std::os::unix::fs::symlink(target, &path)
                     .map_err(|e| StoreError::io(&path, e))?,

@@ -414,3 +414,33 @@ fn removals_change_whenever_a_blob_may_have_gone() {
     store.verify().expect("verify");
     assert_ne!(store.removals(), after_gc, "a scrub may remove anything");
 }
+
+#[test]
+fn exported_copies_share_nothing_with_the_store() {
+    let (dir, store) = temp_store();
+    let content = bytes(42, 5000);
+    let digest = store.put(&content).expect("put");
+    let dest = dir.path().join("out/file");
+    store.export(&digest, &dest, false).expect("export");
+    assert_ne!(
+        fs::metadata(&dest).expect("stat").ino(),
+        fs::metadata(blob_path(store.root(), &digest))
+            .expect("stat")
+            .ino()
+    );
+    // An edit of the copy (root ignores its read-only mode) leaves the blob alone.
+    let mut perms = fs::metadata(&dest).expect("stat").permissions();
+    perms.set_mode(0o644);
+    fs::set_permissions(&dest, perms).expect("chmod");
+    fs::write(&dest, b"edited").expect("edit the copy");
+    assert_eq!(store.read(&digest, Verify::Yes).expect("read"), content);
+    let tree_dir = dir.path().join("tree");
+    fs::create_dir_all(tree_dir.join("sub")).expect("mkdir");
+    fs::write(tree_dir.join("sub/x"), b"x").expect("write");
+    let tree = store.put_tree(&tree_dir).expect("put_tree");
+    let exported = dir.path().join("exported");
+    store
+        .export_tree(&tree.digest, &exported)
+        .expect("export_tree");
+    assert_eq!(fs::read(exported.join("sub/x")).expect("read"), b"x");
+}

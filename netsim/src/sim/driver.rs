@@ -49,6 +49,7 @@ mod effect {
     pub(super) const DONE: u8 = 12;
     pub(super) const BEACON: u8 = 13;
     pub(super) const HAVE: u8 = 14;
+    pub(super) const RETURNED: u8 = 15;
 }
 
 impl Sim {
@@ -77,6 +78,7 @@ impl Sim {
             Effect::QueryPeer { job, .. } => (effect::QUERY, short(job)),
             Effect::Start { job, .. } => (effect::START, short(job)),
             Effect::GivenAway { job, .. } => (effect::GIVEN, short(job)),
+            Effect::Returned { job, .. } => (effect::RETURNED, short(job)),
             Effect::Cancel { job, .. } => (effect::CANCEL, short(job)),
             Effect::Skipped { job, .. } => (effect::SKIPPED, short(job)),
             Effect::BuildDone { build, .. } => (effect::BUILD_DONE, build.0),
@@ -122,7 +124,7 @@ impl Sim {
                 }
             },
             Effect::Start { build, job } => self.start_own(node, build, job),
-            Effect::GivenAway { .. } | Effect::Skipped { .. } => {}
+            Effect::GivenAway { .. } | Effect::Returned { .. } | Effect::Skipped { .. } => {}
             Effect::Cancel { build, job } => {
                 let n = &mut self.nodes[node as usize];
                 if let Some(token) = n.own_runs.remove(&(build, job)) {

@@ -142,6 +142,17 @@ pub enum Effect {
         job: JobId,
         /// The thief.
         peer: NodeId,
+        /// How long the job waited in the queue before it was lent.
+        waited: Duration,
+    },
+    /// A job lent to a peer came back to the queue: its lease ran out, or the peer left.
+    Returned {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// The peer that had it.
+        peer: NodeId,
     },
     /// Stop a job of this node's that runs here; then answer with [`Core::on_job_finished`].
     Cancel {
@@ -754,6 +765,8 @@ impl Core {
             self.remove_lease(&job);
             if self.scheduler.requeue(now, build, job) {
                 self.stats.leases_requeued += 1;
+                self.effects
+                    .push_back(Effect::Returned { build, job, peer });
             }
         }
         if self.steal_pending.is_some_and(|(victim, _)| victim == peer) {
@@ -868,7 +881,7 @@ impl Core {
         });
         let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut leases = Vec::with_capacity(given.len());
-        for (build, id, job) in given {
+        for (build, id, job, queued_at) in given {
             self.insert_lease(
                 id,
                 LeaseOut {
@@ -882,6 +895,7 @@ impl Core {
                 build,
                 job: id,
                 peer,
+                waited: now.since(queued_at),
             });
             // The shell adds where the deps' outputs are.
             leases.push(Lease {
@@ -1082,6 +1096,11 @@ impl Core {
             };
             if self.scheduler.requeue(now, lease.build, job) {
                 self.stats.leases_requeued += 1;
+                self.effects.push_back(Effect::Returned {
+                    build: lease.build,
+                    job,
+                    peer: lease.thief,
+                });
             }
         }
         // Renew what runs here for peers, one message per origin, jobs in id order.

@@ -248,7 +248,7 @@ impl Sim {
             Effect::BuildDone { build, outcome } => {
                 self.done.insert(build, outcome);
             }
-            Effect::GivenAway { .. } | Effect::Skipped { .. } => {}
+            Effect::GivenAway { .. } | Effect::Returned { .. } | Effect::Skipped { .. } => {}
         }
     }
 

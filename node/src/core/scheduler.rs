@@ -173,6 +173,8 @@ struct Entry {
     state: State,
     /// Settled from a cache rather than run (for the counts when it is reopened).
     cached: bool,
+    /// When it last joined the ready queue.
+    queued_at: Time,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +308,7 @@ impl Scheduler {
                     priority: 0,
                     state: State::Waiting,
                     cached: false,
+                    queued_at: Time::ZERO,
                 },
             );
         }
@@ -369,7 +372,7 @@ impl Scheduler {
     }
 
     /// The driver's answer to [`Effect::LookupCache`].
-    pub fn on_cache_lookup(&mut self, _now: Time, build: BuildId, job: JobId, hit: bool) {
+    pub fn on_cache_lookup(&mut self, now: Time, build: BuildId, job: JobId, hit: bool) {
         let Some(b) = self.builds.get_mut(&build) else {
             return;
         };
@@ -390,6 +393,7 @@ impl Scheduler {
             b.outcome.n_skipped += 1;
         } else {
             entry.state = State::Queued;
+            entry.queued_at = now;
             self.seq += 1;
             b.ready.push(Ready {
                 priority: entry.priority,
@@ -486,6 +490,7 @@ impl Scheduler {
                     }
                     d.cached = false;
                     d.state = State::Queued;
+                    d.queued_at = now;
                     b.left += 1;
                     self.seq += 1;
                     b.ready.push(Ready {
@@ -526,7 +531,6 @@ impl Scheduler {
             self.look_up(build, job);
         }
         self.finish_if_done(build);
-        let _ = now;
     }
 
     fn settle(&mut self, build: BuildId, job: JobId, outcome: JobOutcome) {
@@ -569,7 +573,7 @@ impl Scheduler {
         peer: NodeId,
         max: usize,
         mut score: impl FnMut(JobId, &Job) -> Option<i64>,
-    ) -> Vec<(BuildId, JobId, Arc<Job>)> {
+    ) -> Vec<(BuildId, JobId, Arc<Job>, Time)> {
         let mut given = Vec::new();
         if max == 0 {
             return given;
@@ -625,7 +629,7 @@ impl Scheduler {
                 };
                 entry.state = State::Running(Some(peer));
                 b.in_flight += 1;
-                given.push((build, ready.job, entry.job.clone()));
+                given.push((build, ready.job, entry.job.clone(), entry.queued_at));
             } else {
                 back.push((build, ready));
             }
@@ -643,7 +647,7 @@ impl Scheduler {
 
     /// Puts a job given to a peer back in its build's queue: the lease ran out or the peer
     /// is gone. Returns whether the job was still out.
-    pub fn requeue(&mut self, _now: Time, build: BuildId, job: JobId) -> bool {
+    pub fn requeue(&mut self, now: Time, build: BuildId, job: JobId) -> bool {
         let Some(b) = self.builds.get_mut(&build) else {
             return false;
         };
@@ -662,6 +666,7 @@ impl Scheduler {
             return true;
         }
         entry.state = State::Queued;
+        entry.queued_at = now;
         self.seq += 1;
         b.ready.push(Ready {
             priority: entry.priority,
@@ -1316,11 +1321,14 @@ mod tests {
             s.on_cache_lookup(now, build, job, false);
         }
         let given = s.take_for_peer(NodeId([9; 32]), 4, |_, _| Some(0));
-        let mut names: Vec<String> = given.iter().map(|(_, id, _)| name_of(&s, b, *id)).collect();
+        let mut names: Vec<String> = given
+            .iter()
+            .map(|(_, id, _, _)| name_of(&s, b, *id))
+            .collect();
         names.sort();
         assert_eq!(names, ["j", "x"]);
         // Both come back from the thief; the build ends.
-        for (build, id, _) in given {
+        for (build, id, _, _) in given {
             s.on_job_finished(now, build, id, JobOutcome::Succeeded);
         }
         match s.poll_effect() {

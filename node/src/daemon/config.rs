@@ -24,6 +24,10 @@ pub struct DaemonConfig {
     /// The `PATH` jobs get, and where tools are looked up. Default: the daemon's own `PATH`
     /// when it starts.
     pub job_path: String,
+    /// Run every job in Linux user, mount, pid and network namespaces (no network, no other
+    /// processes), through util-linux `unshare`. The daemon refuses to start when the kernel
+    /// does not allow it. Default: false.
+    pub strict_sandbox: bool,
     /// How this node takes part in its team's mesh (when it has joined a team).
     pub mesh: MeshSettings,
     /// Test-only: serve corrupt blobs to peers, to play a faulty node. Default: false.

@@ -128,9 +128,14 @@ impl Home {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                write_private(&path, &bytes)
-                    .map_err(|source| IdentityError::Io { path, source })?;
-                Ok(keypair)
+                match create_private(&path, &bytes) {
+                    Ok(()) => Ok(keypair),
+                    // Another process made it first: use that one, as every process must.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.load_or_create_identity()
+                    }
+                    Err(source) => Err(IdentityError::Io { path, source }),
+                }
             }
             Err(source) => Err(IdentityError::Io { path, source }),
         }
@@ -146,19 +151,25 @@ pub fn node_id(keypair: &Keypair) -> NodeId {
     }
 }
 
-/// Writes a file readable by its owner only, through a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Creates a file readable by its owner only, whole or not at all: written under a name of
+/// this process's, then linked into place, which fails with `AlreadyExists` when another
+/// process got there first.
+fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
 }
 
 /// The pid file is locked by another daemon, or cannot be used.

@@ -4,11 +4,11 @@
 //! This is where a target's `{{DEP:<label>}}` becomes `{{DEP:<job id>}}`, so that a job's id
 //! names its dependencies by content, never by where they live.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use weft_protocol::{Cmd, Input, Job, JobId, Label, Segment, Template};
+use weft_protocol::{Cmd, Digest, Input, Job, JobId, Label, Segment, Template};
 
 use crate::exec::{ExecError, SourceDigests, Toolchains};
 use crate::frontend::{TargetGraph, Workspace};
@@ -31,7 +31,7 @@ pub(crate) enum LowerError {
         /// The target.
         label: String,
         /// What went wrong.
-        source: ExecError,
+        source: Box<ExecError>,
     },
     /// The job is malformed; the front end should have caught it.
     #[error("target `{label}`: {message}")]
@@ -43,15 +43,79 @@ pub(crate) enum LowerError {
     },
 }
 
+/// The last lowering of a workspace's graph, and what it depended on besides the graph: the
+/// digest of every source and of every tool. While those are the same, so are the jobs.
+pub(crate) struct LowerMemo {
+    graph: Arc<TargetGraph>,
+    sources: Vec<(Digest, bool)>,
+    tools: HashMap<String, Digest>,
+    lowered: Arc<Lowered>,
+}
+
+/// Lowers every target of `graph`, reusing `memo` when the graph is the very one lowered last time and no
+/// source or tool digest changed: a no-op build then hashes no job.
+pub(crate) fn lower_cached(
+    memo: &mut Option<LowerMemo>,
+    workspace: &Workspace,
+    graph: &Arc<TargetGraph>,
+    digests: &SourceDigests,
+    toolchains: &Toolchains,
+) -> Result<Arc<Lowered>, LowerError> {
+    let sources = source_digests(workspace, graph, digests)?;
+    if let Some(last) = memo.as_ref()
+        && Arc::ptr_eq(&last.graph, graph)
+        && last.sources == sources
+        && last.tools.iter().all(|(tool, digest)| {
+            toolchains
+                .resolve(tool)
+                .is_ok_and(|(_, now)| now == *digest)
+        })
+    {
+        return Ok(last.lowered.clone());
+    }
+    let mut tools = HashMap::new();
+    let lowered = Arc::new(lower_with(
+        workspace, graph, digests, toolchains, &mut tools,
+    )?);
+    *memo = Some(LowerMemo {
+        graph: graph.clone(),
+        sources,
+        tools,
+        lowered: lowered.clone(),
+    });
+    Ok(lowered)
+}
+
+/// The digest of every target's sources, in a fixed order.
+fn source_digests(
+    workspace: &Workspace,
+    graph: &TargetGraph,
+    digests: &SourceDigests,
+) -> Result<Vec<(Digest, bool)>, LowerError> {
+    let mut all = Vec::new();
+    for (label, target) in &graph.targets {
+        for src in &target.srcs {
+            let digest = digests
+                .digest(&workspace.root.join(src))
+                .map_err(|source| LowerError::Exec {
+                    label: label.to_string(),
+                    source: Box::new(source),
+                })?;
+            all.push(digest);
+        }
+    }
+    Ok(all)
+}
+
 /// Lowers every target of `graph`.
-pub(crate) fn lower_targets(
+fn lower_with(
     workspace: &Workspace,
     graph: &TargetGraph,
     digests: &SourceDigests,
     toolchains: &Toolchains,
+    tools: &mut HashMap<String, Digest>,
 ) -> Result<Lowered, LowerError> {
     let mut lowered = Lowered::default();
-    let mut tools = std::collections::HashMap::new();
     for label in dependency_order(graph) {
         let target = &graph.targets[&label];
         let invalid = |message: String| LowerError::Invalid {
@@ -60,7 +124,7 @@ pub(crate) fn lower_targets(
         };
         let exec_err = |source: ExecError| LowerError::Exec {
             label: label.to_string(),
-            source,
+            source: Box::new(source),
         };
         let mut inputs = Vec::with_capacity(target.srcs.len());
         for src in &target.srcs {
@@ -92,7 +156,7 @@ pub(crate) fn lower_targets(
             .collect::<Result<Vec<_>, String>>()
             .map_err(invalid)?;
         let toolchain = toolchains
-            .toolchain_memo(&cmds, &target.tools, &mut tools)
+            .toolchain_memo(&cmds, &target.tools, tools)
             .map_err(exec_err)?;
         let job = Job {
             name: label.to_string(),

@@ -1,7 +1,9 @@
 //! The daemon's main loop: accept clients, serve their requests, and stop when told to or
 //! when idle for too long.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -60,6 +62,10 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) engine: Engine,
     pub(crate) loader: Mutex<Loader>,
+    /// The last successful build of each workspace, for replaying no-op builds.
+    pub(crate) last_builds: Mutex<HashMap<PathBuf, super::session::LastBuild>>,
+    /// The last lowering of each workspace's graph.
+    pub(crate) lowered: Mutex<HashMap<PathBuf, Option<super::lower::LowerMemo>>>,
     pub(crate) digests: SourceDigests,
     pub(crate) toolchains: Arc<Toolchains>,
     /// The mesh, when this node has a team.
@@ -162,7 +168,7 @@ pub async fn run(
             sandbox_root: home.sandboxes(),
             path_env: config.job_path.clone(),
             keep_failed_sandboxes: false,
-            strict: false,
+            strict: config.strict_sandbox,
         },
     )?;
     let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
@@ -196,6 +202,8 @@ pub async fn run(
         store,
         engine,
         loader: Mutex::new(Loader::new()),
+        lowered: Mutex::new(HashMap::new()),
+        last_builds: Mutex::new(HashMap::new()),
         locks: WorkspaceLocks::default(),
         next_build: AtomicU64::new(1),
         started: Instant::now(),
@@ -361,7 +369,14 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         peer_cache_hits: report.stats.peer_cache_hits,
         leases_requeued: report.stats.leases_requeued,
         nondeterministic: report.nondeterministic,
+        steal_wait_us: report.steal_wait.map(micros_pair),
+        peer_hit_us: report.peer_hit.map(micros_pair),
     })
+}
+
+fn micros_pair((a, b): (Duration, Duration)) -> (u64, u64) {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    (micros(a), micros(b))
 }
 
 /// `weft peers`: every peer the mesh knows, with what the core knows of it.

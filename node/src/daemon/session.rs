@@ -28,8 +28,56 @@ use crate::frontend::{self, Workspace};
 /// What a finished build hands back for publishing its outputs.
 struct Finished {
     outcome: BuildOutcome,
-    results: HashMap<JobId, ActionResult>,
+    results: Arc<HashMap<JobId, ActionResult>>,
     cancelled: bool,
+}
+
+/// The last successful build of a workspace: the very jobs it ran (the same `Lowered` means
+/// the same graph, sources and tools), their results, and what it published. While the store
+/// removes nothing, building the same jobs again changes nothing: it is replayed.
+pub(crate) struct LastBuild {
+    lowered: Arc<Lowered>,
+    requested: Vec<Label>,
+    results: Arc<HashMap<JobId, ActionResult>>,
+    removals: u64,
+    /// Each published file, as published.
+    published: Vec<Published>,
+}
+
+/// One file published into `weft-out/`.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// Where it is.
+    dest: PathBuf,
+    /// Its target.
+    name: String,
+    /// `dest`, relative to the workspace, as events show it.
+    shown: String,
+    /// What it holds.
+    digest: weft_protocol::Digest,
+    executable: bool,
+    /// Its inode, size and mtime as published: while they are the same, so is the file.
+    stamp: Option<FileStamp>,
+}
+
+/// What tells that a published file is still the one weft put there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        Some(FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
 }
 
 /// Serves a build request.
@@ -41,6 +89,7 @@ pub(crate) async fn build(
     mut writer: ConnWriter,
 ) -> Result<(), ConnError> {
     let started = Instant::now();
+    let mut sink = EventSink::new(request.every_event);
     let root = PathBuf::from(&request.workspace);
     let workspace = match Workspace::open(&root) {
         Ok(workspace) => workspace,
@@ -80,18 +129,42 @@ pub(crate) async fn build(
         .iter()
         .filter_map(|l| lowered.ids.get(l).copied())
         .collect();
-    let Some(finished) = run_plan(
-        shared,
-        lowered.jobs.clone(),
-        wanted,
-        options,
-        timeout,
-        &mut reader,
-        &mut writer,
-    )
-    .await?
-    else {
-        return Ok(());
+    let (last, previous) = {
+        let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+        let last = builds.get(&workspace.root);
+        let same = last.is_some_and(|last| {
+            Arc::ptr_eq(&last.lowered, &lowered)
+                && last.requested == requested
+                && last.removals == shared.store.removals()
+        });
+        let previous = last.map(|last| last.published.clone()).unwrap_or_default();
+        (
+            last.filter(|_| same).map(|last| last.results.clone()),
+            previous,
+        )
+    };
+    let replayed = last.is_some();
+    let finished = match last {
+        Some(results) => replay(&lowered, results, &mut writer, &mut sink).await?,
+        None => {
+            let Some(finished) = run_plan(
+                shared,
+                PlanSpec {
+                    jobs: lowered.jobs.clone(),
+                    wanted,
+                    options,
+                    job_timeout: timeout,
+                },
+                &mut reader,
+                &mut writer,
+                &mut sink,
+            )
+            .await?
+            else {
+                return Ok(());
+            };
+            finished
+        }
     };
 
     info!(run_ms = started.elapsed().as_millis() as u64, "jobs done");
@@ -103,16 +176,45 @@ pub(crate) async fn build(
             .iter()
             .filter_map(|l| lowered.ids.get(l).map(|id| (l.clone(), *id)))
             .collect();
-        let published = tokio::task::spawn_blocking(move || {
-            publish_outputs(&shared, &workspace, &outputs, &jobs, &finished.results)
-        })
-        .await;
-        match published {
-            Ok(Ok(paths)) => {
-                let outputs = paths
-                    .into_iter()
-                    .map(|(name, path)| BuildEvent::Output { name, path });
-                send_events(&mut writer, outputs.collect()).await?;
+        let results = finished.results.clone();
+        let publish = {
+            let workspace = workspace.clone();
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                if replayed {
+                    republish(&shared, previous)
+                } else {
+                    publish_outputs(&shared, &workspace, &outputs, &jobs, &results, previous)
+                }
+            })
+            .await
+        };
+        let outcome = match publish {
+            Ok(published) => {
+                if let Ok(published) = &published {
+                    let mut builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+                    builds.insert(
+                        workspace.root.clone(),
+                        LastBuild {
+                            lowered: lowered.clone(),
+                            requested: requested.clone(),
+                            results: finished.results.clone(),
+                            removals: shared.store.removals(),
+                            published: published.clone(),
+                        },
+                    );
+                }
+                Ok(published)
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(Ok(published)) => {
+                let outputs = published.into_iter().map(|p| BuildEvent::Output {
+                    name: p.name,
+                    path: p.shown,
+                });
+                send_events(&mut writer, outputs.collect(), &mut sink).await?;
             }
             Ok(Err(message)) => {
                 summary.success = false;
@@ -128,13 +230,43 @@ pub(crate) async fn build(
             }
         }
     }
-    info!(
-        total_ms = started.elapsed().as_millis() as u64,
-        "build done"
-    );
+    // The build's time includes publishing its outputs.
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    info!(total_ms = summary.duration_ms, "build done");
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await
+}
+
+/// Replays a build whose jobs are all known to be done: the events it would have streamed,
+/// without asking the engine.
+async fn replay(
+    lowered: &Lowered,
+    results: Arc<HashMap<JobId, ActionResult>>,
+    writer: &mut ConnWriter,
+    sink: &mut EventSink,
+) -> Result<Finished, ConnError> {
+    let n_jobs = lowered.jobs.len() as u64;
+    let mut events = Vec::with_capacity(lowered.jobs.len() + 1);
+    events.push(BuildEvent::Planned { n_jobs });
+    for (id, job) in &lowered.jobs {
+        events.push(BuildEvent::CacheHit {
+            job: *id,
+            name: job.name.clone(),
+            source: weft_protocol::wire::CacheSource::Local,
+        });
+    }
+    send_events(writer, events, sink).await?;
+    let outcome = BuildOutcome {
+        success: true,
+        n_cached: n_jobs,
+        ..BuildOutcome::default()
+    };
+    Ok(Finished {
+        outcome,
+        results,
+        cancelled: false,
+    })
 }
 
 /// Loads the targets and lowers them to jobs, on a blocking thread.
@@ -142,7 +274,7 @@ fn plan_build(
     shared: &Shared,
     workspace: &Workspace,
     patterns: &[String],
-) -> Result<(Vec<Label>, Lowered), String> {
+) -> Result<(Vec<Label>, Arc<Lowered>), String> {
     let started = Instant::now();
     let graph = {
         let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,15 +283,51 @@ fn plan_build(
             .map_err(|e| e.to_string())?
     };
     let loaded = started.elapsed();
-    let lowered = lower::lower_targets(workspace, &graph, &shared.digests, &shared.toolchains)
-        .map_err(|e| e.to_string())?;
+    let lowered = {
+        // The workspace's lock is held, so no other build of it uses this memo meanwhile.
+        let mut memos = shared.lowered.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = memos.entry(workspace.root.clone()).or_default();
+        lower::lower_cached(memo, workspace, &graph, &shared.digests, &shared.toolchains)
+            .map_err(|e| e.to_string())?
+    };
     info!(
         n_targets = graph.targets.len(),
         load_ms = loaded.as_millis() as u64,
         lower_ms = (started.elapsed() - loaded).as_millis() as u64,
         "planned"
     );
+    check_output_collisions(workspace, &graph.requested, &lowered)?;
     Ok((graph.requested.clone(), lowered))
+}
+
+/// Fails when two requested targets would publish the same file: targets of one directory
+/// publish into one directory of `weft-out/`.
+fn check_output_collisions(
+    workspace: &Workspace,
+    requested: &[Label],
+    lowered: &Lowered,
+) -> Result<(), String> {
+    let jobs: HashMap<JobId, &Arc<Job>> = lowered.jobs.iter().map(|(id, job)| (*id, job)).collect();
+    let mut owners: HashMap<PathBuf, &Label> = HashMap::new();
+    for label in requested {
+        let (Some(id), Some(dir)) = (lowered.ids.get(label), lower::output_dir(workspace, label))
+        else {
+            continue;
+        };
+        let Some(job) = jobs.get(id) else { continue };
+        for out in &job.outs {
+            let dest = dir.join(out);
+            if let Some(other) = owners.insert(dest.clone(), label) {
+                let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
+                return Err(format!(
+                    "`{other}` and `{label}` both declare the out `{out}`, and both would be \
+                     published as `{}`; rename one of them",
+                    shown.display()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Takes the workspace lock, waiting (and saying so) or failing at once. `None` means the
@@ -197,17 +365,29 @@ async fn lock(
     }
 }
 
-/// Hands the jobs to the engine and relays its events until the build is over, cancelling
-/// it if the client goes away. `None` means the plan was refused and the client told.
-async fn run_plan(
-    shared: &Shared,
+/// What a build hands the engine.
+struct PlanSpec {
     jobs: Vec<(JobId, Arc<Job>)>,
     wanted: HashSet<JobId>,
     options: BuildOptions,
     job_timeout: Option<Duration>,
+}
+
+/// Hands the jobs to the engine and relays its events until the build is over, cancelling
+/// it if the client goes away. `None` means the plan was refused and the client told.
+async fn run_plan(
+    shared: &Shared,
+    spec: PlanSpec,
     reader: &mut ConnReader,
     writer: &mut ConnWriter,
+    sink: &mut EventSink,
 ) -> Result<Option<Finished>, ConnError> {
+    let PlanSpec {
+        jobs,
+        wanted,
+        options,
+        job_timeout,
+    } = spec;
     let n_jobs = jobs.len() as u64;
     let build = shared.next_build_id();
     let (events, mut received) = mpsc::unbounded_channel();
@@ -249,16 +429,16 @@ async fn run_plan(
                             Err(_) => break,
                         }
                     }
-                    if !client_gone && send_events(writer, batch).await.is_err() {
+                    if !client_gone && send_events(writer, batch, sink).await.is_err() {
                         info!(build = build.0, "client went away; cancelling the build");
                         shared.engine.cancel(build);
                         client_gone = true;
                     }
                     if let Some(EngineEvent::Done { outcome, results }) = done {
-                        return Ok((!client_gone).then(|| Finished {
+                        return Ok((!client_gone).then_some(Finished {
                             cancelled: outcome.cancelled,
                             outcome,
-                            results,
+                            results: Arc::new(results),
                         }));
                     }
                 }
@@ -266,7 +446,11 @@ async fn run_plan(
                     return if client_gone {
                         Ok(None)
                     } else {
-                        Ok(Some(Finished { cancelled: outcome.cancelled, outcome, results }))
+                        Ok(Some(Finished {
+                            cancelled: outcome.cancelled,
+                            outcome,
+                            results: Arc::new(results),
+                        }))
                     };
                 }
                 None => {
@@ -285,9 +469,55 @@ async fn run_plan(
     }
 }
 
-async fn send_events(writer: &mut ConnWriter, events: Vec<BuildEvent>) -> Result<(), ConnError> {
+/// How a session sends events: every one, or cache hits and most outputs counted.
+#[derive(Debug, Clone, Copy)]
+struct EventSink {
+    every: bool,
+    outputs_listed: u64,
+}
+
+impl EventSink {
+    /// Outputs listed one by one before the rest are counted.
+    const LISTED_OUTPUTS: u64 = 20;
+
+    fn new(every: bool) -> EventSink {
+        EventSink {
+            every,
+            outputs_listed: 0,
+        }
+    }
+}
+
+/// Sends `events` in one write; unless the client asked for every event, cache hits and all
+/// but the first outputs go as one [`BuildEvent::Counted`].
+async fn send_events(
+    writer: &mut ConnWriter,
+    events: Vec<BuildEvent>,
+    sink: &mut EventSink,
+) -> Result<(), ConnError> {
+    let (mut cache_hits, mut outputs) = (0, 0);
     for event in events {
+        if !sink.every {
+            match event {
+                BuildEvent::CacheHit { .. } => {
+                    cache_hits += 1;
+                    continue;
+                }
+                BuildEvent::Output { .. } if sink.outputs_listed >= EventSink::LISTED_OUTPUTS => {
+                    outputs += 1;
+                    continue;
+                }
+                BuildEvent::Output { .. } => sink.outputs_listed += 1,
+                _ => {}
+            }
+        }
         writer.queue(&DaemonMessage::Event(event))?;
+    }
+    if cache_hits + outputs > 0 {
+        writer.queue(&DaemonMessage::Event(BuildEvent::Counted {
+            cache_hits,
+            outputs,
+        }))?;
     }
     writer.flush().await
 }
@@ -302,14 +532,17 @@ fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {
     }
 }
 
-/// Materializes each requested target's declared outs at `weft-out/<dir>/<out>`.
+/// Publishes each requested target's declared outs at `weft-out/<dir>/<out>`.
 fn publish_outputs(
     shared: &Shared,
     workspace: &Workspace,
     outputs: &[(Label, JobId)],
     jobs: &HashMap<JobId, Arc<Job>>,
     results: &HashMap<JobId, ActionResult>,
-) -> Result<Vec<(String, String)>, String> {
+    previous: Vec<Published>,
+) -> Result<Vec<Published>, String> {
+    let mut previous: HashMap<PathBuf, Published> =
+        previous.into_iter().map(|p| (p.dest.clone(), p)).collect();
     let mut published = Vec::new();
     for (label, id) in outputs {
         let (Some(job), Some(result)) = (jobs.get(id), results.get(id)) else {
@@ -323,21 +556,58 @@ fn publish_outputs(
                 continue;
             };
             let dest = dir.join(out);
-            if !file.executable && shared.store.is_materialized(&file.digest, &dest) {
-                // Published by an earlier build and untouched since.
-                let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
-                published.push((label.to_string(), shown.display().to_string()));
+            if let Some(earlier) = previous.remove(&dest)
+                && earlier.digest == file.digest
+                && earlier.executable == file.executable
+                && earlier.stamp.is_some()
+                && FileStamp::of(&dest) == earlier.stamp
+            {
+                // The last build put these very bytes there, and nobody touched them.
+                published.push(Published {
+                    name: label.to_string(),
+                    ..earlier
+                });
                 continue;
             }
-            shared
-                .store
-                .materialize(&file.digest, &dest, file.executable)
-                .map_err(|e| format!("cannot publish `{out}` of `{label}`: {e}"))?;
-            let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
-            published.push((label.to_string(), shown.display().to_string()));
+            let shown = dest
+                .strip_prefix(&workspace.root)
+                .unwrap_or(&dest)
+                .display()
+                .to_string();
+            let mut entry = Published {
+                name: label.to_string(),
+                shown,
+                digest: file.digest,
+                executable: file.executable,
+                stamp: None,
+                dest,
+            };
+            place(shared, &mut entry)?;
+            published.push(entry);
         }
     }
     Ok(published)
+}
+
+/// Publishes again what the last build published: each file still as it was placed costs one
+/// `lstat`; one that changed or went is placed again.
+fn republish(shared: &Shared, mut published: Vec<Published>) -> Result<Vec<Published>, String> {
+    for entry in &mut published {
+        if entry.stamp.is_none() || FileStamp::of(&entry.dest) != entry.stamp {
+            place(shared, entry)?;
+        }
+    }
+    Ok(published)
+}
+
+/// Places one output: a copy, not a link into the store, since people may edit it.
+fn place(shared: &Shared, entry: &mut Published) -> Result<(), String> {
+    shared
+        .store
+        .export(&entry.digest, &entry.dest, entry.executable)
+        .map_err(|e| format!("cannot publish `{}` of `{}`: {e}", entry.shown, entry.name))?;
+    entry.stamp = FileStamp::of(&entry.dest);
+    Ok(())
 }
 
 /// Serves a distbuild graph run: every job's outputs land in `OUT/<ID>/`, its stdout and
@@ -371,20 +641,25 @@ pub(crate) async fn graph_run(
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
     // Every job's outputs land in the out directory.
     let wanted = graph.jobs.iter().map(|(id, _)| *id).collect();
+    // A graph run lists every job's outputs; there are few of them.
+    let mut sink = EventSink::new(true);
     let Some(finished) = run_plan(
         shared,
-        graph.jobs.clone(),
-        wanted,
-        options,
-        timeout,
+        PlanSpec {
+            jobs: graph.jobs.clone(),
+            wanted,
+            options,
+            job_timeout: timeout,
+        },
         &mut reader,
         &mut writer,
+        &mut sink,
     )
     .await?
     else {
         return Ok(());
     };
-    let summary = summary(&finished.outcome, started);
+    let mut summary = summary(&finished.outcome, started);
     if !finished.cancelled {
         let shared = shared.clone();
         let published = tokio::task::spawn_blocking(move || {
@@ -396,10 +671,14 @@ pub(crate) async fn graph_run(
                 let outputs = paths
                     .into_iter()
                     .map(|(name, path)| BuildEvent::Output { name, path });
-                send_events(&mut writer, outputs.collect()).await?;
+                send_events(&mut writer, outputs.collect(), &mut sink).await?;
             }
-            Ok(Err(message)) => error(&mut writer, &message).await?,
+            Ok(Err(message)) => {
+                summary.success = false;
+                error(&mut writer, &message).await?
+            }
             Err(e) => {
+                summary.success = false;
                 error(
                     &mut writer,
                     &format!("internal error while publishing: {e}"),
@@ -408,6 +687,7 @@ pub(crate) async fn graph_run(
             }
         }
     }
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     writer
         .send(&DaemonMessage::Event(BuildEvent::Done(summary)))
         .await
@@ -502,13 +782,13 @@ fn publish_graph(
         }
         shared
             .store
-            .materialize_tree(&result.output_tree, &dir)
+            .export_tree(&result.output_tree, &dir)
             .map_err(|e| format!("cannot publish the outputs of `{name}`: {e}"))?;
         for (stream, digest) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
             let path = out_dir.join(format!("{name}.{stream}"));
             shared
                 .store
-                .materialize(digest, &path, false)
+                .export(digest, &path, false)
                 .map_err(|e| format!("cannot publish the {stream} of `{name}`: {e}"))?;
         }
         published.push((name.clone(), dir.display().to_string()));

@@ -40,7 +40,23 @@ pub struct Loader {
     prelude: Option<FrozenModule>,
     caches: Caches,
     stats: LoaderStats,
+    /// The latest graphs, reused while nothing they came from has changed.
+    graphs: VecDeque<GraphMemo>,
 }
+
+/// A graph, and what it came from: the workspace, the patterns, what they expanded to, and
+/// the evaluated package of each of its targets.
+struct GraphMemo {
+    root: std::path::PathBuf,
+    packages_map: BTreeMap<String, String>,
+    patterns: Vec<String>,
+    requested: Vec<Label>,
+    packages: Vec<Arc<EvaluatedPackage>>,
+    graph: Arc<TargetGraph>,
+}
+
+/// How many graphs a [`Loader`] remembers.
+const MEMO_GRAPHS: usize = 8;
 
 impl Default for Loader {
     fn default() -> Loader {
@@ -75,6 +91,7 @@ impl Loader {
             prelude: None,
             caches: Caches::default(),
             stats: LoaderStats::default(),
+            graphs: VecDeque::new(),
         }
     }
 
@@ -82,17 +99,19 @@ impl Loader {
     /// `//...`. See [`TargetPattern`] for the forms.
     ///
     /// The graph is checked: every dep exists, every source file exists, and there is no
-    /// cycle.
+    /// cycle. When the patterns expand to the same targets and no package they come from has
+    /// changed, the graph of the last such load is returned as it is (its sources are not
+    /// checked again: lowering reads them anyway).
     pub fn load(
         &mut self,
         ws: &Workspace,
         patterns: &[String],
-    ) -> Result<TargetGraph, FrontendError> {
+    ) -> Result<Arc<TargetGraph>, FrontendError> {
         let start = std::time::Instant::now();
         let before = self.stats;
         let result = self.on_load_thread(|loader| {
             let session = loader.session(ws)?;
-            let result = build_graph(&session, patterns);
+            let result = loader.graph(&session, ws, patterns);
             loader.finish(&session);
             result
         });
@@ -173,6 +192,52 @@ impl Loader {
         })
     }
 
+    fn graph(
+        &mut self,
+        session: &Rc<Session>,
+        ws: &Workspace,
+        patterns: &[String],
+    ) -> Result<Arc<TargetGraph>, FrontendError> {
+        let requested = expand_all(session, patterns)?;
+        let memo = self.graphs.iter().position(|m| {
+            m.root == ws.root
+                && m.packages_map == ws.packages
+                && m.patterns == patterns
+                && m.requested == requested
+        });
+        if let Some(index) = memo {
+            let memo = &self.graphs[index];
+            let unchanged = memo.packages.iter().all(|package| {
+                session
+                    .package(&package.package.dir)
+                    .is_ok_and(|now| Arc::ptr_eq(&now, package))
+            });
+            if unchanged {
+                return Ok(memo.graph.clone());
+            }
+            self.graphs.remove(index);
+        }
+        let graph = Arc::new(build_graph(session, requested.clone())?);
+        let mut dirs: Vec<&PackagePath> = graph.targets.keys().map(|l| l.package_path()).collect();
+        dirs.dedup();
+        let packages = dirs
+            .into_iter()
+            .map(|dir| session.package(dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.graphs.len() == MEMO_GRAPHS {
+            self.graphs.pop_front();
+        }
+        self.graphs.push_back(GraphMemo {
+            root: ws.root.clone(),
+            packages_map: ws.packages.clone(),
+            patterns: patterns.to_vec(),
+            requested,
+            packages,
+            graph: graph.clone(),
+        });
+        Ok(graph)
+    }
+
     fn session(&mut self, ws: &Workspace) -> Result<Rc<Session>, FrontendError> {
         let prelude = self.prelude()?;
         Ok(Session::new(
@@ -211,8 +276,7 @@ impl Loader {
     }
 }
 
-fn build_graph(session: &Rc<Session>, patterns: &[String]) -> Result<TargetGraph, FrontendError> {
-    let requested = expand_all(session, patterns)?;
+fn build_graph(session: &Rc<Session>, requested: Vec<Label>) -> Result<TargetGraph, FrontendError> {
     let mut targets: BTreeMap<Label, Target> = BTreeMap::new();
     let mut queued: HashSet<Label> = requested.iter().cloned().collect();
     let mut queue: VecDeque<Label> = requested.iter().cloned().collect();

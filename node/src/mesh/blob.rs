@@ -242,13 +242,13 @@ struct ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if let Some((buf, len)) = &self.current {
-                if self.pos < *len {
-                    let n = (*len - self.pos).min(out.len());
-                    out[..n].copy_from_slice(&buf[self.pos..self.pos + n]);
-                    self.pos += n;
-                    return Ok(n);
-                }
+            if let Some((buf, len)) = &self.current
+                && self.pos < *len
+            {
+                let n = (*len - self.pos).min(out.len());
+                out[..n].copy_from_slice(&buf[self.pos..self.pos + n]);
+                self.pos += n;
+                return Ok(n);
             }
             if let Some((buf, _)) = self.current.take() {
                 // The network side may have finished; then the buffer is simply freed.

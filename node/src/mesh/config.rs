@@ -91,7 +91,8 @@ pub fn default_listen() -> Multiaddr {
 pub struct TestHooks {
     /// Flip one byte of every blob served, to play a corrupting peer.
     pub corrupt_served_blobs: bool,
-    /// Neither start nor answer admission, to play a peer that never proves anything.
+    /// Never start admission, and take the other side's admission streams without ever
+    /// answering: a peer that never proves anything.
     pub skip_admission: bool,
     /// Skip our own "is the peer admitted" check before opening rpc and blob streams, to see
     /// what the other side does with a stream from a peer it has not admitted.
@@ -137,12 +138,12 @@ pub(crate) fn gossipsub_scoring() -> (gossipsub::PeerScoreParams, gossipsub::Pee
     (params, gossipsub::PeerScoreThresholds::default())
 }
 
-/// The QUIC transport's settings.
+/// The QUIC transport's settings (public for the transfer benchmark).
 ///
 /// Receive windows: the defaults (10 MB per stream, 15 MB per connection) already exceed the
 /// bandwidth-delay product of a LAN (1.25 MB at 10 Gbit/s and 1 ms). See `bench/RESULTS.md`
 /// for the throughput measured with these settings.
-pub(crate) fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {
+pub fn quic_config(mut config: libp2p::quic::Config) -> libp2p::quic::Config {
     config.handshake_timeout = Duration::from_secs(10);
     config.max_idle_timeout = 30_000;
     config.keep_alive_interval = Duration::from_secs(5);

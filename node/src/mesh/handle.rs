@@ -43,6 +43,9 @@ impl Drop for ShutdownGuard {
 }
 
 /// Something that happened in the mesh, for the daemon to act on.
+// Events move once, through a channel; boxing the large messages would cost an allocation
+// each and make them clumsier to match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum MeshEvent {
     /// A peer proved team membership; from now on it may be asked anything.

@@ -28,6 +28,8 @@ mod state;
 mod swarm;
 pub mod team;
 
+#[doc(hidden)]
+pub use config::quic_config as quic_transport_config;
 pub use config::{ADMISSION_DEADLINE, BLOCK_DURATION, MeshConfig, TestHooks, default_listen};
 pub use error::{FetchError, MeshError, NetError};
 pub use handle::{Admission, Mesh, MeshEvent, MeshStats, PeerInfo};

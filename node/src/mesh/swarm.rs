@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
+use futures::{AsyncReadExt, StreamExt};
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -177,6 +177,7 @@ pub async fn start(
             })
             .collect(),
         delayed_dials: HashMap::new(),
+        mdns_peers: HashMap::new(),
         initiated: HashSet::new(),
         announced: HashSet::new(),
         pending_gossip: VecDeque::new(),
@@ -188,13 +189,11 @@ pub async fn start(
     };
     driver.wait_listening(listeners).await?;
 
-    let mut protocols = vec![
+    let protocols = [
         (rpc::PROTOCOL, Handler::Rpc),
         (blob::PROTOCOL, Handler::Blob),
+        (admit::PROTOCOL, Handler::Admit),
     ];
-    if !config.test_hooks.skip_admission {
-        protocols.push((admit::PROTOCOL, Handler::Admit));
-    }
     for (protocol, handler) in protocols {
         let incoming = control
             .accept(protocol.clone())
@@ -243,14 +242,31 @@ async fn accept_loop(
                 let Some((peer, stream)) = next else { return };
                 let shared = Arc::clone(&shared);
                 match handler {
+                    Handler::Admit if shared.hooks.skip_admission => {
+                        // Play a peer that takes the stream and never answers on it.
+                        tokio::spawn(async move {
+                            let mut stream = stream;
+                            let mut sink = [0u8; 64];
+                            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                        });
+                    }
                     Handler::Admit => {
                         // Admission runs once per peer: a blocked or unknown peer gets no
                         // exchange, and an admitted one needs none.
-                        if !matches!(shared.state(&peer), Some(State::Pending { .. })) {
-                            Counters::bump(&shared.counters.refused_streams, 1);
-                            continue;
-                        }
-                        tokio::spawn(admit::respond(shared, peer, stream));
+                        tokio::spawn(async move {
+                            // The stream can arrive before the swarm task has seen the
+                            // connection it came on: give it a moment to.
+                            let deadline = Instant::now() + Duration::from_secs(2);
+                            while shared.state(&peer).is_none() && Instant::now() < deadline {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            if matches!(shared.state(&peer), Some(State::Pending { .. })) {
+                                admit::respond(shared, peer, stream).await;
+                            } else {
+                                tracing::debug!(%peer, "refused an admission stream");
+                                Counters::bump(&shared.counters.refused_streams, 1);
+                            }
+                        });
                     }
                     Handler::Rpc => {
                         tokio::spawn(rpc::serve(shared, peer, stream));
@@ -283,6 +299,8 @@ struct Driver {
     static_peers: Vec<StaticPeer>,
     /// mDNS discoveries to dial later, if still not connected (we are the higher PeerId).
     delayed_dials: HashMap<PeerId, (Instant, Multiaddr)>,
+    /// Peers mDNS found and has not expired: dialed again when their connection goes.
+    mdns_peers: HashMap<PeerId, Multiaddr>,
     /// Peers we have started admission with as the initiator.
     initiated: HashSet<PeerId>,
     /// Peers announced with [`MeshEvent::PeerAdmitted`] and not lost since.
@@ -450,7 +468,10 @@ impl Driver {
                     .behaviour_mut()
                     .gossipsub
                     .set_application_score(&peer, UNADMITTED_SCORE);
-                if endpoint.is_dialer()
+                // One side runs the exchange: the one with the lower PeerId, whoever dialed.
+                // When both dial at once there are two connections for a moment, and two
+                // exchanges would race; one would break when libp2p drops a duplicate.
+                if self.shared.local < peer
                     && !self.shared.hooks.skip_admission
                     && self.initiated.insert(peer)
                 {
@@ -477,6 +498,18 @@ impl Driver {
         }
         drop(peers);
         self.initiated.remove(&peer);
+        // mDNS reports a peer once: one it found comes back by our dialing it again.
+        if let Some(addr) = self.mdns_peers.get(&peer)
+            && !matches!(self.shared.state(&peer), Some(State::Blocked { .. }))
+        {
+            let delay = if self.shared.local < peer {
+                Duration::from_secs(1)
+            } else {
+                MDNS_DIAL_DELAY
+            };
+            self.delayed_dials
+                .insert(peer, (Instant::now() + delay, addr.clone()));
+        }
         self.shared.notify_admission_changed();
         if self.announced.remove(&peer) {
             tracing::info!(%peer, "peer lost");
@@ -506,6 +539,11 @@ impl Driver {
                     self.on_discovered(peer, addr);
                 }
             }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.mdns_peers.remove(&peer);
+                }
+            }
             _ => {}
         }
     }
@@ -516,6 +554,7 @@ impl Driver {
         }
         tracing::debug!(%peer, %addr, "discovered by mdns");
         self.swarm.add_peer_address(peer, addr.clone());
+        self.mdns_peers.insert(peer, addr.clone());
         if self.swarm.is_connected(&peer)
             || matches!(self.shared.state(&peer), Some(State::Blocked { .. }))
         {
@@ -559,10 +598,8 @@ impl Driver {
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
-            gossipsub::Event::Subscribed { peer_id, .. } => {
-                if self.announced.contains(&peer_id) {
-                    self.flush_pending_gossip();
-                }
+            gossipsub::Event::Subscribed { peer_id, .. } if self.announced.contains(&peer_id) => {
+                self.flush_pending_gossip();
             }
             _ => {}
         }
@@ -623,6 +660,24 @@ impl Driver {
 
     fn on_admission_failed(&mut self, peer: PeerId, reason: String, block: bool) {
         self.initiated.remove(&peer);
+        if !block
+            && self.swarm.is_connected(&peer)
+            && matches!(self.shared.state(&peer), Some(State::Pending { .. }))
+        {
+            // The exchange broke off (a connection closed under it), but the peer is still
+            // here: run it again. The admission deadline ends this for a peer that never
+            // completes it.
+            tracing::debug!(%peer, %reason, "admission broke off; trying again");
+            if self.shared.local < peer && !self.shared.hooks.skip_admission {
+                self.initiated.insert(peer);
+                let shared = Arc::clone(&self.shared);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    admit::initiate(shared, peer).await;
+                });
+            }
+            return;
+        }
         match self.shared.state(&peer) {
             // A member cannot un-prove itself: a redundant or bogus exchange after one that
             // completed changes nothing.
@@ -711,10 +766,10 @@ impl Driver {
             .map(|(peer, _)| *peer)
             .collect();
         for peer in due {
-            if let Some((_, addr)) = self.delayed_dials.remove(&peer) {
-                if !self.swarm.is_connected(&peer) {
-                    self.dial_peer(peer, addr);
-                }
+            if let Some((_, addr)) = self.delayed_dials.remove(&peer)
+                && !self.swarm.is_connected(&peer)
+            {
+                self.dial_peer(peer, addr);
             }
         }
         // Old undelivered gossip.

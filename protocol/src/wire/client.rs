@@ -16,6 +16,11 @@ use super::SharePolicy;
 use crate::{JobId, NodeId};
 
 /// What the client says.
+///
+/// Compatibility: a client meets daemons of other builds whenever weft is upgraded, and must
+/// be able to greet one and ask it to stop. So `Hello` and `Shutdown` (and the daemon's
+/// `Hello` and `ShuttingDown`) keep their positions in these enums for good, and new
+/// variants go at the end; `protocol/tests/hostile.rs` pins their encodings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMessage {
     /// The first message: who the client is.
@@ -32,8 +37,6 @@ pub enum ClientMessage {
     Query(QueryRequest),
     /// Report the daemon's state.
     Status,
-    /// Report every peer of the mesh.
-    Peers,
     /// Report the store's size and contents.
     CacheStats,
     /// Shrink the store to at most `max_bytes`, least recently used first.
@@ -45,6 +48,8 @@ pub enum ClientMessage {
     CacheVerify,
     /// Stop the daemon once running builds are cancelled.
     Shutdown,
+    /// Report every peer of the mesh.
+    Peers,
 }
 
 /// A build request.
@@ -62,6 +67,9 @@ pub struct BuildRequest {
     pub block_for_lock: bool,
     /// Kill a job that runs longer than this many seconds.
     pub job_timeout_secs: Option<u64>,
+    /// Send every cache hit and every output as an event of its own (for `--events`);
+    /// otherwise they may come counted in [`BuildEvent::Counted`].
+    pub every_event: bool,
 }
 
 /// Run a distbuild graph (a JSON object `{"Jobs": [...]}`).
@@ -116,14 +124,14 @@ pub enum DaemonMessage {
     Status(DaemonStatus),
     /// Lines of text: the answer to a query.
     Lines(Vec<String>),
-    /// The answer to [`ClientMessage::Peers`].
-    Peers(Vec<PeerReport>),
     /// The answer to the cache commands.
     Cache(CacheReport),
     /// The request failed.
     Error(ErrorReport),
     /// The answer to [`ClientMessage::Shutdown`].
     ShuttingDown,
+    /// The answer to [`ClientMessage::Peers`].
+    Peers(Vec<PeerReport>),
 }
 
 /// One step of a build, streamed to the client as it happens.
@@ -181,6 +189,14 @@ pub enum BuildEvent {
     Notice(String),
     /// The build is over.
     Done(BuildSummary),
+    /// Cache hits and published outputs, counted rather than listed (when the client did not
+    /// ask for every event).
+    Counted {
+        /// Jobs whose results came from a cache.
+        cache_hits: u64,
+        /// Outputs published.
+        outputs: u64,
+    },
 }
 
 /// Where a cached result came from.
@@ -272,6 +288,11 @@ pub struct MeshStatus {
     pub leases_requeued: u64,
     /// Jobs for which two different results were seen.
     pub nondeterministic: u64,
+    /// How long lent jobs waited in the queue before a thief took them, in microseconds:
+    /// (p50, p99) of the latest ones.
+    pub steal_wait_us: Option<(u64, u64)>,
+    /// How long peer cache hits took, query to checked answer, in microseconds: (p50, p99).
+    pub peer_hit_us: Option<(u64, u64)>,
 }
 
 /// One peer, as `weft peers` shows it.

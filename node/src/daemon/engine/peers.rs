@@ -277,6 +277,8 @@ impl EngineTask {
             self.core.on_peer_cache(now, build, job, peer, false);
             return;
         };
+        self.queries_sent
+            .insert((build, job), std::time::Instant::now());
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let answer = mesh
@@ -314,11 +316,17 @@ impl EngineTask {
         result: Option<ActionResult>,
     ) {
         let now = self.now();
+        // Kept only for a hit, whose latency is recorded when it counts.
+        let sent = self.queries_sent.remove(&(build, job));
         let Some(result) = result.filter(|r| r.success()) else {
             self.core.on_peer_cache(now, build, job, peer, false);
             return;
         };
+        if let Some(sent) = sent {
+            self.queries_sent.insert((build, job), sent);
+        }
         if let Err(why) = self.check_result(job, &result, None) {
+            self.queries_sent.remove(&(build, job));
             warn!(%peer, %job, %why, "a peer's cached result was refused");
             self.core.on_peer_cache(now, build, job, peer, false);
             return;

@@ -90,6 +90,10 @@ pub(crate) struct MeshReport {
     pub(crate) stats: CoreStats,
     pub(crate) nondeterministic: u64,
     pub(crate) running: usize,
+    /// How long lent jobs waited in the queue before a thief took them: (p50, p99).
+    pub(crate) steal_wait: Option<(Duration, Duration)>,
+    /// How long peer cache hits took, from the query to the checked answer: (p50, p99).
+    pub(crate) peer_hit: Option<(Duration, Duration)>,
 }
 
 /// A handle to the engine task.
@@ -197,6 +201,9 @@ impl Engine {
             stolen_reports: HashMap::new(),
             recent: VecDeque::new(),
             nondeterministic: 0,
+            queries_sent: HashMap::new(),
+            steal_waits: Latencies::default(),
+            peer_hits: Latencies::default(),
             epoch: Instant::now(),
             inbox: inbox.clone(),
         };
@@ -280,6 +287,10 @@ pub(super) struct EngineTask {
     pub(super) recent: VecDeque<JobId>,
     /// Jobs for which two different results were seen.
     pub(super) nondeterministic: u64,
+    /// When each cache query to a peer went out.
+    pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
+    steal_waits: Latencies,
+    peer_hits: Latencies,
     epoch: Instant,
     pub(super) inbox: mpsc::UnboundedSender<Command>,
 }
@@ -384,12 +395,13 @@ impl EngineTask {
                             job_timeout: plan.job_timeout,
                         },
                     );
-                    if self.context.mesh.is_some() && self.core.peers().is_empty() {
-                        if let Some(state) = self.builds.get(&build) {
-                            state.emit(BuildEvent::Notice(
-                                "no peers are connected: building locally".to_owned(),
-                            ));
-                        }
+                    if self.context.mesh.is_some()
+                        && self.core.peers().is_empty()
+                        && let Some(state) = self.builds.get(&build)
+                    {
+                        state.emit(BuildEvent::Notice(
+                            "no peers are connected: building locally".to_owned(),
+                        ));
                     }
                 }
                 let _ = reply.send(result);
@@ -401,6 +413,8 @@ impl EngineTask {
                     stats: self.core.stats(),
                     nondeterministic: self.nondeterministic,
                     running: self.core.running(),
+                    steal_wait: self.steal_waits.percentiles(),
+                    peer_hit: self.peer_hits.percentiles(),
                 });
             }
             Command::Finished { build, job, run } => self.finished(now, build, job, run),
@@ -410,6 +424,11 @@ impl EngineTask {
                 peer,
                 result,
             } => {
+                if let Some(sent) = self.queries_sent.remove(&(build, job))
+                    && result.is_some()
+                {
+                    self.peer_hits.record(sent.elapsed());
+                }
                 let hit = match result {
                     Some(result) => {
                         if let Some(state) = self.builds.get_mut(&build) {
@@ -496,7 +515,13 @@ impl EngineTask {
                         });
                     }
                 }
-                Effect::GivenAway { build, job, peer } => {
+                Effect::GivenAway {
+                    build,
+                    job,
+                    peer,
+                    waited,
+                } => {
+                    self.steal_waits.record(waited);
                     if let Some(state) = self.builds.get(&build) {
                         let name = state.name(job);
                         state.emit(BuildEvent::Started {
@@ -504,6 +529,15 @@ impl EngineTask {
                             name,
                             node: peer,
                         });
+                    }
+                }
+                Effect::Returned { build, job, peer } => {
+                    if let Some(state) = self.builds.get(&build) {
+                        state.emit(BuildEvent::Notice(format!(
+                            "`{}` came back from `{peer}` (its lease ran out, or the peer left); \
+                             it runs again",
+                            state.name(job)
+                        )));
                     }
                 }
                 Effect::QueryPeer { build, job, peer } => self.query_peer(build, job, peer),
@@ -540,11 +574,8 @@ impl EngineTask {
             self.known.results.clear();
             self.known.removals = removals;
         }
-        let found = match self.known.results.get(&job) {
-            Some(result) => {
-                self.known.to_touch.push(job);
-                Ok(Some(result.clone()))
-            }
+        let found = match self.known.use_result(job) {
+            Some(result) => Ok(Some(result)),
             None => self.context.store.get_action(job),
         };
         match found {
@@ -633,7 +664,7 @@ impl EngineTask {
             return;
         }
         let outcome = match run {
-            OwnRun::Ran(outcome) => outcome,
+            OwnRun::Ran(outcome) => *outcome,
             OwnRun::DepsLost(lost) => {
                 let name = state.name(id);
                 warn!(job = %id, %name, n_lost = lost.len(), "deps' outputs are gone; running them again");
@@ -717,7 +748,7 @@ impl EngineTask {
         let known = self
             .result_of(&job)
             .cloned()
-            .or_else(|| self.known.results.get(&job).cloned());
+            .or_else(|| self.known.get(&job).cloned());
         if let Some(known) = known
             && known.outputs != result.outputs
         {
@@ -771,7 +802,7 @@ async fn next_mesh_event(events: &mut Option<mpsc::Receiver<MeshEvent>>) -> Opti
 /// ([`Store::removals`]): a lookup of one of them needs no index read and no `stat`.
 #[derive(Default)]
 pub(super) struct KnownResults {
-    pub(super) results: HashMap<JobId, ActionResult>,
+    results: HashMap<JobId, (ActionResult, Instant)>,
     removals: u64,
     to_touch: Vec<JobId>,
 }
@@ -780,10 +811,58 @@ impl KnownResults {
     /// At most this many results are remembered; then the memory starts over.
     const CAPACITY: usize = 100_000;
 
+    /// A result served from memory is recorded as a use in the store at most this often: GC's
+    /// least-recently-used order needs minutes, not microseconds.
+    const TOUCH_EVERY: Duration = Duration::from_secs(300);
+
     pub(super) fn remember(&mut self, job: JobId, result: &ActionResult) {
         if self.results.len() >= Self::CAPACITY {
             self.results.clear();
         }
-        self.results.entry(job).or_insert_with(|| result.clone());
+        self.results
+            .entry(job)
+            .or_insert_with(|| (result.clone(), Instant::now()));
+    }
+
+    fn get(&self, job: &JobId) -> Option<&ActionResult> {
+        self.results.get(job).map(|(result, _)| result)
+    }
+
+    /// The result of `job`, noting a use to record in the store when one is due.
+    fn use_result(&mut self, job: JobId) -> Option<ActionResult> {
+        let (result, touched) = self.results.get_mut(&job)?;
+        if touched.elapsed() >= Self::TOUCH_EVERY {
+            *touched = Instant::now();
+            self.to_touch.push(job);
+        }
+        Some(result.clone())
+    }
+}
+
+/// The latest durations of something, for percentiles.
+#[derive(Default)]
+struct Latencies {
+    samples: VecDeque<Duration>,
+}
+
+impl Latencies {
+    const KEPT: usize = 4096;
+
+    fn record(&mut self, sample: Duration) {
+        if self.samples.len() == Self::KEPT {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    /// The median and the 99th percentile.
+    fn percentiles(&self) -> Option<(Duration, Duration)> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
+        sorted.sort();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
     }
 }

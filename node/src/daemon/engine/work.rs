@@ -113,7 +113,7 @@ pub(super) async fn run_own(
             timeout,
             node: context.node(),
         };
-        OwnRun::Ran(context.executor.run(request).await)
+        OwnRun::Ran(Box::new(context.executor.run(request).await))
     } else {
         OwnRun::DepsLost(lost)
     };
@@ -128,7 +128,7 @@ pub(super) async fn run_own(
 #[derive(Debug)]
 pub(crate) enum OwnRun {
     /// It ran (successfully or not), or the executor could not run it.
-    Ran(Result<RunOutcome, ExecError>),
+    Ran(Box<Result<RunOutcome, ExecError>>),
     /// It did not run: the outputs of these deps could not be had from anyone.
     DepsLost(Vec<JobId>),
 }
