@@ -262,7 +262,7 @@ impl Sim {
                 nodes[node as usize].core.as_mut(),
             ) {
                 match &msg.gossip {
-                    Gossip::Beacon(beacon) => core.on_beacon(now, peer, beacon.clone()),
+                    Gossip::Beacon(beacon) => core.on_beacon(now, peer, beacon),
                     Gossip::Have(jobs) => core.on_have(now, peer, jobs),
                 }
             }

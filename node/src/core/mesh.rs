@@ -57,7 +57,9 @@ pub struct CoreConfig {
     /// Default: 1 s.
     pub beacon_interval: Duration,
     /// How often a beacon goes out while this node has nothing queued (it only repairs a lost
-    /// "idle" beacon: nobody steals from an idle node). Default: 10 s.
+    /// "idle" beacon: nobody steals from an idle node). Default: 10 s; on a mesh of more
+    /// than 100 nodes, 100 ms per peer (a node then receives about ten idle beacons a
+    /// second).
     pub idle_beacon_interval: Duration,
     /// How long new results wait to be announced together. Default: 50 ms.
     pub have_delay: Duration,
@@ -508,6 +510,8 @@ pub struct Core {
     beacon_due: Time,
     /// Whether the last beacon said this node had jobs queued.
     last_beacon: Option<bool>,
+    /// Since when the queue is empty while the last beacon said "busy".
+    emptied_at: Option<Time>,
     system_idle: bool,
     rng: u64,
     effects: VecDeque<Effect>,
@@ -546,6 +550,7 @@ impl Core {
             have_due: None,
             beacon_due: Time::ZERO,
             last_beacon: None,
+            emptied_at: None,
             system_idle: true,
             rng: seed | 1,
             effects: VecDeque::new(),
@@ -790,7 +795,7 @@ impl Core {
     }
 
     /// A peer's beacon.
-    pub fn on_beacon(&mut self, now: Time, peer: NodeId, beacon: LoadBeacon) {
+    pub fn on_beacon(&mut self, now: Time, peer: NodeId, beacon: &LoadBeacon) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
@@ -804,7 +809,10 @@ impl Core {
         } else {
             self.busy_peers.remove(&peer);
         }
-        state.beacon = Some(beacon);
+        // Most beacons repeat the last one (an idle node's, every so often): keep it.
+        if state.beacon.as_ref() != Some(beacon) {
+            state.beacon = Some(beacon.clone());
+        }
         state.beacon_at = Some(now);
         self.after_event(now);
     }
@@ -1200,11 +1208,26 @@ impl Core {
 
     fn maybe_beacon(&mut self, now: Time) {
         let busy = self.scheduler.queued() > 0;
-        let changed = self.last_beacon != Some(busy);
+        let mut changed = self.last_beacon != Some(busy);
+        if busy {
+            self.emptied_at = None;
+        } else if self.last_beacon == Some(true) {
+            // A queue that empties often refills at once (thieves drain it, then the next
+            // jobs turn ready): say "idle" only once it stays empty a while, rather than
+            // send every node two beacons per refill.
+            let since = *self.emptied_at.get_or_insert(now);
+            if now < since + IDLE_GRACE {
+                changed = false;
+                self.beacon_due = self.beacon_due.min(since + IDLE_GRACE);
+            }
+        }
         let interval = if busy {
             self.config.beacon_interval
         } else {
-            self.config.idle_beacon_interval
+            // Every idle beacon goes to every node: on a large mesh, space them out so that
+            // a node receives about ten a second, whatever the mesh's size.
+            let per_peer = IDLE_BEACON_SPACING.saturating_mul(self.peers.len() as u32);
+            self.config.idle_beacon_interval.max(per_peer)
         };
         if !changed && now < self.beacon_due {
             return;
@@ -1368,6 +1391,13 @@ const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most ids in one `Have` announcement.
 const MAX_HAVE_BATCH: usize = 512;
+
+/// How long the queue must stay empty before a busy node says it is idle.
+const IDLE_GRACE: Duration = Duration::from_millis(500);
+
+/// The idle beacon interval per peer, once that exceeds
+/// [`CoreConfig::idle_beacon_interval`].
+const IDLE_BEACON_SPACING: Duration = Duration::from_millis(100);
 
 /// The most peers asked for one job's result.
 const MAX_CACHE_QUERIES: usize = 3;

@@ -238,9 +238,7 @@ impl Sim {
                     .collect();
                 for peer in peers {
                     match &gossip {
-                        Gossip::Beacon(beacon) => {
-                            self.core(peer).on_beacon(now, id, beacon.clone())
-                        }
+                        Gossip::Beacon(beacon) => self.core(peer).on_beacon(now, id, beacon),
                         Gossip::Have(jobs) => self.core(peer).on_have(now, id, jobs),
                     }
                 }

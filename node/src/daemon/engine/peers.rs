@@ -55,7 +55,7 @@ impl EngineTask {
                     return;
                 };
                 match msg {
-                    GossipMessage::Beacon(beacon) => self.core.on_beacon(now, node, beacon),
+                    GossipMessage::Beacon(beacon) => self.core.on_beacon(now, node, &beacon),
                     GossipMessage::Have { jobs } => self.core.on_have(now, node, &jobs),
                 }
             }
