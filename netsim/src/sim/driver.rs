@@ -50,6 +50,7 @@ mod effect {
     pub(super) const BEACON: u8 = 13;
     pub(super) const HAVE: u8 = 14;
     pub(super) const RETURNED: u8 = 15;
+    pub(super) const DEPS_LOST: u8 = 16;
 }
 
 impl Sim {
@@ -90,6 +91,7 @@ impl Sim {
             ),
             Effect::SendRenew { jobs, .. } => (effect::RENEW, jobs.len() as u64),
             Effect::SendDone { id, .. } => (effect::DONE, short(id)),
+            Effect::SendDepsLost { id, .. } => (effect::DEPS_LOST, short(id)),
             Effect::Publish(weft_node::core::Gossip::Beacon(b)) => {
                 (effect::BEACON, u64::from(b.queue_len))
             }
@@ -178,6 +180,11 @@ impl Sim {
             } => {
                 if let Some(server) = self.index_of(&origin) {
                     self.send_rpc(node, server, RpcKind::Done { job: id, outcome });
+                }
+            }
+            Effect::SendDepsLost { origin, id, lost } => {
+                if let Some(server) = self.index_of(&origin) {
+                    self.send_rpc(node, server, RpcKind::DepsLost { job: id, lost });
                 }
             }
             Effect::Publish(gossip) => self.publish(node, gossip),
@@ -379,7 +386,7 @@ impl Sim {
                     n.stolen.remove(&job);
                     self.metrics.stolen_infra_failures += 1;
                     if let Some(core) = &mut self.nodes[node as usize].core {
-                        core.on_stolen_finished(now, job, StolenOutcome::Infrastructure);
+                        core.on_stolen_deps_lost(now, job, lost);
                     }
                 }
             }
@@ -491,6 +498,13 @@ impl Sim {
             }
             RpcKind::Done { job, outcome } => {
                 self.on_thief_report(server, client, *job, *outcome);
+                Reply::Ack
+            }
+            RpcKind::DepsLost { job, lost } => {
+                if let Some(core) = self.nodes[server as usize].core.as_mut() {
+                    core.on_deps_lost_report(now, client_id, *job, lost);
+                }
+                self.drain(server);
                 Reply::Ack
             }
             RpcKind::Query { job, .. } => Reply::Answer {
@@ -652,7 +666,10 @@ impl Sim {
                 self.drain(client);
             }
             RpcKind::Fetch { why, .. } => self.fetched(client, why, false),
-            RpcKind::Renew { .. } | RpcKind::Done { .. } | RpcKind::Have { .. } => {}
+            RpcKind::Renew { .. }
+            | RpcKind::Done { .. }
+            | RpcKind::DepsLost { .. }
+            | RpcKind::Have { .. } => {}
         }
     }
 

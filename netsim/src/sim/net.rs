@@ -192,6 +192,7 @@ fn request_bytes(kind: &RpcKind) -> u64 {
         RpcKind::Steal { request } => 64 + 32 * request.tools.len() as u64,
         RpcKind::Renew { jobs } | RpcKind::Have { jobs } => 48 + 32 * jobs.len() as u64,
         RpcKind::Done { .. } => 420,
+        RpcKind::DepsLost { lost, .. } => 80 + 32 * lost.len() as u64,
         RpcKind::Query { .. } | RpcKind::Fetch { .. } => 80,
     }
 }

@@ -267,6 +267,10 @@ pub(crate) enum RpcKind {
     Have {
         jobs: Vec<JobId>,
     },
+    DepsLost {
+        job: JobId,
+        lost: Vec<JobId>,
+    },
 }
 
 /// What an rpc's answer says.

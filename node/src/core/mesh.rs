@@ -214,6 +214,16 @@ pub enum Effect {
         /// Whether it succeeded.
         outcome: StolenOutcome,
     },
+    /// Tell a stolen job's origin that it could not run here: nobody served the outputs of
+    /// these deps.
+    SendDepsLost {
+        /// The victim.
+        origin: NodeId,
+        /// The job.
+        id: JobId,
+        /// The deps whose outputs could not be had.
+        lost: Vec<JobId>,
+    },
     /// Gossip to the team.
     Publish(Gossip),
 }
@@ -280,6 +290,9 @@ pub struct CoreStats {
     pub peer_cache_hits: u64,
     /// Results found in this node's cache.
     pub local_cache_hits: u64,
+    /// Jobs given back by a thief that could not fetch their deps' outputs: the deps ran
+    /// again.
+    pub deps_lost_by_thieves: u64,
 }
 
 #[derive(Debug)]
@@ -1082,6 +1095,46 @@ impl Core {
             });
         }
         self.after_event(now);
+    }
+
+    /// A stolen job cannot run here: nobody served the outputs of the deps in `lost`. The
+    /// origin hears which, so that it runs them again instead of lending the job out anew to
+    /// someone who will fail the same way.
+    pub fn on_stolen_deps_lost(&mut self, now: Time, id: JobId, lost: Vec<JobId>) {
+        let Some(stolen) = self.stolen.remove(&id) else {
+            return;
+        };
+        self.renewals.remove(&(stolen.next_renew, id));
+        self.scheduler.set_reserved(self.stolen.len());
+        self.effects.push_back(Effect::SendDepsLost {
+            origin: stolen.origin,
+            id,
+            lost,
+        });
+        self.after_event(now);
+    }
+
+    /// A thief's report that it could not run `job`: none of the holders it was given served
+    /// the outputs of the deps in `lost`. Those deps run again (here or on a peer), and the
+    /// job waits for them. The thief is not blamed: the holders failed, not it.
+    pub fn on_deps_lost_report(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        lost: &[JobId],
+    ) -> Report {
+        let report = match self.leases.get(&job).copied() {
+            Some(lease) if lease.thief == peer => {
+                self.remove_lease(&job);
+                self.stats.deps_lost_by_thieves += 1;
+                self.scheduler.on_deps_lost(now, lease.build, job, lost);
+                Report::Accepted
+            }
+            _ => Report::Unknown,
+        };
+        self.after_event(now);
+        report
     }
 
     // ---- time ---------------------------------------------------------------------------

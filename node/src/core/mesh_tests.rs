@@ -10,7 +10,7 @@ use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
 
 use super::{
     BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, Gossip, JobOutcome, PlannedJob,
-    StolenOutcome, Time,
+    Report, StolenOutcome, Time,
 };
 
 const CC: Digest = Digest::from_bytes([7; 32]);
@@ -227,6 +227,15 @@ impl Sim {
                     self.delayed.push((until, id, origin, job, outcome));
                 } else if !self.crashed.contains(&origin) {
                     self.core(origin).on_stolen_report(now, id, job, outcome);
+                }
+            }
+            Effect::SendDepsLost {
+                origin,
+                id: job,
+                lost,
+            } => {
+                if !self.crashed.contains(&origin) {
+                    self.core(origin).on_deps_lost_report(now, id, job, &lost);
                 }
             }
             Effect::Publish(gossip) => {
@@ -498,6 +507,52 @@ fn a_thief_that_keeps_failing_for_its_own_reasons_is_avoided() {
     assert_eq!(failures, 3, "after three failures the thief gets nothing");
     let view = sim.cores[&node(1)].peers();
     assert!(view[0].avoided_until.is_some());
+    while sim.core(node(1)).poll_effect().is_some() {}
+}
+
+#[test]
+fn a_thief_that_cannot_fetch_a_deps_outputs_has_the_dep_run_again_not_the_job_lent_out_again() {
+    // The thief asks by hand (its policy is `Never`); the origin is busy with a long job.
+    let mut sim = Sim::new(&[
+        (1, 1, SharePolicy::Idle, true),
+        (2, 1, SharePolicy::Never, true),
+    ]);
+    let a = job("a", 100, &[]);
+    let b = job("b", 100, &[a.id()]);
+    let long = job("long", 5_000, &[]);
+    sim.add_build(node(1), BuildId(1), &[a.clone(), b.clone(), long]);
+    sim.settle();
+    let request = weft_protocol::wire::StealRequest {
+        max_jobs: 1,
+        platform: "linux".into(),
+        tools: vec![CC],
+    };
+    let steal = |sim: &mut Sim| {
+        let now = sim.now;
+        let leases = sim.core(node(1)).on_steal_request(now, node(2), &request);
+        assert_eq!(leases.len(), 1, "{leases:?}");
+        leases[0].job.id()
+    };
+    assert_eq!(steal(&mut sim), a.id());
+    let now = sim.now;
+    sim.core(node(1))
+        .on_stolen_report(now, node(2), a.id(), StolenOutcome::Succeeded);
+    sim.settle();
+    assert_eq!(steal(&mut sim), b.id());
+    // The thief cannot get `a`'s outputs from anyone: `a` runs again, and `b` waits for it.
+    let report = sim
+        .core(node(1))
+        .on_deps_lost_report(now, node(2), b.id(), &[a.id()]);
+    assert_eq!(report, Report::Accepted);
+    assert_eq!(sim.cores[&node(1)].stats().deps_lost_by_thieves, 1);
+    sim.settle();
+    assert_eq!(steal(&mut sim), a.id(), "the lost dep comes first");
+    // A report for a lease the thief does not hold changes nothing.
+    let report = sim
+        .core(node(1))
+        .on_deps_lost_report(now, node(2), b.id(), &[a.id()]);
+    assert_eq!(report, Report::Unknown);
+    assert!(sim.cores[&node(1)].peers()[0].avoided_until.is_none());
     while sim.core(node(1)).poll_effect().is_some() {}
 }
 

@@ -91,6 +91,14 @@ pub enum PeerMessage {
         /// The blob.
         digest: Digest,
     },
+    /// A thief's report on a stolen job it could not run: none of the holders in the lease
+    /// served the outputs of these deps. The victim runs them again. Answered with `Ack`.
+    DepsLost {
+        /// The job.
+        job: JobId,
+        /// The deps whose outputs could not be had.
+        lost: Vec<JobId>,
+    },
 }
 
 /// What one daemon gossips to its whole team, on the team's gossipsub topic.

@@ -10,6 +10,8 @@
 //! - `Renew { jobs }` → `Renewed { lost }`.
 //! - `Done { job, result }` / `JobFailed { .. }` → `Ack`: a thief's report. A success is
 //!   checked like a cache answer, and for a wanted job its outputs are fetched first.
+//! - `DepsLost { job, lost }` → `Ack`: a thief could not fetch the outputs of those deps from
+//!   any holder; the core runs them again rather than lend the job out to the next thief.
 //! - `Have { jobs }` → `Ack`: the first announcement to a newly admitted peer of what this
 //!   node holds; later ones are gossip.
 
@@ -163,6 +165,20 @@ impl EngineTask {
             }
             PeerMessage::Have { jobs } => {
                 self.core.on_have(now, peer, &jobs);
+                PeerMessage::Ack
+            }
+            PeerMessage::DepsLost { job, lost } => {
+                if self.core.on_deps_lost_report(now, peer, job, &lost) == Report::Accepted {
+                    let names: Vec<String> = lost.iter().map(|d| self.name_of(*d)).collect();
+                    self.notice_for(
+                        job,
+                        format!(
+                            "`{peer}` could not fetch the outputs of {} for `{}`; they run again",
+                            names.join(", "),
+                            self.name_of(job)
+                        ),
+                    );
+                }
                 PeerMessage::Ack
             }
             other => {
@@ -440,6 +456,7 @@ impl EngineTask {
         };
         let message = match report {
             StolenReport::Done(result) => PeerMessage::Done { job: id, result },
+            StolenReport::DepsLost(lost) => PeerMessage::DepsLost { job: id, lost },
             StolenReport::Failed {
                 infrastructure,
                 report,

@@ -475,8 +475,15 @@ impl EngineTask {
                     self.remember_recent(id);
                 }
                 if self.stolen.remove(&id).is_some() {
+                    let lost = match &report {
+                        StolenReport::DepsLost(lost) => Some(lost.clone()),
+                        _ => None,
+                    };
                     self.stolen_reports.insert(id, report);
-                    self.core.on_stolen_finished(now, id, outcome);
+                    match lost {
+                        Some(lost) => self.core.on_stolen_deps_lost(now, id, lost),
+                        None => self.core.on_stolen_finished(now, id, outcome),
+                    }
                 }
             }
             Command::ThiefReport { peer, job, report } => {
@@ -556,7 +563,9 @@ impl EngineTask {
                     }
                 }
                 Effect::SendRenew { origin, jobs } => self.send_renew(origin, jobs),
-                Effect::SendDone { origin, id, .. } => self.send_done(origin, id),
+                Effect::SendDone { origin, id, .. } | Effect::SendDepsLost { origin, id, .. } => {
+                    self.send_done(origin, id)
+                }
                 Effect::Publish(gossip) => self.publish(gossip),
             }
         }

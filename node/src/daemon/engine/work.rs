@@ -28,6 +28,8 @@ pub(crate) enum StolenReport {
         infrastructure: bool,
         report: FailureReport,
     },
+    /// It could not run: nobody served the outputs of these deps.
+    DepsLost(Vec<JobId>),
 }
 
 impl StolenReport {
@@ -37,7 +39,8 @@ impl StolenReport {
             StolenReport::Failed {
                 infrastructure: true,
                 ..
-            } => StolenOutcome::Infrastructure,
+            }
+            | StolenReport::DepsLost(_) => StolenOutcome::Infrastructure,
             StolenReport::Failed {
                 infrastructure: false,
                 ..
@@ -145,7 +148,12 @@ pub(super) async fn run_stolen(
     deps: Vec<LeaseDep>,
 ) {
     let report = match prepare_stolen(&context, origin, &job, &deps).await {
-        Err(message) => {
+        Err(Unprepared::DepsLost(lost)) => {
+            warn!(job = %id, name = %job.name, %origin, n_lost = lost.len(),
+                "cannot run a stolen job: no holder served its deps' outputs");
+            StolenReport::DepsLost(lost)
+        }
+        Err(Unprepared::Other(message)) => {
             warn!(job = %id, name = %job.name, %origin, %message, "cannot run a stolen job");
             StolenReport::Failed {
                 infrastructure: true,
@@ -199,12 +207,32 @@ pub(super) async fn run_stolen(
     let _ = inbox.send(Command::StolenFinished { id, report });
 }
 
+/// Why a stolen job cannot run here.
+enum Unprepared {
+    /// Nobody served the outputs of these deps.
+    DepsLost(Vec<JobId>),
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl From<String> for Unprepared {
+    fn from(message: String) -> Unprepared {
+        Unprepared::Other(message)
+    }
+}
+
+impl From<&str> for Unprepared {
+    fn from(message: &str) -> Unprepared {
+        Unprepared::Other(message.to_owned())
+    }
+}
+
 async fn prepare_stolen(
     context: &EngineContext,
     origin: NodeId,
     job: &Job,
     deps: &[LeaseDep],
-) -> Result<(), String> {
+) -> Result<(), Unprepared> {
     // The job's id names its tools by digest: running other binaries would file a result
     // under an id it does not belong to.
     if job.toolchain.platform != Toolchains::platform() {
@@ -212,18 +240,18 @@ async fn prepare_stolen(
             "the job is for `{}`, this node is `{}`",
             job.toolchain.platform,
             Toolchains::platform()
-        ));
+        )
+        .into());
     }
     for (tool, wanted) in &job.toolchain.tools {
         match context.toolchains.resolve(tool) {
             Ok((_, digest)) if digest == *wanted => {}
             Ok((path, _)) => {
-                return Err(format!(
-                    "`{tool}` here (`{}`) is another binary",
-                    path.display()
-                ));
+                return Err(
+                    format!("`{tool}` here (`{}`) is another binary", path.display()).into(),
+                );
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string().into()),
         }
     }
     let mesh = context.mesh.as_ref().ok_or("this node has no mesh")?;
@@ -237,10 +265,8 @@ async fn prepare_stolen(
             .map_err(|e: FetchError| format!("cannot fetch input `{}`: {e}", input.path))?;
     }
     let lost = fetch_deps(context, deps).await;
-    if let Some(dep) = lost.first() {
-        return Err(format!(
-            "cannot fetch the outputs of dep `{dep}` from any holder"
-        ));
+    if !lost.is_empty() {
+        return Err(Unprepared::DepsLost(lost));
     }
     Ok(())
 }
