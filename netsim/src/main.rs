@@ -1,23 +1,33 @@
-//! `weft-netsim SCENARIO.toml [--seed N]`: runs a scenario and prints its report.
+//! `weft-netsim SCENARIO.toml [--seed N] [--core KEY=VALUE]...`: runs a scenario and prints
+//! its report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use weft_netsim::{Scenario, Sim};
+use weft_netsim::{CoreOverrides, Scenario, Sim};
 
-const USAGE: &str = "usage: weft-netsim SCENARIO.toml [--seed N]";
+const USAGE: &str = "usage: weft-netsim SCENARIO.toml [--seed N] [--core KEY=VALUE]...";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut path: Option<PathBuf> = None;
     let mut seed: Option<u64> = None;
+    // `--core` values, as the lines of a TOML `[core]` table.
+    let mut core = String::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--seed" => match args.next().and_then(|s| s.parse().ok()) {
                 Some(s) => seed = Some(s),
                 None => {
                     eprintln!("error: `--seed` needs a number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "--core" => match args.next().and_then(|kv| core_line(&kv)) {
+                Some(line) => core.push_str(&line),
+                None => {
+                    eprintln!("error: `--core` needs KEY=VALUE, such as `steal_batch=8`\n{USAGE}");
                     return ExitCode::from(2);
                 }
             },
@@ -36,13 +46,23 @@ fn main() -> ExitCode {
         eprintln!("error: name a scenario file\n{USAGE}");
         return ExitCode::from(2);
     };
-    let scenario = match Scenario::load(&path) {
+    let mut scenario = match Scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if !core.is_empty() {
+        // Over the scenario's `[core]`; a node group's own `core` values still win.
+        match toml::from_str::<CoreOverrides>(&core) {
+            Ok(cli) => scenario.core = scenario.core.overlaid(&cli),
+            Err(e) => {
+                eprintln!("error: `--core`: {}", e.to_string().trim_end());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let seed = seed.unwrap_or(scenario.seed);
     let started = Instant::now();
     let mut sim = match Sim::from_scenario(&scenario, seed) {
@@ -68,5 +88,22 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `KEY=VALUE` as a TOML line: a number stays bare, anything else (`5s`) is quoted.
+fn core_line(kv: &str) -> Option<String> {
+    let (key, value) = kv.split_once('=')?;
+    let (key, value) = (key.trim(), value.trim());
+    if key.is_empty()
+        || value.is_empty()
+        || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return None;
+    }
+    if value.parse::<u64>().is_ok() {
+        Some(format!("{key} = {value}\n"))
+    } else {
+        Some(format!("{key} = {value:?}\n"))
     }
 }

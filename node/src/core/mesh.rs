@@ -516,6 +516,8 @@ pub struct Core {
     /// No steal attempt before this: the last roll of the odds (see
     /// [`CoreConfig::steal_fanout`]) said not to ask.
     steal_gate: Time,
+    /// This node drew its turn to ask (see `maybe_steal`): it asks once `steal_gate` passes.
+    steal_turn: bool,
     /// Peers asked for a job's result, per lookup in flight.
     queries: HashMap<(BuildId, JobId), Vec<NodeId>>,
     pending_have: Vec<JobId>,
@@ -558,6 +560,7 @@ impl Core {
             busy_peers: BTreeSet::new(),
             steal_pending: None,
             steal_gate: Time::ZERO,
+            steal_turn: false,
             queries: HashMap::new(),
             pending_have: Vec::new(),
             have_due: None,
@@ -813,9 +816,11 @@ impl Core {
             return;
         };
         if beacon.queue_len > 0 && state.beacon.as_ref().is_none_or(|b| b.queue_len == 0) {
-            // Newly busy: worth asking again at once.
+            // Newly busy: worth asking again at once, and worth a new draw of the odds.
             state.steal_backoff_until = now;
             state.steal_backoff = Duration::ZERO;
+            self.steal_gate = self.steal_gate.min(now);
+            self.steal_turn = false;
         }
         if beacon.queue_len > 0 && beacon.platform == self.platform {
             self.busy_peers.insert(peer);
@@ -1322,12 +1327,21 @@ impl Core {
         // Many idle nodes, few queued jobs: ask with odds that make about `steal_fanout`
         // requests per queued job, and roll again after `steal_backoff`. Every peer not
         // known to be busy counts as a competitor, and so does this node.
+        // Rather than roll every `steal_backoff` (a wake-up each time, on every idle node),
+        // draw how many rolls it takes, and sleep until then: about idle / wanted of them.
         let idle = (self.peers.len() - self.busy_peers.len().min(self.peers.len()) + 1) as u64;
         let wanted = total.saturating_mul(u64::from(self.config.steal_fanout.max(1)));
-        if wanted < idle && self.next_random() % idle >= wanted {
-            self.steal_gate = now + self.config.steal_backoff.max(Duration::from_millis(1));
-            return;
+        if wanted < idle && !std::mem::take(&mut self.steal_turn) {
+            let rolls = self.next_random() % (2 * idle / wanted + 1);
+            if rolls > 0 {
+                let backoff = self.config.steal_backoff.max(Duration::from_millis(1));
+                let wait = backoff.saturating_mul(u32::try_from(rolls).unwrap_or(u32::MAX));
+                self.steal_gate = now + wait.min(MAX_STEAL_TURN_WAIT);
+                self.steal_turn = true;
+                return;
+            }
         }
+        self.steal_turn = false;
         let mut pick = self.next_random() % total;
         let mut victim = None;
         for node in &self.busy_peers {
@@ -1444,6 +1458,9 @@ const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most ids in one `Have` announcement.
 const MAX_HAVE_BATCH: usize = 512;
+
+/// The longest an idle node sleeps before its turn to ask a busy peer for work.
+const MAX_STEAL_TURN_WAIT: Duration = Duration::from_secs(2);
 
 /// How long the queue must stay empty before a busy node says it is idle.
 const IDLE_GRACE: Duration = Duration::from_millis(500);

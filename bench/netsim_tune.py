@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Tunes the stealing policy with netsim: runs each scenario under each `--core` setting for
+several seeds and prints a markdown table of medians (makespan / lower bound, duplicated
+jobs, data+rpc bytes per job, steal requests per job).
+
+Usage: bench/netsim_tune.py WEFT_NETSIM SEEDS SCENARIO.toml...
+The settings tried are in SETTINGS below; each varies one knob from the defaults."""
+
+import re
+import statistics
+import subprocess
+import sys
+
+SETTINGS = [
+    ("defaults", []),
+    ("steal_batch=1", ["steal_batch=1"]),
+    ("steal_batch=2", ["steal_batch=2"]),
+    ("steal_batch=8", ["steal_batch=8"]),
+    ("steal_batch=16", ["steal_batch=16"]),
+    ("lease_ttl=5s", ["lease_ttl=5s"]),
+    ("lease_ttl=30s", ["lease_ttl=30s"]),
+    ("steal_fanout=1", ["steal_fanout=1"]),
+    ("steal_fanout=4", ["steal_fanout=4"]),
+    ("steal_backoff=5ms", ["steal_backoff=5ms"]),
+    ("steal_backoff=100ms", ["steal_backoff=100ms"]),
+]
+
+
+def run(binary, scenario, seed, sets):
+    cmd = [binary, scenario, "--seed", str(seed)]
+    for s in sets:
+        cmd += ["--core", s]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    ratio = float(re.search(r"ratio (\S+)", out).group(1))
+    executed = int(re.search(r"(\d+) executed", out).group(1))
+    dup = int(re.search(r"(\d+) duplicated", out).group(1))
+    per_job = re.search(r"data\+rpc per job (\S+) (\S+)", out)
+    scale = {"B": 1e-3, "KB": 1, "MB": 1e3, "GB": 1e6}[per_job.group(2)]
+    attempts = int(re.search(r"stealing\s+(\d+) attempts", out).group(1))
+    ok = "ok" in re.search(r"build 0 .*", out).group(0)
+    return ratio, dup, float(per_job.group(1)) * scale, attempts / max(executed, 1), ok
+
+
+def main():
+    binary, seeds, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    print("| scenario | setting | ratio (median) | duplicated | KB per job | steal requests per job |")
+    print("|---|---|---:|---:|---:|---:|")
+    for scenario in scenarios:
+        name = scenario.rsplit("/", 1)[-1].removesuffix(".toml")
+        for label, sets in SETTINGS:
+            runs = [run(binary, scenario, seed, sets) for seed in range(1, seeds + 1)]
+            if not all(r[4] for r in runs):
+                label += " (a build failed)"
+            med = lambda i: statistics.median(r[i] for r in runs)
+            print(f"| {name} | {label} | {med(0):.3f} | {med(1):.0f} | {med(2):.0f} | {med(3):.2f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
