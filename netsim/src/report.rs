@@ -154,7 +154,8 @@ impl Report {
         }
         let first = sim.builds.iter().filter_map(|b| b.first_start).min();
         let mut lower_bound = 0u64;
-        let mut total_work = 0.0;
+        // Jobs left to do at some build's start, each once (two builds may share them).
+        let mut counted: std::collections::HashSet<weft_protocol::JobId> = Default::default();
         let mut capacity: f64 = 0.0;
         let mut builds = Vec::new();
         let mut jobs_lost = 0;
@@ -164,9 +165,9 @@ impl Report {
             n_jobs += instance.jobs.len() as u64;
             let own_bound = match build.first_start {
                 Some(_) => {
-                    let cp = instance.critical_path_us as f64 / build.top_speed.max(1e-9);
-                    let work = instance.total_work_us as f64 / build.capacity.max(1e-9);
-                    total_work += instance.total_work_us as f64;
+                    let cp = build.left_path_us as f64 / build.top_speed.max(1e-9);
+                    let work = build.left_work_us as f64 / build.capacity.max(1e-9);
+                    counted.extend(build.left_jobs.iter().copied());
                     capacity = capacity.max(build.capacity);
                     cp.max(work) as u64
                 }
@@ -195,6 +196,11 @@ impl Report {
                 lower_bound_us: own_bound,
             });
         }
+        let total_work: f64 = counted
+            .iter()
+            .filter_map(|id| sim.jobs.get(id))
+            .map(|info| info.duration_us as f64)
+            .sum();
         if capacity > 0.0 {
             lower_bound = lower_bound.max((total_work / capacity) as u64);
         }

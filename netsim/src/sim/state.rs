@@ -348,6 +348,12 @@ pub(crate) struct SimBuild {
     pub(crate) capacity: f64,
     /// The fastest such node's speed.
     pub(crate) top_speed: f64,
+    /// The build's longest chain and total work at its first start, in microseconds at
+    /// speed 1, counting a job whose result existed somewhere then as free.
+    pub(crate) left_path_us: u64,
+    pub(crate) left_work_us: u64,
+    /// The jobs counted in `left_work_us`.
+    pub(crate) left_jobs: Vec<JobId>,
 }
 
 /// A scheduled happening.

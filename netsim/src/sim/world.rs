@@ -190,6 +190,9 @@ impl Sim {
             end: None,
             outcome: None,
             attempts: 0,
+            left_path_us: 0,
+            left_work_us: 0,
+            left_jobs: Vec::new(),
             capacity: 0.0,
             top_speed: 1.0,
         });
@@ -670,6 +673,30 @@ impl Sim {
                 capacity + origin_spec.core.slots as f64 * origin_spec.speed
             };
             build.top_speed = top_speed.max(origin_spec.speed);
+            // What is left to do: a result that exists somewhere may come from a cache.
+            let mut longest: HashMap<JobId, u64> = HashMap::new();
+            let (mut path, mut work, mut left) = (0, 0, Vec::new());
+            for (id, job, info) in &build.instance.jobs {
+                let own = if self.metrics.completed.contains(id) {
+                    0
+                } else {
+                    left.push(*id);
+                    info.duration_us
+                };
+                let before = job
+                    .deps
+                    .iter()
+                    .filter_map(|d| longest.get(d))
+                    .max()
+                    .copied()
+                    .unwrap_or(0);
+                longest.insert(*id, before + own);
+                path = path.max(before + own);
+                work += own;
+            }
+            build.left_path_us = path;
+            build.left_work_us = work;
+            build.left_jobs = left;
         }
         let build = &mut self.builds[index];
         build.attempts += 1;
