@@ -312,3 +312,30 @@ fn a_replayed_log_builds_like_any_graph() {
     assert_complete(&report, "replay");
     assert_eq!(report.n_jobs, 104, "{report}");
 }
+
+/// Every shipped scenario reads and checks; the small ones also run to completion.
+#[test]
+fn the_shipped_scenarios_load_and_the_small_ones_complete() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("scale")] {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    for path in files {
+        let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let nodes: usize = scenario.nodes.iter().map(|g| g.count).sum();
+        let jobs: usize = scenario.dags.iter().map(|d| d.jobs).sum();
+        if nodes <= 50 && jobs <= 6_000 {
+            let report = run(&scenario, scenario.seed);
+            assert_complete(&report, &path.display().to_string());
+        }
+    }
+}
