@@ -1460,8 +1460,9 @@ const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most ids in one `Have` announcement.
 const MAX_HAVE_BATCH: usize = 512;
 
-/// The longest an idle node sleeps before its turn to ask a busy peer for work.
-const MAX_STEAL_TURN_WAIT: Duration = Duration::from_secs(2);
+/// The longest an idle node sleeps before its turn to ask a busy peer for work (a peer that
+/// turns busy ends the wait at once).
+const MAX_STEAL_TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the queue must stay empty before a busy node says it is idle.
 const IDLE_GRACE: Duration = Duration::from_millis(500);
