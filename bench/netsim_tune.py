@@ -5,8 +5,10 @@ several seeds and prints a markdown table of medians: the builds' time over thei
 build behind a late one), duplicated jobs, data+rpc bytes per job, steal requests per job.
 
 Usage: bench/netsim_tune.py WEFT_NETSIM SEEDS SCENARIO.toml...
-The settings tried are in SETTINGS below; each varies one knob from the defaults."""
+The settings tried are in SETTINGS below; each varies one knob from the defaults. With
+TUNE_ONLY=text, only the settings whose label contains that text run."""
 
+import os
 import re
 import statistics
 import subprocess
@@ -23,7 +25,8 @@ SETTINGS = [
     ("steal_fanout=1", ["steal_fanout=1"]),
     ("steal_fanout=4", ["steal_fanout=4"]),
     ("steal_backoff=5ms", ["steal_backoff=5ms"]),
-    ("steal_backoff=100ms", ["steal_backoff=100ms"]),
+    ("steal_backoff=20ms", ["steal_backoff=20ms"]),
+    ("steal_backoff=500ms", ["steal_backoff=500ms"]),
 ]
 
 
@@ -63,7 +66,10 @@ def main():
     print("|---|---|---:|---:|---:|---:|")
     for scenario in scenarios:
         name = scenario.rsplit("/", 1)[-1].removesuffix(".toml")
+        only = os.environ.get("TUNE_ONLY", "")
         for label, sets in SETTINGS:
+            if only not in label:
+                continue
             runs = [run(binary, scenario, seed, sets) for seed in range(1, seeds + 1)]
             if not all(r[4] for r in runs):
                 label += " (a build failed)"

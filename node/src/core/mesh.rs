@@ -816,10 +816,14 @@ impl Core {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        if beacon.queue_len > 0 && state.beacon.as_ref().is_none_or(|b| b.queue_len == 0) {
-            // Newly busy: worth asking again at once, and worth a new draw of the odds.
+        let before = state.beacon.as_ref().map_or(0, |b| b.queue_len);
+        if beacon.queue_len > 0 && before == 0 {
+            // Newly busy: worth asking again at once.
             state.steal_backoff_until = now;
             state.steal_backoff = Duration::ZERO;
+        }
+        if beacon.queue_len > before && self.steal_turn {
+            // More work than when this node drew its turn: draw again, with the new odds.
             self.steal_gate = self.steal_gate.min(now);
             self.steal_turn = false;
         }
