@@ -528,6 +528,9 @@ pub struct Core {
     last_beacon: Option<bool>,
     /// Since when the queue is empty while the last beacon said "busy".
     emptied_at: Option<Time>,
+    /// A thief was turned away empty-handed since the last beacon, with this many jobs
+    /// queued: when more queue up, say so at once (its backoff would otherwise keep it away).
+    turned_away: Option<usize>,
     system_idle: bool,
     rng: u64,
     effects: VecDeque<Effect>,
@@ -568,6 +571,7 @@ impl Core {
             beacon_due: Time::ZERO,
             last_beacon: None,
             emptied_at: None,
+            turned_away: None,
             system_idle: true,
             rng: seed | 1,
             effects: VecDeque::new(),
@@ -817,8 +821,8 @@ impl Core {
             return;
         };
         let before = state.beacon.as_ref().map_or(0, |b| b.queue_len);
-        if beacon.queue_len > 0 && before == 0 {
-            // Newly busy: worth asking again at once.
+        if beacon.queue_len > 0 && (before == 0 || state.steal_backoff_until > now) {
+            // Newly busy, or busy again since it turned this node away: ask again at once.
             state.steal_backoff_until = now;
             state.steal_backoff = Duration::ZERO;
         }
@@ -910,6 +914,9 @@ impl Core {
                 .count();
             Some(local_deps as i64)
         });
+        if given.is_empty() {
+            self.turned_away = Some(self.scheduler.queued());
+        }
         let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
         let mut leases = Vec::with_capacity(given.len());
         for (build, id, job, queued_at) in given {
@@ -1271,7 +1278,9 @@ impl Core {
 
     fn maybe_beacon(&mut self, now: Time) {
         let busy = self.scheduler.queued() > 0;
-        let mut changed = self.last_beacon != Some(busy);
+        let queued = self.scheduler.queued();
+        let grew = self.turned_away.is_some_and(|at| queued > at);
+        let mut changed = self.last_beacon != Some(busy) || grew;
         if busy {
             self.emptied_at = None;
         } else if self.last_beacon == Some(true) {
@@ -1300,6 +1309,7 @@ impl Core {
             return;
         }
         self.last_beacon = Some(busy);
+        self.turned_away = None;
         self.beacon_due = now + interval;
         let beacon = LoadBeacon {
             free_slots: u32::try_from(self.shared_slots_free()).unwrap_or(u32::MAX),
