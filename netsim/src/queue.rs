@@ -44,8 +44,13 @@ impl<E> Ord for Entry<E> {
 pub(crate) struct EventQueue<E> {
     /// The bucket the clock is in.
     bucket: u64,
-    /// That bucket's events, sorted descending so that the next one is at the end.
+    /// That bucket's events as it was entered, sorted descending so that the next one is at
+    /// the end.
     current: Vec<Entry<E>>,
+    /// Events pushed into the current bucket after it was entered. A heap, not a sorted
+    /// insert into `current`: a crowded bucket (a thousand gossip deliveries in one
+    /// millisecond) made each insert move the whole bucket.
+    late: BinaryHeap<Reverse<Entry<E>>>,
     /// Buckets `bucket + 1 ..= bucket + RING - 1`, by `index % RING`, unsorted.
     ring: Vec<Vec<Entry<E>>>,
     /// Events in the ring (not counting `current`).
@@ -62,6 +67,7 @@ impl<E> EventQueue<E> {
         EventQueue {
             bucket: 0,
             current: Vec::new(),
+            late: BinaryHeap::new(),
             ring: (0..RING).map(|_| Vec::new()).collect(),
             in_ring: 0,
             far: BinaryHeap::new(),
@@ -89,9 +95,7 @@ impl<E> EventQueue<E> {
         };
         let bucket = at >> BUCKET_BITS;
         if bucket <= self.bucket {
-            // Into the sorted current bucket (descending): keep the order.
-            let pos = self.current.partition_point(|e| e > &entry);
-            self.current.insert(pos, entry);
+            self.late.push(Reverse(entry));
         } else if bucket < self.bucket + RING {
             self.ring[(bucket % RING) as usize].push(entry);
             self.in_ring += 1;
@@ -103,27 +107,45 @@ impl<E> EventQueue<E> {
     /// The next event and its time.
     pub(crate) fn pop(&mut self) -> Option<(Time, E)> {
         loop {
-            if let Some(entry) = self.current.pop() {
-                self.len -= 1;
-                return Some((Time::from_micros(entry.at), entry.event));
-            }
-            if self.len == 0 {
-                return None;
-            }
-            self.advance();
+            let from_late = match (self.current.last(), self.late.peek()) {
+                (Some(sorted), Some(Reverse(late))) => late < sorted,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+                (None, None) => {
+                    if self.len == 0 {
+                        return None;
+                    }
+                    self.advance();
+                    continue;
+                }
+            };
+            let entry = if from_late {
+                self.late.pop().map(|Reverse(e)| e)
+            } else {
+                self.current.pop()
+            };
+            let Some(entry) = entry else { continue };
+            self.len -= 1;
+            return Some((Time::from_micros(entry.at), entry.event));
         }
     }
 
     /// The time of the next event, if any.
     pub(crate) fn peek_time(&mut self) -> Option<Time> {
         loop {
-            if let Some(entry) = self.current.last() {
-                return Some(Time::from_micros(entry.at));
-            }
-            if self.len == 0 {
-                return None;
-            }
-            self.advance();
+            let next = match (self.current.last(), self.late.peek()) {
+                (Some(sorted), Some(Reverse(late))) => sorted.at.min(late.at),
+                (Some(sorted), None) => sorted.at,
+                (None, Some(Reverse(late))) => late.at,
+                (None, None) => {
+                    if self.len == 0 {
+                        return None;
+                    }
+                    self.advance();
+                    continue;
+                }
+            };
+            return Some(Time::from_micros(next));
         }
     }
 
