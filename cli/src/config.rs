@@ -15,6 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use weft_node::daemon::MeshSettings;
 use weft_protocol::wire::SharePolicy;
 
 /// The mesh part of the daemon's configuration.
@@ -37,14 +38,23 @@ pub(crate) struct MeshFile {
 }
 
 impl Default for MeshFile {
+    /// The daemon's own defaults: a missing file changes nothing.
     fn default() -> MeshFile {
+        let MeshSettings {
+            share,
+            max_shared_slots,
+            idle_load,
+            peers,
+            listen,
+            mdns,
+        } = MeshSettings::default();
         MeshFile {
-            share: SharePolicy::Idle,
-            max_shared_slots: None,
-            idle_load: 1.0,
-            peers: Vec::new(),
-            listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
-            mdns: true,
+            share,
+            max_shared_slots,
+            idle_load,
+            peers,
+            listen,
+            mdns,
             strict_sandbox: false,
         }
     }

@@ -106,46 +106,36 @@ impl<E> EventQueue<E> {
 
     /// The next event and its time.
     pub(crate) fn pop(&mut self) -> Option<(Time, E)> {
-        loop {
-            let from_late = match (self.current.last(), self.late.peek()) {
-                (Some(sorted), Some(Reverse(late))) => late < sorted,
-                (None, Some(_)) => true,
-                (Some(_), None) => false,
-                (None, None) => {
-                    if self.len == 0 {
-                        return None;
-                    }
-                    self.advance();
-                    continue;
-                }
-            };
-            let entry = if from_late {
-                self.late.pop().map(|Reverse(e)| e)
-            } else {
-                self.current.pop()
-            };
-            let Some(entry) = entry else { continue };
-            self.len -= 1;
-            return Some((Time::from_micros(entry.at), entry.event));
-        }
+        let entry = if self.next_is_late()? {
+            self.late.pop().map(|Reverse(e)| e)
+        } else {
+            self.current.pop()
+        }?;
+        self.len -= 1;
+        Some((Time::from_micros(entry.at), entry.event))
     }
 
     /// The time of the next event, if any.
     pub(crate) fn peek_time(&mut self) -> Option<Time> {
+        let at = if self.next_is_late()? {
+            self.late.peek().map(|Reverse(e)| e.at)
+        } else {
+            self.current.last().map(|e| e.at)
+        }?;
+        Some(Time::from_micros(at))
+    }
+
+    /// Whether the next event is in `late` rather than `current`, moving the clock on until
+    /// one of them holds something; `None` when the queue is empty.
+    fn next_is_late(&mut self) -> Option<bool> {
         loop {
-            let next = match (self.current.last(), self.late.peek()) {
-                (Some(sorted), Some(Reverse(late))) => sorted.at.min(late.at),
-                (Some(sorted), None) => sorted.at,
-                (None, Some(Reverse(late))) => late.at,
-                (None, None) => {
-                    if self.len == 0 {
-                        return None;
-                    }
-                    self.advance();
-                    continue;
-                }
-            };
-            return Some(Time::from_micros(next));
+            match (self.current.last(), self.late.peek()) {
+                (Some(sorted), Some(Reverse(late))) => return Some(late < sorted),
+                (None, Some(_)) => return Some(true),
+                (Some(_), None) => return Some(false),
+                (None, None) if self.len == 0 => return None,
+                (None, None) => self.advance(),
+            }
         }
     }
 

@@ -153,6 +153,11 @@ impl Report {
             }
         }
         let first = sim.builds.iter().filter_map(|b| b.first_start).min();
+        let work_of = |jobs: &mut dyn Iterator<Item = &weft_protocol::JobId>| -> f64 {
+            jobs.filter_map(|id| sim.jobs.get(id))
+                .map(|info| info.duration_us as f64)
+                .sum()
+        };
         let mut lower_bound = 0u64;
         // Jobs left to do at some build's start, each once (two builds may share them).
         let mut counted: std::collections::HashSet<weft_protocol::JobId> = Default::default();
@@ -166,7 +171,7 @@ impl Report {
             let own_bound = match build.first_start {
                 Some(_) => {
                     let cp = build.left_path_us as f64 / build.top_speed.max(1e-9);
-                    let work = build.left_work_us as f64 / build.capacity.max(1e-9);
+                    let work = work_of(&mut build.left_jobs.iter()) / build.capacity.max(1e-9);
                     counted.extend(build.left_jobs.iter().copied());
                     capacity = capacity.max(build.capacity);
                     cp.max(work) as u64
@@ -196,11 +201,7 @@ impl Report {
                 lower_bound_us: own_bound,
             });
         }
-        let total_work: f64 = counted
-            .iter()
-            .filter_map(|id| sim.jobs.get(id))
-            .map(|info| info.duration_us as f64)
-            .sum();
+        let total_work = work_of(&mut counted.iter());
         if capacity > 0.0 {
             lower_bound = lower_bound.max((total_work / capacity) as u64);
         }

@@ -256,18 +256,8 @@ impl Sim {
         let token = self.new_token();
         let n = &mut self.nodes[node as usize];
         n.own_runs.insert((build, job), token);
-        n.runs.insert(
-            token,
-            Run {
-                kind: RunKind::Own { build },
-                job,
-                steps,
-                step: 0,
-                next_holder: 0,
-                lost: Vec::new(),
-                running_since: None,
-            },
-        );
+        n.runs
+            .insert(token, Run::new(RunKind::Own { build }, job, steps));
         self.advance_run(node, token);
     }
 
@@ -294,18 +284,8 @@ impl Sim {
                 step.bytes = self.jobs.get(&dep).map_or(0, |i| i.output_bytes);
             }
         }
-        n.runs.insert(
-            token,
-            Run {
-                kind: RunKind::Stolen { origin },
-                job: id,
-                steps,
-                step: 0,
-                next_holder: 0,
-                lost: Vec::new(),
-                running_since: None,
-            },
-        );
+        n.runs
+            .insert(token, Run::new(RunKind::Stolen { origin }, id, steps));
         self.advance_run(node, token);
     }
 

@@ -191,6 +191,21 @@ pub(crate) struct Run {
     pub(crate) running_since: Option<Time>,
 }
 
+impl Run {
+    /// A run that has yet to fetch its first missing item.
+    pub(crate) fn new(kind: RunKind, job: JobId, steps: Vec<Step>) -> Run {
+        Run {
+            kind,
+            job,
+            steps,
+            step: 0,
+            next_holder: 0,
+            lost: Vec::new(),
+            running_since: None,
+        }
+    }
+}
+
 /// A stolen job as the thief's engine knows it: where its deps' outputs are.
 #[derive(Debug, Default)]
 pub(crate) struct StolenJob {
@@ -348,11 +363,10 @@ pub(crate) struct SimBuild {
     pub(crate) capacity: f64,
     /// The fastest such node's speed.
     pub(crate) top_speed: f64,
-    /// The build's longest chain and total work at its first start, in microseconds at
-    /// speed 1, counting a job whose result existed somewhere then as free.
+    /// The build's longest chain at its first start, in microseconds at speed 1, counting a
+    /// job whose result existed somewhere then as free.
     pub(crate) left_path_us: u64,
-    pub(crate) left_work_us: u64,
-    /// The jobs counted in `left_work_us`.
+    /// The jobs whose results existed nowhere at its first start: its work.
     pub(crate) left_jobs: Vec<JobId>,
 }
 

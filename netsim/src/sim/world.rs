@@ -191,7 +191,6 @@ impl Sim {
             outcome: None,
             attempts: 0,
             left_path_us: 0,
-            left_work_us: 0,
             left_jobs: Vec::new(),
             capacity: 0.0,
             top_speed: 1.0,
@@ -675,7 +674,7 @@ impl Sim {
             build.top_speed = top_speed.max(origin_spec.speed);
             // What is left to do: a result that exists somewhere may come from a cache.
             let mut longest: HashMap<JobId, u64> = HashMap::new();
-            let (mut path, mut work, mut left) = (0, 0, Vec::new());
+            let (mut path, mut left) = (0, Vec::new());
             for (id, job, info) in &build.instance.jobs {
                 let own = if self.metrics.completed.contains(id) {
                     0
@@ -692,10 +691,8 @@ impl Sim {
                     .unwrap_or(0);
                 longest.insert(*id, before + own);
                 path = path.max(before + own);
-                work += own;
             }
             build.left_path_us = path;
-            build.left_work_us = work;
             build.left_jobs = left;
         }
         let build = &mut self.builds[index];

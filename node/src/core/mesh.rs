@@ -1096,11 +1096,9 @@ impl Core {
 
     /// The driver's answer to [`Effect::RunStolen`] or [`Effect::CancelStolen`].
     pub fn on_stolen_finished(&mut self, now: Time, id: JobId, outcome: StolenOutcome) {
-        let Some(stolen) = self.stolen.remove(&id) else {
+        let Some(stolen) = self.end_stolen(id) else {
             return;
         };
-        self.renewals.remove(&(stolen.next_renew, id));
-        self.scheduler.set_reserved(self.stolen.len());
         if outcome == StolenOutcome::Succeeded {
             self.announce(now, id);
         }
@@ -1118,11 +1116,9 @@ impl Core {
     /// origin hears which, so that it runs them again instead of lending the job out anew to
     /// someone who will fail the same way.
     pub fn on_stolen_deps_lost(&mut self, now: Time, id: JobId, lost: Vec<JobId>) {
-        let Some(stolen) = self.stolen.remove(&id) else {
+        let Some(stolen) = self.end_stolen(id) else {
             return;
         };
-        self.renewals.remove(&(stolen.next_renew, id));
-        self.scheduler.set_reserved(self.stolen.len());
         self.effects.push_back(Effect::SendDepsLost {
             origin: stolen.origin,
             id,
@@ -1236,6 +1232,14 @@ impl Core {
         if self.pending_have.len() >= MAX_HAVE_BATCH {
             self.have_due = Some(now);
         }
+    }
+
+    /// Forgets a stolen job that ended here: no more renewals, its slot free again.
+    fn end_stolen(&mut self, id: JobId) -> Option<Stolen> {
+        let stolen = self.stolen.remove(&id)?;
+        self.renewals.remove(&(stolen.next_renew, id));
+        self.scheduler.set_reserved(self.stolen.len());
+        Some(stolen)
     }
 
     fn insert_lease(&mut self, job: JobId, lease: LeaseOut) {
