@@ -686,7 +686,10 @@ impl Driver {
                 return;
             }
             Some(State::Blocked { .. }) => return,
-            None => return,
+            // Gone already: a broken exchange is moot, but a refusal is about the peer, not
+            // the connection (which the other side's block may have closed before this report
+            // came through): it still counts and blocks.
+            None if !block => return,
             _ => {}
         }
         Counters::bump(&self.shared.counters.admissions_failed, 1);
