@@ -92,19 +92,28 @@ fn source_digests(
     graph: &TargetGraph,
     digests: &SourceDigests,
 ) -> Result<Vec<(Digest, bool)>, LowerError> {
-    let mut all = Vec::new();
-    for (label, target) in &graph.targets {
-        for src in &target.srcs {
-            let digest = digests
-                .digest(&workspace.root.join(src))
-                .map_err(|source| LowerError::Exec {
-                    label: label.to_string(),
-                    source: Box::new(source),
-                })?;
-            all.push(digest);
-        }
-    }
-    Ok(all)
+    let sources: Vec<(&Label, &String)> = graph
+        .targets
+        .iter()
+        .flat_map(|(label, target)| target.srcs.iter().map(move |src| (label, src)))
+        .collect();
+    // Thousands of `stat`s on a no-op build, and as many files hashed into the store on a
+    // first one: both go faster on several threads.
+    let paths: Vec<_> = sources
+        .iter()
+        .map(|(_, src)| workspace.root.join(src))
+        .collect();
+    digests
+        .digest_all(&paths)
+        .into_iter()
+        .zip(&sources)
+        .map(|(digest, (label, _))| {
+            digest.map_err(|source| LowerError::Exec {
+                label: label.to_string(),
+                source: Box::new(source),
+            })
+        })
+        .collect()
 }
 
 /// Lowers every target of `graph`.

@@ -23,6 +23,7 @@ use super::locks::WorkspaceGuard;
 use super::lower::{self, Lowered};
 use super::server::{Shared, error};
 use crate::core::{BuildOptions, BuildOutcome};
+use crate::exec::{DirStat, par_map};
 use crate::frontend::{self, Workspace};
 
 /// What a finished build hands back for publishing its outputs.
@@ -41,7 +42,7 @@ pub(crate) struct LastBuild {
     results: Arc<HashMap<JobId, ActionResult>>,
     removals: u64,
     /// Each published file, as published.
-    published: Vec<Published>,
+    published: Arc<Vec<Published>>,
 }
 
 /// One file published into `weft-out/`.
@@ -69,13 +70,12 @@ pub(crate) struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::symlink_metadata(path).ok()?;
+    fn of(stats: &mut DirStat, path: &Path) -> Option<FileStamp> {
+        let meta = stats.lstat(path).ok()?;
         Some(FileStamp {
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ino: meta.ino,
+            size: meta.size,
+            mtime_ns: i128::from(meta.mtime) * 1_000_000_000 + i128::from(meta.mtime_nsec),
         })
     }
 }
@@ -108,6 +108,15 @@ pub(crate) async fn build(
         return Ok(());
     };
 
+    // While the workspace loads, look whether what the last build published is still in
+    // place: a no-op build needs that answer, and the two passes share no work.
+    let published_check = {
+        let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+        builds.get(&workspace.root).map(|last| {
+            let published = last.published.clone();
+            tokio::task::spawn_blocking(move || intact(&published))
+        })
+    };
     let planned = {
         let shared = shared.clone();
         let workspace = workspace.clone();
@@ -177,14 +186,18 @@ pub(crate) async fn build(
             .filter_map(|l| lowered.ids.get(l).map(|id| (l.clone(), *id)))
             .collect();
         let results = finished.results.clone();
+        let intact = match published_check {
+            Some(check) if replayed => check.await.ok(),
+            _ => None,
+        };
         let publish = {
             let workspace = workspace.clone();
             let shared = shared.clone();
             tokio::task::spawn_blocking(move || {
                 if replayed {
-                    republish(&shared, previous)
+                    republish(&shared, previous, intact)
                 } else {
-                    publish_outputs(&shared, &workspace, &outputs, &jobs, &results, previous)
+                    publish_outputs(&shared, &workspace, &outputs, &jobs, &results, &previous)
                 }
             })
             .await
@@ -209,13 +222,7 @@ pub(crate) async fn build(
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(Ok(published)) => {
-                let outputs = published.into_iter().map(|p| BuildEvent::Output {
-                    name: p.name,
-                    path: p.shown,
-                });
-                send_events(&mut writer, outputs.collect(), &mut sink).await?;
-            }
+            Ok(Ok(published)) => send_outputs(&mut writer, &published, &mut sink).await?,
             Ok(Err(message)) => {
                 summary.success = false;
                 error(&mut writer, &message).await?;
@@ -247,16 +254,26 @@ async fn replay(
     sink: &mut EventSink,
 ) -> Result<Finished, ConnError> {
     let n_jobs = lowered.jobs.len() as u64;
-    let mut events = Vec::with_capacity(lowered.jobs.len() + 1);
-    events.push(BuildEvent::Planned { n_jobs });
-    for (id, job) in &lowered.jobs {
-        events.push(BuildEvent::CacheHit {
-            job: *id,
-            name: job.name.clone(),
-            source: weft_protocol::wire::CacheSource::Local,
-        });
+    if sink.every {
+        let mut events = Vec::with_capacity(lowered.jobs.len() + 1);
+        events.push(BuildEvent::Planned { n_jobs });
+        for (id, job) in &lowered.jobs {
+            events.push(BuildEvent::CacheHit {
+                job: *id,
+                name: job.name.clone(),
+                source: weft_protocol::wire::CacheSource::Local,
+            });
+        }
+        send_events(writer, events, sink).await?;
+    } else {
+        // What `send_events` would make of those events, without making them.
+        writer.queue(&DaemonMessage::Event(BuildEvent::Planned { n_jobs }))?;
+        writer.queue(&DaemonMessage::Event(BuildEvent::Counted {
+            cache_hits: n_jobs,
+            outputs: 0,
+        }))?;
+        writer.flush().await?;
     }
-    send_events(writer, events, sink).await?;
     let outcome = BuildOutcome {
         success: true,
         n_cached: n_jobs,
@@ -296,7 +313,16 @@ fn plan_build(
         lower_ms = (started.elapsed() - loaded).as_millis() as u64,
         "planned"
     );
-    check_output_collisions(workspace, &graph.requested, &lowered)?;
+    // The last successful build of the same jobs and targets passed this check.
+    let checked = {
+        let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+        builds.get(&workspace.root).is_some_and(|last| {
+            Arc::ptr_eq(&last.lowered, &lowered) && last.requested == graph.requested
+        })
+    };
+    if !checked {
+        check_output_collisions(workspace, &graph.requested, &lowered)?;
+    }
     Ok((graph.requested.clone(), lowered))
 }
 
@@ -522,6 +548,38 @@ async fn send_events(
     writer.flush().await
 }
 
+/// Sends an [`BuildEvent::Output`] for each published file, or, unless the client asked for
+/// every event, for the first few and a count of the rest.
+async fn send_outputs(
+    writer: &mut ConnWriter,
+    published: &[Published],
+    sink: &mut EventSink,
+) -> Result<(), ConnError> {
+    let listed = if sink.every {
+        published.len()
+    } else {
+        let left = EventSink::LISTED_OUTPUTS.saturating_sub(sink.outputs_listed);
+        published
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX))
+    };
+    sink.outputs_listed += listed as u64;
+    for p in &published[..listed] {
+        writer.queue(&DaemonMessage::Event(BuildEvent::Output {
+            name: p.name.clone(),
+            path: p.shown.clone(),
+        }))?;
+    }
+    let outputs = (published.len() - listed) as u64;
+    if outputs > 0 {
+        writer.queue(&DaemonMessage::Event(BuildEvent::Counted {
+            cache_hits: 0,
+            outputs,
+        }))?;
+    }
+    writer.flush().await
+}
+
 fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {
     BuildSummary {
         success: outcome.success,
@@ -539,11 +597,12 @@ fn publish_outputs(
     outputs: &[(Label, JobId)],
     jobs: &HashMap<JobId, Arc<Job>>,
     results: &HashMap<JobId, ActionResult>,
-    previous: Vec<Published>,
-) -> Result<Vec<Published>, String> {
-    let mut previous: HashMap<PathBuf, Published> =
-        previous.into_iter().map(|p| (p.dest.clone(), p)).collect();
-    let mut published = Vec::new();
+    previous: &[Published],
+) -> Result<Arc<Vec<Published>>, String> {
+    let mut previous: HashMap<&Path, &Published> =
+        previous.iter().map(|p| (p.dest.as_path(), p)).collect();
+    // Each file to publish, with what the last build put at its place: cheap, in order.
+    let mut planned: Vec<(Published, Option<&Published>)> = Vec::new();
     for (label, id) in outputs {
         let (Some(job), Some(result)) = (jobs.get(id), results.get(id)) else {
             continue;
@@ -556,25 +615,13 @@ fn publish_outputs(
                 continue;
             };
             let dest = dir.join(out);
-            if let Some(earlier) = previous.remove(&dest)
-                && earlier.digest == file.digest
-                && earlier.executable == file.executable
-                && earlier.stamp.is_some()
-                && FileStamp::of(&dest) == earlier.stamp
-            {
-                // The last build put these very bytes there, and nobody touched them.
-                published.push(Published {
-                    name: label.to_string(),
-                    ..earlier
-                });
-                continue;
-            }
+            let earlier = previous.remove(dest.as_path());
             let shown = dest
                 .strip_prefix(&workspace.root)
                 .unwrap_or(&dest)
                 .display()
                 .to_string();
-            let mut entry = Published {
+            let entry = Published {
                 name: label.to_string(),
                 shown,
                 digest: file.digest,
@@ -582,31 +629,68 @@ fn publish_outputs(
                 stamp: None,
                 dest,
             };
-            place(shared, &mut entry)?;
-            published.push(entry);
+            planned.push((entry, earlier));
         }
     }
-    Ok(published)
+    // A `stat` each, and a copy for each that is not there yet: on several threads.
+    let published = par_map(&planned, |stats, (entry, earlier)| -> Result<_, String> {
+        if let Some(earlier) = earlier
+            && earlier.digest == entry.digest
+            && earlier.executable == entry.executable
+            && earlier.stamp.is_some()
+            && FileStamp::of(stats, &entry.dest) == earlier.stamp
+        {
+            // The last build put these very bytes there, and nobody touched them.
+            return Ok(Published {
+                stamp: earlier.stamp,
+                ..entry.clone()
+            });
+        }
+        let mut entry = entry.clone();
+        place(shared, stats, &mut entry)?;
+        Ok(entry)
+    });
+    Ok(Arc::new(published.into_iter().collect::<Result<_, _>>()?))
 }
 
-/// Publishes again what the last build published: each file still as it was placed costs one
-/// `lstat`; one that changed or went is placed again.
-fn republish(shared: &Shared, mut published: Vec<Published>) -> Result<Vec<Published>, String> {
-    for entry in &mut published {
-        if entry.stamp.is_none() || FileStamp::of(&entry.dest) != entry.stamp {
-            place(shared, entry)?;
+/// Whether each published file is still as it was placed: one `lstat` each.
+fn intact(published: &[Published]) -> Vec<bool> {
+    par_map(published, |stats, entry| {
+        entry.stamp.is_some() && FileStamp::of(stats, &entry.dest) == entry.stamp
+    })
+}
+
+/// Publishes again what the last build published, given which files are [`intact`] (looked
+/// at now when not given): one that changed or went is placed again.
+fn republish(
+    shared: &Shared,
+    published: Arc<Vec<Published>>,
+    intact: Option<Vec<bool>>,
+) -> Result<Arc<Vec<Published>>, String> {
+    let intact = match intact {
+        Some(intact) if intact.len() == published.len() => intact,
+        _ => self::intact(&published),
+    };
+    if intact.iter().all(|&intact| intact) {
+        return Ok(published);
+    }
+    let mut published = Arc::unwrap_or_clone(published);
+    let mut stats = DirStat::default();
+    for (entry, intact) in published.iter_mut().zip(intact) {
+        if !intact {
+            place(shared, &mut stats, entry)?;
         }
     }
-    Ok(published)
+    Ok(Arc::new(published))
 }
 
 /// Places one output: a copy, not a link into the store, since people may edit it.
-fn place(shared: &Shared, entry: &mut Published) -> Result<(), String> {
+fn place(shared: &Shared, stats: &mut DirStat, entry: &mut Published) -> Result<(), String> {
     shared
         .store
         .export(&entry.digest, &entry.dest, entry.executable)
         .map_err(|e| format!("cannot publish `{}` of `{}`: {e}", entry.shown, entry.name))?;
-    entry.stamp = FileStamp::of(&entry.dest);
+    entry.stamp = FileStamp::of(stats, &entry.dest);
     Ok(())
 }
 

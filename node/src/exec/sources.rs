@@ -16,8 +16,6 @@
 //! the same way. A file that changes while it is hashed is not cached either.
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +25,7 @@ use weft_protocol::Digest;
 use weft_store::Store;
 
 use super::error::ExecError;
+use super::{DirStat, FileStat, par_map};
 
 /// How recent a file's mtime or ctime may be for its digest to be cached; see the module
 /// documentation.
@@ -72,16 +71,16 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(meta: &Metadata) -> Stamp {
+    fn of(meta: &FileStat) -> Stamp {
         Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mode: meta.mode(),
-            mtime: meta.mtime(),
-            mtime_nsec: meta.mtime_nsec(),
-            ctime: meta.ctime(),
-            ctime_nsec: meta.ctime_nsec(),
+            dev: meta.dev,
+            ino: meta.ino,
+            size: meta.size,
+            mode: meta.mode,
+            mtime: meta.mtime,
+            mtime_nsec: meta.mtime_nsec,
+            ctime: meta.ctime,
+            ctime_nsec: meta.ctime_nsec,
         }
     }
 
@@ -125,8 +124,16 @@ impl SourceDigests {
     /// A cache hit costs one `stat`. A miss stores the file's content in the store, so that
     /// the blob is there when a sandbox needs it.
     pub fn digest(&self, path: &Path) -> Result<(Digest, bool), ExecError> {
-        let meta = stat(path)?;
-        let stamp = Stamp::of(&meta);
+        self.digest_with(&mut DirStat::default(), path)
+    }
+
+    /// [`SourceDigests::digest`] of every path, on several threads; see [`par_map`].
+    pub fn digest_all(&self, paths: &[PathBuf]) -> Vec<Result<(Digest, bool), ExecError>> {
+        par_map(paths, |stats, path| self.digest_with(stats, path))
+    }
+
+    fn digest_with(&self, stats: &mut DirStat, path: &Path) -> Result<(Digest, bool), ExecError> {
+        let stamp = Stamp::of(&stat(stats, path)?);
         if let Some(entry) = self.read_entries().get(path)
             && entry.stamp == stamp
         {
@@ -138,7 +145,7 @@ impl SourceDigests {
             .store
             .put_file(path)
             .map_err(|e| ExecError::store("store the source", path, e))?;
-        let after = Stamp::of(&stat(path)?);
+        let after = Stamp::of(&stat(stats, path)?);
         let now = SystemTime::now();
         if after == stamp && !stamp.is_racy(now, self.racy_window) {
             self.write_entries()
@@ -183,8 +190,10 @@ impl std::fmt::Debug for SourceDigests {
     }
 }
 
-fn stat(path: &Path) -> Result<Metadata, ExecError> {
-    let meta = fs::metadata(path).map_err(|e| ExecError::io("read the source", path, e))?;
+fn stat(stats: &mut DirStat, path: &Path) -> Result<FileStat, ExecError> {
+    let meta = stats
+        .stat(path)
+        .map_err(|e| ExecError::io("read the source", path, e))?;
     if !meta.is_file() {
         return Err(ExecError::NotAFile {
             path: path.to_owned(),
