@@ -1171,6 +1171,31 @@ fn warm_cache_skips_unchanged_packages() {
 }
 
 #[test]
+fn kept_directory_listings_see_new_and_removed_entries() {
+    let ws = TestWs::new(&[
+        ("a/BUILD", "job(name = 'a', srcs = glob(['*.c']))\n"),
+        ("a/x.c", ""),
+        ("b/BUILD", "job(name = 'b')\n"),
+    ]);
+    // Listings of directories changed in the last two seconds are not kept; wait until
+    // these are old enough to be.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let mut loader = Loader::new();
+    let first = ws.load(&mut loader, &[]).expect("first");
+    assert_eq!(labels(&first), ["//a", "//b"]);
+    assert_eq!(ws.load(&mut loader, &[]).expect("warm"), first);
+
+    // A new package, a new file a glob sees, and a package that goes.
+    ws.write("c/d/BUILD", "job(name = 'd')\n");
+    ws.write("a/y.c", "");
+    std::fs::remove_dir_all(ws.dir.path().join("b")).expect("remove b");
+    let graph = ws.load(&mut loader, &[]).expect("after changes");
+    assert_eq!(labels(&graph), ["//a", "//c/d"]);
+    assert_eq!(target(&graph, "//a").srcs, ["a/x.c", "a/y.c"]);
+    assert_eq!(graph, ws.load(&mut Loader::new(), &[]).expect("fresh"));
+}
+
+#[test]
 fn loader_is_send() {
     fn is_send<T: Send>() {}
     is_send::<Loader>();

@@ -5,12 +5,12 @@
 //! names its dependencies by content, never by where they live.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use weft_protocol::{Cmd, Digest, Input, Job, JobId, Label, Segment, Template};
 
-use crate::exec::{ExecError, SourceDigests, Toolchains};
+use crate::exec::{ExecError, SourceDigests, SourceStamp, Stamped, Toolchains};
 use crate::frontend::{TargetGraph, Workspace};
 
 /// Jobs in dependency order, and the job of each target.
@@ -47,7 +47,11 @@ pub(crate) enum LowerError {
 /// digest of every source and of every tool. While those are the same, so are the jobs.
 pub(crate) struct LowerMemo {
     graph: Arc<TargetGraph>,
+    /// Every source file of the graph, in [`source_paths`] order.
+    paths: Vec<PathBuf>,
+    /// Their digests, and the stamps those are cached under when every one is.
     sources: Vec<(Digest, bool)>,
+    stamps: Option<Vec<SourceStamp>>,
     tools: HashMap<String, Digest>,
     lowered: Arc<Lowered>,
 }
@@ -61,16 +65,31 @@ pub(crate) fn lower_cached(
     digests: &SourceDigests,
     toolchains: &Toolchains,
 ) -> Result<Arc<Lowered>, LowerError> {
-    let sources = source_digests(workspace, graph, digests)?;
-    if let Some(last) = memo.as_ref()
-        && Arc::ptr_eq(&last.graph, graph)
-        && last.sources == sources
-        && last.tools.iter().all(|(tool, digest)| {
+    let tools_unchanged = |tools: &HashMap<String, Digest>| {
+        tools.iter().all(|(tool, digest)| {
             toolchains
                 .resolve(tool)
                 .is_ok_and(|(_, now)| now == *digest)
         })
+    };
+    let same_graph = memo.as_ref().filter(|last| Arc::ptr_eq(&last.graph, graph));
+    // The quick check: every source still has the stamp its digest was cached under.
+    if let Some(last) = same_graph
+        && let Some(stamps) = &last.stamps
+        && digests.unchanged(&last.paths, stamps)
+        && tools_unchanged(&last.tools)
     {
+        return Ok(last.lowered.clone());
+    }
+    let (owners, paths) = source_paths(workspace, graph);
+    let stamped = source_digests(&owners, &paths, digests)?;
+    let sources: Vec<(Digest, bool)> = stamped.iter().map(|&(d, x, _)| (d, x)).collect();
+    let stamps: Option<Vec<SourceStamp>> = stamped.iter().map(|&(_, _, stamp)| stamp).collect();
+    if let Some(last) = memo.as_mut().filter(|last| Arc::ptr_eq(&last.graph, graph))
+        && last.sources == sources
+        && tools_unchanged(&last.tools)
+    {
+        last.stamps = stamps;
         return Ok(last.lowered.clone());
     }
     let mut tools = HashMap::new();
@@ -79,35 +98,40 @@ pub(crate) fn lower_cached(
     )?);
     *memo = Some(LowerMemo {
         graph: graph.clone(),
+        paths,
         sources,
+        stamps,
         tools,
         lowered: lowered.clone(),
     });
     Ok(lowered)
 }
 
-/// The digest of every target's sources, in a fixed order.
-fn source_digests(
+/// Every target's source files, in a fixed order, each with its target.
+fn source_paths<'g>(
     workspace: &Workspace,
-    graph: &TargetGraph,
-    digests: &SourceDigests,
-) -> Result<Vec<(Digest, bool)>, LowerError> {
-    let sources: Vec<(&Label, &String)> = graph
+    graph: &'g TargetGraph,
+) -> (Vec<&'g Label>, Vec<PathBuf>) {
+    graph
         .targets
         .iter()
         .flat_map(|(label, target)| target.srcs.iter().map(move |src| (label, src)))
-        .collect();
-    // Thousands of `stat`s on a no-op build, and as many files hashed into the store on a
-    // first one: both go faster on several threads.
-    let paths: Vec<_> = sources
-        .iter()
-        .map(|(_, src)| workspace.root.join(src))
-        .collect();
+        .map(|(label, src)| (label, workspace.root.join(src)))
+        .unzip()
+}
+
+/// The digest of every source, in order: thousands of `stat`s on a no-op build, and as many
+/// files hashed into the store on a first one, so on several threads.
+fn source_digests(
+    owners: &[&Label],
+    paths: &[PathBuf],
+    digests: &SourceDigests,
+) -> Result<Vec<Stamped>, LowerError> {
     digests
-        .digest_all(&paths)
+        .digest_all(paths)
         .into_iter()
-        .zip(&sources)
-        .map(|(digest, (label, _))| {
+        .zip(owners)
+        .map(|(digest, label)| {
             digest.map_err(|source| LowerError::Exec {
                 label: label.to_string(),
                 source: Box::new(source),

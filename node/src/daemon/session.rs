@@ -24,7 +24,7 @@ use super::lower::{self, Lowered};
 use super::server::{Shared, error};
 use crate::core::{BuildOptions, BuildOutcome};
 use crate::exec::{DirStat, par_map};
-use crate::frontend::{self, Workspace};
+use crate::frontend::{self, TargetGraph, Workspace};
 
 /// What a finished build hands back for publishing its outputs.
 struct Finished {
@@ -38,7 +38,8 @@ struct Finished {
 /// removes nothing, building the same jobs again changes nothing: it is replayed.
 pub(crate) struct LastBuild {
     lowered: Arc<Lowered>,
-    requested: Vec<Label>,
+    /// The graph it was lowered from: the same graph means the same requested targets.
+    graph: Arc<TargetGraph>,
     results: Arc<HashMap<JobId, ActionResult>>,
     removals: u64,
     /// Each published file, as published.
@@ -123,7 +124,7 @@ pub(crate) async fn build(
         let patterns = request.targets.clone();
         tokio::task::spawn_blocking(move || plan_build(&shared, &workspace, &patterns)).await
     };
-    let (requested, lowered) = match planned {
+    let (graph, lowered) = match planned {
         Ok(Ok(planned)) => planned,
         Ok(Err(message)) => return error(&mut writer, &message).await,
         Err(e) => return error(&mut writer, &format!("internal error while loading: {e}")).await,
@@ -133,17 +134,12 @@ pub(crate) async fn build(
         max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
     };
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
-    let jobs: HashMap<JobId, Arc<Job>> = lowered.jobs.iter().cloned().collect();
-    let wanted = requested
-        .iter()
-        .filter_map(|l| lowered.ids.get(l).copied())
-        .collect();
     let (last, previous) = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
         let last = builds.get(&workspace.root);
         let same = last.is_some_and(|last| {
             Arc::ptr_eq(&last.lowered, &lowered)
-                && last.requested == requested
+                && Arc::ptr_eq(&last.graph, &graph)
                 && last.removals == shared.store.removals()
         });
         let previous = last.map(|last| last.published.clone()).unwrap_or_default();
@@ -156,6 +152,11 @@ pub(crate) async fn build(
     let finished = match last {
         Some(results) => replay(&lowered, results, &mut writer, &mut sink).await?,
         None => {
+            let wanted = graph
+                .requested
+                .iter()
+                .filter_map(|l| lowered.ids.get(l).copied())
+                .collect();
             let Some(finished) = run_plan(
                 shared,
                 PlanSpec {
@@ -181,10 +182,6 @@ pub(crate) async fn build(
     if summary.success && !finished.cancelled {
         // Publish the requested targets' outputs into `weft-out/`.
         let shared = shared.clone();
-        let outputs: Vec<(Label, JobId)> = requested
-            .iter()
-            .filter_map(|l| lowered.ids.get(l).map(|id| (l.clone(), *id)))
-            .collect();
         let results = finished.results.clone();
         let intact = match published_check {
             Some(check) if replayed => check.await.ok(),
@@ -193,11 +190,12 @@ pub(crate) async fn build(
         let publish = {
             let workspace = workspace.clone();
             let shared = shared.clone();
+            let (graph, lowered) = (graph.clone(), lowered.clone());
             tokio::task::spawn_blocking(move || {
                 if replayed {
                     republish(&shared, previous, intact)
                 } else {
-                    publish_outputs(&shared, &workspace, &outputs, &jobs, &results, &previous)
+                    publish_outputs(&shared, &workspace, &graph, &lowered, &results, &previous)
                 }
             })
             .await
@@ -210,7 +208,7 @@ pub(crate) async fn build(
                         workspace.root.clone(),
                         LastBuild {
                             lowered: lowered.clone(),
-                            requested: requested.clone(),
+                            graph: graph.clone(),
                             results: finished.results.clone(),
                             removals: shared.store.removals(),
                             published: published.clone(),
@@ -291,7 +289,7 @@ fn plan_build(
     shared: &Shared,
     workspace: &Workspace,
     patterns: &[String],
-) -> Result<(Vec<Label>, Arc<Lowered>), String> {
+) -> Result<(Arc<TargetGraph>, Arc<Lowered>), String> {
     let started = Instant::now();
     let graph = {
         let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
@@ -317,13 +315,13 @@ fn plan_build(
     let checked = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
         builds.get(&workspace.root).is_some_and(|last| {
-            Arc::ptr_eq(&last.lowered, &lowered) && last.requested == graph.requested
+            Arc::ptr_eq(&last.lowered, &lowered) && Arc::ptr_eq(&last.graph, &graph)
         })
     };
     if !checked {
         check_output_collisions(workspace, &graph.requested, &lowered)?;
     }
-    Ok((graph.requested.clone(), lowered))
+    Ok((graph, lowered))
 }
 
 /// Fails when two requested targets would publish the same file: targets of one directory
@@ -594,17 +592,22 @@ fn summary(outcome: &BuildOutcome, started: Instant) -> BuildSummary {
 fn publish_outputs(
     shared: &Shared,
     workspace: &Workspace,
-    outputs: &[(Label, JobId)],
-    jobs: &HashMap<JobId, Arc<Job>>,
+    graph: &TargetGraph,
+    lowered: &Lowered,
     results: &HashMap<JobId, ActionResult>,
     previous: &[Published],
 ) -> Result<Arc<Vec<Published>>, String> {
+    let jobs: HashMap<JobId, &Arc<Job>> = lowered.jobs.iter().map(|(id, job)| (*id, job)).collect();
+    let outputs = graph
+        .requested
+        .iter()
+        .filter_map(|label| lowered.ids.get(label).map(|id| (label, *id)));
     let mut previous: HashMap<&Path, &Published> =
         previous.iter().map(|p| (p.dest.as_path(), p)).collect();
     // Each file to publish, with what the last build put at its place: cheap, in order.
     let mut planned: Vec<(Published, Option<&Published>)> = Vec::new();
     for (label, id) in outputs {
-        let (Some(job), Some(result)) = (jobs.get(id), results.get(id)) else {
+        let (Some(job), Some(result)) = (jobs.get(&id), results.get(&id)) else {
             continue;
         };
         let Some(dir) = lower::output_dir(workspace, label) else {

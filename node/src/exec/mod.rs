@@ -24,6 +24,7 @@ mod toolchain;
 pub use error::ExecError;
 pub use executor::{CmdFailure, ExecConfig, Executor, RunOutcome, RunRequest};
 pub use sources::{DEFAULT_RACY_WINDOW, SourceDigests, SourceStats};
+pub(crate) use sources::{SourceStamp, Stamped};
 pub use toolchain::Toolchains;
 
 pub(crate) use stat::{DirStat, FileStat};

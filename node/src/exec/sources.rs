@@ -57,6 +57,15 @@ struct SourceEntry {
     digest: Digest,
 }
 
+/// A source's digest, whether it is executable, and the stamp its digest is cached under
+/// (none while the file is too recent to cache; see the module documentation).
+pub(crate) type Stamped = (Digest, bool, Option<SourceStamp>);
+
+/// The stamp a source's digest is cached under: while a file's stamp is the same, so is its
+/// digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceStamp(Stamp);
+
 /// What must not change for a cached digest to stay valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -124,21 +133,39 @@ impl SourceDigests {
     /// A cache hit costs one `stat`. A miss stores the file's content in the store, so that
     /// the blob is there when a sandbox needs it.
     pub fn digest(&self, path: &Path) -> Result<(Digest, bool), ExecError> {
-        self.digest_with(&mut DirStat::default(), path)
+        let (digest, executable, _) = self.digest_with(&mut DirStat::default(), path)?;
+        Ok((digest, executable))
     }
 
-    /// [`SourceDigests::digest`] of every path, on several threads; see [`par_map`].
-    pub fn digest_all(&self, paths: &[PathBuf]) -> Vec<Result<(Digest, bool), ExecError>> {
+    /// [`SourceDigests::digest`] of every path, on several threads (see [`par_map`]), each
+    /// with the stamp under which its digest is cached, if it is.
+    pub(crate) fn digest_all(&self, paths: &[PathBuf]) -> Vec<Result<Stamped, ExecError>> {
         par_map(paths, |stats, path| self.digest_with(stats, path))
     }
 
-    fn digest_with(&self, stats: &mut DirStat, path: &Path) -> Result<(Digest, bool), ExecError> {
+    /// Whether every file still has the stamp it had when [`SourceDigests::digest_all`] gave
+    /// it: then each has the digest it had. One `stat` per file and no lookup, on several
+    /// threads.
+    pub(crate) fn unchanged(&self, paths: &[PathBuf], stamps: &[SourceStamp]) -> bool {
+        paths.len() == stamps.len()
+            && par_map(paths, |stats, path| {
+                stats
+                    .stat(path)
+                    .ok()
+                    .map(|meta| SourceStamp(Stamp::of(&meta)))
+            })
+            .into_iter()
+            .zip(stamps)
+            .all(|(now, then)| now.as_ref() == Some(then))
+    }
+
+    fn digest_with(&self, stats: &mut DirStat, path: &Path) -> Result<Stamped, ExecError> {
         let stamp = Stamp::of(&stat(stats, path)?);
         if let Some(entry) = self.read_entries().get(path)
             && entry.stamp == stamp
         {
             self.n_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((entry.digest, stamp.executable()));
+            return Ok((entry.digest, stamp.executable(), Some(SourceStamp(stamp))));
         }
         self.n_misses.fetch_add(1, Ordering::Relaxed);
         let (digest, _size) = self
@@ -150,10 +177,11 @@ impl SourceDigests {
         if after == stamp && !stamp.is_racy(now, self.racy_window) {
             self.write_entries()
                 .insert(path.to_owned(), SourceEntry { stamp, digest });
+            Ok((digest, after.executable(), Some(SourceStamp(stamp))))
         } else {
             tracing::trace!(path = %path.display(), "not caching a recently changed source");
+            Ok((digest, after.executable(), None))
         }
-        Ok((digest, after.executable()))
     }
 
     /// Forgets every cached digest.

@@ -165,7 +165,9 @@ mod tests {
         assert!(!stats.stat(&sub).expect("test setup").is_file());
         let missing = stats.stat(&sub.join("missing")).expect_err("an error");
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
-        let no_dir = stats.stat(&dir.path().join("nope/x")).expect_err("an error");
+        let no_dir = stats
+            .stat(&dir.path().join("nope/x"))
+            .expect_err("an error");
         assert_eq!(no_dir.kind(), io::ErrorKind::NotFound);
     }
 

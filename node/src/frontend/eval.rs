@@ -26,7 +26,7 @@ use weft_protocol::{Digest, DigestHasher, Label, PackagePath};
 
 use super::declare::{PackageDir, parse_file_label};
 use super::error::{FrontendError, FrontendErrorKind, SourceLocation, join_path};
-use super::files::FsCache;
+use super::files::{FsCache, KeptListings};
 use super::glob::{GlobPattern, GlobRoot, glob};
 use super::graph::{InfoValue, Target};
 use super::suggest::closest;
@@ -57,6 +57,8 @@ pub(crate) struct Caches {
     pub(crate) stars: HashMap<PathBuf, (Digest, FrozenModule)>,
     /// Evaluated packages by the absolute path of their BUILD file.
     pub(crate) packages: HashMap<PathBuf, Arc<EvaluatedPackage>>,
+    /// Directory listings, each with the stamp it was read under.
+    pub(crate) listings: KeptListings,
 }
 
 /// Counters of the work loads did, to show that warm loads skip it.
@@ -161,7 +163,7 @@ impl Session {
         ws: &Workspace,
         globals: Globals,
         prelude: FrozenModule,
-        caches: Caches,
+        mut caches: Caches,
         stats: LoaderStats,
     ) -> Rc<Session> {
         let mut hasher = DigestHasher::new();
@@ -178,7 +180,7 @@ impl Session {
             ws_key: hasher.finalize(),
             globals,
             prelude,
-            fs: FsCache::default(),
+            fs: FsCache::with_kept(std::mem::take(&mut caches.listings)),
             caches: RefCell::new(caches),
             stats: Cell::new(stats),
             packages: RefCell::new(HashMap::new()),
@@ -190,10 +192,9 @@ impl Session {
 
     /// Gives the caches and counters back to the loader.
     pub(crate) fn finish(&self) -> (Caches, LoaderStats) {
-        (
-            std::mem::take(&mut *self.caches.borrow_mut()),
-            self.stats.get(),
-        )
+        let mut caches = std::mem::take(&mut *self.caches.borrow_mut());
+        caches.listings = self.fs.take_kept();
+        (caches, self.stats.get())
     }
 
     fn count(&self, f: impl FnOnce(&mut LoaderStats)) {

@@ -50,7 +50,7 @@ struct GraphMemo {
     root: std::path::PathBuf,
     packages_map: BTreeMap<String, String>,
     patterns: Vec<String>,
-    requested: Vec<Label>,
+    expanded: Vec<Expanded>,
     packages: Vec<Arc<EvaluatedPackage>>,
     graph: Arc<TargetGraph>,
 }
@@ -198,12 +198,13 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<Arc<TargetGraph>, FrontendError> {
-        let requested = expand_all(session, patterns)?;
+        let expanded = expand_packages(session, patterns)?;
         let memo = self.graphs.iter().position(|m| {
             m.root == ws.root
                 && m.packages_map == ws.packages
                 && m.patterns == patterns
-                && m.requested == requested
+                && m.expanded.len() == expanded.len()
+                && m.expanded.iter().zip(&expanded).all(|(a, b)| a.same_as(b))
         });
         if let Some(index) = memo {
             let memo = &self.graphs[index];
@@ -217,7 +218,8 @@ impl Loader {
             }
             self.graphs.remove(index);
         }
-        let graph = Arc::new(build_graph(session, requested.clone())?);
+        let requested = labels_of(&expanded, patterns.len() > 1);
+        let graph = Arc::new(build_graph(session, requested)?);
         let mut dirs: Vec<&PackagePath> = graph.targets.keys().map(|l| l.package_path()).collect();
         dirs.dedup();
         let packages = dirs
@@ -231,7 +233,7 @@ impl Loader {
             root: ws.root.clone(),
             packages_map: ws.packages.clone(),
             patterns: patterns.to_vec(),
-            requested,
+            expanded,
             packages,
             graph: graph.clone(),
         });
@@ -365,7 +367,48 @@ fn check_sources(
 }
 
 /// The labels `patterns` name, without duplicates, in pattern order.
+/// One part of what target patterns match: a package's targets, or one of them.
+struct Expanded {
+    package: Arc<EvaluatedPackage>,
+    /// The one target, or none for all of the package's.
+    target: Option<Label>,
+}
+
+impl Expanded {
+    /// Whether both match the same targets: the same evaluation of a package, and the same
+    /// target of it.
+    fn same_as(&self, other: &Expanded) -> bool {
+        Arc::ptr_eq(&self.package, &other.package) && self.target == other.target
+    }
+}
+
 fn expand_all(session: &Rc<Session>, patterns: &[String]) -> Result<Vec<Label>, FrontendError> {
+    let expanded = expand_packages(session, patterns)?;
+    Ok(labels_of(&expanded, patterns.len() > 1))
+}
+
+/// The labels `expanded` matches, in order; with `dedup`, each once (several patterns may
+/// match one target).
+fn labels_of(expanded: &[Expanded], dedup: bool) -> Vec<Label> {
+    let mut labels = Vec::new();
+    for e in expanded {
+        match &e.target {
+            Some(label) => labels.push(label.clone()),
+            None => labels.extend(e.package.targets.iter().map(|t| t.label.clone())),
+        }
+    }
+    if dedup {
+        let mut seen = HashSet::new();
+        labels.retain(|label| seen.insert(label.clone()));
+    }
+    labels
+}
+
+/// What each pattern matches, in order. An empty list means `//...`.
+fn expand_packages(
+    session: &Rc<Session>,
+    patterns: &[String],
+) -> Result<Vec<Expanded>, FrontendError> {
     let parsed = if patterns.is_empty() {
         vec![TargetPattern::Recursive(root_dir()?)]
     } else {
@@ -374,23 +417,22 @@ fn expand_all(session: &Rc<Session>, patterns: &[String]) -> Result<Vec<Label>, 
             .map(|p| TargetPattern::parse(p))
             .collect::<Result<Vec<_>, _>>()?
     };
-    let mut labels = Vec::new();
-    let mut seen = HashSet::new();
+    let mut expanded = Vec::new();
     for pattern in &parsed {
-        for label in expand(session, pattern)? {
-            if seen.insert(label.clone()) {
-                labels.push(label);
-            }
-        }
+        expand(session, pattern, &mut expanded)?;
     }
-    Ok(labels)
+    Ok(expanded)
 }
 
 fn root_dir() -> Result<PackagePath, FrontendError> {
     PackagePath::new(None, "").map_err(|e| FrontendError::new(FrontendErrorKind::BadLabel(e)))
 }
 
-fn expand(session: &Rc<Session>, pattern: &TargetPattern) -> Result<Vec<Label>, FrontendError> {
+fn expand(
+    session: &Rc<Session>,
+    pattern: &TargetPattern,
+    expanded: &mut Vec<Expanded>,
+) -> Result<(), FrontendError> {
     match pattern {
         TargetPattern::Target(label) => {
             let package = session.package(label.package_path())?;
@@ -400,21 +442,29 @@ fn expand(session: &Rc<Session>, pattern: &TargetPattern) -> Result<Vec<Label>, 
                     suggestion: package.suggest(label.target(), None),
                 }));
             }
-            Ok(vec![label.clone()])
+            expanded.push(Expanded {
+                package,
+                target: Some(label.clone()),
+            });
         }
         TargetPattern::AllInPackage(dir) => {
             let package = session.package(dir)?;
-            Ok(package.targets.iter().map(|t| t.label.clone()).collect())
+            expanded.push(Expanded {
+                package,
+                target: None,
+            });
         }
         TargetPattern::Recursive(dir) => {
-            let mut labels = Vec::new();
             for package_dir in find_packages(session, dir, pattern)? {
                 let package = session.package(&package_dir)?;
-                labels.extend(package.targets.iter().map(|t| t.label.clone()));
+                expanded.push(Expanded {
+                    package,
+                    target: None,
+                });
             }
-            Ok(labels)
         }
     }
+    Ok(())
 }
 
 /// Every directory at or below `dir` with a BUILD file, in sorted depth-first order. Hidden
