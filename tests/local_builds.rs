@@ -75,6 +75,19 @@ fn build_then_noop_rebuild_runs_nothing() {
     assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
     assert_eq!(env.read("weft-out/c.out"), "static\n");
 
+    // After `weft clean`, everything comes back as it was built, without running anything,
+    // an output edited in place before the clean too (the daemon's kept link of it changed
+    // with it, so it is copied from the store again).
+    env.write("weft-out/b.out", "edited in place\n");
+    let clean = env.run(&["clean"]);
+    assert!(clean.status.success(), "{}", text(&clean));
+    assert!(!env.ws.path().join("weft-out").exists());
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(events_of(&events, "Started").is_empty());
+    assert_eq!(env.read("weft-out/b.out"), "A\nA\n");
+    assert_eq!(env.read("weft-out/c.out"), "static\n");
+
     // With the store emptied, the same build runs everything again.
     let gc = env.run(&["cache", "gc", "--max-size", "0"]);
     assert!(gc.status.success(), "{}", text(&gc));

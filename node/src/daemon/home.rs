@@ -65,6 +65,11 @@ impl Home {
         self.root.join("store")
     }
 
+    /// Where the second links of published files are kept (see `outputs.rs`).
+    pub fn kept_outputs(&self) -> PathBuf {
+        self.root.join("published")
+    }
+
     /// Where job sandboxes are made.
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandbox")

@@ -10,6 +10,7 @@ mod engine;
 mod home;
 mod locks;
 mod lower;
+mod outputs;
 mod server;
 mod session;
 

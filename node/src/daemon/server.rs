@@ -23,6 +23,7 @@ use super::engine::Engine;
 use super::engine::{EngineConfig, EngineContext};
 use super::home::Home;
 use super::locks::WorkspaceLocks;
+use super::outputs::KeptOutputs;
 use super::session;
 use crate::core::CoreConfig;
 use crate::exec::{ExecConfig, Executor, SourceDigests, Toolchains};
@@ -71,6 +72,8 @@ pub(crate) struct Shared {
     /// The mesh, when this node has a team.
     pub(crate) mesh: Option<Mesh>,
     pub(crate) locks: WorkspaceLocks,
+    /// Second links of the files published into `weft-out/`.
+    pub(crate) kept: KeptOutputs,
     next_build: AtomicU64,
     started: Instant,
     activity: Mutex<Activity>,
@@ -195,6 +198,7 @@ pub async fn run(
         mesh_events,
     );
     let shared = Arc::new(Shared {
+        kept: KeptOutputs::new(home.kept_outputs()),
         home,
         digests: SourceDigests::new(store.clone()),
         toolchains,

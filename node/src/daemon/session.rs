@@ -21,6 +21,7 @@ use super::conn::{ConnError, ConnReader, ConnWriter};
 use super::engine::{BuildPlan, EngineEvent};
 use super::locks::WorkspaceGuard;
 use super::lower::{self, Lowered};
+use super::outputs::FileStamp;
 use super::server::{Shared, error};
 use crate::core::{BuildOptions, BuildOutcome};
 use crate::exec::{DirStat, par_map};
@@ -60,25 +61,6 @@ pub(crate) struct Published {
     executable: bool,
     /// Its inode, size and mtime as published: while they are the same, so is the file.
     stamp: Option<FileStamp>,
-}
-
-/// What tells that a published file is still the one weft put there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(stats: &mut DirStat, path: &Path) -> Option<FileStamp> {
-        let meta = stats.lstat(path).ok()?;
-        Some(FileStamp {
-            ino: meta.ino,
-            size: meta.size,
-            mtime_ns: i128::from(meta.mtime) * 1_000_000_000 + i128::from(meta.mtime_nsec),
-        })
-    }
 }
 
 /// Serves a build request.
@@ -650,7 +632,11 @@ fn publish_outputs(
             });
         }
         let mut entry = entry.clone();
-        place(shared, stats, &mut entry)?;
+        // The same content as last time: its kept link may do.
+        let earlier = earlier
+            .filter(|e| e.digest == entry.digest && e.executable == entry.executable)
+            .and_then(|e| e.stamp);
+        place(shared, stats, &mut entry, earlier)?;
         Ok(entry)
     });
     Ok(Arc::new(published.into_iter().collect::<Result<_, _>>()?))
@@ -677,22 +663,38 @@ fn republish(
     if intact.iter().all(|&intact| intact) {
         return Ok(published);
     }
-    let mut published = Arc::unwrap_or_clone(published);
-    let mut stats = DirStat::default();
-    for (entry, intact) in published.iter_mut().zip(intact) {
+    let entries: Vec<(&Published, bool)> = published.iter().zip(intact).collect();
+    let placed = par_map(&entries, |stats, &(entry, intact)| {
+        let mut entry = entry.clone();
         if !intact {
-            place(shared, &mut stats, entry)?;
+            let earlier = entry.stamp;
+            place(shared, stats, &mut entry, earlier)?;
         }
-    }
-    Ok(Arc::new(published))
+        Ok(entry)
+    });
+    Ok(Arc::new(placed.into_iter().collect::<Result<_, String>>()?))
 }
 
-/// Places one output: a copy, not a link into the store, since people may edit it.
-fn place(shared: &Shared, stats: &mut DirStat, entry: &mut Published) -> Result<(), String> {
+/// Places one output: a copy, not a link into the store, since people may edit it. When the
+/// same content was published there before with the stamp `earlier`, the daemon's kept link
+/// of that copy is linked back instead, if it is unchanged (see `outputs.rs`).
+fn place(
+    shared: &Shared,
+    stats: &mut DirStat,
+    entry: &mut Published,
+    earlier: Option<FileStamp>,
+) -> Result<(), String> {
+    if let Some(stamp) = earlier
+        && shared.kept.restore(stats, &entry.dest, stamp)
+    {
+        entry.stamp = Some(stamp);
+        return Ok(());
+    }
     shared
         .store
         .export(&entry.digest, &entry.dest, entry.executable)
         .map_err(|e| format!("cannot publish `{}` of `{}`: {e}", entry.shown, entry.name))?;
+    shared.kept.keep(&entry.dest);
     entry.stamp = FileStamp::of(stats, &entry.dest);
     Ok(())
 }
@@ -913,6 +915,13 @@ pub(crate) fn query(shared: &Shared, query: &QueryRequest) -> Result<Vec<String>
 pub(crate) fn cache(shared: &Shared, request: &ClientMessage) -> Result<CacheReport, String> {
     match request {
         ClientMessage::CacheGc { max_bytes } => {
+            // Kept links of copies no longer in any `weft-out/` hold space only the daemon
+            // can free: `gc` frees it.
+            let n_kept = shared.kept.prune();
+            info!(
+                n_kept,
+                "removed the kept links of published files that are gone"
+            );
             let report = shared.store.gc(*max_bytes).map_err(|e| e.to_string())?;
             Ok(CacheReport::Gc {
                 n_removed: report.n_evicted,
