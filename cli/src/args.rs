@@ -117,7 +117,8 @@ pub(crate) enum GraphCommand {
 pub(crate) enum CacheCommand {
     /// Show what the store holds.
     Stats,
-    /// Remove least recently used blobs until the store fits in SIZE (e.g. `10G`, `500M`).
+    /// Remove least recently used blobs until the store fits in SIZE (e.g. `10G`, `500M`),
+    /// and the daemon's links to published files that are no longer in any `weft-out/`.
     Gc {
         /// The size cap.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
