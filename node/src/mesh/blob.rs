@@ -160,7 +160,8 @@ async fn receive(
     while remaining > 0 {
         let mut buf = if n_allocated < n_buffers {
             n_allocated += 1;
-            vec![0u8; CHUNK]
+            // A small blob gets a buffer its size, not a whole chunk to zero.
+            vec![0u8; usize::try_from(size).unwrap_or(CHUNK).min(CHUNK)]
         } else {
             match empty_rx.recv().await {
                 Some(buf) => buf,
@@ -453,7 +454,7 @@ async fn send_blob(
         .clamp(1, N_BUFFERS);
     for _ in 0..n_buffers {
         // The channel holds N_BUFFERS and this fills at most that many.
-        let _ = empty_tx.try_send(vec![0u8; CHUNK]);
+        let _ = empty_tx.try_send(vec![0u8; usize::try_from(size).unwrap_or(CHUNK).min(CHUNK)]);
     }
     let corrupt = shared.hooks.corrupt_served_blobs;
     let mut file = blob.file;
