@@ -1,6 +1,8 @@
 //! [`Sim`]: the event loop, and nodes' lives (joins, leaves, crashes, partitions).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use weft_node::core::IdMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,10 +50,10 @@ pub struct Sim {
     pub(crate) rng_net: Rng,
     pub(crate) rng_gossip: Rng,
     pub(crate) nodes: Vec<SimNode>,
-    pub(crate) by_id: HashMap<NodeId, u32>,
-    pub(crate) jobs: HashMap<JobId, JobInfo>,
+    pub(crate) by_id: IdMap<NodeId, u32>,
+    pub(crate) jobs: IdMap<JobId, JobInfo>,
     pub(crate) builds: Vec<SimBuild>,
-    pub(crate) rpcs: HashMap<u64, Rpc>,
+    pub(crate) rpcs: IdMap<u64, Rpc>,
     pub(crate) next_rpc: u64,
     pub(crate) next_token: u64,
     pub(crate) next_build_id: u64,
@@ -79,10 +81,10 @@ impl Sim {
             rng_net: Rng::fork(seed, "network"),
             rng_gossip: Rng::fork(seed, "gossip"),
             nodes: Vec::new(),
-            by_id: HashMap::new(),
-            jobs: HashMap::new(),
+            by_id: IdMap::default(),
+            jobs: IdMap::default(),
             builds: Vec::new(),
-            rpcs: HashMap::new(),
+            rpcs: IdMap::default(),
             next_rpc: 0,
             next_token: 0,
             next_build_id: 0,
@@ -144,10 +146,10 @@ impl Sim {
             life: 0,
             store: Store::default(),
             builds: BTreeMap::new(),
-            runs: HashMap::new(),
-            own_runs: HashMap::new(),
-            stolen: HashMap::new(),
-            finished_at: HashMap::new(),
+            runs: IdMap::default(),
+            own_runs: IdMap::default(),
+            stolen: IdMap::default(),
+            finished_at: IdMap::default(),
             up_free: Time::ZERO,
             down_free: Time::ZERO,
             conn: NodeSet::with_capacity(n),
@@ -673,7 +675,7 @@ impl Sim {
             };
             build.top_speed = top_speed.max(origin_spec.speed);
             // What is left to do: a result that exists somewhere may come from a cache.
-            let mut longest: HashMap<JobId, u64> = HashMap::new();
+            let mut longest: IdMap<JobId, u64> = IdMap::default();
             let (mut path, mut left) = (0, Vec::new());
             for (id, job, info) in &build.instance.jobs {
                 let own = if self.metrics.completed.contains(id) {

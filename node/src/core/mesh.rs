@@ -27,7 +27,8 @@
 //! Everything is decided from the events and their times; the only randomness is a
 //! generator seeded from the node's id, so a run is a pure function of its inputs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
+use super::id_hash::IdMap;
 use super::scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
     PlannedJob, Scheduler,
@@ -323,40 +325,46 @@ struct Stolen {
 /// recently announced go first.
 ///
 /// Every node keeps an entry for every result announced in the mesh, so this is a node's
-/// largest structure (and, in netsim, a thousand nodes' largest). An entry is 48 bytes: the
-/// job id and, for the usual single holder, the holder's index in a table of peers (more
-/// holders go in a list of their ids). Instead of a queue of every entry in announcement
-/// order, entries live in two generations: new ones in `young`; when `young` holds half the
-/// cap, `old` is dropped and `young` becomes `old`. An entry announced again moves to `young`.
+/// largest structure (and, in netsim, a thousand nodes' largest, and most of its time: every
+/// announcement reaches every node). An entry is 36 bytes: the job id and a [`HolderList`],
+/// for the usual single holder the holder's index in a table of peers (more holders go in a
+/// list of their ids on the side). Instead of a queue of every entry in announcement order,
+/// entries live in two generations: new ones in `young`; when `young` holds half the cap,
+/// `old` is dropped and `young` becomes `old`. An entry announced again moves to `young`.
 #[derive(Debug, Default)]
 struct Holders {
-    young: HashMap<JobId, HolderList>,
-    old: HashMap<JobId, HolderList>,
+    young: IdMap<JobId, HolderList>,
+    old: IdMap<JobId, HolderList>,
     /// Job-to-holder entries in each generation.
     young_entries: usize,
     old_entries: usize,
     /// Each peer's id and entries, by the peer's index.
     peers: Vec<(NodeId, usize)>,
-    index: HashMap<NodeId, u32>,
+    index: IdMap<NodeId, u32>,
+    /// The lists of [`HolderList`]s with several holders, by their index; empty ones are free
+    /// (their indices in `free_many`).
+    many: Vec<Vec<NodeId>>,
+    free_many: Vec<u32>,
 }
 
-/// The holders of one result.
-#[derive(Debug)]
-enum HolderList {
-    /// One holder, by its index in [`Holders::peers`].
-    One(u32),
-    /// Several, by id (rare: a result made twice, or fetched and announced).
-    // A boxed Vec is 8 bytes where a Vec is 24: it keeps every entry at 48 bytes.
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<NodeId>>),
-}
+/// The holders of one result: one holder, by its index in [`Holders::peers`], or with
+/// [`HolderList::MANY`] set, several (rare: a result made twice, or fetched and announced),
+/// by the index of their list in [`Holders::many`]. Four bytes, where an enum with a boxed
+/// list took sixteen: with a thousand nodes each holding a hundred thousand entries, that is
+/// a quarter of the memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HolderList(u32);
 
 impl HolderList {
-    fn len(&self) -> usize {
-        match self {
-            HolderList::One(_) => 1,
-            HolderList::Many(peers) => peers.len(),
-        }
+    const MANY: u32 = 1 << 31;
+
+    fn one(peer: u32) -> HolderList {
+        HolderList(peer)
+    }
+
+    /// The index of its list in [`Holders::many`], when it has several holders.
+    fn many(self) -> Option<usize> {
+        (self.0 & HolderList::MANY != 0).then_some((self.0 & !HolderList::MANY) as usize)
     }
 }
 
@@ -370,64 +378,135 @@ impl Holders {
         index
     }
 
-    fn slice<'a>(&'a self, list: &'a HolderList) -> &'a [NodeId] {
-        match list {
-            HolderList::One(index) => self
+    fn slice(&self, list: HolderList) -> &[NodeId] {
+        match list.many() {
+            None => self
                 .peers
-                .get(*index as usize)
+                .get(list.0 as usize)
                 .map(|(peer, _)| std::slice::from_ref(peer))
                 .unwrap_or(&[]),
-            HolderList::Many(peers) => peers,
+            Some(i) => self.many.get(i).map_or(&[], Vec::as_slice),
         }
     }
 
-    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
+    /// Frees a list of several holders.
+    fn free(&mut self, list: HolderList) {
+        if let Some(i) = list.many()
+            && let Some(ids) = self.many.get_mut(i)
+        {
+            *ids = Vec::new();
+            self.free_many.push(i as u32);
+        }
+    }
+
+    /// `peer` holds each of `jobs`.
+    fn add(&mut self, jobs: &[JobId], peer: NodeId, cap: usize) {
         let index = self.peer_index(peer);
-        let list = match self.young.remove(&job) {
-            Some(list) => Some(list),
-            None => self.old.remove(&job).inspect(|list| {
-                self.old_entries -= list.len();
-                self.young_entries += list.len();
-            }),
-        };
-        let list = match list {
-            None => {
-                self.young_entries += 1;
-                self.peers[index as usize].1 += 1;
-                HolderList::One(index)
+        for job in jobs {
+            self.add_one(*job, peer, index, cap);
+        }
+    }
+
+    fn add_one(&mut self, job: JobId, peer: NodeId, index: u32, cap: usize) {
+        // One probe of `young` for the usual case, a result not seen before.
+        let added = match self.young.entry(job) {
+            Entry::Occupied(mut entry) => {
+                let (list, added) = Holders::with_holder(
+                    &mut self.many,
+                    &mut self.free_many,
+                    &self.peers,
+                    *entry.get(),
+                    peer,
+                    index,
+                );
+                entry.insert(list);
+                added
             }
-            Some(list) => {
-                if self.slice(&list).contains(&peer) {
-                    list
-                } else {
-                    self.young_entries += 1;
-                    self.peers[index as usize].1 += 1;
-                    let mut ids = self.slice(&list).to_vec();
-                    ids.push(peer);
-                    HolderList::Many(Box::new(ids))
+            Entry::Vacant(entry) => match self.old.remove(&job) {
+                None => {
+                    entry.insert(HolderList::one(index));
+                    true
                 }
-            }
+                Some(list) => {
+                    let n = match list.many() {
+                        None => 1,
+                        Some(i) => self.many[i].len(),
+                    };
+                    self.old_entries -= n;
+                    self.young_entries += n;
+                    let (list, added) = Holders::with_holder(
+                        &mut self.many,
+                        &mut self.free_many,
+                        &self.peers,
+                        list,
+                        peer,
+                        index,
+                    );
+                    entry.insert(list);
+                    added
+                }
+            },
         };
-        self.young.insert(job, list);
+        if added {
+            self.young_entries += 1;
+            self.peers[index as usize].1 += 1;
+        }
         let cap = cap.max(1);
         if self.young_entries + self.old_entries > cap && self.young_entries >= cap.div_ceil(2) {
             // The old generation goes.
             let old = std::mem::take(&mut self.old);
             for list in old.values() {
-                match list {
-                    HolderList::One(i) => self.discount(*i),
-                    HolderList::Many(ids) => {
-                        for id in ids.iter() {
-                            if let Some(&i) = self.index.get(id) {
-                                self.discount(i);
+                match list.many() {
+                    None => self.discount(list.0),
+                    Some(i) => {
+                        let ids = std::mem::take(&mut self.many[i]);
+                        for id in &ids {
+                            if let Some(&p) = self.index.get(id) {
+                                self.discount(p);
                             }
                         }
+                        self.free(*list);
                     }
                 }
             }
             self.old = std::mem::take(&mut self.young);
             self.old_entries = self.young_entries;
             self.young_entries = 0;
+        }
+    }
+
+    /// `list` with `peer` (at `index`) among its holders, and whether it was not already.
+    fn with_holder(
+        many: &mut Vec<Vec<NodeId>>,
+        free_many: &mut Vec<u32>,
+        peers: &[(NodeId, usize)],
+        list: HolderList,
+        peer: NodeId,
+        index: u32,
+    ) -> (HolderList, bool) {
+        match list.many() {
+            None if list.0 == index => (list, false),
+            None => {
+                let mut ids = Vec::with_capacity(2);
+                ids.extend(peers.get(list.0 as usize).map(|(id, _)| *id));
+                ids.push(peer);
+                let i = match free_many.pop() {
+                    Some(i) => {
+                        many[i as usize] = ids;
+                        i
+                    }
+                    None => {
+                        many.push(ids);
+                        (many.len() - 1) as u32
+                    }
+                };
+                (HolderList(i | HolderList::MANY), true)
+            }
+            Some(i) if many[i].contains(&peer) => (list, false),
+            Some(i) => {
+                many[i].push(peer);
+                (list, true)
+            }
         }
     }
 
@@ -446,25 +525,33 @@ impl Holders {
             _ => return,
         }
         let mut removed = [0usize; 2];
+        let mut freed = Vec::new();
         for (map, removed) in [&mut self.young, &mut self.old]
             .into_iter()
             .zip(&mut removed)
         {
-            map.retain(|_, list| match list {
-                HolderList::One(i) => {
-                    let keep = *i != index;
+            map.retain(|_, list| match list.many() {
+                None => {
+                    let keep = list.0 != index;
                     if !keep {
                         *removed += 1;
                     }
                     keep
                 }
-                HolderList::Many(ids) => {
+                Some(i) => {
+                    let ids = &mut self.many[i];
                     let before = ids.len();
                     ids.retain(|id| *id != peer);
                     *removed += before - ids.len();
+                    if ids.is_empty() {
+                        freed.push(*list);
+                    }
                     !ids.is_empty()
                 }
             });
+        }
+        for list in freed {
+            self.free(list);
         }
         self.young_entries -= removed[0];
         self.old_entries -= removed[1];
@@ -479,7 +566,7 @@ impl Holders {
 
     fn get(&self, job: &JobId) -> &[NodeId] {
         match self.young.get(job).or_else(|| self.old.get(job)) {
-            Some(list) => self.slice(list),
+            Some(list) => self.slice(*list),
             None => &[],
         }
     }
@@ -498,7 +585,7 @@ pub struct Core {
     tools: BTreeSet<Digest>,
     scheduler: Scheduler,
     /// Only looked up (every gossip message looks its sender up); listed sorted.
-    peers: HashMap<NodeId, PeerState>,
+    peers: IdMap<NodeId, PeerState>,
     holders: Holders,
     /// Jobs of this node's builds that run on peers.
     leases: BTreeMap<JobId, LeaseOut>,
@@ -520,7 +607,7 @@ pub struct Core {
     /// This node drew its turn to ask (see `maybe_steal`): it asks once `steal_gate` passes.
     steal_turn: bool,
     /// Peers asked for a job's result, per lookup in flight.
-    queries: HashMap<(BuildId, JobId), Vec<NodeId>>,
+    queries: IdMap<(BuildId, JobId), Vec<NodeId>>,
     pending_have: Vec<JobId>,
     have_due: Option<Time>,
     beacon_due: Time,
@@ -555,7 +642,7 @@ impl Core {
             local,
             platform,
             tools,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             holders: Holders::default(),
             leases: BTreeMap::new(),
             lease_deadlines: BTreeSet::new(),
@@ -565,7 +652,7 @@ impl Core {
             steal_pending: None,
             steal_gate: Time::ZERO,
             steal_turn: false,
-            queries: HashMap::new(),
+            queries: IdMap::default(),
             pending_have: Vec::new(),
             have_due: None,
             beacon_due: Time::ZERO,
@@ -849,9 +936,8 @@ impl Core {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        for job in jobs {
-            self.holders.add(*job, peer, self.config.max_holder_entries);
-        }
+        self.holders
+            .add(jobs, peer, self.config.max_holder_entries);
         self.after_event(now);
     }
 
@@ -978,7 +1064,8 @@ impl Core {
                 match outcome {
                     StolenOutcome::Succeeded => {
                         self.reset_failures(peer);
-                        self.holders.add(job, peer, self.config.max_holder_entries);
+                        self.holders
+                    .add(std::slice::from_ref(&job), peer, self.config.max_holder_entries);
                         self.scheduler.on_job_finished(
                             now,
                             lease.build,
@@ -1005,7 +1092,8 @@ impl Core {
             (_, StolenOutcome::Succeeded) => {
                 // A late report: the lease ran out, or went to another thief. The result is
                 // as good as any; settle the job if it is still open anywhere.
-                self.holders.add(job, peer, self.config.max_holder_entries);
+                self.holders
+                    .add(std::slice::from_ref(&job), peer, self.config.max_holder_entries);
                 let builds = self.scheduler.builds_with(job);
                 if builds.is_empty() {
                     self.stats.duplicates += 1;

@@ -4,6 +4,7 @@
 //! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
 //! drive the very same code.
 
+mod id_hash;
 mod mesh;
 #[cfg(test)]
 mod mesh_tests;
@@ -15,4 +16,5 @@ pub use scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
     PlannedJob, Scheduler,
 };
+pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use time::Time;
