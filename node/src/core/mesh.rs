@@ -308,6 +308,14 @@ struct PeerState {
     steal_backoff: Duration,
 }
 
+impl PeerState {
+    /// When it may be asked for work: after its backoff, and after the time it is avoided.
+    fn steal_ready(&self) -> Time {
+        self.steal_backoff_until
+            .max(self.avoid_until.unwrap_or(Time::ZERO))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct LeaseOut {
     build: BuildId,
@@ -338,13 +346,25 @@ struct Holders {
     /// Job-to-holder entries in each generation.
     young_entries: usize,
     old_entries: usize,
-    /// Each peer's id and entries, by the peer's index.
-    peers: Vec<(NodeId, usize)>,
+    /// Each peer's id, entries, and whether it is up, by the peer's index (which never
+    /// changes).
+    peers: Vec<HolderPeer>,
     index: IdMap<NodeId, u32>,
     /// The lists of [`HolderList`]s with several holders, by their index; empty ones are free
     /// (their indices in `free_many`).
     many: Vec<Vec<NodeId>>,
     free_many: Vec<u32>,
+}
+
+/// A peer, as the holder map knows it.
+#[derive(Debug)]
+struct HolderPeer {
+    id: NodeId,
+    /// Job-to-holder entries naming it.
+    entries: usize,
+    /// Whether it is up (in [`Core::peers`]): the holder map keeps this itself so that an
+    /// announcement, the commonest event on a large mesh, costs one lookup of its sender.
+    up: bool,
 }
 
 /// The holders of one result: one holder, by its index in [`Holders::peers`], or with
@@ -373,9 +393,28 @@ impl Holders {
         let next = self.peers.len() as u32;
         let index = *self.index.entry(peer).or_insert(next);
         if index == next {
-            self.peers.push((peer, 0));
+            self.peers.push(HolderPeer {
+                id: peer,
+                entries: 0,
+                up: false,
+            });
         }
         index
+    }
+
+    /// `peer` came up: its announcements count from now on.
+    fn peer_up(&mut self, peer: NodeId) {
+        let index = self.peer_index(peer);
+        self.peers[index as usize].up = true;
+    }
+
+    /// The index of `peer` if it is up.
+    fn up_index(&self, peer: &NodeId) -> Option<u32> {
+        let index = *self.index.get(peer)?;
+        self.peers
+            .get(index as usize)
+            .is_some_and(|p| p.up)
+            .then_some(index)
     }
 
     fn slice(&self, list: HolderList) -> &[NodeId] {
@@ -383,7 +422,7 @@ impl Holders {
             None => self
                 .peers
                 .get(list.0 as usize)
-                .map(|(peer, _)| std::slice::from_ref(peer))
+                .map(|p| std::slice::from_ref(&p.id))
                 .unwrap_or(&[]),
             Some(i) => self.many.get(i).map_or(&[], Vec::as_slice),
         }
@@ -399,9 +438,17 @@ impl Holders {
         }
     }
 
-    /// `peer` holds each of `jobs`.
-    fn add(&mut self, jobs: &[JobId], peer: NodeId, cap: usize) {
+    /// `peer` holds `job`.
+    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
         let index = self.peer_index(peer);
+        self.add_one(job, peer, index, cap);
+    }
+
+    /// The peer at `index` holds each of `jobs`.
+    fn add_at(&mut self, jobs: &[JobId], index: u32, cap: usize) {
+        let Some(peer) = self.peers.get(index as usize).map(|p| p.id) else {
+            return;
+        };
         for job in jobs {
             self.add_one(*job, peer, index, cap);
         }
@@ -449,7 +496,7 @@ impl Holders {
         };
         if added {
             self.young_entries += 1;
-            self.peers[index as usize].1 += 1;
+            self.peers[index as usize].entries += 1;
         }
         let cap = cap.max(1);
         if self.young_entries + self.old_entries > cap && self.young_entries >= cap.div_ceil(2) {
@@ -479,7 +526,7 @@ impl Holders {
     fn with_holder(
         many: &mut Vec<Vec<NodeId>>,
         free_many: &mut Vec<u32>,
-        peers: &[(NodeId, usize)],
+        peers: &[HolderPeer],
         list: HolderList,
         peer: NodeId,
         index: u32,
@@ -488,7 +535,7 @@ impl Holders {
             None if list.0 == index => (list, false),
             None => {
                 let mut ids = Vec::with_capacity(2);
-                ids.extend(peers.get(list.0 as usize).map(|(id, _)| *id));
+                ids.extend(peers.get(list.0 as usize).map(|p| p.id));
                 ids.push(peer);
                 let i = match free_many.pop() {
                     Some(i) => {
@@ -511,18 +558,26 @@ impl Holders {
     }
 
     fn discount(&mut self, index: u32) {
-        if let Some((_, count)) = self.peers.get_mut(index as usize) {
-            *count = count.saturating_sub(1);
+        if let Some(p) = self.peers.get_mut(index as usize) {
+            p.entries = p.entries.saturating_sub(1);
         }
     }
 
+    /// `peer` went down: its entries go.
     fn remove_peer(&mut self, peer: NodeId) {
         let Some(&index) = self.index.get(&peer) else {
             return;
         };
         match self.peers.get_mut(index as usize) {
-            Some((_, count)) if *count > 0 => *count = 0,
-            _ => return,
+            Some(p) if p.entries > 0 => {
+                p.up = false;
+                p.entries = 0;
+            }
+            Some(p) => {
+                p.up = false;
+                return;
+            }
+            None => return,
         }
         let mut removed = [0usize; 2];
         let mut freed = Vec::new();
@@ -561,7 +616,7 @@ impl Holders {
         self.index
             .get(peer)
             .and_then(|i| self.peers.get(*i as usize))
-            .map_or(0, |(_, count)| *count)
+            .map_or(0, |p| p.entries)
     }
 
     fn get(&self, job: &JobId) -> &[NodeId] {
@@ -598,7 +653,9 @@ pub struct Core {
     renewals: BTreeSet<(Time, JobId)>,
     /// Peers whose last beacon said they have jobs queued on this platform: the steal
     /// candidates, kept as beacons come so that a steal attempt does not scan every peer.
-    busy_peers: BTreeSet<NodeId>,
+    /// Each with when it may be asked next ([`PeerState::steal_ready`]), kept up to date so
+    /// that [`Core::next_timeout`], which runs after every event, need not look peers up.
+    busy_peers: BTreeMap<NodeId, Time>,
     /// The steal request in flight: the victim, and when it was sent.
     steal_pending: Option<(NodeId, Time)>,
     /// No steal attempt before this: the last roll of the odds (see
@@ -648,7 +705,7 @@ impl Core {
             lease_deadlines: BTreeSet::new(),
             stolen: BTreeMap::new(),
             renewals: BTreeSet::new(),
-            busy_peers: BTreeSet::new(),
+            busy_peers: BTreeMap::new(),
             steal_pending: None,
             steal_gate: Time::ZERO,
             steal_turn: false,
@@ -738,14 +795,8 @@ impl Core {
         if self.steal_pending.is_none() && self.may_steal() {
             // When the first busy peer may be asked: after its backoff, and after the time
             // it is avoided (a peer avoided for a minute is no reason to wake up now).
-            for peer in &self.busy_peers {
-                if let Some(state) = self.peers.get(peer) {
-                    let ready = state
-                        .steal_backoff_until
-                        .max(state.avoid_until.unwrap_or(Time::ZERO))
-                        .max(self.steal_gate);
-                    next = next.min(ready);
-                }
+            for ready in self.busy_peers.values() {
+                next = next.min((*ready).max(self.steal_gate));
             }
         }
         if let Some((_, sent)) = self.steal_pending {
@@ -854,6 +905,7 @@ impl Core {
             steal_backoff_until: now,
             steal_backoff: Duration::ZERO,
         });
+        self.holders.peer_up(peer);
         // A busy node lets the newcomer know soon (one beacon for a burst of newcomers); an
         // idle one has nothing to tell it.
         if self.scheduler.queued() > 0 {
@@ -919,7 +971,7 @@ impl Core {
             self.steal_turn = false;
         }
         if beacon.queue_len > 0 && beacon.platform == self.platform {
-            self.busy_peers.insert(peer);
+            self.busy_peers.insert(peer, state.steal_ready());
         } else {
             self.busy_peers.remove(&peer);
         }
@@ -933,11 +985,12 @@ impl Core {
 
     /// A peer announced results it holds.
     pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
-        if !self.peers.contains_key(&peer) {
+        let Some(index) = self.holders.up_index(&peer) else {
             return;
-        }
+        };
+        debug_assert!(self.peers.contains_key(&peer));
         self.holders
-            .add(jobs, peer, self.config.max_holder_entries);
+            .add_at(jobs, index, self.config.max_holder_entries);
         self.after_event(now);
     }
 
@@ -1065,7 +1118,7 @@ impl Core {
                     StolenOutcome::Succeeded => {
                         self.reset_failures(peer);
                         self.holders
-                    .add(std::slice::from_ref(&job), peer, self.config.max_holder_entries);
+                            .add(job, peer, self.config.max_holder_entries);
                         self.scheduler.on_job_finished(
                             now,
                             lease.build,
@@ -1093,7 +1146,7 @@ impl Core {
                 // A late report: the lease ran out, or went to another thief. The result is
                 // as good as any; settle the job if it is still open anywhere.
                 self.holders
-                    .add(std::slice::from_ref(&job), peer, self.config.max_holder_entries);
+                    .add(job, peer, self.config.max_holder_entries);
                 let builds = self.scheduler.builds_with(job);
                 if builds.is_empty() {
                     self.stats.duplicates += 1;
@@ -1139,6 +1192,7 @@ impl Core {
                 state.steal_backoff_until = now;
             }
         }
+        self.refresh_busy(&peer);
         if !leases.is_empty() {
             self.stats.steal_successes += 1;
         }
@@ -1425,7 +1479,7 @@ impl Core {
         // victim or to be turned away by the odds below.)
         let total: u64 = self
             .busy_peers
-            .iter()
+            .keys()
             .filter_map(|node| self.steal_weight(node, now))
             .sum();
         if total == 0 {
@@ -1451,7 +1505,7 @@ impl Core {
         self.steal_turn = false;
         let mut pick = self.next_random() % total;
         let mut victim = None;
-        for node in &self.busy_peers {
+        for node in self.busy_peers.keys() {
             let Some(queue) = self.steal_weight(node, now) else {
                 continue;
             };
@@ -1522,6 +1576,7 @@ impl Core {
                 state.failures = 0;
             }
         }
+        self.refresh_busy(&peer);
     }
 
     fn reset_failures(&mut self, peer: NodeId) {
@@ -1530,6 +1585,15 @@ impl Core {
             if state.avoid_until.is_some() {
                 state.avoid_until = None;
             }
+        }
+        self.refresh_busy(&peer);
+    }
+
+    /// Brings a busy peer's [`Core::busy_peers`] entry up to date after its backoff or
+    /// avoidance changed.
+    fn refresh_busy(&mut self, peer: &NodeId) {
+        if let (Some(ready), Some(state)) = (self.busy_peers.get_mut(peer), self.peers.get(peer)) {
+            *ready = state.steal_ready();
         }
     }
 
