@@ -27,7 +27,6 @@
 //! Everything is decided from the events and their times; the only randomness is a
 //! generator seeded from the node's id, so a run is a pure function of its inputs.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +35,7 @@ use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
+use super::holders::Holders;
 use super::id_hash::IdMap;
 use super::scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
@@ -329,308 +329,6 @@ struct Stolen {
     next_renew: Time,
 }
 
-/// Which peers hold which results, bounded to about `cap` job-to-holder entries: the least
-/// recently announced go first.
-///
-/// Every node keeps an entry for every result announced in the mesh, so this is a node's
-/// largest structure (and, in netsim, a thousand nodes' largest, and most of its time: every
-/// announcement reaches every node). An entry is 36 bytes: the job id and a [`HolderList`],
-/// for the usual single holder the holder's index in a table of peers (more holders go in a
-/// list of their ids on the side). Instead of a queue of every entry in announcement order,
-/// entries live in two generations: new ones in `young`; when `young` holds half the cap,
-/// `old` is dropped and `young` becomes `old`. An entry announced again moves to `young`.
-#[derive(Debug, Default)]
-struct Holders {
-    young: IdMap<JobId, HolderList>,
-    old: IdMap<JobId, HolderList>,
-    /// Job-to-holder entries in each generation.
-    young_entries: usize,
-    old_entries: usize,
-    /// Each peer's id, entries, and whether it is up, by the peer's index (which never
-    /// changes).
-    peers: Vec<HolderPeer>,
-    index: IdMap<NodeId, u32>,
-    /// The lists of [`HolderList`]s with several holders, by their index; empty ones are free
-    /// (their indices in `free_many`).
-    many: Vec<Vec<NodeId>>,
-    free_many: Vec<u32>,
-}
-
-/// A peer, as the holder map knows it.
-#[derive(Debug)]
-struct HolderPeer {
-    id: NodeId,
-    /// Job-to-holder entries naming it.
-    entries: usize,
-    /// Whether it is up (in [`Core::peers`]): the holder map keeps this itself so that an
-    /// announcement, the commonest event on a large mesh, costs one lookup of its sender.
-    up: bool,
-}
-
-/// The holders of one result: one holder, by its index in [`Holders::peers`], or with
-/// [`HolderList::MANY`] set, several (rare: a result made twice, or fetched and announced),
-/// by the index of their list in [`Holders::many`]. Four bytes, where an enum with a boxed
-/// list took sixteen: with a thousand nodes each holding a hundred thousand entries, that is
-/// a quarter of the memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct HolderList(u32);
-
-impl HolderList {
-    const MANY: u32 = 1 << 31;
-
-    fn one(peer: u32) -> HolderList {
-        HolderList(peer)
-    }
-
-    /// The index of its list in [`Holders::many`], when it has several holders.
-    fn many(self) -> Option<usize> {
-        (self.0 & HolderList::MANY != 0).then_some((self.0 & !HolderList::MANY) as usize)
-    }
-}
-
-impl Holders {
-    fn peer_index(&mut self, peer: NodeId) -> u32 {
-        let next = self.peers.len() as u32;
-        let index = *self.index.entry(peer).or_insert(next);
-        if index == next {
-            self.peers.push(HolderPeer {
-                id: peer,
-                entries: 0,
-                up: false,
-            });
-        }
-        index
-    }
-
-    /// `peer` came up: its announcements count from now on.
-    fn peer_up(&mut self, peer: NodeId) {
-        let index = self.peer_index(peer);
-        self.peers[index as usize].up = true;
-    }
-
-    /// The index of `peer` if it is up.
-    fn up_index(&self, peer: &NodeId) -> Option<u32> {
-        let index = *self.index.get(peer)?;
-        self.peers
-            .get(index as usize)
-            .is_some_and(|p| p.up)
-            .then_some(index)
-    }
-
-    fn slice(&self, list: HolderList) -> &[NodeId] {
-        match list.many() {
-            None => self
-                .peers
-                .get(list.0 as usize)
-                .map(|p| std::slice::from_ref(&p.id))
-                .unwrap_or(&[]),
-            Some(i) => self.many.get(i).map_or(&[], Vec::as_slice),
-        }
-    }
-
-    /// Frees a list of several holders.
-    fn free(&mut self, list: HolderList) {
-        if let Some(i) = list.many()
-            && let Some(ids) = self.many.get_mut(i)
-        {
-            *ids = Vec::new();
-            self.free_many.push(i as u32);
-        }
-    }
-
-    /// `peer` holds `job`.
-    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
-        let index = self.peer_index(peer);
-        self.add_one(job, peer, index, cap);
-    }
-
-    /// The peer at `index` holds each of `jobs`.
-    fn add_at(&mut self, jobs: &[JobId], index: u32, cap: usize) {
-        let Some(peer) = self.peers.get(index as usize).map(|p| p.id) else {
-            return;
-        };
-        for job in jobs {
-            self.add_one(*job, peer, index, cap);
-        }
-    }
-
-    fn add_one(&mut self, job: JobId, peer: NodeId, index: u32, cap: usize) {
-        // One probe of `young` for the usual case, a result not seen before.
-        let added = match self.young.entry(job) {
-            Entry::Occupied(mut entry) => {
-                let (list, added) = Holders::with_holder(
-                    &mut self.many,
-                    &mut self.free_many,
-                    &self.peers,
-                    *entry.get(),
-                    peer,
-                    index,
-                );
-                entry.insert(list);
-                added
-            }
-            Entry::Vacant(entry) => match self.old.remove(&job) {
-                None => {
-                    entry.insert(HolderList::one(index));
-                    true
-                }
-                Some(list) => {
-                    let n = match list.many() {
-                        None => 1,
-                        Some(i) => self.many[i].len(),
-                    };
-                    self.old_entries -= n;
-                    self.young_entries += n;
-                    let (list, added) = Holders::with_holder(
-                        &mut self.many,
-                        &mut self.free_many,
-                        &self.peers,
-                        list,
-                        peer,
-                        index,
-                    );
-                    entry.insert(list);
-                    added
-                }
-            },
-        };
-        if added {
-            self.young_entries += 1;
-            self.peers[index as usize].entries += 1;
-        }
-        let cap = cap.max(1);
-        if self.young_entries + self.old_entries > cap && self.young_entries >= cap.div_ceil(2) {
-            // The old generation goes.
-            let old = std::mem::take(&mut self.old);
-            for list in old.values() {
-                match list.many() {
-                    None => self.discount(list.0),
-                    Some(i) => {
-                        let ids = std::mem::take(&mut self.many[i]);
-                        for id in &ids {
-                            if let Some(&p) = self.index.get(id) {
-                                self.discount(p);
-                            }
-                        }
-                        self.free(*list);
-                    }
-                }
-            }
-            self.old = std::mem::take(&mut self.young);
-            self.old_entries = self.young_entries;
-            self.young_entries = 0;
-        }
-    }
-
-    /// `list` with `peer` (at `index`) among its holders, and whether it was not already.
-    fn with_holder(
-        many: &mut Vec<Vec<NodeId>>,
-        free_many: &mut Vec<u32>,
-        peers: &[HolderPeer],
-        list: HolderList,
-        peer: NodeId,
-        index: u32,
-    ) -> (HolderList, bool) {
-        match list.many() {
-            None if list.0 == index => (list, false),
-            None => {
-                let mut ids = Vec::with_capacity(2);
-                ids.extend(peers.get(list.0 as usize).map(|p| p.id));
-                ids.push(peer);
-                let i = match free_many.pop() {
-                    Some(i) => {
-                        many[i as usize] = ids;
-                        i
-                    }
-                    None => {
-                        many.push(ids);
-                        (many.len() - 1) as u32
-                    }
-                };
-                (HolderList(i | HolderList::MANY), true)
-            }
-            Some(i) if many[i].contains(&peer) => (list, false),
-            Some(i) => {
-                many[i].push(peer);
-                (list, true)
-            }
-        }
-    }
-
-    fn discount(&mut self, index: u32) {
-        if let Some(p) = self.peers.get_mut(index as usize) {
-            p.entries = p.entries.saturating_sub(1);
-        }
-    }
-
-    /// `peer` went down: its entries go.
-    fn remove_peer(&mut self, peer: NodeId) {
-        let Some(&index) = self.index.get(&peer) else {
-            return;
-        };
-        match self.peers.get_mut(index as usize) {
-            Some(p) if p.entries > 0 => {
-                p.up = false;
-                p.entries = 0;
-            }
-            Some(p) => {
-                p.up = false;
-                return;
-            }
-            None => return,
-        }
-        let mut removed = [0usize; 2];
-        let mut freed = Vec::new();
-        for (map, removed) in [&mut self.young, &mut self.old]
-            .into_iter()
-            .zip(&mut removed)
-        {
-            map.retain(|_, list| match list.many() {
-                None => {
-                    let keep = list.0 != index;
-                    if !keep {
-                        *removed += 1;
-                    }
-                    keep
-                }
-                Some(i) => {
-                    let ids = &mut self.many[i];
-                    let before = ids.len();
-                    ids.retain(|id| *id != peer);
-                    *removed += before - ids.len();
-                    if ids.is_empty() {
-                        freed.push(*list);
-                    }
-                    !ids.is_empty()
-                }
-            });
-        }
-        for list in freed {
-            self.free(list);
-        }
-        self.young_entries -= removed[0];
-        self.old_entries -= removed[1];
-    }
-
-    fn count(&self, peer: &NodeId) -> usize {
-        self.index
-            .get(peer)
-            .and_then(|i| self.peers.get(*i as usize))
-            .map_or(0, |p| p.entries)
-    }
-
-    fn get(&self, job: &JobId) -> &[NodeId] {
-        match self.young.get(job).or_else(|| self.old.get(job)) {
-            Some(list) => self.slice(*list),
-            None => &[],
-        }
-    }
-
-    fn holds(&self, job: &JobId, peer: NodeId) -> bool {
-        self.get(job).contains(&peer)
-    }
-}
-
 /// One node's decisions: its builds and its part in the mesh.
 #[derive(Debug)]
 pub struct Core {
@@ -919,7 +617,7 @@ impl Core {
     pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
         self.peers.remove(&peer);
         self.busy_peers.remove(&peer);
-        self.holders.remove_peer(peer);
+        self.holders.peer_down(peer);
         let lost: Vec<(JobId, BuildId)> = self
             .leases
             .iter()
@@ -985,12 +683,13 @@ impl Core {
 
     /// A peer announced results it holds.
     pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
-        let Some(index) = self.holders.up_index(&peer) else {
+        if !self
+            .holders
+            .announced(jobs, peer, self.config.max_holder_entries)
+        {
             return;
-        };
+        }
         debug_assert!(self.peers.contains_key(&peer));
-        self.holders
-            .add_at(jobs, index, self.config.max_holder_entries);
         self.after_event(now);
     }
 
