@@ -238,6 +238,10 @@ pub(crate) struct SimNode {
     pub(crate) down_free: Time,
     /// Peers this node is connected to (its core had `on_peer_up` for them).
     pub(crate) conn: NodeSet,
+    /// The nodes whose `conn` holds this node: the receivers of its gossip test membership
+    /// here, in the publisher's set, which stays in cache while its message is delivered
+    /// to every node (each receiver's own set would be a cache miss per delivery).
+    pub(crate) conn_from: NodeSet,
     /// Its gossipsub mesh peers.
     pub(crate) mesh: Vec<u32>,
     /// The timer event scheduled for its core, and its generation.

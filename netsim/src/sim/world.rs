@@ -127,6 +127,7 @@ impl Sim {
         let n = self.nodes.len() + 1;
         for node in &mut self.nodes {
             node.conn.grow(n);
+            node.conn_from.grow(n);
         }
         if let Some(at) = spec.join_at {
             self.queue.push(
@@ -153,6 +154,7 @@ impl Sim {
             up_free: Time::ZERO,
             down_free: Time::ZERO,
             conn: NodeSet::with_capacity(n),
+            conn_from: NodeSet::with_capacity(n),
             mesh: Vec::new(),
             timer_due: None,
             timer_gen: 0,
@@ -431,6 +433,10 @@ impl Sim {
         let pending = std::mem::take(&mut n.pending);
         let peers: Vec<u32> = n.conn.iter().collect();
         n.conn.clear();
+        for peer in &peers {
+            self.nodes[*peer as usize].conn_from.remove(node);
+        }
+        let n = &mut self.nodes[node as usize];
         if !store_kept {
             n.store.clear();
         }
@@ -500,6 +506,8 @@ impl Sim {
         let now = self.now;
         self.nodes[a as usize].conn.insert(b);
         self.nodes[b as usize].conn.insert(a);
+        self.nodes[a as usize].conn_from.insert(b);
+        self.nodes[b as usize].conn_from.insert(a);
         self.graft(a, b);
         self.trace.record(now, a, kind::CONNECT, u64::from(b));
         for (x, y) in [(a, b), (b, a)] {
@@ -522,6 +530,8 @@ impl Sim {
         if !o.conn.remove(peer) {
             return;
         }
+        self.nodes[peer as usize].conn_from.remove(observer);
+        let o = &mut self.nodes[observer as usize];
         o.mesh.retain(|p| *p != peer);
         let failing: Vec<u64> = o
             .pending

@@ -35,6 +35,7 @@ use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
+use super::deadlines::Deadlines;
 use super::holders::Holders;
 use super::id_hash::IdMap;
 use super::scheduler::{
@@ -344,16 +345,18 @@ pub struct Core {
     leases: BTreeMap<JobId, LeaseOut>,
     /// The leases by deadline, so that expiries and the next timeout are found without a
     /// scan (a victim of a large mesh has thousands out).
-    lease_deadlines: BTreeSet<(Time, JobId)>,
+    lease_deadlines: Deadlines<JobId>,
     /// Peers' jobs that run here.
     stolen: BTreeMap<JobId, Stolen>,
     /// The stolen jobs by when their lease is renewed next.
-    renewals: BTreeSet<(Time, JobId)>,
+    renewals: Deadlines<JobId>,
     /// Peers whose last beacon said they have jobs queued on this platform: the steal
     /// candidates, kept as beacons come so that a steal attempt does not scan every peer.
     /// Each with when it may be asked next ([`PeerState::steal_ready`]), kept up to date so
     /// that [`Core::next_timeout`], which runs after every event, need not look peers up.
     busy_peers: BTreeMap<NodeId, Time>,
+    /// The earliest of those times (read after every event; see [`Deadlines`]).
+    busy_ready: Option<Time>,
     /// The steal request in flight: the victim, and when it was sent.
     steal_pending: Option<(NodeId, Time)>,
     /// No steal attempt before this: the last roll of the odds (see
@@ -400,10 +403,11 @@ impl Core {
             peers: IdMap::default(),
             holders: Holders::default(),
             leases: BTreeMap::new(),
-            lease_deadlines: BTreeSet::new(),
+            lease_deadlines: Deadlines::default(),
             stolen: BTreeMap::new(),
-            renewals: BTreeSet::new(),
+            renewals: Deadlines::default(),
             busy_peers: BTreeMap::new(),
+            busy_ready: None,
             steal_pending: None,
             steal_gate: Time::ZERO,
             steal_turn: false,
@@ -484,17 +488,17 @@ impl Core {
         if let Some(due) = self.have_due {
             next = next.min(due);
         }
-        if let Some((deadline, _)) = self.lease_deadlines.first() {
-            next = next.min(*deadline);
+        if let Some(deadline) = self.lease_deadlines.first_time() {
+            next = next.min(deadline);
         }
-        if let Some((due, _)) = self.renewals.first() {
-            next = next.min(*due);
+        if let Some(due) = self.renewals.first_time() {
+            next = next.min(due);
         }
         if self.steal_pending.is_none() && self.may_steal() {
             // When the first busy peer may be asked: after its backoff, and after the time
             // it is avoided (a peer avoided for a minute is no reason to wake up now).
-            for ready in self.busy_peers.values() {
-                next = next.min((*ready).max(self.steal_gate));
+            if let Some(ready) = self.busy_ready {
+                next = next.min(ready.max(self.steal_gate));
             }
         }
         if let Some((_, sent)) = self.steal_pending {
@@ -616,7 +620,7 @@ impl Core {
     /// this node go back to the queue.
     pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
         self.peers.remove(&peer);
-        self.busy_peers.remove(&peer);
+        self.set_busy(peer, None);
         self.holders.peer_down(peer);
         let lost: Vec<(JobId, BuildId)> = self
             .leases
@@ -668,16 +672,14 @@ impl Core {
             self.steal_gate = self.steal_gate.min(now);
             self.steal_turn = false;
         }
-        if beacon.queue_len > 0 && beacon.platform == self.platform {
-            self.busy_peers.insert(peer, state.steal_ready());
-        } else {
-            self.busy_peers.remove(&peer);
-        }
+        let busy = (beacon.queue_len > 0 && beacon.platform == self.platform)
+            .then(|| state.steal_ready());
         // Most beacons repeat the last one (an idle node's, every so often): keep it.
         if state.beacon.as_ref() != Some(beacon) {
             state.beacon = Some(beacon.clone());
         }
         state.beacon_at = Some(now);
+        self.set_busy(peer, busy);
         self.after_event(now);
     }
 
@@ -791,9 +793,9 @@ impl Core {
         for job in jobs {
             match self.leases.get_mut(job) {
                 Some(lease) if lease.thief == peer => {
-                    self.lease_deadlines.remove(&(lease.deadline, *job));
+                    self.lease_deadlines.remove(lease.deadline, *job);
                     lease.deadline = deadline;
-                    self.lease_deadlines.insert((deadline, *job));
+                    self.lease_deadlines.insert(deadline, *job);
                 }
                 _ => lost.push(*job),
             }
@@ -908,7 +910,7 @@ impl Core {
                     next_renew: now + renew_every,
                 },
             );
-            self.renewals.insert((now + renew_every, id));
+            self.renewals.insert(now + renew_every, id);
             self.stats.jobs_stolen += 1;
             self.effects.push_back(Effect::RunStolen {
                 origin: peer,
@@ -1033,7 +1035,7 @@ impl Core {
             if let Some(stolen) = self.stolen.get_mut(&id) {
                 renewals.entry(stolen.origin).or_default().push(id);
                 stolen.next_renew = now + self.config.lease_ttl / 3;
-                self.renewals.insert((stolen.next_renew, id));
+                self.renewals.insert(stolen.next_renew, id);
             }
         }
         for (origin, jobs) in renewals {
@@ -1078,21 +1080,21 @@ impl Core {
     /// Forgets a stolen job that ended here: no more renewals, its slot free again.
     fn end_stolen(&mut self, id: JobId) -> Option<Stolen> {
         let stolen = self.stolen.remove(&id)?;
-        self.renewals.remove(&(stolen.next_renew, id));
+        self.renewals.remove(stolen.next_renew, id);
         self.scheduler.set_reserved(self.stolen.len());
         Some(stolen)
     }
 
     fn insert_lease(&mut self, job: JobId, lease: LeaseOut) {
         if let Some(old) = self.leases.insert(job, lease) {
-            self.lease_deadlines.remove(&(old.deadline, job));
+            self.lease_deadlines.remove(old.deadline, job);
         }
-        self.lease_deadlines.insert((lease.deadline, job));
+        self.lease_deadlines.insert(lease.deadline, job);
     }
 
     fn remove_lease(&mut self, job: &JobId) -> Option<LeaseOut> {
         let lease = self.leases.remove(job)?;
-        self.lease_deadlines.remove(&(lease.deadline, *job));
+        self.lease_deadlines.remove(lease.deadline, *job);
         Some(lease)
     }
 
@@ -1291,8 +1293,28 @@ impl Core {
     /// Brings a busy peer's [`Core::busy_peers`] entry up to date after its backoff or
     /// avoidance changed.
     fn refresh_busy(&mut self, peer: &NodeId) {
-        if let (Some(ready), Some(state)) = (self.busy_peers.get_mut(peer), self.peers.get(peer)) {
-            *ready = state.steal_ready();
+        if self.busy_peers.contains_key(peer)
+            && let Some(state) = self.peers.get(peer)
+        {
+            let ready = state.steal_ready();
+            self.set_busy(*peer, Some(ready));
+        }
+    }
+
+    /// Makes `peer` a busy peer that may be asked from `ready` on, or (`None`) not a busy
+    /// peer, keeping [`Core::busy_ready`] the earliest time.
+    fn set_busy(&mut self, peer: NodeId, ready: Option<Time>) {
+        let old = match ready {
+            Some(ready) => self.busy_peers.insert(peer, ready),
+            None => self.busy_peers.remove(&peer),
+        };
+        if old.is_some() && old == self.busy_ready {
+            // The earliest may have moved later.
+            self.busy_ready = self.busy_peers.values().min().copied();
+        } else if let Some(ready) = ready
+            && self.busy_ready.is_none_or(|earliest| ready < earliest)
+        {
+            self.busy_ready = Some(ready);
         }
     }
 

@@ -4,6 +4,7 @@
 //! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
 //! drive the very same code.
 
+mod deadlines;
 mod holders;
 mod id_hash;
 mod mesh;
