@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use weft_node::core::{IdMap, IdSet};
 use std::sync::Arc;
+use weft_node::core::{IdMap, IdSet};
 
 use weft_node::core::{
     BuildId, BuildOutcome, Core, CoreConfig, CoreStats, Gossip, StolenOutcome, Time,

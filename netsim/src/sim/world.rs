@@ -2,9 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use weft_node::core::IdMap;
 use std::sync::Arc;
 use std::time::Duration;
+use weft_node::core::IdMap;
 
 use weft_node::core::{BuildOptions, Core, CoreStats, PlannedJob, Time};
 use weft_protocol::{Digest, JobId, NodeId};

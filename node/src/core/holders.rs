@@ -460,8 +460,9 @@ mod tests {
                     }
                 }
                 _ => {
-                    let jobs: Vec<JobId> =
-                        (0..next() % 4).map(|_| job((next() % 300) as u32)).collect();
+                    let jobs: Vec<JobId> = (0..next() % 4)
+                        .map(|_| job((next() % 300) as u32))
+                        .collect();
                     let counted = holders.announced(&jobs, peer, usize::MAX);
                     assert_eq!(counted, up.contains(&peer));
                     if counted {
@@ -505,7 +506,9 @@ mod tests {
         assert!(holders.get(&job(0)).is_empty());
         assert_eq!(holders.get(&job(99)), &[node(1), node(2)]);
         assert_eq!(holders.get(&job(109)), &[node(1)]);
-        let kept = (0..110).filter(|i| !holders.get(&job(*i)).is_empty()).count();
+        let kept = (0..110)
+            .filter(|i| !holders.get(&job(*i)).is_empty())
+            .count();
         assert!(kept <= 41, "kept {kept}");
         assert_eq!(holders.count(&node(1)), kept);
         assert_eq!(holders.count(&node(2)), 1);

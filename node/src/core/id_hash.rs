@@ -101,7 +101,11 @@ mod tests {
             low[(h & 4095) as usize] += 1;
             top[(h >> 57) as usize] += 1;
         }
-        assert!(low.iter().all(|n| *n <= 9), "a bucket got {:?}", low.iter().max());
+        assert!(
+            low.iter().all(|n| *n <= 9),
+            "a bucket got {:?}",
+            low.iter().max()
+        );
         assert!(top.iter().all(|n| (8..=60).contains(n)), "tags: {top:?}");
     }
 

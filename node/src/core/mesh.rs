@@ -672,8 +672,8 @@ impl Core {
             self.steal_gate = self.steal_gate.min(now);
             self.steal_turn = false;
         }
-        let busy = (beacon.queue_len > 0 && beacon.platform == self.platform)
-            .then(|| state.steal_ready());
+        let busy =
+            (beacon.queue_len > 0 && beacon.platform == self.platform).then(|| state.steal_ready());
         // Most beacons repeat the last one (an idle node's, every so often): keep it.
         if state.beacon.as_ref() != Some(beacon) {
             state.beacon = Some(beacon.clone());
@@ -818,8 +818,7 @@ impl Core {
                 match outcome {
                     StolenOutcome::Succeeded => {
                         self.reset_failures(peer);
-                        self.holders
-                            .add(job, peer, self.config.max_holder_entries);
+                        self.holders.add(job, peer, self.config.max_holder_entries);
                         self.scheduler.on_job_finished(
                             now,
                             lease.build,
@@ -846,8 +845,7 @@ impl Core {
             (_, StolenOutcome::Succeeded) => {
                 // A late report: the lease ran out, or went to another thief. The result is
                 // as good as any; settle the job if it is still open anywhere.
-                self.holders
-                    .add(job, peer, self.config.max_holder_entries);
+                self.holders.add(job, peer, self.config.max_holder_entries);
                 let builds = self.scheduler.builds_with(job);
                 if builds.is_empty() {
                     self.stats.duplicates += 1;

@@ -13,10 +13,10 @@ mod mesh_tests;
 mod scheduler;
 mod time;
 
+pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use mesh::{Core, CoreConfig, CoreStats, Effect, Gossip, PeerView, Report, StolenOutcome};
 pub use scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
     PlannedJob, Scheduler,
 };
-pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use time::Time;
