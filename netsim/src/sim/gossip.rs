@@ -253,7 +253,8 @@ impl Sim {
         let from = msg.from;
         let last = msg.remaining == 0;
         let receiver = &self.nodes[node as usize];
-        if receiver.is_up() && receiver.conn.contains(from) {
+        if self.nodes[from as usize].conn_from.contains(node) && receiver.is_up() {
+            debug_assert!(receiver.conn.contains(from));
             let peer = self.nodes[from as usize].id;
             let messages = &self.messages;
             let nodes = &mut self.nodes;

@@ -1,6 +1,6 @@
 //! Counters gathered during a run, and the trace hash.
 
-use std::collections::{HashMap, HashSet};
+use weft_node::core::{IdMap, IdSet};
 
 use weft_node::core::Time;
 use weft_protocol::{Digest, DigestHasher, JobId};
@@ -21,7 +21,7 @@ pub(crate) struct Metrics {
     /// Stolen runs that failed for want of inputs or deps.
     pub(crate) stolen_infra_failures: u64,
     /// Jobs that completed at least once.
-    pub(crate) completed: HashSet<JobId>,
+    pub(crate) completed: IdSet<JobId>,
     /// Payload bytes of fetches (outputs and inputs).
     pub(crate) bytes_data: u64,
     /// Bytes of rpc requests and replies other than fetch payloads.
@@ -46,13 +46,13 @@ pub(crate) struct Metrics {
     /// Events processed.
     pub(crate) events: u64,
     /// Leases held by thieves when they crashed: `(victim, job) -> lease deadline`.
-    pub(crate) orphaned_leases: HashMap<(u32, JobId), Time>,
+    pub(crate) orphaned_leases: IdMap<(u32, JobId), Time>,
     /// Of those, how many were run again, and the latest re-run after its deadline (in
     /// microseconds; negative when before).
     pub(crate) orphans_rerun: u64,
     pub(crate) orphan_worst_lateness: Option<i64>,
     /// Lease deadlines as victims set them: `(victim, job) -> deadline`.
-    pub(crate) lease_deadlines: HashMap<(u32, JobId), Time>,
+    pub(crate) lease_deadlines: IdMap<(u32, JobId), Time>,
 }
 
 /// The ordered trace of what the cores decided, hashed as it goes.

@@ -1,8 +1,10 @@
 //! The simulator's state: nodes with their store and engine-side bookkeeping, runs, rpcs in
 //! flight, builds and events. Plain data; the behaviour is in the sibling modules.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
 use std::sync::Arc;
+use weft_node::core::{IdMap, IdSet};
 
 use weft_node::core::{
     BuildId, BuildOutcome, Core, CoreConfig, CoreStats, Gossip, StolenOutcome, Time,
@@ -121,11 +123,11 @@ impl NodeSet {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     /// Action-cache entries: results of jobs run here.
-    pub(crate) results: HashSet<JobId>,
+    pub(crate) results: IdSet<JobId>,
     /// Output trees: of jobs run here, and fetched ones.
-    pub(crate) trees: HashSet<JobId>,
+    pub(crate) trees: IdSet<JobId>,
     /// Jobs whose own inputs (sources) are here.
-    pub(crate) inputs: HashSet<JobId>,
+    pub(crate) inputs: IdSet<JobId>,
     /// Results made here lately, newest last (the daemon's `recent`, for a new peer's first
     /// `Have`).
     pub(crate) recent: VecDeque<JobId>,
@@ -146,9 +148,9 @@ pub(crate) struct NodeBuild {
     /// The simulator's build.
     pub(crate) sim_build: usize,
     /// Jobs whose outputs are fetched here before they count.
-    pub(crate) wanted: HashSet<JobId>,
+    pub(crate) wanted: IdSet<JobId>,
     /// Every job of the build, with the node that made its result once known.
-    pub(crate) makers: HashMap<JobId, Option<u32>>,
+    pub(crate) makers: IdMap<JobId, Option<u32>>,
 }
 
 /// Something a run fetches before it starts.
@@ -226,16 +228,20 @@ pub(crate) struct SimNode {
     pub(crate) life: u32,
     pub(crate) store: Store,
     pub(crate) builds: BTreeMap<BuildId, NodeBuild>,
-    pub(crate) runs: HashMap<u64, Run>,
-    pub(crate) own_runs: HashMap<(BuildId, JobId), u64>,
-    pub(crate) stolen: HashMap<JobId, StolenJob>,
+    pub(crate) runs: IdMap<u64, Run>,
+    pub(crate) own_runs: IdMap<(BuildId, JobId), u64>,
+    pub(crate) stolen: IdMap<JobId, StolenJob>,
     /// When each result made here was finished, until it is announced (for convergence).
-    pub(crate) finished_at: HashMap<JobId, Time>,
+    pub(crate) finished_at: IdMap<JobId, Time>,
     /// When this node's link is free again, each direction.
     pub(crate) up_free: Time,
     pub(crate) down_free: Time,
     /// Peers this node is connected to (its core had `on_peer_up` for them).
     pub(crate) conn: NodeSet,
+    /// The nodes whose `conn` holds this node: the receivers of its gossip test membership
+    /// here, in the publisher's set, which stays in cache while its message is delivered
+    /// to every node (each receiver's own set would be a cache miss per delivery).
+    pub(crate) conn_from: NodeSet,
     /// Its gossipsub mesh peers.
     pub(crate) mesh: Vec<u32>,
     /// The timer event scheduled for its core, and its generation.

@@ -1,8 +1,10 @@
 //! [`Sim`]: the event loop, and nodes' lives (joins, leaves, crashes, partitions).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
 use std::sync::Arc;
 use std::time::Duration;
+use weft_node::core::IdMap;
 
 use weft_node::core::{BuildOptions, Core, CoreStats, PlannedJob, Time};
 use weft_protocol::{Digest, JobId, NodeId};
@@ -48,10 +50,10 @@ pub struct Sim {
     pub(crate) rng_net: Rng,
     pub(crate) rng_gossip: Rng,
     pub(crate) nodes: Vec<SimNode>,
-    pub(crate) by_id: HashMap<NodeId, u32>,
-    pub(crate) jobs: HashMap<JobId, JobInfo>,
+    pub(crate) by_id: IdMap<NodeId, u32>,
+    pub(crate) jobs: IdMap<JobId, JobInfo>,
     pub(crate) builds: Vec<SimBuild>,
-    pub(crate) rpcs: HashMap<u64, Rpc>,
+    pub(crate) rpcs: IdMap<u64, Rpc>,
     pub(crate) next_rpc: u64,
     pub(crate) next_token: u64,
     pub(crate) next_build_id: u64,
@@ -79,10 +81,10 @@ impl Sim {
             rng_net: Rng::fork(seed, "network"),
             rng_gossip: Rng::fork(seed, "gossip"),
             nodes: Vec::new(),
-            by_id: HashMap::new(),
-            jobs: HashMap::new(),
+            by_id: IdMap::default(),
+            jobs: IdMap::default(),
             builds: Vec::new(),
-            rpcs: HashMap::new(),
+            rpcs: IdMap::default(),
             next_rpc: 0,
             next_token: 0,
             next_build_id: 0,
@@ -125,6 +127,7 @@ impl Sim {
         let n = self.nodes.len() + 1;
         for node in &mut self.nodes {
             node.conn.grow(n);
+            node.conn_from.grow(n);
         }
         if let Some(at) = spec.join_at {
             self.queue.push(
@@ -144,13 +147,14 @@ impl Sim {
             life: 0,
             store: Store::default(),
             builds: BTreeMap::new(),
-            runs: HashMap::new(),
-            own_runs: HashMap::new(),
-            stolen: HashMap::new(),
-            finished_at: HashMap::new(),
+            runs: IdMap::default(),
+            own_runs: IdMap::default(),
+            stolen: IdMap::default(),
+            finished_at: IdMap::default(),
             up_free: Time::ZERO,
             down_free: Time::ZERO,
             conn: NodeSet::with_capacity(n),
+            conn_from: NodeSet::with_capacity(n),
             mesh: Vec::new(),
             timer_due: None,
             timer_gen: 0,
@@ -429,6 +433,10 @@ impl Sim {
         let pending = std::mem::take(&mut n.pending);
         let peers: Vec<u32> = n.conn.iter().collect();
         n.conn.clear();
+        for peer in &peers {
+            self.nodes[*peer as usize].conn_from.remove(node);
+        }
+        let n = &mut self.nodes[node as usize];
         if !store_kept {
             n.store.clear();
         }
@@ -498,6 +506,8 @@ impl Sim {
         let now = self.now;
         self.nodes[a as usize].conn.insert(b);
         self.nodes[b as usize].conn.insert(a);
+        self.nodes[a as usize].conn_from.insert(b);
+        self.nodes[b as usize].conn_from.insert(a);
         self.graft(a, b);
         self.trace.record(now, a, kind::CONNECT, u64::from(b));
         for (x, y) in [(a, b), (b, a)] {
@@ -520,6 +530,8 @@ impl Sim {
         if !o.conn.remove(peer) {
             return;
         }
+        self.nodes[peer as usize].conn_from.remove(observer);
+        let o = &mut self.nodes[observer as usize];
         o.mesh.retain(|p| *p != peer);
         let failing: Vec<u64> = o
             .pending
@@ -673,7 +685,7 @@ impl Sim {
             };
             build.top_speed = top_speed.max(origin_spec.speed);
             // What is left to do: a result that exists somewhere may come from a cache.
-            let mut longest: HashMap<JobId, u64> = HashMap::new();
+            let mut longest: IdMap<JobId, u64> = IdMap::default();
             let (mut path, mut left) = (0, Vec::new());
             for (id, job, info) in &build.instance.jobs {
                 let own = if self.metrics.completed.contains(id) {

@@ -27,7 +27,7 @@
 //! Everything is decided from the events and their times; the only randomness is a
 //! generator seeded from the node's id, so a run is a pure function of its inputs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,9 @@ use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
+use super::deadlines::Deadlines;
+use super::holders::Holders;
+use super::id_hash::IdMap;
 use super::scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
     PlannedJob, Scheduler,
@@ -306,6 +309,14 @@ struct PeerState {
     steal_backoff: Duration,
 }
 
+impl PeerState {
+    /// When it may be asked for work: after its backoff, and after the time it is avoided.
+    fn steal_ready(&self) -> Time {
+        self.steal_backoff_until
+            .max(self.avoid_until.unwrap_or(Time::ZERO))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct LeaseOut {
     build: BuildId,
@@ -319,176 +330,6 @@ struct Stolen {
     next_renew: Time,
 }
 
-/// Which peers hold which results, bounded to about `cap` job-to-holder entries: the least
-/// recently announced go first.
-///
-/// Every node keeps an entry for every result announced in the mesh, so this is a node's
-/// largest structure (and, in netsim, a thousand nodes' largest). An entry is 48 bytes: the
-/// job id and, for the usual single holder, the holder's index in a table of peers (more
-/// holders go in a list of their ids). Instead of a queue of every entry in announcement
-/// order, entries live in two generations: new ones in `young`; when `young` holds half the
-/// cap, `old` is dropped and `young` becomes `old`. An entry announced again moves to `young`.
-#[derive(Debug, Default)]
-struct Holders {
-    young: HashMap<JobId, HolderList>,
-    old: HashMap<JobId, HolderList>,
-    /// Job-to-holder entries in each generation.
-    young_entries: usize,
-    old_entries: usize,
-    /// Each peer's id and entries, by the peer's index.
-    peers: Vec<(NodeId, usize)>,
-    index: HashMap<NodeId, u32>,
-}
-
-/// The holders of one result.
-#[derive(Debug)]
-enum HolderList {
-    /// One holder, by its index in [`Holders::peers`].
-    One(u32),
-    /// Several, by id (rare: a result made twice, or fetched and announced).
-    // A boxed Vec is 8 bytes where a Vec is 24: it keeps every entry at 48 bytes.
-    #[allow(clippy::box_collection)]
-    Many(Box<Vec<NodeId>>),
-}
-
-impl HolderList {
-    fn len(&self) -> usize {
-        match self {
-            HolderList::One(_) => 1,
-            HolderList::Many(peers) => peers.len(),
-        }
-    }
-}
-
-impl Holders {
-    fn peer_index(&mut self, peer: NodeId) -> u32 {
-        let next = self.peers.len() as u32;
-        let index = *self.index.entry(peer).or_insert(next);
-        if index == next {
-            self.peers.push((peer, 0));
-        }
-        index
-    }
-
-    fn slice<'a>(&'a self, list: &'a HolderList) -> &'a [NodeId] {
-        match list {
-            HolderList::One(index) => self
-                .peers
-                .get(*index as usize)
-                .map(|(peer, _)| std::slice::from_ref(peer))
-                .unwrap_or(&[]),
-            HolderList::Many(peers) => peers,
-        }
-    }
-
-    fn add(&mut self, job: JobId, peer: NodeId, cap: usize) {
-        let index = self.peer_index(peer);
-        let list = match self.young.remove(&job) {
-            Some(list) => Some(list),
-            None => self.old.remove(&job).inspect(|list| {
-                self.old_entries -= list.len();
-                self.young_entries += list.len();
-            }),
-        };
-        let list = match list {
-            None => {
-                self.young_entries += 1;
-                self.peers[index as usize].1 += 1;
-                HolderList::One(index)
-            }
-            Some(list) => {
-                if self.slice(&list).contains(&peer) {
-                    list
-                } else {
-                    self.young_entries += 1;
-                    self.peers[index as usize].1 += 1;
-                    let mut ids = self.slice(&list).to_vec();
-                    ids.push(peer);
-                    HolderList::Many(Box::new(ids))
-                }
-            }
-        };
-        self.young.insert(job, list);
-        let cap = cap.max(1);
-        if self.young_entries + self.old_entries > cap && self.young_entries >= cap.div_ceil(2) {
-            // The old generation goes.
-            let old = std::mem::take(&mut self.old);
-            for list in old.values() {
-                match list {
-                    HolderList::One(i) => self.discount(*i),
-                    HolderList::Many(ids) => {
-                        for id in ids.iter() {
-                            if let Some(&i) = self.index.get(id) {
-                                self.discount(i);
-                            }
-                        }
-                    }
-                }
-            }
-            self.old = std::mem::take(&mut self.young);
-            self.old_entries = self.young_entries;
-            self.young_entries = 0;
-        }
-    }
-
-    fn discount(&mut self, index: u32) {
-        if let Some((_, count)) = self.peers.get_mut(index as usize) {
-            *count = count.saturating_sub(1);
-        }
-    }
-
-    fn remove_peer(&mut self, peer: NodeId) {
-        let Some(&index) = self.index.get(&peer) else {
-            return;
-        };
-        match self.peers.get_mut(index as usize) {
-            Some((_, count)) if *count > 0 => *count = 0,
-            _ => return,
-        }
-        let mut removed = [0usize; 2];
-        for (map, removed) in [&mut self.young, &mut self.old]
-            .into_iter()
-            .zip(&mut removed)
-        {
-            map.retain(|_, list| match list {
-                HolderList::One(i) => {
-                    let keep = *i != index;
-                    if !keep {
-                        *removed += 1;
-                    }
-                    keep
-                }
-                HolderList::Many(ids) => {
-                    let before = ids.len();
-                    ids.retain(|id| *id != peer);
-                    *removed += before - ids.len();
-                    !ids.is_empty()
-                }
-            });
-        }
-        self.young_entries -= removed[0];
-        self.old_entries -= removed[1];
-    }
-
-    fn count(&self, peer: &NodeId) -> usize {
-        self.index
-            .get(peer)
-            .and_then(|i| self.peers.get(*i as usize))
-            .map_or(0, |(_, count)| *count)
-    }
-
-    fn get(&self, job: &JobId) -> &[NodeId] {
-        match self.young.get(job).or_else(|| self.old.get(job)) {
-            Some(list) => self.slice(list),
-            None => &[],
-        }
-    }
-
-    fn holds(&self, job: &JobId, peer: NodeId) -> bool {
-        self.get(job).contains(&peer)
-    }
-}
-
 /// One node's decisions: its builds and its part in the mesh.
 #[derive(Debug)]
 pub struct Core {
@@ -498,20 +339,24 @@ pub struct Core {
     tools: BTreeSet<Digest>,
     scheduler: Scheduler,
     /// Only looked up (every gossip message looks its sender up); listed sorted.
-    peers: HashMap<NodeId, PeerState>,
+    peers: IdMap<NodeId, PeerState>,
     holders: Holders,
     /// Jobs of this node's builds that run on peers.
     leases: BTreeMap<JobId, LeaseOut>,
     /// The leases by deadline, so that expiries and the next timeout are found without a
     /// scan (a victim of a large mesh has thousands out).
-    lease_deadlines: BTreeSet<(Time, JobId)>,
+    lease_deadlines: Deadlines<JobId>,
     /// Peers' jobs that run here.
     stolen: BTreeMap<JobId, Stolen>,
     /// The stolen jobs by when their lease is renewed next.
-    renewals: BTreeSet<(Time, JobId)>,
+    renewals: Deadlines<JobId>,
     /// Peers whose last beacon said they have jobs queued on this platform: the steal
     /// candidates, kept as beacons come so that a steal attempt does not scan every peer.
-    busy_peers: BTreeSet<NodeId>,
+    /// Each with when it may be asked next ([`PeerState::steal_ready`]), kept up to date so
+    /// that [`Core::next_timeout`], which runs after every event, need not look peers up.
+    busy_peers: BTreeMap<NodeId, Time>,
+    /// The earliest of those times (read after every event; see [`Deadlines`]).
+    busy_ready: Option<Time>,
     /// The steal request in flight: the victim, and when it was sent.
     steal_pending: Option<(NodeId, Time)>,
     /// No steal attempt before this: the last roll of the odds (see
@@ -520,7 +365,7 @@ pub struct Core {
     /// This node drew its turn to ask (see `maybe_steal`): it asks once `steal_gate` passes.
     steal_turn: bool,
     /// Peers asked for a job's result, per lookup in flight.
-    queries: HashMap<(BuildId, JobId), Vec<NodeId>>,
+    queries: IdMap<(BuildId, JobId), Vec<NodeId>>,
     pending_have: Vec<JobId>,
     have_due: Option<Time>,
     beacon_due: Time,
@@ -555,17 +400,18 @@ impl Core {
             local,
             platform,
             tools,
-            peers: HashMap::new(),
+            peers: IdMap::default(),
             holders: Holders::default(),
             leases: BTreeMap::new(),
-            lease_deadlines: BTreeSet::new(),
+            lease_deadlines: Deadlines::default(),
             stolen: BTreeMap::new(),
-            renewals: BTreeSet::new(),
-            busy_peers: BTreeSet::new(),
+            renewals: Deadlines::default(),
+            busy_peers: BTreeMap::new(),
+            busy_ready: None,
             steal_pending: None,
             steal_gate: Time::ZERO,
             steal_turn: false,
-            queries: HashMap::new(),
+            queries: IdMap::default(),
             pending_have: Vec::new(),
             have_due: None,
             beacon_due: Time::ZERO,
@@ -642,23 +488,17 @@ impl Core {
         if let Some(due) = self.have_due {
             next = next.min(due);
         }
-        if let Some((deadline, _)) = self.lease_deadlines.first() {
-            next = next.min(*deadline);
+        if let Some(deadline) = self.lease_deadlines.first_time() {
+            next = next.min(deadline);
         }
-        if let Some((due, _)) = self.renewals.first() {
-            next = next.min(*due);
+        if let Some(due) = self.renewals.first_time() {
+            next = next.min(due);
         }
         if self.steal_pending.is_none() && self.may_steal() {
             // When the first busy peer may be asked: after its backoff, and after the time
             // it is avoided (a peer avoided for a minute is no reason to wake up now).
-            for peer in &self.busy_peers {
-                if let Some(state) = self.peers.get(peer) {
-                    let ready = state
-                        .steal_backoff_until
-                        .max(state.avoid_until.unwrap_or(Time::ZERO))
-                        .max(self.steal_gate);
-                    next = next.min(ready);
-                }
+            if let Some(ready) = self.busy_ready {
+                next = next.min(ready.max(self.steal_gate));
             }
         }
         if let Some((_, sent)) = self.steal_pending {
@@ -767,6 +607,7 @@ impl Core {
             steal_backoff_until: now,
             steal_backoff: Duration::ZERO,
         });
+        self.holders.peer_up(peer);
         // A busy node lets the newcomer know soon (one beacon for a burst of newcomers); an
         // idle one has nothing to tell it.
         if self.scheduler.queued() > 0 {
@@ -779,8 +620,8 @@ impl Core {
     /// this node go back to the queue.
     pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
         self.peers.remove(&peer);
-        self.busy_peers.remove(&peer);
-        self.holders.remove_peer(peer);
+        self.set_busy(peer, None);
+        self.holders.peer_down(peer);
         let lost: Vec<(JobId, BuildId)> = self
             .leases
             .iter()
@@ -831,27 +672,26 @@ impl Core {
             self.steal_gate = self.steal_gate.min(now);
             self.steal_turn = false;
         }
-        if beacon.queue_len > 0 && beacon.platform == self.platform {
-            self.busy_peers.insert(peer);
-        } else {
-            self.busy_peers.remove(&peer);
-        }
+        let busy =
+            (beacon.queue_len > 0 && beacon.platform == self.platform).then(|| state.steal_ready());
         // Most beacons repeat the last one (an idle node's, every so often): keep it.
         if state.beacon.as_ref() != Some(beacon) {
             state.beacon = Some(beacon.clone());
         }
         state.beacon_at = Some(now);
+        self.set_busy(peer, busy);
         self.after_event(now);
     }
 
     /// A peer announced results it holds.
     pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
-        if !self.peers.contains_key(&peer) {
+        if !self
+            .holders
+            .announced(jobs, peer, self.config.max_holder_entries)
+        {
             return;
         }
-        for job in jobs {
-            self.holders.add(*job, peer, self.config.max_holder_entries);
-        }
+        debug_assert!(self.peers.contains_key(&peer));
         self.after_event(now);
     }
 
@@ -953,9 +793,9 @@ impl Core {
         for job in jobs {
             match self.leases.get_mut(job) {
                 Some(lease) if lease.thief == peer => {
-                    self.lease_deadlines.remove(&(lease.deadline, *job));
+                    self.lease_deadlines.remove(lease.deadline, *job);
                     lease.deadline = deadline;
-                    self.lease_deadlines.insert((deadline, *job));
+                    self.lease_deadlines.insert(deadline, *job);
                 }
                 _ => lost.push(*job),
             }
@@ -1051,6 +891,7 @@ impl Core {
                 state.steal_backoff_until = now;
             }
         }
+        self.refresh_busy(&peer);
         if !leases.is_empty() {
             self.stats.steal_successes += 1;
         }
@@ -1067,7 +908,7 @@ impl Core {
                     next_renew: now + renew_every,
                 },
             );
-            self.renewals.insert((now + renew_every, id));
+            self.renewals.insert(now + renew_every, id);
             self.stats.jobs_stolen += 1;
             self.effects.push_back(Effect::RunStolen {
                 origin: peer,
@@ -1192,7 +1033,7 @@ impl Core {
             if let Some(stolen) = self.stolen.get_mut(&id) {
                 renewals.entry(stolen.origin).or_default().push(id);
                 stolen.next_renew = now + self.config.lease_ttl / 3;
-                self.renewals.insert((stolen.next_renew, id));
+                self.renewals.insert(stolen.next_renew, id);
             }
         }
         for (origin, jobs) in renewals {
@@ -1237,21 +1078,21 @@ impl Core {
     /// Forgets a stolen job that ended here: no more renewals, its slot free again.
     fn end_stolen(&mut self, id: JobId) -> Option<Stolen> {
         let stolen = self.stolen.remove(&id)?;
-        self.renewals.remove(&(stolen.next_renew, id));
+        self.renewals.remove(stolen.next_renew, id);
         self.scheduler.set_reserved(self.stolen.len());
         Some(stolen)
     }
 
     fn insert_lease(&mut self, job: JobId, lease: LeaseOut) {
         if let Some(old) = self.leases.insert(job, lease) {
-            self.lease_deadlines.remove(&(old.deadline, job));
+            self.lease_deadlines.remove(old.deadline, job);
         }
-        self.lease_deadlines.insert((lease.deadline, job));
+        self.lease_deadlines.insert(lease.deadline, job);
     }
 
     fn remove_lease(&mut self, job: &JobId) -> Option<LeaseOut> {
         let lease = self.leases.remove(job)?;
-        self.lease_deadlines.remove(&(lease.deadline, *job));
+        self.lease_deadlines.remove(lease.deadline, *job);
         Some(lease)
     }
 
@@ -1337,7 +1178,7 @@ impl Core {
         // victim or to be turned away by the odds below.)
         let total: u64 = self
             .busy_peers
-            .iter()
+            .keys()
             .filter_map(|node| self.steal_weight(node, now))
             .sum();
         if total == 0 {
@@ -1363,7 +1204,7 @@ impl Core {
         self.steal_turn = false;
         let mut pick = self.next_random() % total;
         let mut victim = None;
-        for node in &self.busy_peers {
+        for node in self.busy_peers.keys() {
             let Some(queue) = self.steal_weight(node, now) else {
                 continue;
             };
@@ -1434,6 +1275,7 @@ impl Core {
                 state.failures = 0;
             }
         }
+        self.refresh_busy(&peer);
     }
 
     fn reset_failures(&mut self, peer: NodeId) {
@@ -1442,6 +1284,35 @@ impl Core {
             if state.avoid_until.is_some() {
                 state.avoid_until = None;
             }
+        }
+        self.refresh_busy(&peer);
+    }
+
+    /// Brings a busy peer's [`Core::busy_peers`] entry up to date after its backoff or
+    /// avoidance changed.
+    fn refresh_busy(&mut self, peer: &NodeId) {
+        if self.busy_peers.contains_key(peer)
+            && let Some(state) = self.peers.get(peer)
+        {
+            let ready = state.steal_ready();
+            self.set_busy(*peer, Some(ready));
+        }
+    }
+
+    /// Makes `peer` a busy peer that may be asked from `ready` on, or (`None`) not a busy
+    /// peer, keeping [`Core::busy_ready`] the earliest time.
+    fn set_busy(&mut self, peer: NodeId, ready: Option<Time>) {
+        let old = match ready {
+            Some(ready) => self.busy_peers.insert(peer, ready),
+            None => self.busy_peers.remove(&peer),
+        };
+        if old.is_some() && old == self.busy_ready {
+            // The earliest may have moved later.
+            self.busy_ready = self.busy_peers.values().min().copied();
+        } else if let Some(ready) = ready
+            && self.busy_ready.is_none_or(|earliest| ready < earliest)
+        {
+            self.busy_ready = Some(ready);
         }
     }
 

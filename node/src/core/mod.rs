@@ -4,12 +4,16 @@
 //! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
 //! drive the very same code.
 
+mod deadlines;
+mod holders;
+mod id_hash;
 mod mesh;
 #[cfg(test)]
 mod mesh_tests;
 mod scheduler;
 mod time;
 
+pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use mesh::{Core, CoreConfig, CoreStats, Effect, Gossip, PeerView, Report, StolenOutcome};
 pub use scheduler::{
     BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
