@@ -31,7 +31,7 @@ mod sim;
 mod units;
 mod workload;
 
-pub use report::{BuildReport, Report};
+pub use report::{BuildReport, GroupReport, Report};
 pub use rng::Rng;
 pub use scenario::{
     BuildSpec, ChurnAction, ChurnSpec, CoreOverrides, DagSpec, GossipConfig, Network, NodeGroup,

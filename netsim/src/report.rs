@@ -30,6 +30,8 @@ pub struct Report {
     pub lower_bound_us: u64,
     /// Each build.
     pub builds: Vec<BuildReport>,
+    /// Each node group, in the scenario's order.
+    pub groups: Vec<GroupReport>,
     /// Jobs of builds that did not finish although their origin was up at the end.
     pub jobs_lost: u64,
     /// Runs that completed, duplicates included.
@@ -94,6 +96,19 @@ pub struct Report {
     pub end_us: u64,
     /// The hash of the ordered trace of every core's effects and every churn event.
     pub trace_hash: Digest,
+}
+
+/// One node group in a [`Report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReport {
+    /// Its name (`group<i>` when the scenario gave none).
+    pub name: String,
+    /// Its nodes.
+    pub n_nodes: usize,
+    /// Runs its nodes completed, duplicates included.
+    pub executed: u64,
+    /// Its nodes' busy slot time over their slots times the makespan.
+    pub utilisation: f64,
 }
 
 /// One build in a [`Report`].
@@ -225,6 +240,37 @@ impl Report {
         };
         let m = &sim.metrics;
         let span = makespan_us.unwrap_or(sim.now.as_micros()).max(1);
+        let mut groups: Vec<(GroupReport, usize, u128)> = Vec::new();
+        for node in &sim.nodes {
+            let at = match groups.iter().position(|(g, ..)| g.name == node.spec.group) {
+                Some(at) => at,
+                None => {
+                    groups.push((
+                        GroupReport {
+                            name: node.spec.group.clone(),
+                            n_nodes: 0,
+                            executed: 0,
+                            utilisation: 0.0,
+                        },
+                        0,
+                        0,
+                    ));
+                    groups.len() - 1
+                }
+            };
+            let (group, slots, busy) = &mut groups[at];
+            group.n_nodes += 1;
+            group.executed += node.executed;
+            *slots += node.spec.core.slots;
+            *busy += node.busy_us;
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(mut group, slots, busy)| {
+                group.utilisation = busy as f64 / (slots.max(1) as f64 * span as f64);
+                group
+            })
+            .collect();
         Report {
             name: sim.name.clone(),
             seed: sim.seed,
@@ -233,6 +279,7 @@ impl Report {
             makespan_us,
             lower_bound_us: lower_bound,
             builds,
+            groups,
             jobs_lost,
             executed: m.executed,
             duplicated: m.duplicated,
@@ -247,7 +294,7 @@ impl Report {
             core,
             rpcs: m.rpcs,
             rpcs_lost: m.rpcs_lost,
-            rpcs_failed: m.rpcs_timed_out,
+            rpcs_failed: m.rpcs_failed,
             beacons: m.beacons,
             haves: m.haves,
             gossip_deliveries: m.gossip_deliveries,
@@ -335,6 +382,18 @@ impl fmt::Display for Report {
             self.stolen_infra_failures,
             self.utilisation * 100.0
         )?;
+        for (i, g) in self.groups.iter().enumerate() {
+            writeln!(
+                f,
+                "{:<13}{}: {} node{}, {} runs, slot utilisation {:.1}%",
+                if i == 0 { "groups" } else { "" },
+                g.name,
+                g.n_nodes,
+                if g.n_nodes == 1 { "" } else { "s" },
+                g.executed,
+                g.utilisation * 100.0
+            )?;
+        }
         writeln!(
             f,
             "bytes        data {}, rpc {}, gossip {}; data+rpc per job {}",

@@ -87,6 +87,19 @@ fn every_build_completes_on_a_quiet_mesh() {
         assert_complete(&report, &format!("seed {seed}"));
         assert!(report.core.jobs_stolen > 0, "nothing was stolen\n{report}");
         assert_eq!(report.duplicated, 0, "{report}");
+        // The groups account for every node and every run.
+        let groups: Vec<(&str, usize)> = report
+            .groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.n_nodes))
+            .collect();
+        assert_eq!(groups, [("origin", 1), ("workers", 6)], "{report}");
+        let runs: u64 = report.groups.iter().map(|g| g.executed).sum();
+        assert_eq!(runs, report.executed, "{report}");
+        assert!(
+            report.groups[1].executed > 0,
+            "the workers ran nothing\n{report}"
+        );
     }
 }
 

@@ -395,6 +395,7 @@ impl Sim {
             n.store.recent.pop_front();
         }
         n.finished_at.insert(job, now);
+        n.executed += 1;
         self.metrics.executed += 1;
         if !self.metrics.completed.insert(job) {
             self.metrics.duplicated += 1;

@@ -28,10 +28,11 @@ pub(crate) struct Metrics {
     pub(crate) bytes_rpc: u64,
     /// Bytes of gossip transmissions (publishes and forwards).
     pub(crate) bytes_gossip: u64,
-    /// Rpcs sent, lost on the way, timed out.
+    /// Rpcs sent, messages lost on the way, and rpcs that failed (timed out, or their
+    /// connection dropped).
     pub(crate) rpcs: u64,
     pub(crate) rpcs_lost: u64,
-    pub(crate) rpcs_timed_out: u64,
+    pub(crate) rpcs_failed: u64,
     /// Gossip publishes, by kind, and deliveries to cores.
     pub(crate) beacons: u64,
     pub(crate) haves: u64,

@@ -158,17 +158,15 @@ impl Sim {
 
     /// An rpc's timeout, or a failure scheduled at once.
     pub(crate) fn on_rpc_failed(&mut self, id: u64) {
-        if self.rpcs.contains_key(&id) {
-            self.metrics.rpcs_timed_out += 1;
-        }
         self.fail_rpc(id);
     }
 
-    /// Ends an rpc as failed, if it is still open.
+    /// Ends an rpc as failed, if it is still open: it timed out, or its connection dropped.
     pub(crate) fn fail_rpc(&mut self, id: u64) {
         let Some(rpc) = self.rpcs.remove(&id) else {
             return;
         };
+        self.metrics.rpcs_failed += 1;
         let c = &mut self.nodes[rpc.client as usize];
         c.pending.remove(&id);
         if c.life != rpc.client_life || !c.is_up() {

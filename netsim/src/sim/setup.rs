@@ -67,6 +67,8 @@ impl Sim {
         sim.set_network(scenario.network.clone());
         sim.set_gossip(scenario.gossip.clone());
         sim.set_until(Time::from_micros(scenario.until.micros()));
+        // When each node joins, for those not there from the start.
+        let mut joins_at: Vec<Option<Time>> = Vec::new();
         for (g, group) in scenario.nodes.iter().enumerate() {
             let overrides = scenario.core.overlaid(&group.core);
             for k in 0..group.count {
@@ -77,6 +79,7 @@ impl Sim {
                     let offset = spread * k as f64 / group.count.max(1) as f64;
                     Time::from_micros((first.base + offset).round() as u64)
                 });
+                joins_at.push(join_at);
                 sim.add_node(NodeSpec {
                     group: group.name.clone().unwrap_or_else(|| format!("group{g}")),
                     core,
@@ -137,7 +140,13 @@ impl Sim {
                 if spare.contains(&node) {
                     continue;
                 }
-                let mut t = from + rng.exponential(random.mean_up.base);
+                // A node that joins late is not brought down (and up) before it joined.
+                let joined = joins_at
+                    .get(node)
+                    .copied()
+                    .flatten()
+                    .map_or(0.0, |at| at.as_micros() as f64);
+                let mut t = from.max(joined) + rng.exponential(random.mean_up.base);
                 while t < until {
                     sim.churn(
                         Time::from_micros(t as u64),

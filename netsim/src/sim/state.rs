@@ -255,6 +255,8 @@ pub(crate) struct SimNode {
     pub(crate) future_joins: usize,
     /// Slot-microseconds spent running jobs (for utilisation).
     pub(crate) busy_us: u128,
+    /// Runs it completed.
+    pub(crate) executed: u64,
 }
 
 impl SimNode {

@@ -162,6 +162,7 @@ impl Sim {
             past_stats: CoreStats::default(),
             future_joins,
             busy_us: 0,
+            executed: 0,
         });
         index as usize
     }
