@@ -52,6 +52,8 @@ pub(crate) struct LowerMemo {
     /// Their digests, and the stamps those are cached under when every one is.
     sources: Vec<(Digest, bool)>,
     stamps: Option<Vec<SourceStamp>>,
+    /// The store's removal counter before those digests were taken.
+    removals: u64,
     tools: HashMap<String, Digest>,
     lowered: Arc<Lowered>,
 }
@@ -76,11 +78,12 @@ pub(crate) fn lower_cached(
     // The quick check: every source still has the stamp its digest was cached under.
     if let Some(last) = same_graph
         && let Some(stamps) = &last.stamps
-        && digests.unchanged(&last.paths, stamps)
+        && digests.unchanged(&last.paths, stamps, last.removals)
         && tools_unchanged(&last.tools)
     {
         return Ok(last.lowered.clone());
     }
+    let removals = digests.removals();
     let (owners, paths) = source_paths(workspace, graph);
     let stamped = source_digests(&owners, &paths, digests)?;
     let sources: Vec<(Digest, bool)> = stamped.iter().map(|&(d, x, _)| (d, x)).collect();
@@ -90,6 +93,7 @@ pub(crate) fn lower_cached(
         && tools_unchanged(&last.tools)
     {
         last.stamps = stamps;
+        last.removals = removals;
         return Ok(last.lowered.clone());
     }
     let mut tools = HashMap::new();
@@ -101,6 +105,7 @@ pub(crate) fn lower_cached(
         paths,
         sources,
         stamps,
+        removals,
         tools,
         lowered: lowered.clone(),
     });

@@ -55,6 +55,10 @@ pub struct SourceStats {
 struct SourceEntry {
     stamp: Stamp,
     digest: Digest,
+    /// The store's [`Store::removals`] when the blob was last known to be there: while that
+    /// counter stays the same, the blob is still there. After a `gc`, a hit checks the blob
+    /// and stores the file again if it went (a sandbox needs it).
+    present_at: u64,
 }
 
 /// A source's digest, whether it is executable, and the stamp its digest is cached under
@@ -143,11 +147,24 @@ impl SourceDigests {
         par_map(paths, |stats, path| self.digest_with(stats, path))
     }
 
+    /// The store's removal counter ([`Store::removals`]); see
+    /// [`SourceDigests::unchanged`].
+    pub(crate) fn removals(&self) -> u64 {
+        self.store.removals()
+    }
+
     /// Whether every file still has the stamp it had when [`SourceDigests::digest_all`] gave
-    /// it: then each has the digest it had. One `stat` per file and no lookup, on several
-    /// threads.
-    pub(crate) fn unchanged(&self, paths: &[PathBuf], stamps: &[SourceStamp]) -> bool {
-        paths.len() == stamps.len()
+    /// it, and no blob can have left the store since the store's removal counter read
+    /// `removals`, before that call: then each file has the digest it had, and its blob is
+    /// there for a sandbox. One `stat` per file and no lookup, on several threads.
+    pub(crate) fn unchanged(
+        &self,
+        paths: &[PathBuf],
+        stamps: &[SourceStamp],
+        removals: u64,
+    ) -> bool {
+        self.store.removals() == removals
+            && paths.len() == stamps.len()
             && par_map(paths, |stats, path| {
                 stats
                     .stat(path)
@@ -161,13 +178,30 @@ impl SourceDigests {
 
     fn digest_with(&self, stats: &mut DirStat, path: &Path) -> Result<Stamped, ExecError> {
         let stamp = Stamp::of(&stat(stats, path)?);
-        if let Some(entry) = self.read_entries().get(path)
+        // Copied out, so that the read lock is released before a write below.
+        let cached = self.read_entries().get(path).copied();
+        if let Some(entry) = cached
             && entry.stamp == stamp
         {
-            self.n_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((entry.digest, stamp.executable(), Some(SourceStamp(stamp))));
+            let removals = self.store.removals();
+            let present = entry.present_at == removals || self.store.has(&entry.digest);
+            if present {
+                if entry.present_at != removals {
+                    self.write_entries().insert(
+                        path.to_owned(),
+                        SourceEntry {
+                            present_at: removals,
+                            ..entry
+                        },
+                    );
+                }
+                self.n_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((entry.digest, stamp.executable(), Some(SourceStamp(stamp))));
+            }
         }
         self.n_misses.fetch_add(1, Ordering::Relaxed);
+        // Read before the put: a removal meanwhile makes the next hit check the blob.
+        let present_at = self.store.removals();
         let (digest, _size) = self
             .store
             .put_file(path)
@@ -175,8 +209,14 @@ impl SourceDigests {
         let after = Stamp::of(&stat(stats, path)?);
         let now = SystemTime::now();
         if after == stamp && !stamp.is_racy(now, self.racy_window) {
-            self.write_entries()
-                .insert(path.to_owned(), SourceEntry { stamp, digest });
+            self.write_entries().insert(
+                path.to_owned(),
+                SourceEntry {
+                    stamp,
+                    digest,
+                    present_at,
+                },
+            );
             Ok((digest, after.executable(), Some(SourceStamp(stamp))))
         } else {
             tracing::trace!(path = %path.display(), "not caching a recently changed source");
