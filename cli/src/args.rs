@@ -48,7 +48,9 @@ pub(crate) enum Command {
     /// Inspect and maintain the local store.
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// Remove `weft-out/` (the store keeps every result).
+    /// Remove `weft-out/` (the store keeps every result, and the daemon a link to each
+    /// published copy, so the next build publishes them again at once; `weft cache gc` frees
+    /// the space those links hold).
     Clean,
     /// Run the daemon in the foreground.
     Daemon(DaemonArgs),
