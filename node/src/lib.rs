@@ -25,3 +25,5 @@ pub mod exec;
 pub mod frontend;
 #[cfg(feature = "shell")]
 pub mod mesh;
+#[cfg(feature = "shell")]
+mod stat;

@@ -74,9 +74,9 @@ pub(crate) fn lower_cached(
                 .is_ok_and(|(_, now)| now == *digest)
         })
     };
-    let same_graph = memo.as_ref().filter(|last| Arc::ptr_eq(&last.graph, graph));
+    let memo_of_graph = memo.as_mut().filter(|last| Arc::ptr_eq(&last.graph, graph));
     // The quick check: every source still has the stamp its digest was cached under.
-    if let Some(last) = same_graph
+    if let Some(last) = &memo_of_graph
         && let Some(stamps) = &last.stamps
         && digests.unchanged(&last.paths, stamps, last.removals)
         && tools_unchanged(&last.tools)
@@ -88,7 +88,7 @@ pub(crate) fn lower_cached(
     let stamped = source_digests(&owners, &paths, digests)?;
     let sources: Vec<(Digest, bool)> = stamped.iter().map(|&(d, x, _)| (d, x)).collect();
     let stamps: Option<Vec<SourceStamp>> = stamped.iter().map(|&(_, _, stamp)| stamp).collect();
-    if let Some(last) = memo.as_mut().filter(|last| Arc::ptr_eq(&last.graph, graph))
+    if let Some(last) = memo_of_graph
         && last.sources == sources
         && tools_unchanged(&last.tools)
     {

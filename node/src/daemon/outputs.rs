@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use weft_protocol::Digest;
 
-use crate::exec::DirStat;
+use crate::stat::DirStat;
 
 /// What tells that a published file is still the one weft put there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +74,8 @@ impl KeptOutputs {
         {
             return false;
         }
-        match std::fs::remove_file(dest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(_) => return false,
+        if remove_if_present(dest).is_err() {
+            return false;
         }
         // Between the check and the link, an edit through `dest`'s old link would show as a
         // changed stamp on the next build, like any edit after publishing.
@@ -88,19 +86,16 @@ impl KeptOutputs {
     /// an earlier copy. Best effort: without it, the next publish of `dest` copies.
     pub(crate) fn keep(&self, dest: &Path) {
         let kept = self.kept_path(dest);
-        let linked = std::fs::remove_file(&kept)
-            .or_else(|e| match e.kind() {
-                io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .and_then(|()| std::fs::hard_link(dest, &kept))
-            .or_else(|e| match e.kind() {
-                io::ErrorKind::NotFound => {
+        let linked = remove_if_present(&kept).and_then(|()| {
+            match std::fs::hard_link(dest, &kept) {
+                // The first kept link: the directory is made on demand.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     std::fs::create_dir_all(&self.dir)?;
                     std::fs::hard_link(dest, &kept)
                 }
-                _ => Err(e),
-            });
+                linked => linked,
+            }
+        });
         if let Err(e) = linked {
             tracing::debug!(dest = %dest.display(), error = %e, "no kept link of a published file");
         }
@@ -117,6 +112,13 @@ impl KeptOutputs {
             .filter(|entry| entry.metadata().is_ok_and(|m| m.nlink() == 1))
             .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
             .count()
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        removed => removed,
     }
 }
 

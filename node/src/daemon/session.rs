@@ -24,8 +24,8 @@ use super::lower::{self, Lowered};
 use super::outputs::FileStamp;
 use super::server::{Shared, error};
 use crate::core::{BuildOptions, BuildOutcome};
-use crate::exec::{DirStat, par_map};
 use crate::frontend::{self, TargetGraph, Workspace};
+use crate::stat::{DirStat, par_map};
 
 /// What a finished build hands back for publishing its outputs.
 struct Finished {
@@ -92,7 +92,8 @@ pub(crate) async fn build(
     };
 
     // While the workspace loads, look whether what the last build published is still in
-    // place: a no-op build needs that answer, and the two passes share no work.
+    // place: a no-op build needs that answer, and the two passes share no work. A build that
+    // runs jobs drops the answer (it would be stale by the time it publishes) and looks again.
     let published_check = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
         builds.get(&workspace.root).map(|last| {
@@ -619,24 +620,18 @@ fn publish_outputs(
     }
     // A `stat` each, and a copy for each that is not there yet: on several threads.
     let published = par_map(&planned, |stats, (entry, earlier)| -> Result<_, String> {
-        if let Some(earlier) = earlier
-            && earlier.digest == entry.digest
-            && earlier.executable == entry.executable
-            && earlier.stamp.is_some()
-            && FileStamp::of(stats, &entry.dest) == earlier.stamp
-        {
-            // The last build put these very bytes there, and nobody touched them.
-            return Ok(Published {
-                stamp: earlier.stamp,
-                ..entry.clone()
-            });
-        }
         let mut entry = entry.clone();
-        // The same content as last time: its kept link may do.
+        // How the last build placed the same content here, if it did.
         let earlier = earlier
             .filter(|e| e.digest == entry.digest && e.executable == entry.executable)
             .and_then(|e| e.stamp);
-        place(shared, stats, &mut entry, earlier)?;
+        if earlier.is_some() && FileStamp::of(stats, &entry.dest) == earlier {
+            // The last build put these very bytes there, and nobody touched them.
+            entry.stamp = earlier;
+        } else {
+            // Its kept link may do.
+            place(shared, stats, &mut entry, earlier)?;
+        }
         Ok(entry)
     });
     Ok(Arc::new(published.into_iter().collect::<Result<_, _>>()?))

@@ -19,17 +19,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use weft_protocol::Digest;
 use weft_store::Store;
 
 use super::error::ExecError;
-use super::{DirStat, FileStat, par_map};
+use crate::stat::{DirStat, FileStat, RACY_WINDOW, par_map};
 
 /// How recent a file's mtime or ctime may be for its digest to be cached; see the module
 /// documentation.
-pub const DEFAULT_RACY_WINDOW: Duration = Duration::from_secs(2);
+pub const DEFAULT_RACY_WINDOW: Duration = RACY_WINDOW;
 
 /// Source file digests, cached by path and stat stamp. `Send + Sync`: share one per daemon.
 pub struct SourceDigests {
@@ -53,7 +53,9 @@ pub struct SourceStats {
 
 #[derive(Debug, Clone, Copy)]
 struct SourceEntry {
-    stamp: Stamp,
+    /// What must not change for the digest to stay valid: device, inode, size, mode, mtime
+    /// and ctime.
+    stamp: FileStat,
     digest: Digest,
     /// The store's [`Store::removals`] when the blob was last known to be there: while that
     /// counter stays the same, the blob is still there. After a `gc`, a hit checks the blob
@@ -68,51 +70,7 @@ pub(crate) type Stamped = (Digest, bool, Option<SourceStamp>);
 /// The stamp a source's digest is cached under: while a file's stamp is the same, so is its
 /// digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SourceStamp(Stamp);
-
-/// What must not change for a cached digest to stay valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mode: u32,
-    mtime: i64,
-    mtime_nsec: i64,
-    ctime: i64,
-    ctime_nsec: i64,
-}
-
-impl Stamp {
-    fn of(meta: &FileStat) -> Stamp {
-        Stamp {
-            dev: meta.dev,
-            ino: meta.ino,
-            size: meta.size,
-            mode: meta.mode,
-            mtime: meta.mtime,
-            mtime_nsec: meta.mtime_nsec,
-            ctime: meta.ctime,
-            ctime_nsec: meta.ctime_nsec,
-        }
-    }
-
-    fn executable(&self) -> bool {
-        self.mode & 0o111 != 0
-    }
-
-    /// Whether the mtime or the ctime is later than `now - window`.
-    fn is_racy(&self, now: SystemTime, window: Duration) -> bool {
-        let Some(limit) = now.checked_sub(window) else {
-            return true;
-        };
-        let Ok(limit) = limit.duration_since(UNIX_EPOCH) else {
-            return true;
-        };
-        let limit = (limit.as_secs() as i64, i64::from(limit.subsec_nanos()));
-        (self.mtime, self.mtime_nsec) >= limit || (self.ctime, self.ctime_nsec) >= limit
-    }
-}
+pub(crate) struct SourceStamp(FileStat);
 
 impl SourceDigests {
     /// A cache that puts missed files into `store`, with [`DEFAULT_RACY_WINDOW`].
@@ -165,19 +123,14 @@ impl SourceDigests {
     ) -> bool {
         self.store.removals() == removals
             && paths.len() == stamps.len()
-            && par_map(paths, |stats, path| {
-                stats
-                    .stat(path)
-                    .ok()
-                    .map(|meta| SourceStamp(Stamp::of(&meta)))
-            })
-            .into_iter()
-            .zip(stamps)
-            .all(|(now, then)| now.as_ref() == Some(then))
+            && par_map(paths, |stats, path| stats.stat(path).ok().map(SourceStamp))
+                .into_iter()
+                .zip(stamps)
+                .all(|(now, then)| now.as_ref() == Some(then))
     }
 
     fn digest_with(&self, stats: &mut DirStat, path: &Path) -> Result<Stamped, ExecError> {
-        let stamp = Stamp::of(&stat(stats, path)?);
+        let stamp = stat(stats, path)?;
         // Copied out, so that the read lock is released before a write below.
         let cached = self.read_entries().get(path).copied();
         if let Some(entry) = cached
@@ -196,7 +149,7 @@ impl SourceDigests {
                     );
                 }
                 self.n_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok((entry.digest, stamp.executable(), Some(SourceStamp(stamp))));
+                return Ok((entry.digest, executable(&stamp), Some(SourceStamp(stamp))));
             }
         }
         self.n_misses.fetch_add(1, Ordering::Relaxed);
@@ -206,9 +159,9 @@ impl SourceDigests {
             .store
             .put_file(path)
             .map_err(|e| ExecError::store("store the source", path, e))?;
-        let after = Stamp::of(&stat(stats, path)?);
+        let after = stat(stats, path)?;
         let now = SystemTime::now();
-        if after == stamp && !stamp.is_racy(now, self.racy_window) {
+        if after == stamp && !stamp.changed_within(self.racy_window, now) {
             self.write_entries().insert(
                 path.to_owned(),
                 SourceEntry {
@@ -217,10 +170,10 @@ impl SourceDigests {
                     present_at,
                 },
             );
-            Ok((digest, after.executable(), Some(SourceStamp(stamp))))
+            Ok((digest, executable(&after), Some(SourceStamp(stamp))))
         } else {
             tracing::trace!(path = %path.display(), "not caching a recently changed source");
-            Ok((digest, after.executable(), None))
+            Ok((digest, executable(&after), None))
         }
     }
 
@@ -256,6 +209,10 @@ impl std::fmt::Debug for SourceDigests {
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
+}
+
+fn executable(meta: &FileStat) -> bool {
+    meta.mode & 0o111 != 0
 }
 
 fn stat(stats: &mut DirStat, path: &Path) -> Result<FileStat, ExecError> {

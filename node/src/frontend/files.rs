@@ -4,20 +4,21 @@
 //! Listings are also kept from one load to the next, each with its directory's stamp (inode,
 //! mtime and ctime): adding, removing or renaming an entry changes the directory's mtime, so
 //! while the stamp is the same, so is the listing, and a warm `//...` load costs one `stat`
-//! per directory instead of reading every entry. As with source digests (see
-//! `exec::sources`), a directory changed within [`RACY_WINDOW`] of being listed is not kept, since a
-//! second change within the same timestamp tick would leave its stamp as it was; nor is a
-//! listing with a symbolic link, whose kind follows its target.
+//! per directory instead of reading every entry. As with source digests, a directory changed
+//! within [`RACY_WINDOW`] of being listed is not kept, since a second change within the same
+//! timestamp tick would leave its stamp as it was; nor is a listing with a symbolic link,
+//! whose kind follows its target.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use weft_protocol::Digest;
+
+use crate::stat::{self, FileStat, RACY_WINDOW};
 
 /// The names a BUILD file may have, in order of preference: `BUILD.weft` wins over `BUILD`
 /// when a directory has both (useful where a `build/` directory clashes with `BUILD` on a
@@ -43,48 +44,11 @@ pub(crate) struct Entry {
 /// A directory's entries, sorted by name; empty when the directory cannot be read.
 pub(crate) type Listing = Arc<Vec<Entry>>;
 
-/// How recently a directory may have changed for its listing to be kept; see the module
-/// documentation.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
-
 /// Above this many directories, the kept listings are dropped and gathered again.
 const MAX_KEPT: usize = 200_000;
 
 /// Listings kept between loads, by absolute directory path.
-pub(crate) type KeptListings = HashMap<PathBuf, (DirStamp, Listing)>;
-
-/// What must not change for a kept listing to stay true.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct DirStamp {
-    dev: u64,
-    ino: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl DirStamp {
-    fn of(dir: &Path) -> Option<DirStamp> {
-        let meta = std::fs::metadata(dir).ok()?;
-        Some(DirStamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        })
-    }
-
-    /// Whether the directory changed within [`RACY_WINDOW`] of `now`.
-    fn is_racy(&self, now: SystemTime) -> bool {
-        let Some(limit) = now
-            .checked_sub(RACY_WINDOW)
-            .and_then(|limit| limit.duration_since(UNIX_EPOCH).ok())
-        else {
-            return true;
-        };
-        let limit = (limit.as_secs() as i64, i64::from(limit.subsec_nanos()));
-        self.mtime >= limit || self.ctime >= limit
-    }
-}
+pub(crate) type KeptListings = HashMap<PathBuf, (FileStat, Listing)>;
 
 /// A file's digest and content, or why it could not be read.
 type ReadResult = Rc<Result<(Digest, Rc<str>), std::io::ErrorKind>>;
@@ -116,7 +80,7 @@ impl FsCache {
         if let Some(listing) = self.listings.borrow().get(dir) {
             return listing.clone();
         }
-        let stamp = DirStamp::of(dir);
+        let stamp = stat::stat(dir).ok();
         let kept = match (stamp, self.kept.borrow().get(dir)) {
             (Some(now), Some((then, listing))) if now == *then => Some(listing.clone()),
             _ => None,
@@ -125,7 +89,9 @@ impl FsCache {
             let (listing, has_links) = read_listing(dir);
             let mut kept = self.kept.borrow_mut();
             match stamp {
-                Some(stamp) if !has_links && !stamp.is_racy(SystemTime::now()) => {
+                Some(stamp)
+                    if !has_links && !stamp.changed_within(RACY_WINDOW, SystemTime::now()) =>
+                {
                     if kept.len() >= MAX_KEPT {
                         kept.clear();
                     }
@@ -142,37 +108,7 @@ impl FsCache {
             .insert(dir.to_owned(), listing.clone());
         listing
     }
-}
 
-/// Reads `dir`'s listing, and whether it has a symbolic link.
-fn read_listing(dir: &Path) -> (Listing, bool) {
-    let mut entries = Vec::new();
-    let mut has_links = false;
-    if let Ok(read) = std::fs::read_dir(dir) {
-        for entry in read.flatten() {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => EntryKind::Dir,
-                Ok(t) if t.is_file() => EntryKind::File,
-                Ok(t) if t.is_symlink() => {
-                    has_links = true;
-                    match std::fs::metadata(entry.path()) {
-                        Ok(m) if m.is_file() => EntryKind::File,
-                        _ => EntryKind::Other,
-                    }
-                }
-                _ => EntryKind::Other,
-            };
-            entries.push(Entry { name, kind });
-        }
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    (Arc::new(entries), has_links)
-}
-
-impl FsCache {
     /// The BUILD file of `dir` (its file name), if it has one.
     pub(crate) fn build_file_name(&self, dir: &Path) -> Option<&'static str> {
         let listing = self.list(dir);
@@ -204,4 +140,32 @@ impl FsCache {
             Err(kind) => Err(std::io::Error::from(*kind)),
         }
     }
+}
+
+/// Reads `dir`'s listing, and whether it has a symbolic link.
+fn read_listing(dir: &Path) -> (Listing, bool) {
+    let mut entries = Vec::new();
+    let mut has_links = false;
+    if let Ok(read) = std::fs::read_dir(dir) {
+        for entry in read.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let kind = match entry.file_type() {
+                Ok(t) if t.is_dir() => EntryKind::Dir,
+                Ok(t) if t.is_file() => EntryKind::File,
+                Ok(t) if t.is_symlink() => {
+                    has_links = true;
+                    match std::fs::metadata(entry.path()) {
+                        Ok(m) if m.is_file() => EntryKind::File,
+                        _ => EntryKind::Other,
+                    }
+                }
+                _ => EntryKind::Other,
+            };
+            entries.push(Entry { name, kind });
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    (Arc::new(entries), has_links)
 }

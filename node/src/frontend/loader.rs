@@ -366,7 +366,6 @@ fn check_sources(
     Ok(())
 }
 
-/// The labels `patterns` name, without duplicates, in pattern order.
 /// One part of what target patterns match: a package's targets, or one of them.
 struct Expanded {
     package: Arc<EvaluatedPackage>,
@@ -382,6 +381,7 @@ impl Expanded {
     }
 }
 
+/// The labels `patterns` name, without duplicates, in pattern order.
 fn expand_all(session: &Rc<Session>, patterns: &[String]) -> Result<Vec<Label>, FrontendError> {
     let expanded = expand_packages(session, patterns)?;
     Ok(labels_of(&expanded, patterns.len() > 1))

@@ -1,4 +1,5 @@
-//! `stat` for long runs of paths that share directories.
+//! `stat` for long runs of paths that share directories, shared by the front end's listings,
+//! the source digests and the daemon's published files.
 //!
 //! A no-op build stats every source and every published output: tens of thousands of files,
 //! a few hundred directories. `stat("/long/workspace/path/pkg/file")` walks every component of
@@ -14,6 +15,13 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How recently a file or directory may have changed for a stamp of it to be trusted later:
+/// file systems stamp times from a coarse clock (one kernel tick, up to 10 ms; whole seconds
+/// on some), so a second change within the tick of the first leaves the stamp as it was. A
+/// stamp taken within this window of the change is not kept (git's "racy clean" problem).
+pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// What a `stat` says about a file, in the fields weft's stamps use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +39,18 @@ pub(crate) struct FileStat {
 impl FileStat {
     pub(crate) fn is_file(&self) -> bool {
         self.mode & libc::S_IFMT == libc::S_IFREG
+    }
+
+    /// Whether the mtime or the ctime is later than `now - window`.
+    pub(crate) fn changed_within(&self, window: Duration, now: SystemTime) -> bool {
+        let Some(limit) = now
+            .checked_sub(window)
+            .and_then(|limit| limit.duration_since(UNIX_EPOCH).ok())
+        else {
+            return true;
+        };
+        let limit = (limit.as_secs() as i64, i64::from(limit.subsec_nanos()));
+        (self.mtime, self.mtime_nsec) >= limit || (self.ctime, self.ctime_nsec) >= limit
     }
 
     fn from_raw(raw: &libc::stat) -> FileStat {
@@ -98,6 +118,11 @@ impl DirStat {
     }
 }
 
+/// `stat` of one path, following a final symlink.
+pub(crate) fn stat(path: &Path) -> io::Result<FileStat> {
+    stat_path(path, 0)
+}
+
 fn stat_path(path: &Path, flags: libc::c_int) -> io::Result<FileStat> {
     let path = c_string(path.as_os_str().as_bytes())?;
     let mut raw = std::mem::MaybeUninit::<libc::stat>::uninit();
@@ -130,6 +155,54 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the path contains a NUL byte"))
 }
+
+/// `f` over every item, on up to [`MAX_STAT_THREADS`] threads, results in the items' order;
+/// each thread passes `f` its own [`DirStat`], for items next to each other that share a
+/// directory.
+///
+/// For passes that are mostly `stat` calls or small file operations over thousands of paths
+/// (a no-op build's source and output checks): on one thread they wait on the kernel one file
+/// at a time. Short lists run on the calling thread.
+pub(crate) fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&mut DirStat, &T) -> R + Sync,
+) -> Vec<R> {
+    /// Below this many items a thread costs more than it saves.
+    const MIN_PER_THREAD: usize = 512;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_STAT_THREADS)
+        .min(items.len() / MIN_PER_THREAD);
+    let run = |part: &[T]| {
+        let mut stats = DirStat::default();
+        part.iter()
+            .map(|item| f(&mut stats, item))
+            .collect::<Vec<R>>()
+    };
+    if threads <= 1 {
+        return run(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let run = &run;
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(chunk);
+        // The calling thread takes the first chunk itself.
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks.map(|part| scope.spawn(move || run(part))).collect();
+        let mut all = run(first);
+        all.reserve(items.len() - all.len());
+        for handle in others {
+            match handle.join() {
+                Ok(part) => all.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    })
+}
+
+/// The most threads [`par_map`] uses.
+const MAX_STAT_THREADS: usize = 8;
 
 #[cfg(test)]
 mod tests {
