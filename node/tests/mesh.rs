@@ -326,8 +326,12 @@ async fn rpc_round_trip_and_a_dropped_reply_is_an_error_not_a_hang() {
                 assert_eq!(peer, pa);
                 n_requests += 1;
                 match msg {
-                    PeerMessage::CacheQuery { job } => {
-                        let _ = reply.send(PeerMessage::CacheAnswer { job, result: None });
+                    PeerMessage::CacheQuery { job, .. } => {
+                        let _ = reply.send(PeerMessage::CacheAnswer {
+                            job,
+                            result: None,
+                            inline: Vec::new(),
+                        });
                     }
                     _ => drop(reply),
                 }
@@ -341,10 +345,24 @@ async fn rpc_round_trip_and_a_dropped_reply_is_an_error_not_a_hang() {
 
     let answer = a
         .mesh
-        .request(pb, PeerMessage::CacheQuery { job }, WAIT)
+        .request(
+            pb,
+            PeerMessage::CacheQuery {
+                job,
+                inline_limit: 0,
+            },
+            WAIT,
+        )
         .await
         .expect("answer");
-    assert_eq!(answer, PeerMessage::CacheAnswer { job, result: None });
+    assert_eq!(
+        answer,
+        PeerMessage::CacheAnswer {
+            job,
+            result: None,
+            inline: Vec::new(),
+        }
+    );
 
     let start = Instant::now();
     let err = a
@@ -489,6 +507,72 @@ async fn a_corrupting_server_is_caught_and_nothing_is_stored() {
         .await
         .expect_err("corrupt tree");
     assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
+
+    // Inline blobs from the corrupting side fail their check in the same way.
+    let inline = a.mesh.inline_blobs(&tree.digest, 1 << 20);
+    assert_eq!(inline.len(), 2, "the tree blob and its file: {inline:?}");
+    let err = b
+        .mesh
+        .store_inline(pa, inline, 1 << 20)
+        .await
+        .expect_err("corrupt inline");
+    assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
+    assert!(!b.store.has(&tree.digest));
+    assert_eq!(b.mesh.stats().corrupt_blobs, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_blobs_are_stored_verified_and_within_the_limit() {
+    let (a, b) = admitted_pair(TestHooks::default(), TestHooks::default()).await;
+    let pa = a.peer();
+    let src = tempfile::tempdir().expect("tempdir");
+    write(src.path(), "small.o", b"object code");
+    write(src.path(), "sub/big.bin", &pattern(64 << 10, 5));
+    let tree = a.store.put_tree(src.path()).expect("tree");
+
+    // Everything fits in 1 MiB: B then fetches the tree without a single blob stream.
+    let inline = a.mesh.inline_blobs(&tree.digest, 1 << 20);
+    assert_eq!(inline.len(), 4, "two tree blobs and two files: {inline:?}");
+    let total: usize = inline.iter().map(|blob| blob.bytes.len()).sum();
+
+    // More bytes than were asked for: refused unread, the peer penalised, nothing stored.
+    let err = b
+        .mesh
+        .store_inline(pa, inline.clone(), total - 1)
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(err, FetchError::Net(NetError::Malformed { peer, .. }) if peer == pa),
+        "{err}"
+    );
+    assert!(err.to_string().contains("inline bytes"), "{err}");
+    assert!(!b.store.has(&tree.digest));
+
+    b.mesh
+        .store_inline(pa, inline, total)
+        .await
+        .expect("stored");
+    assert!(b.store.has(&tree.digest));
+    let streams_before = a.mesh.stats();
+    b.mesh.fetch_tree(pa, tree.digest).await.expect("tree");
+    assert_eq!(
+        a.mesh.stats().bytes_out,
+        streams_before.bytes_out,
+        "nothing streamed"
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    b.store
+        .materialize_tree(&tree.digest, &out.path().join("t"))
+        .expect("materialize");
+    assert_eq!(
+        std::fs::read(out.path().join("t/sub/big.bin")).expect("read"),
+        pattern(64 << 10, 5)
+    );
+
+    // A budget that holds only the trees and the small file: the big one streams as usual.
+    let some = a.mesh.inline_blobs(&tree.digest, 4096);
+    assert_eq!(some.len(), 3, "{some:?}");
+    assert_eq!(b.mesh.stats().corrupt_blobs, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

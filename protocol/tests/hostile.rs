@@ -228,6 +228,14 @@ fn sample_peer_messages() -> Vec<PeerMessage> {
         PeerMessage::CacheAnswer {
             job: JobId(Digest::of(b"1")),
             result: Some(sample_result()),
+            inline: vec![wire::InlineBlob {
+                digest: Digest::of(b"tree"),
+                bytes: bytes::Bytes::from_static(b"tree"),
+            }],
+        },
+        PeerMessage::CacheQuery {
+            job: JobId(Digest::of(b"1")),
+            inline_limit: 256 << 10,
         },
         PeerMessage::Granted {
             leases: vec![wire::Lease {

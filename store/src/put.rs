@@ -33,6 +33,12 @@ impl Store {
         self.put_bytes(bytes, None)
     }
 
+    /// Stores `bytes` only if they hash to `expected`: for small blobs from a peer, held in
+    /// memory. Anything else is [`StoreError::Mismatch`] and nothing is written.
+    pub fn put_verified(&self, bytes: &[u8], expected: Digest) -> Result<Digest, StoreError> {
+        self.put_bytes(bytes, Some(expected))
+    }
+
     /// Stores the content of the file at `path`, streamed (it is never held in memory whole),
     /// and returns its digest and size.
     pub fn put_file(&self, path: &Path) -> Result<(Digest, u64), StoreError> {

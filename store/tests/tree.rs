@@ -307,3 +307,55 @@ fn missing_parts_of_a_tree_are_not_found() {
     let err = store.tree_files(&subtree).expect_err("must fail");
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+#[test]
+fn a_small_tree_travels_whole_within_a_budget() {
+    let (dir, store) = temp_store();
+    let src = dir.path().join("src");
+    sample_dir(&src);
+    let tree = store.put_tree(&src).expect("put_tree").digest;
+
+    // Everything fits: another store given these blobs, and nothing else, has the whole tree.
+    let all = store.tree_blobs_within(&tree, 4 << 20).expect("blobs");
+    let (_dir2, other) = temp_store();
+    for (digest, bytes) in &all {
+        other.put_verified(bytes, *digest).expect("put_verified");
+    }
+    other
+        .materialize_tree(&tree, &dir.path().join("out"))
+        .expect("the whole tree came along");
+    assert_eq!(all[0].0, tree, "the root tree comes first");
+
+    // A small budget: the trees and the small files, not the 1 MiB one; never over budget.
+    let small = store.tree_blobs_within(&tree, 4096).expect("blobs");
+    let used: usize = small.iter().map(|(_, bytes)| bytes.len()).sum();
+    assert!(used <= 4096, "{used} bytes over a 4096-byte budget");
+    assert!(small.iter().any(|(d, _)| *d == Digest::of(b"top")));
+    assert!(small.iter().all(|(_, bytes)| bytes.len() < 1 << 20));
+    assert!(small.len() < all.len());
+
+    // No room even for the root tree: nothing.
+    assert!(
+        store
+            .tree_blobs_within(&tree, 10)
+            .expect("blobs")
+            .is_empty()
+    );
+}
+
+#[test]
+fn put_verified_refuses_bytes_that_do_not_match() {
+    let (_dir, store) = temp_store();
+    let claimed = Digest::of(b"the real bytes");
+    let err = store
+        .put_verified(b"something else", claimed)
+        .expect_err("a mismatch");
+    assert!(matches!(err, StoreError::Mismatch { .. }), "{err:?}");
+    assert!(!store.has(&claimed));
+    assert!(!store.has(&Digest::of(b"something else")));
+    assert_eq!(
+        store.put_verified(b"the real bytes", claimed).expect("put"),
+        claimed
+    );
+    assert!(store.has(&claimed));
+}

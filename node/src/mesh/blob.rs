@@ -31,7 +31,7 @@ use futures::{AsyncReadExt, AsyncWriteExt, StreamExt, TryStreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use weft_protocol::wire::PeerMessage;
+use weft_protocol::wire::{InlineBlob, PeerMessage};
 use weft_protocol::{Digest, Tree, TreeNode};
 use weft_store::{MAX_TREE_DEPTH, MAX_TREE_ENTRIES, StoreError, Verify};
 
@@ -340,6 +340,85 @@ pub(crate) async fn fetch_tree(
     }
     .instrument(span)
     .await
+}
+
+/// Up to `budget` bytes of the tree `tree` from the store, for sending inline: its tree blobs
+/// and the small files that fit ([`weft_store::Store::tree_blobs_within`]). Blocking: call it
+/// on a blocking thread. Any store error only means fewer blobs inline.
+pub(crate) fn inline_blobs(shared: &Shared, tree: &Digest, budget: usize) -> Vec<InlineBlob> {
+    let blobs = shared
+        .store
+        .tree_blobs_within(tree, budget)
+        .unwrap_or_default();
+    blobs
+        .into_iter()
+        .map(|(digest, mut bytes)| {
+            if shared.hooks.corrupt_served_blobs
+                && let Some(first) = bytes.first_mut()
+            {
+                *first ^= 0x01;
+            }
+            InlineBlob {
+                digest,
+                bytes: bytes.into(),
+            }
+        })
+        .collect()
+}
+
+/// Stores blobs that `peer` sent inside a message (a cache answer's small outputs), each
+/// only if it hashes to its digest. More than `limit` bytes in all is refused unread, as a
+/// malformed answer; a blob that does not match its digest penalises the peer like a corrupt
+/// fetch. Either way nothing unverified is stored, and the caller fetches what it still
+/// lacks as usual.
+pub(crate) async fn store_inline(
+    shared: &Shared,
+    peer: PeerId,
+    blobs: Vec<InlineBlob>,
+    limit: usize,
+) -> Result<(), FetchError> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    let total: usize = blobs.iter().map(|blob| blob.bytes.len()).sum();
+    if total > limit {
+        shared.penalise_malformed(&peer);
+        tracing::warn!(%peer, total, limit, "peer sent more inline bytes than asked for");
+        return Err(NetError::Malformed {
+            peer,
+            source: weft_protocol::wire::WireError::Codec(weft_protocol::wire::CodecError::Decode(
+                format!("{total} inline bytes, over the {limit} asked for"),
+            )),
+        }
+        .into());
+    }
+    let store = shared.store.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        for blob in blobs {
+            match store.put_verified(&blob.bytes, blob.digest) {
+                Ok(_) => {}
+                Err(StoreError::Mismatch { .. }) => return Err(Some(blob.digest)),
+                Err(source) => {
+                    tracing::debug!(digest = %blob.digest, %source, "cannot store an inline blob");
+                    return Err(None);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap_or(Err(None));
+    match stored {
+        Ok(()) => Ok(()),
+        Err(Some(digest)) => {
+            shared.penalise_corrupt(&peer);
+            tracing::warn!(%peer, %digest, "peer sent a corrupt inline blob; rejected");
+            Err(FetchError::Corrupt { peer, digest })
+        }
+        // The store could not take it (a full disk, say): the normal fetch meets the same
+        // error and reports it properly.
+        Err(None) => Ok(()),
+    }
 }
 
 /// The blobs of `wanted` that the store does not hold.

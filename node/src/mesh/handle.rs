@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{oneshot, watch};
-use weft_protocol::wire::{GossipMessage, PeerMessage};
+use weft_protocol::wire::{GossipMessage, InlineBlob, PeerMessage};
 use weft_protocol::{Digest, NodeId};
 
 use super::error::{FetchError, NetError};
@@ -184,6 +184,24 @@ impl Mesh {
     /// the store lacks, several at a time.
     pub async fn fetch_tree(&self, peer: PeerId, tree: Digest) -> Result<(), FetchError> {
         blob::fetch_tree(&self.shared, peer, tree).await
+    }
+
+    /// Up to `budget` bytes of the stored tree `tree` (tree blobs first, then the small files
+    /// that fit), to send inside a message. Blocking: it reads the store.
+    pub fn inline_blobs(&self, tree: &Digest, budget: usize) -> Vec<InlineBlob> {
+        blob::inline_blobs(&self.shared, tree, budget)
+    }
+
+    /// Stores the blobs `peer` sent inline (at most `limit` bytes in all), each verified
+    /// against its digest. More bytes than that, or a blob that does not match, is the
+    /// peer's fault: nothing unverified is stored.
+    pub async fn store_inline(
+        &self,
+        peer: PeerId,
+        blobs: Vec<InlineBlob>,
+        limit: usize,
+    ) -> Result<(), FetchError> {
+        blob::store_inline(&self.shared, peer, blobs, limit).await
     }
 
     /// Every peer connected, or blocked, sorted by PeerId.

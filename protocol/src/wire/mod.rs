@@ -27,5 +27,5 @@ pub use frame::{FrameError, WireError, decode_frame, encode_frame, read_message,
 pub use frame::{LENGTH_PREFIX, MAX_FRAME};
 pub use handshake::{HANDSHAKE_LEN, Handshake, HandshakeError, MAGIC, PROTOCOL_VERSION, Role};
 pub use peer::{
-    GossipMessage, Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest,
+    GossipMessage, InlineBlob, Lease, LeaseDep, LoadBeacon, PeerMessage, SharePolicy, StealRequest,
 };

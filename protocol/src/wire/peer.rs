@@ -3,6 +3,7 @@
 //! This is the skeleton the mesh fills in: the shapes are here so that the sans-IO core can
 //! be written against them, and the mesh issue extends them.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::FailureReport;
@@ -22,6 +23,10 @@ pub enum PeerMessage {
     CacheQuery {
         /// The job.
         job: JobId,
+        /// Send up to this many bytes of the result's output tree along with the answer (its
+        /// tree blobs and small files), saving a round trip per blob for the small outputs
+        /// most jobs have. Zero when the asker does not want the outputs now.
+        inline_limit: u32,
     },
     /// The answer to [`PeerMessage::CacheQuery`].
     CacheAnswer {
@@ -29,6 +34,9 @@ pub enum PeerMessage {
         job: JobId,
         /// The signed result, when the receiver has one.
         result: Option<ActionResult>,
+        /// Blobs of the result's output tree, at most the asked `inline_limit` bytes in all;
+        /// each is checked against its digest before it is stored.
+        inline: Vec<InlineBlob>,
     },
     /// An idle node asks for work.
     Steal(StealRequest),
@@ -114,6 +122,27 @@ pub enum GossipMessage {
         /// The jobs whose results the sender holds.
         jobs: Vec<JobId>,
     },
+}
+
+/// A blob sent inside a message rather than on a blob stream. Its bytes are untrusted until
+/// they hash to `digest`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineBlob {
+    /// What the bytes should hash to.
+    pub digest: Digest,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+impl std::fmt::Debug for InlineBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "InlineBlob({}, {} bytes)",
+            self.digest.short(8),
+            self.bytes.len()
+        )
+    }
 }
 
 /// A node's load and capabilities.

@@ -2,9 +2,12 @@
 //!
 //! Protocol flow (each request is one rpc on its own QUIC stream):
 //!
-//! - `CacheQuery { job }` → `CacheAnswer { result }`: a peer's signed result, accepted only
-//!   when its signature checks out and its signer is a team member; for a job whose outputs
-//!   are wanted here, its output tree is fetched before the hit counts.
+//! - `CacheQuery { job, inline_limit }` → `CacheAnswer { result, inline }`: a peer's signed
+//!   result, accepted only when its signature checks out and its signer is a team member; for
+//!   a job whose outputs are wanted here, its output tree is fetched before the hit counts.
+//!   The query then asks for up to [`INLINE_LIMIT`] bytes of the tree inline (its tree blobs
+//!   and small files, each checked against its digest), so a small output costs no blob
+//!   round trip at all. The answer is read from the store on a blocking thread.
 //! - `Steal(request)` → `Granted { leases }`: the core picks the jobs; each lease says where
 //!   the outputs of the job's deps are.
 //! - `Renew { jobs }` → `Renewed { lost }`.
@@ -18,7 +21,7 @@
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use weft_protocol::wire::{GossipMessage, PeerMessage, StealRequest};
+use weft_protocol::wire::{GossipMessage, InlineBlob, PeerMessage, StealRequest};
 use weft_protocol::{ActionResult, Job, JobId, NodeId};
 
 use super::task::{Command, EngineTask, RECENT_RESULTS, ThiefReport, holders_of};
@@ -29,6 +32,12 @@ use weft_protocol::wire::BuildEvent;
 
 /// How long a request to a peer may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many bytes of a wanted hit's outputs a cache query asks to have inline. Most jobs'
+/// outputs (an object file, a generated header) fit; a larger tree sends what fits and the
+/// rest streams as usual.
+const INLINE_LIMIT: u32 = 256 << 10;
+/// The most inline bytes this node sends in one answer, whatever was asked.
+const MAX_INLINE_SENT: u32 = 1 << 20;
 
 impl EngineTask {
     pub(super) fn on_mesh_event(&mut self, event: MeshEvent) {
@@ -65,6 +74,10 @@ impl EngineTask {
                 let Some(node) = node_id_of(&peer) else {
                     return;
                 };
+                if let PeerMessage::CacheQuery { job, inline_limit } = msg {
+                    self.answer_cache_query(job, inline_limit, reply);
+                    return;
+                }
                 if let Some(answer) = self.on_request(now, node, msg) {
                     let _ = reply.send(answer);
                 }
@@ -72,18 +85,39 @@ impl EngineTask {
         }
     }
 
+    /// Answers a cache query from the store, on a blocking thread: the signed result, and
+    /// up to `inline_limit` bytes of its output tree.
+    fn answer_cache_query(
+        &self,
+        job: JobId,
+        inline_limit: u32,
+        reply: tokio::sync::oneshot::Sender<PeerMessage>,
+    ) {
+        let store = self.context.store.clone();
+        let mesh = self.context.mesh.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = match store.get_action(job) {
+                Ok(Some(result)) if result.success() && result.signature.is_some() => Some(result),
+                _ => None,
+            };
+            let budget = inline_limit.min(MAX_INLINE_SENT) as usize;
+            let inline = match (&result, &mesh) {
+                (Some(result), Some(mesh)) if budget > 0 => {
+                    mesh.inline_blobs(&result.output_tree, budget)
+                }
+                _ => Vec::new(),
+            };
+            let _ = reply.send(PeerMessage::CacheAnswer {
+                job,
+                result,
+                inline,
+            });
+        });
+    }
+
     /// Answers a peer's request; `None` when the answer comes later or not at all.
     fn on_request(&mut self, now: Time, peer: NodeId, msg: PeerMessage) -> Option<PeerMessage> {
         Some(match msg {
-            PeerMessage::CacheQuery { job } => {
-                let result = match self.context.store.get_action(job) {
-                    Ok(Some(result)) if result.success() && result.signature.is_some() => {
-                        Some(result)
-                    }
-                    _ => None,
-                };
-                PeerMessage::CacheAnswer { job, result }
-            }
             PeerMessage::Steal(request) => {
                 let mut leases = self.core.on_steal_request(now, peer, &request);
                 for lease in &mut leases {
@@ -295,23 +329,28 @@ impl EngineTask {
         };
         self.queries_sent
             .insert((build, job), std::time::Instant::now());
+        let inline_limit = if self.is_wanted_by(build, job) {
+            INLINE_LIMIT
+        } else {
+            0
+        };
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
-            let answer = mesh
-                .request(peer_id, PeerMessage::CacheQuery { job }, REQUEST_TIMEOUT)
-                .await;
-            let result = match answer {
+            let query = PeerMessage::CacheQuery { job, inline_limit };
+            let answer = mesh.request(peer_id, query, REQUEST_TIMEOUT).await;
+            let (result, inline) = match answer {
                 Ok(PeerMessage::CacheAnswer {
                     job: answered,
                     result,
-                }) if answered == job => result,
+                    inline,
+                }) if answered == job => (result, inline),
                 Ok(other) => {
                     debug!(%peer, ?other, "an odd answer to a cache query");
-                    None
+                    (None, Vec::new())
                 }
                 Err(e) => {
                     debug!(%peer, error = %e, "a cache query failed");
-                    None
+                    (None, Vec::new())
                 }
             };
             let _ = inbox.send(Command::PeerAnswer {
@@ -319,6 +358,7 @@ impl EngineTask {
                 job,
                 peer,
                 result,
+                inline,
             });
         });
     }
@@ -330,6 +370,7 @@ impl EngineTask {
         job: JobId,
         peer: NodeId,
         result: Option<ActionResult>,
+        inline: Vec<InlineBlob>,
     ) {
         let now = self.now();
         // Kept only for a hit, whose latency is recorded when it counts.
@@ -347,11 +388,7 @@ impl EngineTask {
             self.core.on_peer_cache(now, build, job, peer, false);
             return;
         }
-        let wanted = self
-            .builds
-            .get(&build)
-            .is_some_and(|b| b.wanted.contains(&job));
-        if !wanted || self.context.store.has(&result.output_tree) {
+        if !self.is_wanted_by(build, job) || self.context.store.has(&result.output_tree) {
             let _ = self.inbox.send(Command::PeerCache {
                 build,
                 job,
@@ -366,7 +403,14 @@ impl EngineTask {
         };
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
-            let fetched = mesh.fetch_tree(peer_id, result.output_tree).await;
+            // What came inline is stored first (verified), so the fetch finds it present.
+            let inlined = mesh
+                .store_inline(peer_id, inline, INLINE_LIMIT as usize)
+                .await;
+            let fetched = match inlined {
+                Ok(()) => mesh.fetch_tree(peer_id, result.output_tree).await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = &fetched {
                 debug!(%peer, %job, error = %e, "a cache hit's outputs cannot be had: a miss");
             }
@@ -540,6 +584,13 @@ impl EngineTask {
             return Err("its signature does not match".to_owned());
         }
         Ok(())
+    }
+
+    /// Whether the build `build` publishes the outputs of `job`.
+    fn is_wanted_by(&self, build: BuildId, job: JobId) -> bool {
+        self.builds
+            .get(&build)
+            .is_some_and(|b| b.wanted.contains(&job))
     }
 
     fn is_wanted(&self, job: JobId) -> bool {

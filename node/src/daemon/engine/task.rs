@@ -9,7 +9,7 @@ use libp2p_identity::Keypair;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
-use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, Lease, LeaseDep};
+use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, InlineBlob, Lease, LeaseDep};
 use weft_protocol::{ActionResult, Job, JobId, NodeId, Signature};
 use weft_store::Store;
 
@@ -127,6 +127,7 @@ pub(super) enum Command {
         job: JobId,
         peer: NodeId,
         result: Option<ActionResult>,
+        inline: Vec<InlineBlob>,
     },
     /// A peer's answer to a cache query, checked (and, for a wanted job, its outputs
     /// fetched); `None` is a miss.
@@ -451,7 +452,8 @@ impl EngineTask {
                 job,
                 peer,
                 result,
-            } => self.on_peer_answer(build, job, peer, result),
+                inline,
+            } => self.on_peer_answer(build, job, peer, result, inline),
             Command::Granted { peer, leases } => match leases {
                 Some(leases) => {
                     for lease in &leases {
