@@ -340,7 +340,7 @@ fn trees_round_trip_and_reject_escapes() {
 #[test]
 fn version_mismatch_is_an_error_not_a_garbled_decode() {
     let mut theirs = Handshake::ours(Role::Peer).encode();
-    theirs[4..8].copy_from_slice(&2u32.to_be_bytes());
+    theirs[4..8].copy_from_slice(&(wire::PROTOCOL_VERSION + 1).to_be_bytes());
     let err = Handshake::decode_expecting(&theirs, Role::Peer).expect_err("mismatch");
     assert!(
         err.to_string().contains("protocol version mismatch"),
