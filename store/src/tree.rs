@@ -127,6 +127,14 @@ impl Store {
         Ok(files)
     }
 
+    /// Whether the tree `tree` is here whole: its tree blobs and every file below them. The
+    /// root tree blob alone says nothing, since a fetch stores it first and may still be
+    /// fetching its files, or may have failed to.
+    pub fn has_tree(&self, tree: &Digest) -> bool {
+        self.tree_files(tree)
+            .is_ok_and(|files| files.iter().all(|file| self.has(&file.digest)))
+    }
+
     /// The blobs of the tree `tree` that fit in `budget` bytes together, with their bytes:
     /// its tree blobs, top down, and then its files, smallest first, until the next one would
     /// not fit. For sending small output trees in one message; what is left out is fetched as

@@ -334,6 +334,16 @@ fn a_small_tree_travels_whole_within_a_budget() {
     assert!(small.iter().all(|(_, bytes)| bytes.len() < 1 << 20));
     assert!(small.len() < all.len());
 
+    // The root tree blob alone, or the trees without a file, is not the whole tree.
+    let (_dir3, partial) = temp_store();
+    assert!(!partial.has_tree(&tree));
+    for (digest, bytes) in &small {
+        partial.put_verified(bytes, *digest).expect("put_verified");
+    }
+    assert!(partial.has(&tree));
+    assert!(!partial.has_tree(&tree), "the 1 MiB file is missing");
+    assert!(other.has_tree(&tree));
+
     // No room even for the root tree: nothing.
     assert!(
         store

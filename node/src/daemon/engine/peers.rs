@@ -163,7 +163,7 @@ impl EngineTask {
                     );
                     return Some(PeerMessage::Refused { reason: why });
                 }
-                if self.is_wanted(job) && !self.context.store.has(&result.output_tree) {
+                if self.is_wanted(job) && !self.context.store.has_tree(&result.output_tree) {
                     // Published here: fetch the outputs before the job counts as done, and
                     // keep the lease alive meanwhile.
                     self.core.on_renew(now, peer, &[job]);
@@ -388,7 +388,7 @@ impl EngineTask {
             self.core.on_peer_cache(now, build, job, peer, false);
             return;
         }
-        if !self.is_wanted_by(build, job) || self.context.store.has(&result.output_tree) {
+        if !self.is_wanted_by(build, job) || self.context.store.has_tree(&result.output_tree) {
             let _ = self.inbox.send(Command::PeerCache {
                 build,
                 job,

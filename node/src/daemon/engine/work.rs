@@ -69,7 +69,7 @@ async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
     let mut lost = Vec::new();
     let local = context.node();
     for dep in deps {
-        if context.store.has(&dep.tree) {
+        if context.store.has_tree(&dep.tree) {
             continue;
         }
         let mut fetched = false;
@@ -89,7 +89,7 @@ async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
                 }
             }
         }
-        if !fetched && !context.store.has(&dep.tree) {
+        if !fetched && !context.store.has_tree(&dep.tree) {
             lost.push(dep.job);
         }
     }
