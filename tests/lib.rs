@@ -316,7 +316,19 @@ impl TestMesh {
             }
             node.child = Some(cmd.spawn().expect("start a daemon"));
         }
-        let mesh = TestMesh { nodes, token };
+        let mut mesh = TestMesh { nodes, token };
+        // Each daemon answers on its socket before anything asks it: a `weft peers` that
+        // came first would start a default daemon of its own in that home.
+        for node in &mut mesh.nodes {
+            let socket = node.home.path().join("daemon.sock");
+            let child = node.child.as_mut().expect("started");
+            wait_until(Duration::from_secs(30), "the daemon's socket", || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("a daemon exited at start ({status}); see its daemon.log");
+                }
+                socket.exists()
+            });
+        }
         for (i, spec) in specs.iter().enumerate() {
             let expected = specs
                 .iter()
@@ -330,7 +342,6 @@ impl TestMesh {
                 || node.admitted_peers() >= expected,
             );
         }
-        let mut mesh = mesh;
         for node in &mut mesh.nodes {
             node.node_id = node.node_key();
         }

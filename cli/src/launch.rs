@@ -5,7 +5,9 @@
 //! 1. connect to `<home>/daemon.sock` and greet; a daemon with our binary id is used as is;
 //! 2. a daemon with another id is asked to shut down, and we wait for its pid to go;
 //! 3. with no daemon, take `<home>/daemon.lock` (so two clients never start two daemons),
-//!    look once more, and start `weft daemon` detached, logging to `<home>/daemon.log`;
+//!    look once more; when a process holds `<home>/daemon.pid` (a `weft daemon` started by
+//!    hand and still setting up), wait for it; otherwise start `weft daemon` detached,
+//!    logging to `<home>/daemon.log`;
 //! 4. wait until it answers, or report why it did not, with the end of its log.
 
 use std::fs::{File, OpenOptions};
@@ -97,6 +99,14 @@ pub(crate) async fn connect(home: &Home, max_idle_secs: u64) -> Result<Client> {
     if let Some(client) = try_connect(home, &ours).await? {
         return Ok(client);
     }
+    // A daemon started by hand (`weft daemon`) holds the pid file from early on but answers
+    // only once its socket is bound: wait for it, rather than start a second one that would
+    // take the home first and make it exit.
+    if pid_file_is_held(home) {
+        let client = wait_for_starting_daemon(home, &ours).await;
+        drop::<File>(lock);
+        return client;
+    }
     let client = start(home, &ours, max_idle_secs).await;
     drop::<File>(lock);
     client
@@ -140,6 +150,51 @@ async fn try_connect(home: &Home, ours: &str) -> Result<Option<Client>> {
         }
     }
     Ok(None)
+}
+
+/// Whether the pid in the home's pid file is a live `weft daemon`: one runs or is starting.
+/// It only reads: taking the file's lock, even for an instant, could make that daemon's own
+/// attempt to take it fail.
+fn pid_file_is_held(home: &Home) -> bool {
+    let Ok(text) = std::fs::read_to_string(home.pid_file()) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return false;
+    };
+    // A stale pid may have been reused: the process must also be a daemon.
+    !exited(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|arg| arg == b"daemon"))
+}
+
+/// Waits for the daemon that holds the pid file to answer on its socket.
+async fn wait_for_starting_daemon(home: &Home, ours: &str) -> Result<Client> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(client) = try_connect(home, ours).await? {
+            return Ok(client);
+        }
+        if !pid_file_is_held(home) {
+            bail!(
+                "a daemon was starting with the home `{}` and stopped before it answered; see its \
+                 log `{}`, then retry",
+                home.root().display(),
+                home.log().display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "a daemon holds `{}` but has not answered on `{}` within {}s; see its log `{}`, \
+                 or stop it with `weft shutdown`",
+                home.pid_file().display(),
+                home.socket().display(),
+                START_TIMEOUT.as_secs(),
+                home.log().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Stops the daemon whose pid is in the home's pid file, if one holds the file's lock.

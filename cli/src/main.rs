@@ -538,6 +538,9 @@ fn clean() -> Result<ExitCode> {
 fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<ExitCode> {
     home.create()
         .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
+    // First of all, so that a client arriving while this daemon sets up waits for it rather
+    // than starting another.
+    let _pid_lock = home.lock_pid_file()?;
     let mut file = config::load(&home.root().join("config.toml"))?;
     file.peers.extend(args.peers.iter().cloned());
     if !args.listen.is_empty() {
@@ -549,7 +552,6 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
     if args.no_mdns {
         file.mdns = false;
     }
-    let _pid_lock = home.lock_pid_file()?;
     let socket = home.socket();
     match std::fs::remove_file(&socket) {
         Ok(()) => {}
