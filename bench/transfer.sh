@@ -3,7 +3,8 @@
 #
 #   1. iperf3 over TCP (the machine's ceiling for one stream);
 #   2. weft's data plane end to end: Mesh::fetch_blob of a SIZE_MIB blob from one node's store
-#      into another's (libp2p QUIC stream, blake3, tmp file, rename);
+#      into another's (libp2p QUIC stream, blake3, tmp file, rename), and the same with the
+#      size known, which takes the bulk lane (TLS 1.3 AES-GCM on TCP), as tree files do;
 #   3. a bare libp2p QUIC stream with the mesh's settings, memory to memory;
 #   4. a bare quinn 0.11 endpoint pair, memory to memory, with AES-128-GCM and with
 #      ChaCha20-Poly1305 (the cipher libp2p's TLS prefers).
@@ -49,6 +50,7 @@ kill "$IPERF_PID"
 IPERF_PID=
 
 "$BIN" blob --size "$SIZE" --runs "$RUNS" | tee -a "$results"
+"$BIN" bulk --size "$SIZE" --runs "$RUNS" | tee -a "$results"
 "$BIN" libp2p --size "$SIZE" --runs "$RUNS" | tee -a "$results"
 "$BIN" quinn --cipher aes --size "$SIZE" --runs "$RUNS" | tee -a "$results"
 "$BIN" quinn --cipher chacha --size "$SIZE" --runs "$RUNS" | tee -a "$results"

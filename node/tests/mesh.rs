@@ -298,6 +298,18 @@ async fn a_peer_that_never_proves_membership_gets_no_answers_and_is_dropped() {
         assert!(Instant::now() < deadline, "C never connected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The bulk lane refuses C too: its certificate is valid, but C is not admitted.
+    let refused_before = a.mesh.stats().refused_streams;
+    let big = a.store.put(&pattern(5 << 20, 9)).expect("put");
+    let fetched = c.mesh.fetch_blob_sized(pa, big, 5 << 20).await;
+    assert!(fetched.is_err(), "{fetched:?}");
+    assert!(!c.store.has(&big));
+    assert_eq!(c.mesh.stats().bulk_blobs, 0);
+    assert!(
+        a.mesh.stats().refused_streams >= refused_before + 2,
+        "the bulk connection and the QUIC fallback are both refused: {:?}",
+        a.mesh.stats()
+    );
     let (asked, fetched) = tokio::join!(
         c.mesh
             .request(pa, PeerMessage::Renew { jobs: vec![] }, WAIT),
@@ -413,6 +425,40 @@ async fn blobs_and_trees_arrive_verified() {
         large_digest
     );
 
+    // Large with its size known (as in a tree): over the bulk lane, TLS on TCP.
+    let bulk = pattern(16 << 20, 7);
+    let bulk_digest = a.store.put(&bulk).expect("put");
+    drop(bulk);
+    let size = b
+        .mesh
+        .fetch_blob_sized(pa, bulk_digest, 16 << 20)
+        .await
+        .expect("bulk");
+    assert_eq!(size, 16 << 20);
+    assert_eq!(b.mesh.stats().bulk_blobs, 1, "{:?}", b.mesh.stats());
+    assert_eq!(
+        Digest::of(
+            &b.store
+                .read(&bulk_digest, weft_store::Verify::Yes)
+                .expect("read")
+        ),
+        bulk_digest
+    );
+    // The wrong size announced for a blob is caught before any byte is stored.
+    let other = a.store.put(&pattern(5 << 20, 8)).expect("put");
+    let err = b
+        .mesh
+        .fetch_blob_sized(pa, other, 6 << 20)
+        .await
+        .expect_err("wrong size");
+    assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
+    assert!(!b.store.has(&other));
+    assert_eq!(b.mesh.stats().corrupt_blobs, 1);
+    b.mesh
+        .fetch_blob_sized(pa, other, 5 << 20)
+        .await
+        .expect("the right size");
+
     // A nested tree, with a file shared between directories and an empty file.
     let src = tempfile::tempdir().expect("tempdir");
     write(src.path(), "top.txt", b"top");
@@ -467,7 +513,7 @@ async fn blobs_and_trees_arrive_verified() {
         "{err}"
     );
     assert!(err.to_string().contains(&nowhere.to_string()), "{err}");
-    assert_eq!(b.mesh.stats().corrupt_blobs, 0);
+    assert_eq!(b.mesh.stats().corrupt_blobs, 1);
 }
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -486,6 +532,20 @@ async fn a_corrupting_server_is_caught_and_nothing_is_stored() {
     let pa = a.peer();
     let small = a.store.put(b"small and soon corrupt").expect("put");
     let large = a.store.put(&pattern(3 << 20, 3)).expect("put");
+    // Over the bulk lane: rejected the same way, and not fetched again over QUIC.
+    let bulk = a.store.put(&pattern(5 << 20, 4)).expect("put");
+    let err = b
+        .mesh
+        .fetch_blob_sized(pa, bulk, 5 << 20)
+        .await
+        .expect_err("corrupt");
+    assert!(
+        matches!(err, FetchError::Corrupt { peer, digest } if peer == pa && digest == bulk),
+        "{err}"
+    );
+    assert!(!b.store.has(&bulk));
+    assert_eq!(b.mesh.stats().corrupt_blobs, 1);
+    assert_eq!(b.mesh.stats().bulk_blobs, 0);
     for digest in [small, large] {
         let err = b.mesh.fetch_blob(pa, digest).await.expect_err("corrupt");
         assert!(
@@ -494,9 +554,9 @@ async fn a_corrupting_server_is_caught_and_nothing_is_stored() {
         );
         assert!(!b.store.has(&digest));
     }
-    assert_eq!(b.mesh.stats().corrupt_blobs, 2);
+    assert_eq!(b.mesh.stats().corrupt_blobs, 3);
     let peers = b.mesh.peers().await;
-    assert_eq!(peers[0].n_corrupt, 2, "{peers:?}");
+    assert_eq!(peers[0].n_corrupt, 3, "{peers:?}");
     // A tree whose files come back corrupt fails the same way.
     let src = tempfile::tempdir().expect("tempdir");
     write(src.path(), "f", b"file");
@@ -518,7 +578,7 @@ async fn a_corrupting_server_is_caught_and_nothing_is_stored() {
         .expect_err("corrupt inline");
     assert!(matches!(err, FetchError::Corrupt { .. }), "{err}");
     assert!(!b.store.has(&tree.digest));
-    assert_eq!(b.mesh.stats().corrupt_blobs, 4);
+    assert_eq!(b.mesh.stats().corrupt_blobs, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,8 +37,8 @@ use weft_store::{MAX_TREE_DEPTH, MAX_TREE_ENTRIES, StoreError, Verify};
 
 use super::error::{FetchError, NetError};
 use super::frames::{self, StreamError};
-use super::rpc;
 use super::state::{Counters, Shared};
+use super::{bulk, rpc};
 
 /// The blob protocol's name.
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/blob/1");
@@ -80,6 +80,11 @@ async fn fetch_blob_inner(
 ) -> Result<u64, FetchError> {
     if !shared.hooks.skip_local_checks && !shared.is_admitted(&peer) {
         return Err(NetError::NotAdmitted { peer }.into());
+    }
+    if let Some(size) = expected_size.filter(|&size| size >= bulk::BULK_MIN)
+        && let Some(fetched) = bulk::fetch_blob(shared, peer, digest, size).await
+    {
+        return fetched;
     }
     let mut opening = BytesMut::new();
     frames::encode_opening(

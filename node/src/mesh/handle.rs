@@ -127,6 +127,8 @@ pub enum Admission {
 pub struct MeshStats {
     /// Blobs fetched from peers that did not match their digest, and were rejected.
     pub corrupt_blobs: u64,
+    /// Blobs fetched over the bulk lane (TLS on TCP) rather than QUIC.
+    pub bulk_blobs: u64,
     /// Peers admitted.
     pub admissions_ok: u64,
     /// Admissions that failed (a wrong proof, a refusal, or one that broke off).
@@ -178,6 +180,17 @@ impl Mesh {
     /// size.
     pub async fn fetch_blob(&self, peer: PeerId, digest: Digest) -> Result<u64, FetchError> {
         blob::fetch_blob(&self.shared, peer, digest, None).await
+    }
+
+    /// Fetches the blob `digest` of `size` bytes from the admitted `peer`, verified; a large
+    /// one goes over the bulk lane when both sides have it.
+    pub async fn fetch_blob_sized(
+        &self,
+        peer: PeerId,
+        digest: Digest,
+        size: u64,
+    ) -> Result<u64, FetchError> {
+        blob::fetch_blob(&self.shared, peer, digest, Some(size)).await
     }
 
     /// Fetches the tree `tree` from the admitted `peer`: its tree blobs and every file blob

@@ -10,7 +10,10 @@
 //! - the protocols, each documented with its flow: admission (`/weft/admit/1`), requests
 //!   (`/weft/rpc/1`) and blobs (`/weft/blob/1`), all on QUIC streams of one connection per
 //!   peer; gossip on the gossipsub topic `weft/<team id>/v1` (parameters in [`MeshConfig`]'s
-//!   module).
+//!   module);
+//! - the bulk lane (`bulk`): blobs of 4 MiB and more over TLS 1.3 on TCP, at the QUIC
+//!   listener's port number, authenticated with the same libp2p identity and served only to
+//!   admitted peers; QUIC remains the fallback.
 //!
 //! Architecture invariant: until a peer has passed admission it gets nothing: no gossip (it is
 //! graylisted in gossipsub), no rpc answer and no blob (those streams are reset). A peer that
@@ -18,6 +21,7 @@
 
 mod admit;
 mod blob;
+mod bulk;
 mod config;
 mod error;
 mod frames;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use libp2p::{Multiaddr, PeerId};
@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use weft_store::Store;
 
 use super::admit::AdmissionKey;
+use super::bulk::BulkTls;
 use super::config::TestHooks;
 use super::handle::{Admission, MeshEvent, MeshStats, PeerInfo};
 use super::ids::node_id_of;
@@ -61,6 +62,7 @@ impl PeerEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) corrupt_blobs: AtomicU64,
+    pub(crate) bulk_blobs: AtomicU64,
     pub(crate) admissions_ok: AtomicU64,
     pub(crate) admissions_failed: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
@@ -79,6 +81,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MeshStats {
             corrupt_blobs: get(&self.corrupt_blobs),
+            bulk_blobs: get(&self.bulk_blobs),
             admissions_ok: get(&self.admissions_ok),
             admissions_failed: get(&self.admissions_failed),
             bytes_in: get(&self.bytes_in),
@@ -100,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) control: libp2p_stream::Control,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) events: mpsc::Sender<MeshEvent>,
+    /// TLS for the bulk lane; `None` when it could not be set up (then QUIC carries all).
+    pub(crate) bulk: Option<Arc<BulkTls>>,
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
     /// Bumped whenever a peer's admission state changes, so that stream tasks waiting for a
     /// pending peer wake up.
@@ -132,9 +137,16 @@ impl Shared {
             control,
             commands,
             events,
+            bulk: None,
             peers: Mutex::new(HashMap::new()),
             admission_changed: watch::channel(0).0,
         }
+    }
+
+    /// With the bulk lane's TLS settings.
+    pub(crate) fn with_bulk(mut self, bulk: Option<Arc<BulkTls>>) -> Shared {
+        self.bulk = bulk;
+        self
     }
 
     pub(crate) fn peers(&self) -> MutexGuard<'_, HashMap<PeerId, PeerEntry>> {

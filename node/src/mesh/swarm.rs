@@ -11,6 +11,7 @@
 //! still nothing connected them (a one-way reachable LAN).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +29,7 @@ use weft_protocol::wire::{self, GossipMessage};
 use weft_store::Store;
 
 use super::admit::{self, AdmissionKey};
+use super::bulk::{self, BulkTls};
 use super::config::{self, ADMISSION_DEADLINE, BLOCK_DURATION, MeshConfig, UNADMITTED_SCORE};
 use super::error::MeshError;
 use super::handle::{Mesh, MeshEvent, ShutdownGuard, topic_name};
@@ -139,15 +141,25 @@ pub async fn start(
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
     let mut control = swarm.behaviour().streams.new_control();
-    let shared = Arc::new(Shared::new(
-        local,
-        AdmissionKey::new(&config.team),
-        store,
-        config.test_hooks.clone(),
-        control.clone(),
-        commands_tx,
-        events_tx,
-    ));
+    let bulk = match BulkTls::new(&config.keypair) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(why) => {
+            tracing::warn!(%why, "no bulk lane: large blobs go over QUIC");
+            None
+        }
+    };
+    let shared = Arc::new(
+        Shared::new(
+            local,
+            AdmissionKey::new(&config.team),
+            store,
+            config.test_hooks.clone(),
+            control.clone(),
+            commands_tx,
+            events_tx,
+        )
+        .with_bulk(bulk),
+    );
 
     let mut listeners = Vec::new();
     for addr in &config.listen {
@@ -188,6 +200,13 @@ pub async fn start(
         block_duration: config.test_hooks.block_duration.unwrap_or(BLOCK_DURATION),
     };
     driver.wait_listening(listeners).await?;
+    if let (Some(tls), Some(addr)) = (&shared.bulk, bulk_listen_addr(&config, &driver.swarm)) {
+        match bulk::listen(Arc::clone(&shared), Arc::clone(tls), addr, stop_rx.clone()).await {
+            Ok(bound) => tracing::info!(address = %bound, "bulk lane listening"),
+            // Peers then fetch large blobs from us over QUIC: slower, not broken.
+            Err(e) => tracing::warn!(%addr, error = %e, "no bulk lane: cannot listen on TCP"),
+        }
+    }
 
     let protocols = [
         (rpc::PROTOCOL, Handler::Rpc),
@@ -217,6 +236,29 @@ pub async fn start(
         }),
     };
     Ok((mesh, events_rx))
+}
+
+/// Where the bulk lane listens: the first QUIC listener's IP (as configured, so a wildcard
+/// stays one) at the port QUIC got.
+fn bulk_listen_addr(config: &MeshConfig, swarm: &Swarm<Behaviour>) -> Option<SocketAddr> {
+    let configured = config.listen.first()?;
+    let ip = match configured.iter().next()? {
+        Protocol::Ip4(ip) => IpAddr::V4(ip),
+        Protocol::Ip6(ip) => IpAddr::V6(ip),
+        _ => return None,
+    };
+    let port = swarm.listeners().find_map(|addr| {
+        let mut parts = addr.iter();
+        let same_family = matches!(
+            (parts.next()?, ip),
+            (Protocol::Ip4(_), IpAddr::V4(_)) | (Protocol::Ip6(_), IpAddr::V6(_))
+        );
+        match parts.next()? {
+            Protocol::Udp(port) if same_family => Some(port),
+            _ => None,
+        }
+    })?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// Which protocol an accept loop serves.
