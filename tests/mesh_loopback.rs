@@ -107,6 +107,42 @@ fn a_second_node_builds_from_the_first_nodes_cache() {
 }
 
 #[test]
+fn a_large_output_from_a_peer_comes_over_the_bulk_lane() {
+    let mut never = NodeSpec::sharing(2);
+    never.share = "never";
+    let mesh = TestMesh::start(&[never.clone(), never]);
+    // 6 MiB of varied bytes, over the 4 MiB at which the bulk lane (TLS on TCP) takes over.
+    let build = r#"
+job(
+    name = "big",
+    outs = ["big.bin"],
+    cmds = [exec(["sh", "-c", "seq 1 800000 > {{OUTPUT_DIR}}/big.bin"])],
+)
+"#;
+    let first = workspace(&[("BUILD", build)]);
+    let (output, _) = mesh.nodes[0].build(first.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    std::thread::sleep(Duration::from_secs(1));
+
+    let second = workspace(&[("BUILD", build)]);
+    let (output, events) = mesh.nodes[1].build(second.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(events_of(&events, "Started").is_empty(), "{events:?}");
+    let big = std::fs::read(second.path().join("weft-out/big.bin")).expect("big.bin");
+    assert!(big.len() > 5 << 20, "{} bytes", big.len());
+    assert_eq!(
+        big,
+        std::fs::read(first.path().join("weft-out/big.bin")).expect("big.bin")
+    );
+    let status = mesh.nodes[1].status();
+    assert_eq!(
+        status_count(&status, "large blobs over the bulk lane"),
+        1,
+        "{status}"
+    );
+}
+
+#[test]
 fn a_node_killed_mid_build_loses_no_job() {
     let mut mesh = TestMesh::start(&[
         NodeSpec::sharing(1),

@@ -358,6 +358,13 @@ fn print_mesh(mesh: Option<&MeshStatus>) {
         "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
         mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
     );
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    println!(
+        "  data      {:.1} MB in, {:.1} MB out; {} large blobs over the bulk lane (TLS on TCP)",
+        mb(mesh.bytes_in),
+        mb(mesh.bytes_out),
+        mesh.bulk_blobs
+    );
     let ms = |us: u64| us as f64 / 1000.0;
     if let Some((p50, p99)) = mesh.steal_wait_us {
         println!(

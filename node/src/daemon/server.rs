@@ -375,6 +375,9 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         nondeterministic: report.nondeterministic,
         steal_wait_us: report.steal_wait.map(micros_pair),
         peer_hit_us: report.peer_hit.map(micros_pair),
+        bytes_in: stats.bytes_in,
+        bytes_out: stats.bytes_out,
+        bulk_blobs: stats.bulk_blobs,
     })
 }
 

@@ -293,6 +293,12 @@ pub struct MeshStatus {
     pub steal_wait_us: Option<(u64, u64)>,
     /// How long peer cache hits took, query to checked answer, in microseconds: (p50, p99).
     pub peer_hit_us: Option<(u64, u64)>,
+    /// Bytes received from peers on weft's own streams and the bulk lane.
+    pub bytes_in: u64,
+    /// Bytes sent to peers.
+    pub bytes_out: u64,
+    /// Blobs fetched over the bulk lane (TLS on TCP) rather than QUIC.
+    pub bulk_blobs: u64,
 }
 
 /// One peer, as `weft peers` shows it.
