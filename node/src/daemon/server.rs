@@ -321,7 +321,7 @@ async fn respond(
                 store: shared.store_report(),
                 mesh: mesh_status(shared).await,
             };
-            writer.send(&DaemonMessage::Status(status)).await
+            writer.send(&DaemonMessage::Status(Box::new(status))).await
         }
         ClientMessage::Peers => {
             writer

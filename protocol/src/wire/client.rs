@@ -121,7 +121,7 @@ pub enum DaemonMessage {
     /// One event of a running build.
     Event(BuildEvent),
     /// The answer to [`ClientMessage::Status`].
-    Status(DaemonStatus),
+    Status(Box<DaemonStatus>),
     /// Lines of text: the answer to a query.
     Lines(Vec<String>),
     /// The answer to the cache commands.
