@@ -4,7 +4,8 @@
 //! 1 GiB blob at 0.3–0.4 GB/s (libp2p's TLS fixes ChaCha20-Poly1305 as its cipher, and each
 //! 1.4 KB packet is encrypted, acknowledged and paced in user space), while TLS on TCP with
 //! AES-128-GCM moved 2 GB/s memory to memory (`bench/RESULTS.md`). Everything else (gossip,
-//! requests, small blobs) stays on QUIC, and any failure here falls back to it.
+//! requests, small blobs) stays on QUIC, and any failure of the lane itself falls back to it,
+//! for that peer for a few minutes ([`UNAVAILABLE_FOR`]).
 //!
 //! Protocol flow:
 //!
@@ -23,10 +24,11 @@
 //! Both ends run on blocking threads: a transfer is a loop of `read`, decrypt, hash and
 //! `write`, which the kernel and rustls do best without an async runtime in between.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use libp2p::PeerId;
@@ -58,10 +60,15 @@ const CHUNK: usize = 1 << 20;
 /// The name the client asks for; the certificate check ignores it (identity is the PeerId).
 const SERVER_NAME: &str = "weft";
 
-/// This node's TLS settings for the bulk lane, both ways.
+/// How long a peer whose lane could not be used is fetched from over QUIC only: a firewall
+/// that drops TCP would otherwise cost every large blob a connect timeout.
+const UNAVAILABLE_FOR: Duration = Duration::from_secs(300);
+
+/// This node's TLS settings for the bulk lane, both ways, and the peers whose lane failed.
 pub(crate) struct BulkTls {
     client: Arc<rustls::ClientConfig>,
     server: Arc<rustls::ServerConfig>,
+    unavailable: Mutex<HashMap<PeerId, Instant>>,
 }
 
 impl BulkTls {
@@ -102,7 +109,28 @@ impl BulkTls {
         Ok(BulkTls {
             client: Arc::new(client),
             server: Arc::new(server),
+            unavailable: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether `peer`'s lane failed less than [`UNAVAILABLE_FOR`] ago.
+    fn unavailable_recently(&self, peer: &PeerId) -> bool {
+        let mut unavailable = self.unavailable.lock().unwrap_or_else(|e| e.into_inner());
+        match unavailable.get(peer) {
+            Some(since) if since.elapsed() < UNAVAILABLE_FOR => true,
+            Some(_) => {
+                unavailable.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_unavailable(&self, peer: PeerId) {
+        self.unavailable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, Instant::now());
     }
 }
 
@@ -300,10 +328,16 @@ pub(crate) async fn fetch_blob(
     size: u64,
 ) -> Option<Result<u64, FetchError>> {
     let tls = shared.bulk.clone()?;
+    if tls.unavailable_recently(&peer) {
+        return None;
+    }
     let addr = bulk_addr(shared, &peer)?;
     let store = shared.store.clone();
-    let transfer =
-        tokio::task::spawn_blocking(move || transfer(&store, &tls, peer, addr, digest, size)).await;
+    let transfer = tokio::task::spawn_blocking({
+        let tls = Arc::clone(&tls);
+        move || transfer(&store, &tls, peer, addr, digest, size)
+    })
+    .await;
     let Ok(transfer) = transfer else {
         return None;
     };
@@ -318,12 +352,15 @@ pub(crate) async fn fetch_blob(
     };
     Some(Err(match failed {
         Failed::Unavailable(why) => {
-            tracing::debug!(%peer, %addr, %why, "bulk lane unavailable; fetching over QUIC");
+            tracing::info!(%peer, %addr, %why, "bulk lane unavailable; large blobs from this \
+                peer go over QUIC for a while");
+            tls.mark_unavailable(peer);
             return None;
         }
         Failed::Malformed(what) => {
             shared.penalise_malformed(&peer);
             tracing::warn!(%peer, %what, "malformed answer on the bulk lane");
+            tls.mark_unavailable(peer);
             return None;
         }
         Failed::Missing => FetchError::Missing { peer, digest },
@@ -621,6 +658,22 @@ mod tests {
         if let Err(why) = BulkTls::new(&keypair) {
             panic!("{why}");
         }
+    }
+
+    #[test]
+    fn a_peer_whose_lane_failed_is_skipped_for_a_while() {
+        let tls = BulkTls::new(&libp2p::identity::Keypair::generate_ed25519()).expect("tls");
+        let peer = PeerId::random();
+        assert!(!tls.unavailable_recently(&peer));
+        tls.mark_unavailable(peer);
+        assert!(tls.unavailable_recently(&peer));
+        assert!(!tls.unavailable_recently(&PeerId::random()));
+        // Once the time is up, the lane is tried again.
+        let long_ago = Instant::now()
+            .checked_sub(UNAVAILABLE_FOR + Duration::from_secs(1))
+            .expect("an instant in the past");
+        tls.unavailable.lock().expect("lock").insert(peer, long_ago);
+        assert!(!tls.unavailable_recently(&peer));
     }
 
     #[test]
