@@ -125,6 +125,14 @@ impl<E> EventQueue<E> {
         Some(Time::from_micros(at))
     }
 
+    /// The event `k` places after the next one, when both are in the bucket the clock is in
+    /// and were there when it was entered (events pushed into it since are not seen). For
+    /// hints only: what it returns may come later than it says, or not at all.
+    pub(crate) fn peek_ahead(&self, k: usize) -> Option<&E> {
+        let i = self.current.len().checked_sub(k + 1)?;
+        self.current.get(i).map(|entry| &entry.event)
+    }
+
     /// Whether the next event is in `late` rather than `current`, moving the clock on until
     /// one of them holds something; `None` when the queue is empty.
     fn next_is_late(&mut self) -> Option<bool> {

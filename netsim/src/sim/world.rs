@@ -33,6 +33,11 @@ pub(crate) mod kind {
     pub(crate) const RPC_FAIL: u8 = 109;
 }
 
+/// How many events ahead a gossip delivery's memory is asked for (see
+/// [`Sim::prefetch_gossip`]): far enough that the loads arrive before the delivery runs,
+/// near enough that they are still in cache then.
+const PREFETCH_DISTANCE: usize = 8;
+
 /// A deterministic simulation of a weft mesh: [`Sim::new`] with a seed, nodes, builds,
 /// churn and partitions, then [`Sim::run_until_idle`].
 ///
@@ -253,6 +258,9 @@ impl Sim {
             };
             self.now = self.now.max(at);
             self.metrics.events += 1;
+            if let Some(&Ev::Gossip { node, msg }) = self.queue.peek_ahead(PREFETCH_DISTANCE) {
+                self.prefetch_gossip(node, msg);
+            }
             self.dispatch(event);
         }
         // Builds that can never finish now.

@@ -5,27 +5,28 @@
 //! netsim, with a thousand cores in one process, spends most of its time here, nearly all of
 //! it waiting for memory, so the layout is chosen to touch as few cache lines per
 //! announcement as it can: one probe of a small table for the sender (which also holds its
-//! count of entries and whether it is up), and one probe of the big table per result.
-
-use std::collections::hash_map::Entry;
+//! count of entries and whether it is up), and one bucket of a [`JobTable`] per result.
 
 use weft_protocol::{JobId, NodeId};
 
 use std::hash::{Hash, Hasher};
 
-use super::id_hash::{IdHasher, IdMap};
+use super::id_hash::IdHasher;
+use super::job_table::JobTable;
+use super::prefetch::prefetch;
 
 /// Which peers hold which results, bounded to about `cap` job-to-holder entries: the least
 /// recently announced go first.
 ///
-/// An entry is 36 bytes: the job id and a [`HolderList`]. Instead of a queue of every entry
+/// An entry is 12 bytes: the job id's first 8 bytes and a [`HolderList`] (see
+/// [`JobTable`]). Instead of a queue of every entry
 /// in announcement order, entries live in two generations: new ones in `young`; when `young`
 /// holds half the cap, `old` is dropped and `young` becomes `old`. An entry announced again
 /// moves to `young`.
 #[derive(Debug, Default)]
 pub(super) struct Holders {
-    young: IdMap<JobId, HolderList>,
-    old: IdMap<JobId, HolderList>,
+    young: JobTable,
+    old: JobTable,
     /// Job-to-holder entries in each generation.
     young_entries: usize,
     old_entries: usize,
@@ -58,7 +59,8 @@ struct PeerSlot {
 /// [`HolderList::MANY`] set, several (rare: a result made twice, or fetched and announced),
 /// by the index of their list in [`Holders::many`]. Four bytes, where an enum with a boxed
 /// list took sixteen: with a thousand nodes each holding a hundred thousand entries, that is
-/// a quarter of the memory.
+/// a quarter of the memory. Never [`job_table::FREE`](super::job_table::FREE): peer indices
+/// and list indices stay far below 2^31.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HolderList(u32);
 
@@ -84,16 +86,21 @@ struct PeerTable {
 impl PeerTable {
     const FREE: u32 = u32::MAX;
 
-    /// Where `peer` is, or the free entry where it would go (`None` when the table is
-    /// empty).
-    fn position(&self, peer: &NodeId) -> Option<usize> {
+    /// Where the probe for `peer` starts (`None` when the table is empty).
+    fn home(&self, peer: &NodeId) -> Option<usize> {
         if self.entries.is_empty() {
             return None;
         }
-        let mask = self.entries.len() - 1;
         let mut hasher = IdHasher::default();
         peer.hash(&mut hasher);
-        let mut pos = hasher.finish() as usize & mask;
+        Some(hasher.finish() as usize & (self.entries.len() - 1))
+    }
+
+    /// Where `peer` is, or the free entry where it would go (`None` when the table is
+    /// empty).
+    fn position(&self, peer: &NodeId) -> Option<usize> {
+        let mut pos = self.home(peer)?;
+        let mask = self.entries.len() - 1;
         // Terminates: the table is at most half full.
         loop {
             let entry = &self.entries[pos];
@@ -193,9 +200,9 @@ impl Holders {
             .into_iter()
             .zip(&mut removed)
         {
-            map.retain(|_, list| match list.many() {
+            map.retain(|value| match HolderList(*value).many() {
                 None => {
-                    let keep = list.0 != index;
+                    let keep = *value != index;
                     if !keep {
                         *removed += 1;
                     }
@@ -207,7 +214,7 @@ impl Holders {
                     ids.retain(|id| *id != peer);
                     *removed += before - ids.len();
                     if ids.is_empty() {
-                        freed.push(*list);
+                        freed.push(HolderList(*value));
                     }
                     !ids.is_empty()
                 }
@@ -253,44 +260,42 @@ impl Holders {
     /// Records that `peer` (at `index`) holds `job`; whether that is a new entry. The caller
     /// counts it in the peer's slot.
     fn add_one(&mut self, job: JobId, peer: NodeId, index: u32, cap: usize) -> bool {
-        // One probe of `young` for the usual case, a result not seen before.
-        let added = match self.young.entry(job) {
-            Entry::Occupied(mut entry) => {
-                let (list, added) = with_holder(
-                    &mut self.many,
-                    &mut self.free_many,
-                    &self.ids,
-                    *entry.get(),
-                    peer,
-                    index,
-                );
-                entry.insert(list);
-                added
-            }
-            Entry::Vacant(entry) => match self.old.remove(&job) {
-                None => {
-                    entry.insert(HolderList(index));
-                    true
-                }
-                Some(list) => {
+        // One probe of `young` for the usual case, a result not seen before (`old` is
+        // empty unless the cap was reached).
+        let added = if let Some(value) = self.young.get_mut(&job) {
+            let (list, added) = with_holder(
+                &mut self.many,
+                &mut self.free_many,
+                &self.ids,
+                HolderList(*value),
+                peer,
+                index,
+            );
+            *value = list.0;
+            added
+        } else {
+            let (list, added) = match self.old.remove(&job) {
+                None => (HolderList(index), true),
+                Some(value) => {
+                    let list = HolderList(value);
                     let n = match list.many() {
                         None => 1,
                         Some(i) => self.many[i].len(),
                     };
                     self.old_entries -= n;
                     self.young_entries += n;
-                    let (list, added) = with_holder(
+                    with_holder(
                         &mut self.many,
                         &mut self.free_many,
                         &self.ids,
                         list,
                         peer,
                         index,
-                    );
-                    entry.insert(list);
-                    added
+                    )
                 }
-            },
+            };
+            self.young.insert_new(&job, list.0);
+            added
         };
         if added {
             self.young_entries += 1;
@@ -306,7 +311,7 @@ impl Holders {
     fn drop_old(&mut self) {
         let old = std::mem::take(&mut self.old);
         let mut dropped = vec![0u32; self.ids.len()];
-        for list in old.values() {
+        for list in old.values().map(HolderList) {
             match list.many() {
                 None => {
                     if let Some(n) = dropped.get_mut(list.0 as usize) {
@@ -319,7 +324,7 @@ impl Holders {
                             dropped[slot.index as usize] += 1;
                         }
                     }
-                    self.free(*list);
+                    self.free(list);
                 }
             }
         }
@@ -355,6 +360,7 @@ impl Holders {
         let Some(list) = self.young.get(job).or_else(|| self.old.get(job)) else {
             return &[];
         };
+        let list = HolderList(list);
         match list.many() {
             None => self
                 .ids
@@ -363,6 +369,16 @@ impl Holders {
                 .unwrap_or(&[]),
             Some(i) => self.many.get(i).map_or(&[], Vec::as_slice),
         }
+    }
+
+    /// Asks the CPU to load what [`Holders::announced`] will read first for an
+    /// announcement of `job` by `peer`: the peer's entry and `job`'s bucket.
+    pub(super) fn prefetch(&self, peer: &NodeId, job: &JobId) {
+        // Only where the probes start: reading the entries now would wait for them.
+        if let Some(pos) = self.slots.home(peer) {
+            prefetch(&self.slots.entries[pos]);
+        }
+        self.young.prefetch(job);
     }
 
     /// Whether `peer` announced `job`.

@@ -695,6 +695,15 @@ impl Core {
         self.after_event(now);
     }
 
+    /// A hint that [`Core::on_have`] with this peer and these jobs comes soon: asks the CPU
+    /// to load the memory it reads first. Changes nothing else. netsim calls it a few
+    /// deliveries ahead, so that the loads of many cores overlap.
+    pub fn prefetch_have(&self, peer: &NodeId, jobs: &[JobId]) {
+        if let Some(job) = jobs.first() {
+            self.holders.prefetch(peer, job);
+        }
+    }
+
     /// The peers known to hold a job's result.
     pub fn holders(&self, job: &JobId) -> &[NodeId] {
         self.holders.get(job)

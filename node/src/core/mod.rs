@@ -7,9 +7,11 @@
 mod deadlines;
 mod holders;
 mod id_hash;
+mod job_table;
 mod mesh;
 #[cfg(test)]
 mod mesh_tests;
+mod prefetch;
 mod scheduler;
 mod time;
 
