@@ -235,6 +235,8 @@ pub struct NodeSpec {
     pub corrupt: bool,
     /// Whether it has its own team rather than the mesh's.
     pub wrong_team: bool,
+    /// Its `speed` in `config.toml`; measured at start when `None`.
+    pub speed: Option<f64>,
 }
 
 impl NodeSpec {
@@ -245,6 +247,7 @@ impl NodeSpec {
             share: "always",
             corrupt: false,
             wrong_team: false,
+            speed: None,
         }
     }
 }
@@ -273,6 +276,13 @@ impl TestMesh {
                 .output()
                 .expect("weft team join");
             assert!(joined.status.success(), "{}", text(&joined));
+            if let Some(speed) = spec.speed {
+                std::fs::write(
+                    home.path().join("config.toml"),
+                    format!("speed = {speed}\n"),
+                )
+                .expect("config.toml");
+            }
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
             let port = socket.local_addr().expect("addr").port();
             drop(socket);
@@ -405,6 +415,16 @@ impl TestNode {
             .lines()
             .filter(|l| l.trim() == "admission admitted")
             .count()
+    }
+
+    /// `weft peers`, as text.
+    pub fn peers_text(&self) -> String {
+        let output = self
+            .cmd(self.home.path())
+            .arg("peers")
+            .output()
+            .expect("weft peers");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// `weft status`, as text.

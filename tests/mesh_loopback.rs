@@ -71,6 +71,50 @@ fn jobs_run_on_several_nodes_and_outputs_match_a_single_node_build() {
 }
 
 #[test]
+fn the_critical_path_goes_to_a_much_faster_peer() {
+    // A chain of three jobs of 1.1 s, each reading `seed.txt`, on a node that could run them
+    // all itself, next to a peer that says it is three times as fast. The first build
+    // learns how long they take; in the second (the seed changed, so they all run again),
+    // the origin keeps each of them back for the fast peer.
+    let mut origin = NodeSpec::sharing(2);
+    origin.share = "idle";
+    origin.speed = Some(1.0);
+    let mut fast = NodeSpec::sharing(2);
+    fast.speed = Some(3.0);
+    let mesh = TestMesh::start(&[origin, fast]);
+    let chain = r#"
+job(name = "c0", srcs = ["seed.txt"], outs = ["o0"],
+    cmds = [exec(["sh", "-c", "sleep 1.1; cat seed.txt > {{OUTPUT_DIR}}/o0"])])
+job(name = "c1", deps = [":c0"], outs = ["o1"],
+    cmds = [exec(["sh", "-c", "sleep 1.1; cat {{DEP::c0}}/o0 > {{OUTPUT_DIR}}/o1"])])
+job(name = "c2", deps = [":c1"], outs = ["o2"],
+    cmds = [exec(["sh", "-c", "sleep 1.1; cat {{DEP::c1}}/o1 > {{OUTPUT_DIR}}/o2"])])
+"#;
+    let ws = workspace(&[("BUILD", chain), ("seed.txt", "one\n")]);
+    let (output, _) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    // The fast node's speed comes with its beacons (an idle node repeats its own every 10 s).
+    wait_until(Duration::from_secs(15), "the fast node's beacon", || {
+        mesh.nodes[0].peers_text().contains("speed 3.00×")
+    });
+
+    std::fs::write(ws.path().join("seed.txt"), "two\n").expect("seed");
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let started = started_nodes(&events);
+    assert_eq!(started.len(), 3, "{events:?}");
+    assert!(
+        started.iter().all(|node| *node == mesh.nodes[1].node_id),
+        "the chain ran on {started:?}; the fast node is {}",
+        mesh.nodes[1].node_id
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("weft-out/o2")).expect("o2"),
+        "two\n"
+    );
+}
+
+#[test]
 fn a_second_node_builds_from_the_first_nodes_cache() {
     let mut never = NodeSpec::sharing(2);
     never.share = "never";

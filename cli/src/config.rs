@@ -8,6 +8,7 @@
 //! peers = ["/ip4/192.168.1.20/udp/4455/quic-v1"]   # dialed at start, for networks without multicast
 //! listen = ["/ip4/0.0.0.0/udp/4455/quic-v1"]       # default: any address, a random port
 //! mdns = true                 # find peers on the LAN (default true)
+//! speed = 1.5                 # this machine's speed against the reference (default: measured)
 //! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
 //! ```
 
@@ -33,6 +34,8 @@ pub(crate) struct MeshFile {
     pub(crate) listen: Vec<String>,
     /// Whether to find peers with mDNS. Default: true.
     pub(crate) mdns: bool,
+    /// This machine's speed, relative to the reference. Default: measured at start.
+    pub(crate) speed: Option<f64>,
     /// Whether jobs run in namespaces of their own. Default: false.
     pub(crate) strict_sandbox: bool,
 }
@@ -47,6 +50,7 @@ impl Default for MeshFile {
             peers,
             listen,
             mdns,
+            speed,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -55,6 +59,7 @@ impl Default for MeshFile {
             peers,
             listen,
             mdns,
+            speed,
             strict_sandbox: false,
         }
     }
@@ -69,6 +74,7 @@ struct Raw {
     peers: Option<Vec<String>>,
     listen: Option<Vec<String>>,
     mdns: Option<bool>,
+    speed: Option<f64>,
     strict_sandbox: Option<bool>,
 }
 
@@ -96,8 +102,18 @@ fn parse(text: &str) -> Result<MeshFile> {
     if !(idle_load.is_finite() && idle_load > 0.0) {
         bail!("`idle_load` must be a positive number, not {idle_load}");
     }
+    if let Some(speed) = raw.speed
+        && !(speed.is_finite() && (0.05..=1000.0).contains(&speed))
+    {
+        bail!(
+            "`speed = {speed}` is not a machine's speed: write how fast it is against the \
+             reference machine, between 0.05 and 1000 (1.5 is half again as fast), or leave it \
+             out to have it measured"
+        );
+    }
     Ok(MeshFile {
         share,
+        speed: raw.speed,
         max_shared_slots: raw.max_shared_slots,
         idle_load,
         peers: raw.peers.unwrap_or_default(),
@@ -134,6 +150,7 @@ mod tests {
         assert_eq!(file.max_shared_slots, Some(2));
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
+        assert_eq!(parse("speed = 1.5").expect("valid").speed, Some(1.5));
     }
 
     #[test]
@@ -144,6 +161,8 @@ mod tests {
             ("idle_load = -1.0", "`idle_load` must be a positive number"),
             ("max_shared_slots = 0", "shares nothing"),
             ("peers = \"one\"", "invalid type"),
+            ("speed = 0", "is not a machine's speed"),
+            ("speed = -2.0", "is not a machine's speed"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

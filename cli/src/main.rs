@@ -351,6 +351,10 @@ fn print_mesh(mesh: Option<&MeshStatus>) {
     }
     println!("  peers     {} admitted", mesh.n_peers);
     println!(
+        "  speed     {:.2}× the reference machine (peers give the critical path to one a quarter faster)",
+        f64::from(mesh.speed) / 1000.0
+    );
+    println!(
         "  jobs      {} lent, {} taken, {} results from peers' caches, {} leases requeued",
         mesh.jobs_given, mesh.jobs_stolen, mesh.peer_cache_hits, mesh.leases_requeued
     );
@@ -419,9 +423,11 @@ fn print_peers(peers: &[PeerReport]) {
             num(peer.max_shared_slots)
         );
         println!(
-            "  tools     {} on {}",
+            "  tools     {} on {}; speed {}",
             num(peer.n_tools),
-            peer.platform.as_deref().unwrap_or("-")
+            peer.platform.as_deref().unwrap_or("-"),
+            peer.speed
+                .map_or("-".to_owned(), |s| format!("{:.2}×", f64::from(s) / 1000.0))
         );
         println!(
             "  results   {} announced; {} of our jobs running there; {} corrupt blobs",
@@ -583,6 +589,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             peers: file.peers,
             listen: file.listen,
             mdns: file.mdns,
+            speed: file.speed,
         },
         test_corrupt_blobs: args.test_corrupt_blobs,
         strict_sandbox: file.strict_sandbox || args.strict,

@@ -155,6 +155,35 @@ fn no_job_is_lost_under_random_churn() {
 }
 
 #[test]
+fn no_job_is_lost_when_jobs_wait_for_fast_machines_that_crash() {
+    // Two machines three times as fast, whom the origin keeps critical jobs back for; they
+    // crash and come back at random, so jobs are held for machines that are gone, leased to
+    // them and lost with them.
+    let extra = r#"
+        [[nodes]]
+        name = "fast"
+        count = 2
+        slots = 4
+        speed = 3.0
+        share = "always"
+        [random_churn]
+        mean_up = "3s"
+        down = { uniform = ["1s", "4s"] }
+        action = "crash"
+        store = "lost"
+        spare = [0, 1, 2, 3]
+    "#;
+    let s = scenario(&mesh(4, 300, extra));
+    let mut fast_runs = 0;
+    for seed in seeds(6) {
+        let report = run(&s, seed);
+        assert_complete(&report, &format!("seed {seed}"));
+        fast_runs += report.groups[2].executed;
+    }
+    assert!(fast_runs > 0, "the fast machines ran nothing");
+}
+
+#[test]
 fn no_job_is_lost_when_the_origin_crashes_and_comes_back() {
     // The origin itself goes down; the build starts again when it is back, and what was
     // built meanwhile comes from its own and its peers' caches.

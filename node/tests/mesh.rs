@@ -118,6 +118,7 @@ fn beacon(free_slots: u32) -> GossipMessage {
         tools: vec![Digest::of(b"cc")],
         share: SharePolicy::Always,
         max_shared_slots: 2,
+        speed: 1000,
     })
 }
 

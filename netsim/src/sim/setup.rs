@@ -55,6 +55,9 @@ pub(crate) fn core_config(slots: usize, overrides: &CoreOverrides) -> CoreConfig
     if let Some(v) = overrides.max_shared_slots {
         config.max_shared_slots = v.max(1);
     }
+    if let Some(v) = overrides.speed_hold {
+        config.speed_hold = duration(v);
+    }
     config
 }
 
@@ -74,6 +77,10 @@ impl Sim {
             for k in 0..group.count {
                 let mut core = core_config(group.slots, &overrides);
                 core.share = group.share.into();
+                // The core's speed in thousandths, as the daemon's beacons carry it.
+                core.speed = (group.speed * 1000.0)
+                    .round()
+                    .clamp(1.0, f64::from(u32::MAX)) as u32;
                 let join_at = group.join_at.map(|first| {
                     let spread = group.join_spread.map_or(0.0, |s| s.base);
                     let offset = spread * k as f64 / group.count.max(1) as f64;

@@ -39,7 +39,7 @@ use super::deadlines::Deadlines;
 use super::holders::Holders;
 use super::id_hash::IdMap;
 use super::scheduler::{
-    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, JobOutcome, PlanError,
+    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, Hold, JobOutcome, PlanError,
     PlannedJob, Scheduler,
 };
 
@@ -82,6 +82,16 @@ pub struct CoreConfig {
     pub avoid_for: Duration,
     /// The most job-to-holder entries kept; the oldest go first. Default: 1,000,000.
     pub max_holder_entries: usize,
+    /// How fast one slot of this node runs a job, in thousandths of the reference speed (see
+    /// [`LoadBeacon::speed`]). A peer at least a quarter faster than the node about to take a
+    /// job gets the first pick of the jobs worth moving: the most critical queued
+    /// jobs are kept back for it for up to [`CoreConfig::speed_hold`]. Default: 1000.
+    pub speed: u32,
+    /// The longest a queued job is kept back for a faster peer that has free slots (then
+    /// whoever comes takes it). Jobs expected to run less than ten times as long are never
+    /// kept back. Default: 100 ms (tuned with netsim: against 20 ms and 200 ms, the
+    /// shortest builds on both scenarios with a fast machine; `bench/RESULTS.md`).
+    pub speed_hold: Duration,
 }
 
 impl CoreConfig {
@@ -101,6 +111,8 @@ impl CoreConfig {
             max_peer_failures: 3,
             avoid_for: Duration::from_secs(60),
             max_holder_entries: 1_000_000,
+            speed: 1000,
+            speed_hold: Duration::from_millis(100),
         }
     }
 }
@@ -307,6 +319,8 @@ struct PeerState {
     avoid_until: Option<Time>,
     steal_backoff_until: Time,
     steal_backoff: Duration,
+    /// Jobs of this node's builds it runs now (leases out to it).
+    leased: u32,
 }
 
 impl PeerState {
@@ -377,6 +391,12 @@ pub struct Core {
     /// queued: when more queue up, say so at once (its backoff would otherwise keep it away).
     turned_away: Option<usize>,
     system_idle: bool,
+    /// The slowest speed among this node and every peer whose beacon came (it only goes down).
+    slowest_speed: u32,
+    /// Peers whose last beacon said they are at least [`FASTER`] times the slowest speed:
+    /// the only ones jobs are kept back for. Empty on a mesh of equal machines, so that the
+    /// common case costs nothing.
+    fast_peers: BTreeSet<NodeId>,
     rng: u64,
     effects: VecDeque<Effect>,
     stats: CoreStats,
@@ -394,6 +414,7 @@ impl Core {
             local.0[0], local.0[1], local.0[2], local.0[3], local.0[4], local.0[5], local.0[6],
             local.0[7],
         ]);
+        let slowest_speed = config.speed;
         Core {
             scheduler: Scheduler::new(config.slots),
             config,
@@ -419,6 +440,8 @@ impl Core {
             emptied_at: None,
             turned_away: None,
             system_idle: true,
+            slowest_speed,
+            fast_peers: BTreeSet::new(),
             rng: seed | 1,
             effects: VecDeque::new(),
             stats: CoreStats::default(),
@@ -503,6 +526,9 @@ impl Core {
         }
         if let Some((_, sent)) = self.steal_pending {
             next = next.min(sent + STEAL_TIMEOUT);
+        }
+        if let Some(expiry) = self.scheduler.hold_expiry() {
+            next = next.min(expiry);
         }
         next
     }
@@ -606,6 +632,7 @@ impl Core {
             avoid_until: None,
             steal_backoff_until: now,
             steal_backoff: Duration::ZERO,
+            leased: 0,
         });
         self.holders.peer_up(peer);
         // A busy node lets the newcomer know soon (one beacon for a burst of newcomers); an
@@ -620,6 +647,7 @@ impl Core {
     /// this node go back to the queue.
     pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
         self.peers.remove(&peer);
+        self.fast_peers.remove(&peer);
         self.set_busy(peer, None);
         self.holders.peer_down(peer);
         let lost: Vec<(JobId, BuildId)> = self
@@ -680,6 +708,7 @@ impl Core {
         }
         state.beacon_at = Some(now);
         self.set_busy(peer, busy);
+        self.note_speed(peer, beacon.speed);
         self.after_event(now);
     }
 
@@ -704,6 +733,11 @@ impl Core {
         }
     }
 
+    /// A peer's speed, as its last beacon said.
+    pub fn peer_speed(&self, peer: &NodeId) -> Option<u32> {
+        Some(self.peers.get(peer)?.beacon.as_ref()?.speed)
+    }
+
     /// The peers known to hold a job's result.
     pub fn holders(&self, job: &JobId) -> &[NodeId] {
         self.holders.get(job)
@@ -720,7 +754,7 @@ impl Core {
                 beacon: state.beacon.clone(),
                 beacon_at: state.beacon_at,
                 n_results: self.holders.count(node),
-                n_leased: self.leases.values().filter(|l| l.thief == *node).count(),
+                n_leased: state.leased as usize,
                 failures: state.failures,
                 avoided_until: state.avoid_until,
             })
@@ -744,9 +778,19 @@ impl Core {
         }
         let tools: BTreeSet<Digest> = request.tools.iter().copied().collect();
         let max = (request.max_jobs as usize).min(64);
+        // The most critical jobs wait a moment for a peer much faster than this thief.
+        let thief_speed = self
+            .peers
+            .get(&peer)
+            .and_then(|p| p.beacon.as_ref())
+            .map_or(self.slowest_speed, |b| b.speed);
+        let hold = self.hold_for(now, thief_speed, Some(peer));
+        // A thief that jobs are kept back for takes the most critical ones, wherever their
+        // inputs are; others take what they hold the inputs of first.
+        let critical_first = self.fast_peers.contains(&peer);
         let holders = &self.holders;
         let leased = &self.leases;
-        let given = self.scheduler.take_for_peer(peer, max, |id, job| {
+        let given = self.scheduler.take_for_peer(peer, max, hold, |id, job| {
             let runnable = job.toolchain.platform == request.platform
                 && job
                     .toolchain
@@ -755,6 +799,9 @@ impl Core {
                     .all(|digest| tools.contains(digest));
             if !runnable || leased.contains_key(&id) {
                 return None;
+            }
+            if critical_first {
+                return Some(0);
             }
             let local_deps = job
                 .deps
@@ -1018,6 +1065,7 @@ impl Core {
             let Some(lease) = self.leases.remove(&job) else {
                 continue;
             };
+            self.count_lease(lease.thief, false);
             if self.scheduler.requeue(now, lease.build, job) {
                 self.stats.leases_requeued += 1;
                 self.effects.push_back(Effect::Returned {
@@ -1070,8 +1118,77 @@ impl Core {
                 self.effects.push_back(Effect::Publish(Gossip::Have(jobs)));
             }
         }
+        let hold = self.hold_for(now, self.config.speed, None);
+        self.scheduler.set_hold(hold);
         self.maybe_beacon(now);
         self.maybe_steal(now);
+    }
+
+    /// Records a peer's speed: whether it is one of the fast peers jobs are kept back for.
+    fn note_speed(&mut self, peer: NodeId, speed: u32) {
+        if speed < self.slowest_speed {
+            // A new slowest machine: peers that were not fast before may be now.
+            self.slowest_speed = speed;
+            let slowest = speed;
+            self.fast_peers = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.beacon.as_ref().is_some_and(|b| faster(b.speed, slowest)))
+                .map(|(node, _)| *node)
+                .collect();
+        } else if faster(speed, self.slowest_speed) {
+            self.fast_peers.insert(peer);
+        } else {
+            self.fast_peers.remove(&peer);
+        }
+    }
+
+    /// Which queued jobs a node of `speed` (this one, or the thief `except`) should leave for
+    /// faster peers: as many as those peers have slots free, as far as this node knows, and
+    /// at least one each. A peer counts while its last beacon said it had nothing queued (so
+    /// it is looking for work), it shares, it is on this platform and it is not avoided; its
+    /// free slots are those of that beacon less the jobs this node has leased to it since.
+    ///
+    /// One job is kept back even for a fast peer that looks full: one of its slots frees
+    /// soon, and the critical path gains more from waiting for it (at most
+    /// [`CoreConfig::speed_hold`]) than from a slow start now. Beacons are not sent when only
+    /// free slots change, so "full" is often stale too. In netsim's office LAN, with a build
+    /// box at 1.5×, builds took 1.41× their bound with nothing kept back; keeping back only
+    /// for free slots gave 1.24× (50 ms hold); with this rule, 1.05× (50 ms) and 1.03×
+    /// (100 ms); believing a beacon that said "no free slot", 1.20× (100 ms).
+    fn hold_for(&self, now: Time, speed: u32, except: Option<NodeId>) -> Hold {
+        if self.fast_peers.is_empty() {
+            return Hold::NONE;
+        }
+        let mut count = 0usize;
+        for node in &self.fast_peers {
+            if Some(*node) == except {
+                continue;
+            }
+            let Some(state) = self.peers.get(node) else {
+                continue;
+            };
+            let Some(beacon) = state.beacon.as_ref() else {
+                continue;
+            };
+            let looking = beacon.queue_len == 0
+                && beacon.share != SharePolicy::Never
+                && beacon.platform == self.platform
+                && state.avoid_until.is_none_or(|until| until <= now);
+            if !looking || !faster(beacon.speed, speed) {
+                continue;
+            }
+            count += beacon.free_slots.saturating_sub(state.leased).max(1) as usize;
+        }
+        if count == 0 {
+            return Hold::NONE;
+        }
+        Hold {
+            count,
+            now,
+            window: self.config.speed_hold,
+            min_estimate: self.config.speed_hold.saturating_mul(MIN_HELD_JOB_IN_HOLDS),
+        }
     }
 
     fn announce(&mut self, now: Time, job: JobId) {
@@ -1093,14 +1210,28 @@ impl Core {
     }
 
     fn insert_lease(&mut self, job: JobId, lease: LeaseOut) {
+        self.count_lease(lease.thief, true);
         if let Some(old) = self.leases.insert(job, lease) {
+            self.count_lease(old.thief, false);
             self.lease_deadlines.remove(old.deadline, job);
         }
         self.lease_deadlines.insert(lease.deadline, job);
     }
 
+    /// Keeps [`PeerState::leased`] up to date as a lease to `thief` comes or goes.
+    fn count_lease(&mut self, thief: NodeId, added: bool) {
+        if let Some(state) = self.peers.get_mut(&thief) {
+            state.leased = if added {
+                state.leased.saturating_add(1)
+            } else {
+                state.leased.saturating_sub(1)
+            };
+        }
+    }
+
     fn remove_lease(&mut self, job: &JobId) -> Option<LeaseOut> {
         let lease = self.leases.remove(job)?;
+        self.count_lease(lease.thief, false);
         self.lease_deadlines.remove(lease.deadline, *job);
         Some(lease)
     }
@@ -1172,6 +1303,7 @@ impl Core {
             tools: self.tools.iter().copied().collect(),
             share: self.config.share,
             max_shared_slots: u32::try_from(self.config.max_shared_slots).unwrap_or(u32::MAX),
+            speed: self.config.speed,
         };
         self.effects
             .push_back(Effect::Publish(Gossip::Beacon(beacon)));
@@ -1198,7 +1330,12 @@ impl Core {
         // known to be busy counts as a competitor, and so does this node.
         // Rather than roll every `steal_backoff` (a wake-up each time, on every idle node),
         // draw how many rolls it takes, and sleep until then: about idle / wanted of them.
-        let idle = (self.peers.len() - self.busy_peers.len().min(self.peers.len()) + 1) as u64;
+        // A node that victims keep jobs back for competes only with the other fast peers.
+        let idle = if faster(self.config.speed, self.slowest_speed) {
+            self.fast_peers.len() as u64 + 1
+        } else {
+            (self.peers.len() - self.busy_peers.len().min(self.peers.len()) + 1) as u64
+        };
         let wanted = total.saturating_mul(u64::from(self.config.steal_fanout.max(1)));
         if wanted < idle && !std::mem::take(&mut self.steal_turn) {
             let rolls = self.next_random() % (2 * idle / wanted + 1);
@@ -1347,6 +1484,20 @@ impl Core {
         z ^ (z >> 31)
     }
 }
+
+/// How much faster than another a node must be to be given the jobs that other would take
+/// (`faster`): a quarter, so that two machines of one kind, whose measured speeds differ by a
+/// few percent, never wait for each other.
+const FASTER: (u32, u32) = (5, 4);
+
+/// Whether `speed` is at least [`FASTER`] times `than`.
+fn faster(speed: u32, than: u32) -> bool {
+    u64::from(speed) * u64::from(FASTER.1) >= u64::from(than) * u64::from(FASTER.0)
+}
+
+/// Jobs expected to run less than this many [`CoreConfig::speed_hold`]s are never kept back
+/// for a faster peer: the wait could cost more than the faster run saves.
+const MIN_HELD_JOB_IN_HOLDS: u32 = 10;
 
 /// How soon after a peer comes up a busy node beacons (peers that come up together get one
 /// beacon).

@@ -52,6 +52,8 @@ fn duration_of(job: &Job) -> Duration {
 struct Sim {
     now: Time,
     cores: BTreeMap<NodeId, Core>,
+    /// Each node's speed in thousandths: a job runs `1000 / speed` times its named time.
+    speeds: BTreeMap<NodeId, u32>,
     /// Results each node holds.
     held: BTreeMap<NodeId, HashSet<JobId>>,
     /// Nodes that crashed: they take no events and send nothing.
@@ -74,9 +76,15 @@ enum Running {
 
 impl Sim {
     fn new(specs: &[(u8, usize, SharePolicy, bool)]) -> Sim {
+        Sim::with_speeds(specs, &[])
+    }
+
+    /// Nodes as in [`Sim::new`], those in `speeds` with that speed (the rest 1000).
+    fn with_speeds(specs: &[(u8, usize, SharePolicy, bool)], speeds: &[(u8, u32)]) -> Sim {
         let mut sim = Sim {
             now: Time::ZERO,
             cores: BTreeMap::new(),
+            speeds: BTreeMap::new(),
             held: BTreeMap::new(),
             crashed: BTreeSet::new(),
             running: Vec::new(),
@@ -89,6 +97,11 @@ impl Sim {
             let mut config = CoreConfig::new(*slots);
             config.share = *share;
             config.lease_ttl = Duration::from_millis(300);
+            config.speed = speeds
+                .iter()
+                .find(|(m, _)| m == n)
+                .map_or(1000, |(_, speed)| *speed);
+            sim.speeds.insert(node(*n), config.speed);
             let tools = if *has_cc {
                 BTreeSet::from([CC])
             } else {
@@ -108,6 +121,11 @@ impl Sim {
             }
         }
         sim
+    }
+
+    /// How long `job` runs on `id`.
+    fn run_time(&self, id: NodeId, job: &Job) -> Duration {
+        duration_of(job) * 1000 / self.speeds[&id]
     }
 
     fn core(&mut self, id: NodeId) -> &mut Core {
@@ -171,7 +189,8 @@ impl Sim {
                 self.core(id).on_peer_cache(now, build, job, peer, hit);
             }
             Effect::Start { build, job } => {
-                let duration = duration_of(self.core(id).job(build, job).expect("a job"));
+                let job_def = self.core(id).job(build, job).expect("a job").clone();
+                let duration = self.run_time(id, &job_def);
                 self.running
                     .push((now + duration, id, Running::Own { build, job }));
             }
@@ -184,7 +203,7 @@ impl Sim {
                     StolenOutcome::Succeeded
                 };
                 self.running.push((
-                    now + duration_of(&job),
+                    now + self.run_time(id, &job),
                     id,
                     Running::Stolen {
                         id: job_id,
@@ -629,4 +648,88 @@ fn the_holder_map_is_bounded_and_forgets_the_least_recently_announced() {
     assert!(core.holders(&ids[398]).is_empty());
     assert_eq!(core.peers().iter().map(|p| p.n_results).sum::<usize>(), 1);
     while core.poll_effect().is_some() {}
+}
+
+/// A chain of `n` jobs of `ms` each, and `wide` independent jobs of `ms` beside it.
+fn chain_and_crowd(n: usize, wide: usize, ms: u64) -> (Vec<Job>, Vec<JobId>) {
+    let mut jobs = Vec::new();
+    let mut chain = Vec::new();
+    for i in 0..n {
+        let deps: Vec<JobId> = chain.last().copied().into_iter().collect();
+        let j = job(&format!("c{i}"), ms, &deps);
+        chain.push(j.id());
+        jobs.push(j);
+    }
+    jobs.extend((0..wide).map(|i| job(&format!("w{i}"), ms, &[])));
+    (jobs, chain)
+}
+
+#[test]
+fn the_critical_path_goes_to_a_much_faster_peer() {
+    // The origin could run everything itself, but node 2 runs at twice its speed.
+    let mut sim = Sim::with_speeds(
+        &[
+            (1, 4, SharePolicy::Idle, true),
+            (2, 2, SharePolicy::Always, true),
+        ],
+        &[(2, 2000)],
+    );
+    sim.settle(); // the beacons, so that each knows the other's speed
+    let (jobs, chain) = chain_and_crowd(5, 3, 1000);
+    sim.add_build(node(1), BuildId(1), &jobs);
+    let outcome = sim.run_until_done(BuildId(1));
+    assert!(outcome.success);
+    for id in &chain {
+        let runner = sim.ran.iter().find(|(_, j)| j == id).map(|(n, _)| *n);
+        assert_eq!(runner, Some(node(2)), "a chain job ran on {runner:?}");
+    }
+    // Five seconds of chain at twice the speed, a moment of waiting for each.
+    assert!(sim.now < Time::from_millis(2_600), "makespan {:?}", sim.now);
+}
+
+#[test]
+fn a_faster_peer_that_never_comes_costs_at_most_the_hold() {
+    let mut sim = Sim::with_speeds(
+        &[
+            (1, 4, SharePolicy::Idle, true),
+            (2, 2, SharePolicy::Always, true),
+        ],
+        &[(2, 2000)],
+    );
+    sim.settle();
+    // Node 2 said it is idle and fast, then stopped answering without its link going down.
+    sim.crashed.insert(node(2));
+    let (jobs, chain) = chain_and_crowd(5, 0, 1000);
+    sim.add_build(node(1), BuildId(1), &jobs);
+    let outcome = sim.run_until_done(BuildId(1));
+    assert!(outcome.success);
+    assert!(sim.ran.iter().all(|(n, _)| *n == node(1)));
+    assert_eq!(sim.ran.len(), chain.len());
+    // Each chain job waited at most `speed_hold` (100 ms) for node 2 before starting here.
+    let hold = CoreConfig::new(1).speed_hold;
+    let worst = Time::from_millis(5_000) + hold * 5;
+    assert!(
+        sim.now > Time::from_millis(5_000) && sim.now <= worst,
+        "makespan {:?}",
+        sim.now
+    );
+}
+
+#[test]
+fn machines_of_one_speed_keep_nothing_back() {
+    // 10% apart is noise in a measured speed, not a faster machine.
+    let mut sim = Sim::with_speeds(
+        &[
+            (1, 4, SharePolicy::Idle, true),
+            (2, 2, SharePolicy::Always, true),
+        ],
+        &[(2, 1100)],
+    );
+    sim.settle();
+    let (jobs, _) = chain_and_crowd(3, 0, 1000);
+    sim.add_build(node(1), BuildId(1), &jobs);
+    assert!(sim.run_until_done(BuildId(1)).success);
+    // The origin had free slots: it ran the chain at once, without waiting for anyone.
+    assert!(sim.ran.iter().all(|(n, _)| *n == node(1)));
+    assert_eq!(sim.now, Time::from_millis(3_000));
 }

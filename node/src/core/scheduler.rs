@@ -136,10 +136,47 @@ pub enum PlanError {
     DuplicateBuild(BuildId),
 }
 
+/// Queued jobs kept back for peers faster than the node about to take them, so that a
+/// build's critical path runs on its fastest machine (set by `Core`, which knows the peers).
+///
+/// The `count` highest-priority queued jobs that are worth moving (expected to run at least
+/// `min_estimate`) and were queued less than `window` before `now` are passed over; the
+/// rest are taken as usual. A job held longer than `window` is taken by whoever comes, so a
+/// fast peer that does not come costs at most `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// How many jobs to keep back.
+    pub count: usize,
+    /// The time now.
+    pub now: Time,
+    /// The longest a job is kept back.
+    pub window: Duration,
+    /// Jobs expected to run for less are never kept back.
+    pub min_estimate: Duration,
+}
+
+impl Hold {
+    /// Keeps nothing back.
+    pub const NONE: Hold = Hold {
+        count: 0,
+        now: Time::ZERO,
+        window: Duration::ZERO,
+        min_estimate: Duration::ZERO,
+    };
+
+    fn holds(&self, entry: &Entry) -> bool {
+        entry.estimate >= self.min_estimate && entry.queued_at + self.window > self.now
+    }
+}
+
 /// The scheduler of every build this node runs.
 #[derive(Debug)]
 pub struct Scheduler {
     slots: usize,
+    /// Queued jobs the local slots leave for faster peers.
+    hold: Hold,
+    /// When the earliest job kept back by `hold` stops being kept back.
+    hold_expiry: Option<Time>,
     /// Slots taken by work that is not the scheduler's own (jobs stolen from peers).
     reserved: usize,
     running: usize,
@@ -170,6 +207,8 @@ struct Entry {
     dependents: Vec<JobId>,
     deps_left: usize,
     priority: u64,
+    /// How long it is expected to run (zero when unknown).
+    estimate: Duration,
     state: State,
     /// Settled from a cache rather than run (for the counts when it is reopened).
     cached: bool,
@@ -222,6 +261,8 @@ impl Scheduler {
     pub fn new(slots: usize) -> Scheduler {
         Scheduler {
             slots: slots.max(1),
+            hold: Hold::NONE,
+            hold_expiry: None,
             reserved: 0,
             running: 0,
             builds: BTreeMap::new(),
@@ -243,6 +284,18 @@ impl Scheduler {
     /// Sets how many slots other work (jobs run for peers) takes.
     pub fn set_reserved(&mut self, reserved: usize) {
         self.reserved = reserved;
+    }
+
+    /// Sets which queued jobs the local slots leave for faster peers (from the next
+    /// [`Scheduler::poll_effect`] on).
+    pub fn set_hold(&mut self, hold: Hold) {
+        self.hold = hold;
+    }
+
+    /// When a job that the local slots left for faster peers may start here after all: the
+    /// driver should poll again then.
+    pub fn hold_expiry(&self) -> Option<Time> {
+        self.hold_expiry
     }
 
     /// Slots neither running a local job nor reserved.
@@ -306,6 +359,7 @@ impl Scheduler {
                     dependents: Vec::new(),
                     deps_left: planned.job.deps.len(),
                     priority: 0,
+                    estimate: planned.estimate,
                     state: State::Waiting,
                     cached: false,
                     queued_at: Time::ZERO,
@@ -566,12 +620,14 @@ impl Scheduler {
 
     /// Gives up to `max` queued jobs to a peer: the highest priority first, among those
     /// `score` accepts (`None` refuses a job; a higher score is preferred among the
-    /// `4 * max` best candidates). The jobs count as running on `peer` until
-    /// [`Scheduler::on_job_finished`] or [`Scheduler::requeue`].
+    /// `4 * max` best candidates), except those `hold` keeps back for faster peers. The jobs
+    /// count as running on `peer` until [`Scheduler::on_job_finished`] or
+    /// [`Scheduler::requeue`].
     pub fn take_for_peer(
         &mut self,
         peer: NodeId,
         max: usize,
+        hold: Hold,
         mut score: impl FnMut(JobId, &Job) -> Option<i64>,
     ) -> Vec<(BuildId, JobId, Arc<Job>, Time)> {
         let mut given = Vec::new();
@@ -579,6 +635,8 @@ impl Scheduler {
             return given;
         }
         let window = max.saturating_mul(4);
+        // Enough candidates that `window` remain after the held ones.
+        let wanted = window.saturating_add(hold.count);
         // Candidates from every build, by priority: (priority, build, ready entry, score).
         let mut candidates: Vec<(u64, BuildId, Ready, i64)> = Vec::new();
         let mut refused: Vec<(BuildId, Ready)> = Vec::new();
@@ -591,7 +649,7 @@ impl Scheduler {
             // candidate once; its other entry is dropped like any stale one.
             let mut seen: Vec<JobId> = Vec::new();
             let mut taken = 0;
-            while taken < window {
+            while taken < wanted {
                 let Some(ready) = b.ready.pop() else { break };
                 let Some(entry) = b.jobs.get(&ready.job) else {
                     continue;
@@ -609,8 +667,28 @@ impl Scheduler {
                 }
             }
         }
-        // Best `window` by priority, then prefer the higher score within them.
+        // Best `window` by priority, after the held ones, then prefer the higher score within
+        // them.
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.seq.cmp(&b.2.seq)));
+        if hold.count > 0 {
+            let mut left = hold.count;
+            let mut kept = Vec::with_capacity(candidates.len());
+            for candidate in candidates {
+                let holds = left > 0
+                    && self
+                        .builds
+                        .get(&candidate.1)
+                        .and_then(|b| b.jobs.get(&candidate.2.job))
+                        .is_some_and(|entry| hold.holds(entry));
+                if holds {
+                    left -= 1;
+                    refused.push((candidate.1, candidate.2));
+                } else {
+                    kept.push(candidate);
+                }
+            }
+            candidates = kept;
+        }
         let mut window_set: Vec<_> = candidates.drain(..candidates.len().min(window)).collect();
         let rest = candidates;
         window_set.sort_by(|a, b| {
@@ -817,7 +895,13 @@ impl Scheduler {
 
     /// Starts queued jobs while slots are free: the highest priority over all builds that are
     /// under their own parallelism limit.
+    ///
+    /// The jobs [`Scheduler::set_hold`] keeps back are passed over and stay queued.
     fn fill_slots(&mut self) {
+        let hold = self.hold;
+        let mut to_hold = hold.count;
+        let mut held: Vec<(BuildId, Ready)> = Vec::new();
+        self.hold_expiry = None;
         while self.running + self.reserved < self.slots {
             let best = self
                 .builds
@@ -837,6 +921,13 @@ impl Scheduler {
                 // Finished meanwhile by a peer: a stale heap entry.
                 continue;
             }
+            if to_hold > 0 && hold.holds(entry) {
+                to_hold -= 1;
+                let expiry = entry.queued_at + hold.window;
+                self.hold_expiry = Some(self.hold_expiry.map_or(expiry, |e| e.min(expiry)));
+                held.push((build, ready));
+                continue;
+            }
             entry.state = State::Running(None);
             b.running += 1;
             b.in_flight += 1;
@@ -845,6 +936,11 @@ impl Scheduler {
                 build,
                 job: ready.job,
             });
+        }
+        for (build, ready) in held {
+            if let Some(b) = self.builds.get_mut(&build) {
+                b.ready.push(ready);
+            }
         }
     }
 
@@ -1320,7 +1416,7 @@ mod tests {
         for (build, job) in lookups {
             s.on_cache_lookup(now, build, job, false);
         }
-        let given = s.take_for_peer(NodeId([9; 32]), 4, |_, _| Some(0));
+        let given = s.take_for_peer(NodeId([9; 32]), 4, Hold::NONE, |_, _| Some(0));
         let mut names: Vec<String> = given
             .iter()
             .map(|(_, id, _, _)| name_of(&s, b, *id))
@@ -1335,6 +1431,64 @@ mod tests {
             Some(Effect::BuildDone { outcome, .. }) => assert!(outcome.success),
             other => panic!("expected the build to end, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn held_jobs_wait_for_a_faster_peer_but_not_for_ever() {
+        // Four independent jobs: `long1` and `long2` are worth moving, `short` is not.
+        let (jobs, ids) = plan(&[
+            ("long1", &[], 3000),
+            ("long2", &[], 2000),
+            ("short", &[], 5),
+            ("mid", &[], 1000),
+        ]);
+        let b = BuildId(1);
+        let mut s = Scheduler::new(4);
+        s.add_build(Time::ZERO, b, jobs, OPTS).expect("valid");
+        let lookups: Vec<JobId> = std::iter::from_fn(|| s.effects.pop_front())
+            .filter_map(|e| match e {
+                Effect::LookupCache { job, .. } => Some(job),
+                _ => None,
+            })
+            .collect();
+        let queued_at = Time::from_millis(10);
+        for job in lookups {
+            s.on_cache_lookup(queued_at, b, job, false);
+        }
+        let hold = |count, now| Hold {
+            count,
+            now,
+            window: Duration::from_millis(100),
+            min_estimate: Duration::from_millis(1000),
+        };
+        // The two most critical jobs are kept back: local slots take the others.
+        s.set_hold(hold(2, Time::from_millis(20)));
+        let started: Vec<JobId> = std::iter::from_fn(|| s.poll_effect())
+            .filter_map(|e| match e {
+                Effect::Start { job, .. } => Some(job),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, [ids["mid"], ids["short"]]);
+        assert_eq!(s.queued(), 2);
+        assert_eq!(s.hold_expiry(), Some(Time::from_millis(110)));
+        // A slow thief, with the same hold, is given nothing; a fast one takes both.
+        let slow = s.take_for_peer(
+            NodeId([8; 32]),
+            4,
+            hold(2, Time::from_millis(30)),
+            |_, _| Some(0),
+        );
+        assert!(slow.is_empty());
+        let fast = s.take_for_peer(NodeId([9; 32]), 1, Hold::NONE, |_, _| Some(0));
+        assert_eq!(name_of(&s, b, fast[0].1), "long1");
+        // Once the window has passed, a local slot takes what is left.
+        s.set_hold(hold(2, Time::from_millis(110)));
+        match s.poll_effect() {
+            Some(Effect::Start { job, .. }) => assert_eq!(name_of(&s, b, job), "long2"),
+            other => panic!("expected long2 to start, got {other:?}"),
+        }
+        assert_eq!(s.hold_expiry(), None);
     }
 
     #[test]

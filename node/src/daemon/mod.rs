@@ -13,6 +13,7 @@ mod lower;
 mod outputs;
 mod server;
 mod session;
+mod speed;
 
 pub use config::{DaemonConfig, MeshSettings};
 pub use conn::ConnError;

@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) locks: WorkspaceLocks,
     /// Second links of the files published into `weft-out/`.
     pub(crate) kept: KeptOutputs,
+    /// This machine's speed in thousandths, as its beacons say.
+    speed: u32,
     next_build: AtomicU64,
     started: Instant,
     activity: Mutex<Activity>,
@@ -177,6 +179,15 @@ pub async fn run(
     let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
     let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
     let mut core = CoreConfig::new(config.slots);
+    // Only peers care how fast this machine is: measured only when there are any.
+    core.speed = match config.mesh.speed {
+        Some(speed) => (speed * 1000.0).round().clamp(1.0, 1_000_000.0) as u32,
+        None if mesh.is_some() => tokio::task::spawn_blocking(super::speed::measure)
+            .await
+            .unwrap_or(1000),
+        None => 1000,
+    };
+    let speed = core.speed;
     core.share = config.mesh.share;
     core.max_shared_slots = config
         .mesh
@@ -199,6 +210,7 @@ pub async fn run(
     );
     let shared = Arc::new(Shared {
         kept: KeptOutputs::new(home.kept_outputs()),
+        speed,
         home,
         digests: SourceDigests::new(store.clone()),
         toolchains,
@@ -378,6 +390,7 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         bytes_in: stats.bytes_in,
         bytes_out: stats.bytes_out,
         bulk_blobs: stats.bulk_blobs,
+        speed: shared.speed,
     })
 }
 
@@ -420,6 +433,7 @@ async fn peer_reports(shared: &Shared) -> Vec<PeerReport> {
                 n_tools: beacon.map(|b| u32::try_from(b.tools.len()).unwrap_or(u32::MAX)),
                 share: beacon.map(|b| b.share),
                 max_shared_slots: beacon.map(|b| b.max_shared_slots),
+                speed: beacon.map(|b| b.speed),
                 n_results: view.map_or(0, |v| v.n_results as u64),
                 n_leased: view.map_or(0, |v| v.n_leased as u64),
                 avoided: view.is_some_and(|v| v.avoided_until.is_some()),

@@ -266,5 +266,5 @@ impl Mesh {
 
 /// The name of the gossip topic of the team `team`.
 pub(crate) fn topic_name(team: &super::team::TeamId) -> String {
-    format!("weft/{team}/v1")
+    format!("weft/{team}/v2")
 }

@@ -9,7 +9,7 @@
 //! - [`start`] returns a [`Mesh`] handle and a channel of [`MeshEvent`]s;
 //! - the protocols, each documented with its flow: admission (`/weft/admit/1`), requests
 //!   (`/weft/rpc/1`) and blobs (`/weft/blob/1`), all on QUIC streams of one connection per
-//!   peer; gossip on the gossipsub topic `weft/<team id>/v1` (parameters in [`MeshConfig`]'s
+//!   peer; gossip on the gossipsub topic `weft/<team id>/v2` (parameters in [`MeshConfig`]'s
 //!   module);
 //! - the bulk lane (`bulk`): blobs of 4 MiB and more over TLS 1.3 on TCP, at the QUIC
 //!   listener's port number, authenticated with the same libp2p identity and served only to

@@ -299,6 +299,8 @@ pub struct MeshStatus {
     pub bytes_out: u64,
     /// Blobs fetched over the bulk lane (TLS on TCP) rather than QUIC.
     pub bulk_blobs: u64,
+    /// How fast this machine runs a job, in thousandths of the reference machine's speed.
+    pub speed: u32,
 }
 
 /// One peer, as `weft peers` shows it.
@@ -324,6 +326,8 @@ pub struct PeerReport {
     pub share: Option<SharePolicy>,
     /// From its last beacon: at most this many slots for others.
     pub max_shared_slots: Option<u32>,
+    /// From its last beacon: how fast it runs a job, in thousandths of the reference.
+    pub speed: Option<u32>,
     /// Results it announced.
     pub n_results: u64,
     /// Jobs of this node's it runs now.

@@ -160,6 +160,10 @@ pub struct LoadBeacon {
     pub share: SharePolicy,
     /// At most this many slots run others' jobs.
     pub max_shared_slots: u32,
+    /// How fast one slot runs a job, in thousandths of the reference machine's speed
+    /// (`1000`: as fast; `1500`: a job of 3 s takes 2 s). Peers give the jobs on a build's
+    /// critical path to a node clearly faster than the others.
+    pub speed: u32,
 }
 
 /// When a node runs jobs for its peers.

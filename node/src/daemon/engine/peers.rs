@@ -238,6 +238,11 @@ impl EngineTask {
                 fetched: true,
             } => {
                 self.record_result(job, &result);
+                // How long it would have run here: the next build's critical path counts it.
+                let here = f64::from(self.core.config().speed.max(1));
+                let there = self.core.peer_speed(&peer).map_or(here, f64::from);
+                let duration = Duration::from_millis(result.duration_ms).mul_f64(there / here);
+                self.durations.insert(self.name_of(job), duration);
                 match self
                     .core
                     .on_stolen_report(now, peer, job, StolenOutcome::Succeeded)

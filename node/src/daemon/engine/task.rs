@@ -275,7 +275,7 @@ pub(super) struct EngineTask {
     pub(super) node: NodeId,
     pub(super) builds: HashMap<BuildId, BuildState>,
     /// How long each job (by name) took last time: the scheduler's priorities.
-    durations: HashMap<String, Duration>,
+    pub(super) durations: HashMap<String, Duration>,
     /// Results checked against the store, for no-op builds that look up every job.
     known: KnownResults,
     /// This node and every peer admitted since the daemon started: whose signatures count.
