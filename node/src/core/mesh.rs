@@ -397,6 +397,10 @@ pub struct Core {
     /// the only ones jobs are kept back for. Empty on a mesh of equal machines, so that the
     /// common case costs nothing.
     fast_peers: BTreeSet<NodeId>,
+    /// Whether the scheduler was last given a hold that keeps jobs back. With no fast peer
+    /// and none, neither the hold nor its expiry is looked at: on a large mesh every event
+    /// would otherwise touch the scheduler's memory for nothing.
+    holding: bool,
     rng: u64,
     effects: VecDeque<Effect>,
     stats: CoreStats,
@@ -442,6 +446,7 @@ impl Core {
             system_idle: true,
             slowest_speed,
             fast_peers: BTreeSet::new(),
+            holding: false,
             rng: seed | 1,
             effects: VecDeque::new(),
             stats: CoreStats::default(),
@@ -527,7 +532,9 @@ impl Core {
         if let Some((_, sent)) = self.steal_pending {
             next = next.min(sent + STEAL_TIMEOUT);
         }
-        if let Some(expiry) = self.scheduler.hold_expiry() {
+        if self.holding
+            && let Some(expiry) = self.scheduler.hold_expiry()
+        {
             next = next.min(expiry);
         }
         next
@@ -1118,8 +1125,11 @@ impl Core {
                 self.effects.push_back(Effect::Publish(Gossip::Have(jobs)));
             }
         }
-        let hold = self.hold_for(now, self.config.speed, None);
-        self.scheduler.set_hold(hold);
+        if self.holding || !self.fast_peers.is_empty() {
+            let hold = self.hold_for(now, self.config.speed, None);
+            self.holding = hold.count > 0;
+            self.scheduler.set_hold(hold);
+        }
         self.maybe_beacon(now);
         self.maybe_steal(now);
     }
