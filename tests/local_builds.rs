@@ -438,3 +438,51 @@ job(name = "b", outs = ["o"], cmds = [cat("{{OUTPUT_DIR}}/o", "b")])
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(env.read("weft-out/o"), "b");
 }
+
+/// `long` alone, and `short` with a job after it. Both read `seed.txt`.
+const LONG_AND_SHORT: &str = r#"
+job(name = "long", srcs = ["seed.txt"], outs = ["long.out"],
+    cmds = [exec(["sh", "-c", "sleep 0.4; cat seed.txt > {{OUTPUT_DIR}}/long.out"])])
+job(name = "short", srcs = ["seed.txt"], outs = ["short.out"],
+    cmds = [exec(["sh", "-c", "sleep 0.05; cat seed.txt > {{OUTPUT_DIR}}/short.out"])])
+job(name = "tail", deps = [":short"], outs = ["tail.out"],
+    cmds = [exec(["sh", "-c", "sleep 0.05; cat {{DEP::short}}/short.out > {{OUTPUT_DIR}}/tail.out"])])
+"#;
+
+/// The names of the jobs started, in the order they started.
+fn start_order(events: &[serde_json::Value]) -> Vec<String> {
+    events_of(events, "Started")
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn job_durations_outlive_the_daemon() {
+    let env = TestEnv::new();
+    env.write("BUILD", LONG_AND_SHORT);
+    env.write("seed.txt", "1\n");
+    // Nothing known: the deeper chain goes first, then the job queued first.
+    let (output, events) = env.build(&["-j1"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(start_order(&events), ["//:short", "//:long", "//:tail"]);
+    let file = env.home.path().join("durations.json");
+    wait_until(Duration::from_secs(10), "durations.json", || file.exists());
+
+    // A new daemon, and every job runs again: `long` is known to be the longest path.
+    let stopped = env.run(&["shutdown"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    env.write("seed.txt", "2\n");
+    let (output, events) = env.build(&["-j1"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(start_order(&events), ["//:long", "//:short", "//:tail"]);
+
+    // A broken file costs the estimates, not the build.
+    let stopped = env.run(&["shutdown"]);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    std::fs::write(env.home.path().join("durations.json"), "not json").expect("write");
+    env.write("seed.txt", "3\n");
+    let (output, events) = env.build(&["-j1"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(start_order(&events), ["//:short", "//:long", "//:tail"]);
+}

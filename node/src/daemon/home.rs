@@ -70,6 +70,11 @@ impl Home {
         self.root.join("published")
     }
 
+    /// How long each job took last time (see `engine/durations.rs`).
+    pub fn durations(&self) -> PathBuf {
+        self.root.join("durations.json")
+    }
+
     /// Where job sandboxes are made.
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandbox")

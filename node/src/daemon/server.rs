@@ -205,6 +205,7 @@ pub async fn run(
         EngineConfig {
             core,
             idle_load: config.mesh.idle_load,
+            durations: Some(home.durations()),
         },
         mesh_events,
     );

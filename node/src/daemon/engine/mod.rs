@@ -11,6 +11,7 @@
 //!   and peers' stolen ones;
 //! - `peers`: the mesh: requests from peers, and the requests the core sends to them.
 
+mod durations;
 mod peers;
 mod task;
 mod work;

@@ -2,6 +2,7 @@
 //! the core's timer, each followed by carrying out the core's effects.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, InlineBlob, Le
 use weft_protocol::{ActionResult, Job, JobId, NodeId, Signature};
 use weft_store::Store;
 
+use super::durations::{self, Durations};
 use super::work::{OwnRun, StolenReport};
 use crate::core::{
     BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, CoreStats, Effect, JobOutcome, PeerView,
@@ -51,6 +53,8 @@ pub(crate) struct EngineConfig {
     pub(crate) core: CoreConfig,
     /// Under this 1-minute load average (and with no build here), the machine is idle.
     pub(crate) idle_load: f64,
+    /// Where job durations are kept across restarts; `None` keeps them in memory.
+    pub(crate) durations: Option<PathBuf>,
 }
 
 /// A build as the engine receives it.
@@ -195,7 +199,10 @@ impl Engine {
             context,
             node,
             builds: HashMap::new(),
-            durations: HashMap::new(),
+            durations: match &config.durations {
+                Some(path) => Durations::load(path.clone()),
+                None => Durations::default(),
+            },
             known: KnownResults::default(),
             members: HashSet::from([node]),
             stolen: HashMap::new(),
@@ -275,7 +282,7 @@ pub(super) struct EngineTask {
     pub(super) node: NodeId,
     pub(super) builds: HashMap<BuildId, BuildState>,
     /// How long each job (by name) took last time: the scheduler's priorities.
-    pub(super) durations: HashMap<String, Duration>,
+    pub(super) durations: Durations,
     /// Results checked against the store, for no-op builds that look up every job.
     known: KnownResults,
     /// This node and every peer admitted since the daemon started: whose signatures count.
@@ -376,7 +383,7 @@ impl EngineTask {
                     .map(|(id, job)| PlannedJob {
                         id: *id,
                         job: job.clone(),
-                        estimate: self.durations.get(&job.name).copied().unwrap_or_default(),
+                        estimate: self.durations.get(&job.name).unwrap_or_default(),
                     })
                     .collect();
                 // The tools this build uses are tools this node has.
@@ -517,6 +524,9 @@ impl EngineTask {
                 }
                 Effect::Skipped { .. } => {}
                 Effect::BuildDone { build, outcome } => {
+                    if let Some((path, bytes)) = self.durations.take_changes() {
+                        tokio::task::spawn_blocking(move || durations::write(&path, &bytes));
+                    }
                     if let Some(state) = self.builds.remove(&build) {
                         let _ = state.events.send(EngineEvent::Done {
                             outcome,
