@@ -239,6 +239,17 @@ fn a_daemon_from_another_binary_is_replaced() {
         .expect("open")
         .set_len(std::fs::metadata(&copy).expect("stat").len() + 1)
         .expect("grow");
+    // A child that another test forks while the copy is open for writing holds it open
+    // until that child execs: running the copy fails with "text file busy" until then.
+    wait_until(Duration::from_secs(10), "the copy to be executable", || {
+        std::process::Command::new(&copy)
+            .arg("--help")
+            .output()
+            .map_or_else(
+                |e| e.kind() != std::io::ErrorKind::ExecutableFileBusy,
+                |_| true,
+            )
+    });
     let env = env.with_bin(copy);
     let output = env.run(&["build"]);
     assert!(output.status.success(), "{}", text(&output));
