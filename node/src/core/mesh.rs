@@ -397,6 +397,8 @@ pub struct Core {
     /// the only ones jobs are kept back for. Empty on a mesh of equal machines, so that the
     /// common case costs nothing.
     fast_peers: BTreeSet<NodeId>,
+    /// Peers whose beacon came (the others' speed is unknown).
+    beaconed: usize,
     /// Whether the scheduler was last given a hold that keeps jobs back. With no fast peer
     /// and none, neither the hold nor its expiry is looked at: on a large mesh every event
     /// would otherwise touch the scheduler's memory for nothing.
@@ -446,6 +448,7 @@ impl Core {
             system_idle: true,
             slowest_speed,
             fast_peers: BTreeSet::new(),
+            beaconed: 0,
             holding: false,
             rng: seed | 1,
             effects: VecDeque::new(),
@@ -653,7 +656,9 @@ impl Core {
     /// A peer left, or its connection dropped: what it held is gone, and the jobs it ran for
     /// this node go back to the queue.
     pub fn on_peer_down(&mut self, now: Time, peer: NodeId) {
-        self.peers.remove(&peer);
+        if self.peers.remove(&peer).is_some_and(|p| p.beacon.is_some()) {
+            self.beaconed -= 1;
+        }
         self.fast_peers.remove(&peer);
         self.set_busy(peer, None);
         self.holders.peer_down(peer);
@@ -696,19 +701,23 @@ impl Core {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        let before = state.beacon.as_ref().map_or(0, |b| b.queue_len);
-        if beacon.queue_len > 0 && (before == 0 || state.steal_backoff_until > now) {
+        let speed = self.config.speed;
+        let before = state.beacon.as_ref().map_or(0, |b| open_queue(b, speed));
+        let queue_len = open_queue(beacon, speed);
+        if queue_len > 0 && (before == 0 || state.steal_backoff_until > now) {
             // Newly busy, or busy again since it turned this node away: ask again at once.
             state.steal_backoff_until = now;
             state.steal_backoff = Duration::ZERO;
         }
-        if beacon.queue_len > before && self.steal_turn {
+        if queue_len > before && self.steal_turn {
             // More work than when this node drew its turn: draw again, with the new odds.
             self.steal_gate = self.steal_gate.min(now);
             self.steal_turn = false;
         }
-        let busy =
-            (beacon.queue_len > 0 && beacon.platform == self.platform).then(|| state.steal_ready());
+        let busy = (queue_len > 0 && beacon.platform == self.platform).then(|| state.steal_ready());
+        if state.beacon.is_none() {
+            self.beaconed += 1;
+        }
         // Most beacons repeat the last one (an idle node's, every so often): keep it.
         if state.beacon.as_ref() != Some(beacon) {
             state.beacon = Some(beacon.clone());
@@ -817,7 +826,11 @@ impl Core {
                 .count();
             Some(local_deps as i64)
         });
-        if given.is_empty() {
+        if given.is_empty() && hold.count == 0 {
+            // Say so when more jobs queue up. Not when jobs were kept back for a faster
+            // peer: this thief would be turned away again, and with it every slow peer that
+            // the beacon wakes (netsim: eight times the steal requests on a farm of 500
+            // fast and 500 slow machines).
             self.turned_away = Some(self.scheduler.queued());
         }
         let ttl_ms = u64::try_from(self.config.lease_ttl.as_millis()).unwrap_or(u64::MAX);
@@ -1125,7 +1138,9 @@ impl Core {
                 self.effects.push_back(Effect::Publish(Gossip::Have(jobs)));
             }
         }
-        if self.holding || !self.fast_peers.is_empty() {
+        // Only a node with jobs queued has anything to keep back (most nodes of a large mesh
+        // have none, and would otherwise count the fast peers at every gossip message).
+        if self.holding || (!self.fast_peers.is_empty() && self.scheduler.queued() > 0) {
             let hold = self.hold_for(now, self.config.speed, None);
             self.holding = hold.count > 0;
             self.scheduler.set_hold(hold);
@@ -1164,8 +1179,8 @@ impl Core {
     /// [`CoreConfig::speed_hold`]) than from a slow start now. Beacons are not sent when only
     /// free slots change, so "full" is often stale too. In netsim's office LAN, with a build
     /// box at 1.5×, builds took 1.41× their bound with nothing kept back; keeping back only
-    /// for free slots gave 1.24× (50 ms hold); with this rule, 1.05× (50 ms) and 1.03×
-    /// (100 ms); believing a beacon that said "no free slot", 1.20× (100 ms).
+    /// for free slots gave 1.24× (50 ms hold); with this rule, about 1.04× (50 or 100 ms);
+    /// believing a beacon that said "no free slot", 1.20× (100 ms).
     fn hold_for(&self, now: Time, speed: u32, except: Option<NodeId>) -> Hold {
         if self.fast_peers.is_empty() {
             return Hold::NONE;
@@ -1305,6 +1320,13 @@ impl Core {
         }
         self.last_beacon = Some(busy);
         self.turned_away = None;
+        let held = if self.holding {
+            self.hold_for(now, self.config.speed, None)
+                .count
+                .min(self.scheduler.queued())
+        } else {
+            0
+        };
         self.beacon_due = now + interval;
         let beacon = LoadBeacon {
             free_slots: u32::try_from(self.shared_slots_free()).unwrap_or(u32::MAX),
@@ -1314,6 +1336,7 @@ impl Core {
             share: self.config.share,
             max_shared_slots: u32::try_from(self.config.max_shared_slots).unwrap_or(u32::MAX),
             speed: self.config.speed,
+            held: u32::try_from(held).unwrap_or(u32::MAX),
         };
         self.effects
             .push_back(Effect::Publish(Gossip::Beacon(beacon)));
@@ -1340,9 +1363,14 @@ impl Core {
         // known to be busy counts as a competitor, and so does this node.
         // Rather than roll every `steal_backoff` (a wake-up each time, on every idle node),
         // draw how many rolls it takes, and sleep until then: about idle / wanted of them.
-        // A node that victims keep jobs back for competes only with the other fast peers.
+        // A node that victims keep jobs back for competes only with the other fast peers
+        // (a build box among laptops asks at once rather than wait its turn behind them),
+        // and with every peer whose speed it does not know yet: on a large mesh beacons are
+        // sparse, and 500 fast machines that each thought itself one of few made twelve
+        // times the steal requests (netsim).
         let idle = if faster(self.config.speed, self.slowest_speed) {
-            self.fast_peers.len() as u64 + 1
+            let unknown = self.peers.len().saturating_sub(self.beaconed);
+            (self.fast_peers.len() + unknown) as u64 + 1
         } else {
             (self.peers.len() - self.busy_peers.len().min(self.peers.len()) + 1) as u64
         };
@@ -1393,8 +1421,8 @@ impl Core {
             return None;
         }
         let beacon = p.beacon.as_ref()?;
-        (beacon.queue_len > 0 && beacon.platform == self.platform)
-            .then_some(u64::from(beacon.queue_len))
+        let queue_len = open_queue(beacon, self.config.speed);
+        (queue_len > 0 && beacon.platform == self.platform).then_some(u64::from(queue_len))
     }
 
     /// Asks the next peer that announced the job's result; false when none is left.
@@ -1499,6 +1527,16 @@ impl Core {
 /// (`faster`): a quarter, so that two machines of one kind, whose measured speeds differ by a
 /// few percent, never wait for each other.
 const FASTER: (u32, u32) = (5, 4);
+
+/// The jobs in a peer's beacon that a node of `speed` may be given: those it keeps back for
+/// faster peers are left out unless this node is one of them.
+fn open_queue(beacon: &LoadBeacon, speed: u32) -> u32 {
+    if faster(speed, beacon.speed) {
+        beacon.queue_len
+    } else {
+        beacon.queue_len.saturating_sub(beacon.held)
+    }
+}
 
 /// Whether `speed` is at least [`FASTER`] times `than`.
 fn faster(speed: u32, than: u32) -> bool {
