@@ -7,8 +7,13 @@
 //! 4 MiB table, data-dependent branches), against the time it takes on the reference
 //! machine. The best run, not the mean, so that a busy moment at start does not make a
 //! machine look slow; and peers act only on a difference of a quarter or more, which is
-//! far above what is left of the noise. `speed = 1.5` in the daemon's configuration
-//! replaces the measurement.
+//! far above what is left of the noise (four daemons measuring at once on this 2-core
+//! machine spread by 11%). `speed = 1.5` in the daemon's configuration replaces the
+//! measurement.
+//!
+//! The workload is this binary's code, so an unoptimized (debug) build measures itself about
+//! five times slower than a release build on the same machine: peers compare fairly only
+//! when they run the same kind of build, as a team does.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
