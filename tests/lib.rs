@@ -406,12 +406,7 @@ impl TestNode {
 
     /// How many peers this node has admitted.
     pub fn admitted_peers(&self) -> usize {
-        let output = self
-            .cmd(self.home.path())
-            .arg("peers")
-            .output()
-            .expect("weft peers");
-        String::from_utf8_lossy(&output.stdout)
+        self.peers_text()
             .lines()
             .filter(|l| l.trim() == "admission admitted")
             .count()

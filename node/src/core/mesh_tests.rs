@@ -664,17 +664,24 @@ fn chain_and_crowd(n: usize, wide: usize, ms: u64) -> (Vec<Job>, Vec<JobId>) {
     (jobs, chain)
 }
 
-#[test]
-fn the_critical_path_goes_to_a_much_faster_peer() {
-    // The origin could run everything itself, but node 2 runs at twice its speed.
+/// Node 1 (4 slots, sharing when idle) and node 2 (2 slots, always sharing) at `speed`,
+/// after their first beacons, so that each knows the other's speed.
+fn origin_and_peer_at(speed: u32) -> Sim {
     let mut sim = Sim::with_speeds(
         &[
             (1, 4, SharePolicy::Idle, true),
             (2, 2, SharePolicy::Always, true),
         ],
-        &[(2, 2000)],
+        &[(2, speed)],
     );
-    sim.settle(); // the beacons, so that each knows the other's speed
+    sim.settle();
+    sim
+}
+
+#[test]
+fn the_critical_path_goes_to_a_much_faster_peer() {
+    // The origin could run everything itself, but node 2 runs at twice its speed.
+    let mut sim = origin_and_peer_at(2000);
     let (jobs, chain) = chain_and_crowd(5, 3, 1000);
     sim.add_build(node(1), BuildId(1), &jobs);
     let outcome = sim.run_until_done(BuildId(1));
@@ -689,14 +696,7 @@ fn the_critical_path_goes_to_a_much_faster_peer() {
 
 #[test]
 fn a_faster_peer_that_never_comes_costs_at_most_the_hold() {
-    let mut sim = Sim::with_speeds(
-        &[
-            (1, 4, SharePolicy::Idle, true),
-            (2, 2, SharePolicy::Always, true),
-        ],
-        &[(2, 2000)],
-    );
-    sim.settle();
+    let mut sim = origin_and_peer_at(2000);
     // Node 2 said it is idle and fast, then stopped answering without its link going down.
     sim.crashed.insert(node(2));
     let (jobs, chain) = chain_and_crowd(5, 0, 1000);
@@ -718,14 +718,7 @@ fn a_faster_peer_that_never_comes_costs_at_most_the_hold() {
 #[test]
 fn machines_of_one_speed_keep_nothing_back() {
     // 10% apart is noise in a measured speed, not a faster machine.
-    let mut sim = Sim::with_speeds(
-        &[
-            (1, 4, SharePolicy::Idle, true),
-            (2, 2, SharePolicy::Always, true),
-        ],
-        &[(2, 1100)],
-    );
-    sim.settle();
+    let mut sim = origin_and_peer_at(1100);
     let (jobs, _) = chain_and_crowd(3, 0, 1000);
     sim.add_build(node(1), BuildId(1), &jobs);
     assert!(sim.run_until_done(BuildId(1)).success);
