@@ -399,10 +399,11 @@ pub struct Core {
     fast_peers: BTreeSet<NodeId>,
     /// Peers whose beacon came (the others' speed is unknown).
     beaconed: usize,
-    /// Whether the scheduler was last given a hold that keeps jobs back. With no fast peer
-    /// and none, neither the hold nor its expiry is looked at: on a large mesh every event
-    /// would otherwise touch the scheduler's memory for nothing.
-    holding: bool,
+    /// How many jobs the hold last given to the scheduler keeps back (what beacons call
+    /// `held`). With no fast peer and none held, neither the hold nor its expiry is looked
+    /// at: on a large mesh every event would otherwise touch the scheduler's memory for
+    /// nothing.
+    held: usize,
     rng: u64,
     effects: VecDeque<Effect>,
     stats: CoreStats,
@@ -449,7 +450,7 @@ impl Core {
             slowest_speed,
             fast_peers: BTreeSet::new(),
             beaconed: 0,
-            holding: false,
+            held: 0,
             rng: seed | 1,
             effects: VecDeque::new(),
             stats: CoreStats::default(),
@@ -535,7 +536,7 @@ impl Core {
         if let Some((_, sent)) = self.steal_pending {
             next = next.min(sent + STEAL_TIMEOUT);
         }
-        if self.holding
+        if self.held > 0
             && let Some(expiry) = self.scheduler.hold_expiry()
         {
             next = next.min(expiry);
@@ -1140,9 +1141,9 @@ impl Core {
         }
         // Only a node with jobs queued has anything to keep back (most nodes of a large mesh
         // have none, and would otherwise count the fast peers at every gossip message).
-        if self.holding || (!self.fast_peers.is_empty() && self.scheduler.queued() > 0) {
+        if self.held > 0 || (!self.fast_peers.is_empty() && self.scheduler.queued() > 0) {
             let hold = self.hold_for(now, self.config.speed, None);
-            self.holding = hold.count > 0;
+            self.held = hold.count;
             self.scheduler.set_hold(hold);
         }
         self.maybe_beacon(now);
@@ -1320,10 +1321,9 @@ impl Core {
         }
         self.last_beacon = Some(busy);
         self.turned_away = None;
-        let held = if self.holding {
-            self.hold_for(now, self.config.speed, None)
-                .count
-                .min(self.scheduler.queued())
+        // The hold `after_event` just gave the scheduler, as far as the queue goes.
+        let held = if self.held > 0 {
+            self.held.min(self.scheduler.queued())
         } else {
             0
         };

@@ -25,7 +25,8 @@ const MAX_FILE_BYTES: u64 = 128 << 20;
 /// How long each job took last time, by name.
 #[derive(Debug, Default)]
 pub(crate) struct Durations {
-    by_name: HashMap<String, Duration>,
+    /// Milliseconds by name, as the file has them.
+    by_name: HashMap<String, u64>,
     /// Where they are kept; `None` keeps them in memory only.
     path: Option<PathBuf>,
     /// Changed since the last save.
@@ -53,19 +54,17 @@ impl Durations {
 
     /// How long `name` took last time.
     pub(crate) fn get(&self, name: &str) -> Option<Duration> {
-        self.by_name.get(name).copied()
+        self.by_name.get(name).map(|ms| Duration::from_millis(*ms))
     }
 
     /// `name` took `duration` this time.
     pub(crate) fn insert(&mut self, name: String, duration: Duration) {
-        // Kept to the millisecond, as the file has them: a run that differs by less does
-        // not make the file dirty.
-        let duration =
-            Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        // Kept to the millisecond: a run that differs by less does not make the file dirty.
+        let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         if self.by_name.len() >= MAX_NAMES && !self.by_name.contains_key(&name) {
             return;
         }
-        if self.by_name.insert(name, duration) != Some(duration) {
+        if self.by_name.insert(name, ms) != Some(ms) {
             self.dirty = true;
         }
     }
@@ -77,17 +76,7 @@ impl Durations {
             return None;
         }
         let path = self.path.clone()?;
-        let millis: HashMap<&str, u64> = self
-            .by_name
-            .iter()
-            .map(|(name, d)| {
-                (
-                    name.as_str(),
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-                )
-            })
-            .collect();
-        match serde_json::to_vec(&millis) {
+        match serde_json::to_vec(&self.by_name) {
             Ok(bytes) => Some((path, bytes)),
             Err(e) => {
                 warn!("cannot encode job durations: {e}");
@@ -111,7 +100,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) {
 }
 
 /// The file's durations; `Err(None)` when there is no file.
-fn read(path: &Path) -> Result<HashMap<String, Duration>, Option<String>> {
+fn read(path: &Path) -> Result<HashMap<String, u64>, Option<String>> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
@@ -126,11 +115,7 @@ fn read(path: &Path) -> Result<HashMap<String, Duration>, Option<String>> {
     let bytes = std::fs::read(path).map_err(|e| Some(format!("cannot read it: {e}")))?;
     let millis: HashMap<String, u64> = serde_json::from_slice(&bytes)
         .map_err(|e| Some(format!("it is not a durations file: {e}")))?;
-    Ok(millis
-        .into_iter()
-        .take(MAX_NAMES)
-        .map(|(name, ms)| (name, Duration::from_millis(ms)))
-        .collect())
+    Ok(millis.into_iter().take(MAX_NAMES).collect())
 }
 
 #[cfg(test)]
