@@ -1,36 +1,38 @@
-//! Driving the cores: each [`Effect`] carried out the way the daemon's engine carries it out
-//! (`node/src/daemon/engine/{task,peers,work}.rs`), with the simulated links and stores in
-//! place of QUIC and disks.
+//! Driving the cores: each [`Effect`] carried out with the simulated links and stores in place
+//! of QUIC and disks. Every decision is the core's, as in the daemon's engine; this only moves
+//! (simulated) bytes and time.
 //!
 //! Protocol flow, as the daemon has it and as simulated here:
 //!
 //! - `LookupCache`: answered at once from the node's action cache (results it ran).
-//! - `QueryPeer`: a `CacheQuery` rpc; a hit on a job whose outputs the build wants is fetched
-//!   before it counts; a failed rpc is a miss.
+//! - `QueryPeer`: a `CacheQuery` rpc; for a query `with_outputs`, a hit's outputs are fetched
+//!   from that peer (unless the store has them) before it counts; a failed rpc is a miss.
 //! - `Start`: the outputs of the job's deps that are not in the store are fetched, one dep at
-//!   a time, each from the first holder that serves it (the node that made it, then those
-//!   that announced it); then the job runs for its duration divided by the node's speed. A
-//!   dep nobody can serve makes the run end with `on_deps_lost`.
-//! - `SendSteal`: a `Steal` rpc; the victim's `on_steal_request` picks the leases and the
-//!   engine adds where each dep's outputs are; a failed rpc is `on_steal_failed`.
+//!   a time, each from the first of the start's holders that serves it; then the job runs for
+//!   its duration divided by the node's speed. A dep nobody can serve makes the run end with
+//!   `on_deps_lost`.
+//! - `SendSteal`: a `Steal` rpc; the victim's `on_steal_request` gives the leases, each with
+//!   where its deps' outputs are; a failed rpc is `on_steal_failed`.
 //! - `RunStolen`: the thief fetches the job's inputs from the origin and its deps' outputs
-//!   from their holders, then runs it; a missing input or dep is an infrastructure failure.
+//!   from the lease's holders, then runs it; a missing input or dep is an infrastructure
+//!   failure.
 //! - `SendRenew`: a `Renew` rpc, answered by `on_renew`; the answer goes to `on_renewed`.
-//! - `SendDone`: a `Done` rpc; for a job whose outputs the origin wants, the origin keeps the
-//!   lease alive, fetches the outputs from the thief, and only then reports the success to
-//!   its core (or an infrastructure failure when the fetch fails).
+//! - `SendDone`: a `Done` rpc; when the origin's core answers `FetchOutputs`, the origin
+//!   fetches the outputs from the thief (unless its store has them) and tells
+//!   `on_thief_outputs`.
 //! - `Publish`: gossip (see [`super::gossip`]).
-//! - On a new connection each side sends the other a `Have` rpc with its recent results.
+//! - On a new connection each side sends the other the `Have` rpcs its core's `on_peer_up`
+//!   returned.
 
-use weft_node::core::{BuildId, Effect, JobOutcome, StolenOutcome, Time};
+use weft_node::core::{
+    BuildEffect, BuildId, Effect, JobOutcome, Made, Report, StolenOutcome, Time,
+};
 use weft_protocol::wire::{Lease, LeaseDep};
 use weft_protocol::{Digest, JobId, NodeId};
 
 use super::metrics::short;
 use super::net::micros;
-use super::state::{
-    Ev, FetchFor, Item, RECENT_RESULTS, Reply, RpcKind, Run, RunKind, Step, StolenJob,
-};
+use super::state::{Ev, FetchFor, Item, Reply, RpcKind, Run, RunKind, Step, StolenJob};
 use super::world::{Sim, kind};
 
 /// Trace record kinds for effects.
@@ -75,14 +77,14 @@ impl Sim {
 
     fn record_effect(&mut self, node: u32, effect: &Effect) {
         let (tag, detail) = match effect {
-            Effect::LookupCache { job, .. } => (effect::LOOKUP, short(job)),
+            Effect::Build(BuildEffect::LookupCache { job, .. }) => (effect::LOOKUP, short(job)),
             Effect::QueryPeer { job, .. } => (effect::QUERY, short(job)),
-            Effect::Start { job, .. } => (effect::START, short(job)),
+            Effect::Build(BuildEffect::Start { id, .. }) => (effect::START, short(id)),
             Effect::GivenAway { job, .. } => (effect::GIVEN, short(job)),
             Effect::Returned { job, .. } => (effect::RETURNED, short(job)),
-            Effect::Cancel { job, .. } => (effect::CANCEL, short(job)),
-            Effect::Skipped { job, .. } => (effect::SKIPPED, short(job)),
-            Effect::BuildDone { build, .. } => (effect::BUILD_DONE, build.0),
+            Effect::Build(BuildEffect::Cancel { job, .. }) => (effect::CANCEL, short(job)),
+            Effect::Build(BuildEffect::Skipped { job, .. }) => (effect::SKIPPED, short(job)),
+            Effect::Build(BuildEffect::BuildDone { build, .. }) => (effect::BUILD_DONE, build.0),
             Effect::RunStolen { id, .. } => (effect::RUN_STOLEN, short(id)),
             Effect::CancelStolen { id } => (effect::CANCEL_STOLEN, short(id)),
             Effect::SendSteal { peer, .. } => (
@@ -105,29 +107,40 @@ impl Sim {
     fn handle(&mut self, node: u32, effect: Effect) {
         let now = self.now;
         match effect {
-            Effect::LookupCache { build, job } => {
+            Effect::Build(BuildEffect::LookupCache { build, job }) => {
                 let n = &mut self.nodes[node as usize];
-                let hit = n.store.results.contains(&job);
-                if hit {
-                    set_maker(n, build, job, node);
-                }
+                let hit = n.store.results.contains(&job).then(|| made(job, n.id));
                 if let Some(core) = &mut n.core {
                     core.on_local_cache(now, build, job, hit);
                 }
             }
-            Effect::QueryPeer { build, job, peer } => match self.index_of(&peer) {
+            Effect::QueryPeer {
+                build,
+                job,
+                peer,
+                with_outputs,
+            } => match self.index_of(&peer) {
                 Some(server) => {
-                    self.send_rpc(node, server, RpcKind::Query { build, job });
+                    let query = RpcKind::Query {
+                        build,
+                        job,
+                        with_outputs,
+                    };
+                    self.send_rpc(node, server, query);
                 }
                 None => {
                     if let Some(core) = &mut self.nodes[node as usize].core {
-                        core.on_peer_cache(now, build, job, peer, false);
+                        core.on_peer_cache(now, build, job, peer, None);
                     }
                 }
             },
-            Effect::Start { build, job } => self.start_own(node, build, job),
-            Effect::GivenAway { .. } | Effect::Returned { .. } | Effect::Skipped { .. } => {}
-            Effect::Cancel { build, job } => {
+            Effect::Build(BuildEffect::Start {
+                build, id, deps, ..
+            }) => self.start_own(node, build, id, &deps),
+            Effect::GivenAway { .. }
+            | Effect::Returned { .. }
+            | Effect::Build(BuildEffect::Skipped { .. }) => {}
+            Effect::Build(BuildEffect::Cancel { build, job }) => {
                 let n = &mut self.nodes[node as usize];
                 if let Some(token) = n.own_runs.remove(&(build, job)) {
                     if let Some(run) = n.runs.remove(&token) {
@@ -139,10 +152,14 @@ impl Sim {
                     core.on_job_finished(now, build, job, JobOutcome::Cancelled);
                 }
             }
-            Effect::BuildDone { build, outcome } => self.build_done(node, build, outcome),
-            Effect::RunStolen { origin, id, .. } => {
+            Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
+                self.build_done(node, build, outcome)
+            }
+            Effect::RunStolen {
+                origin, id, deps, ..
+            } => {
                 let origin = self.index_of(&origin).unwrap_or(node);
-                self.start_stolen(node, origin, id);
+                self.start_stolen(node, origin, id, &deps);
             }
             Effect::CancelStolen { id } => {
                 let n = &mut self.nodes[node as usize];
@@ -193,66 +210,30 @@ impl Sim {
 
     // ---- runs ---------------------------------------------------------------------------
 
-    /// Who may hold a dep's outputs, best first (the daemon's `holders_of`): the node that
-    /// made it, those that announced it, and `node` itself.
-    fn holders_of(&self, node: u32, dep: &JobId) -> Vec<u32> {
-        let n = &self.nodes[node as usize];
-        let mut holders = Vec::new();
-        let maker = n
-            .builds
-            .values()
-            .find_map(|b| b.makers.get(dep).copied().flatten());
-        if let Some(maker) = maker {
-            holders.push(maker);
-        }
-        if let Some(core) = &n.core {
-            for peer in core.holders(dep) {
-                if let Some(p) = self.index_of(peer)
-                    && !holders.contains(&p)
-                {
-                    holders.push(p);
-                }
-            }
-        }
-        if !holders.contains(&node) {
-            holders.push(node);
-        }
-        holders
-    }
-
     fn new_token(&mut self) -> u64 {
         self.next_token += 1;
         self.next_token
     }
 
-    fn start_own(&mut self, node: u32, build: BuildId, job: JobId) {
+    /// The fetches that bring `deps`' outputs here, each from its holders in order.
+    fn dep_steps(&self, deps: &[LeaseDep]) -> Vec<Step> {
+        deps.iter()
+            .map(|dep| Step {
+                item: Item::Output(dep.job),
+                bytes: self.jobs.get(&dep.job).map_or(0, |i| i.output_bytes),
+                holders: dep
+                    .holders
+                    .iter()
+                    .filter_map(|h| self.index_of(h))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn start_own(&mut self, node: u32, build: BuildId, job: JobId, deps: &[LeaseDep]) {
         // A victim running a job itself is a re-run too.
         self.note_rerun(node, job);
-        let Some(spec) = self.nodes[node as usize]
-            .core
-            .as_ref()
-            .and_then(|c| c.job(build, job))
-            .cloned()
-        else {
-            return;
-        };
-        let mut steps = Vec::new();
-        for dep in &spec.deps {
-            // Only deps whose result is known (the daemon skips the others).
-            let known = self.nodes[node as usize]
-                .builds
-                .get(&build)
-                .is_some_and(|b| b.makers.contains_key(dep));
-            if !known {
-                continue;
-            }
-            let bytes = self.jobs.get(dep).map_or(0, |i| i.output_bytes);
-            steps.push(Step {
-                item: Item::Output(*dep),
-                bytes,
-                holders: self.holders_of(node, dep),
-            });
-        }
+        let steps = self.dep_steps(deps);
         let token = self.new_token();
         let n = &mut self.nodes[node as usize];
         n.own_runs.insert((build, job), token);
@@ -261,29 +242,17 @@ impl Sim {
         self.advance_run(node, token);
     }
 
-    fn start_stolen(&mut self, node: u32, origin: u32, id: JobId) {
+    fn start_stolen(&mut self, node: u32, origin: u32, id: JobId, deps: &[LeaseDep]) {
         let input_bytes = self.jobs.get(&id).map_or(0, |i| i.input_bytes);
         let mut steps = vec![Step {
             item: Item::Input(id),
             bytes: input_bytes,
             holders: vec![origin],
         }];
+        steps.extend(self.dep_steps(deps));
         let token = self.new_token();
         let n = &mut self.nodes[node as usize];
-        let stolen = n.stolen.entry(id).or_default();
-        stolen.token = Some(token);
-        for (dep, holders) in &stolen.deps {
-            steps.push(Step {
-                item: Item::Output(*dep),
-                bytes: 0,
-                holders: holders.clone(),
-            });
-        }
-        for step in &mut steps[1..] {
-            if let Item::Output(dep) = step.item {
-                step.bytes = self.jobs.get(&dep).map_or(0, |i| i.output_bytes);
-            }
-        }
+        n.stolen.insert(id, StolenJob { token: Some(token) });
         n.runs
             .insert(token, Run::new(RunKind::Stolen { origin }, id, steps));
         self.advance_run(node, token);
@@ -390,10 +359,7 @@ impl Sim {
         let job = run.job;
         n.store.results.insert(job);
         n.store.trees.insert(job);
-        n.store.recent.push_back(job);
-        if n.store.recent.len() > RECENT_RESULTS {
-            n.store.recent.pop_front();
-        }
+        n.store.made.push(job);
         n.finished_at.insert(job, now);
         n.executed += 1;
         self.metrics.executed += 1;
@@ -404,9 +370,9 @@ impl Sim {
         match run.kind {
             RunKind::Own { build } => {
                 n.own_runs.remove(&(build, job));
-                set_maker(n, build, job, node);
+                let outcome = JobOutcome::Succeeded(made(job, n.id));
                 if let Some(core) = &mut n.core {
-                    core.on_job_finished(now, build, job, JobOutcome::Succeeded);
+                    core.on_job_finished(now, build, job, outcome);
                 }
             }
             RunKind::Stolen { .. } => {
@@ -431,31 +397,12 @@ impl Sim {
                 let Some(core) = self.nodes[server as usize].core.as_mut() else {
                     return (kind, Reply::Granted(Vec::new()));
                 };
-                let mut leases = core.on_steal_request(now, client_id, request);
+                let leases = core.on_steal_request(now, client_id, request);
                 let ttl = core.config().lease_ttl;
-                for lease in &mut leases {
+                for lease in &leases {
                     let id = lease.job.id();
                     self.metrics.lease_deadlines.insert((server, id), now + ttl);
                     self.note_rerun(server, id);
-                    for dep in lease.job.deps.clone() {
-                        let known = self.nodes[server as usize]
-                            .builds
-                            .values()
-                            .any(|b| b.makers.get(&dep).copied().flatten().is_some());
-                        if !known {
-                            continue;
-                        }
-                        let holders: Vec<NodeId> = self
-                            .holders_of(server, &dep)
-                            .into_iter()
-                            .map(|i| self.nodes[i as usize].id)
-                            .collect();
-                        lease.deps.push(LeaseDep {
-                            job: dep,
-                            tree: Digest::from_bytes(*dep.0.as_bytes()),
-                            holders,
-                        });
-                    }
                 }
                 self.drain(server);
                 Reply::Granted(leases)
@@ -483,7 +430,7 @@ impl Sim {
             }
             RpcKind::DepsLost { job, lost } => {
                 if let Some(core) = self.nodes[server as usize].core.as_mut() {
-                    core.on_deps_lost_report(now, client_id, *job, lost);
+                    core.on_thief_deps_lost(now, client_id, *job, lost);
                 }
                 self.drain(server);
                 Reply::Ack
@@ -517,53 +464,36 @@ impl Sim {
         let now = self.now;
         let thief_id = self.nodes[thief as usize].id;
         let n = &mut self.nodes[origin as usize];
+        let Some(core) = &mut n.core else { return };
         match outcome {
             StolenOutcome::Succeeded => {
-                let wanted = n.builds.values().any(|b| b.wanted.contains(&job));
-                if wanted && !n.store.trees.contains(&job) {
-                    // Fetch the outputs first, and keep the lease alive meanwhile.
-                    if let Some(core) = &mut n.core {
-                        core.on_renew(now, thief_id, &[job]);
+                if core.on_thief_done(now, thief_id, job, tree_of(job)) == Report::FetchOutputs {
+                    if n.store.trees.contains(&job) {
+                        core.on_thief_outputs(now, thief_id, job, tree_of(job), true);
+                    } else {
                         let ttl = core.config().lease_ttl;
                         self.metrics
                             .lease_deadlines
                             .insert((origin, job), now + ttl);
+                        let bytes = self.jobs.get(&job).map_or(0, |i| i.output_bytes);
+                        self.send_rpc(
+                            origin,
+                            thief,
+                            RpcKind::Fetch {
+                                item: Item::Output(job),
+                                bytes,
+                                why: FetchFor::Report { thief, job },
+                            },
+                        );
+                        return;
                     }
-                    let bytes = self.jobs.get(&job).map_or(0, |i| i.output_bytes);
-                    self.send_rpc(
-                        origin,
-                        thief,
-                        RpcKind::Fetch {
-                            item: Item::Output(job),
-                            bytes,
-                            why: FetchFor::Report { thief, job },
-                        },
-                    );
-                    return;
                 }
-                self.accept_thief_result(origin, thief, job);
             }
             StolenOutcome::Failed | StolenOutcome::Infrastructure => {
-                if let Some(core) = &mut n.core {
-                    core.on_stolen_report(now, thief_id, job, outcome);
-                }
-                self.drain(origin);
+                let infrastructure = outcome == StolenOutcome::Infrastructure;
+                core.on_thief_failed(now, thief_id, job, infrastructure);
             }
-            StolenOutcome::Cancelled => {}
-        }
-    }
-
-    fn accept_thief_result(&mut self, origin: u32, thief: u32, job: JobId) {
-        let now = self.now;
-        let thief_id = self.nodes[thief as usize].id;
-        let n = &mut self.nodes[origin as usize];
-        for build in n.builds.values_mut() {
-            if let Some(maker) = build.makers.get_mut(&job) {
-                *maker = Some(thief);
-            }
-        }
-        if let Some(core) = &mut n.core {
-            core.on_stolen_report(now, thief_id, job, StolenOutcome::Succeeded);
+            StolenOutcome::Cancelled => return,
         }
         self.drain(origin);
     }
@@ -584,13 +514,16 @@ impl Sim {
                 }
                 self.drain(client);
             }
-            (RpcKind::Query { build, job }, Reply::Answer { hit }) => {
+            (
+                RpcKind::Query {
+                    build,
+                    job,
+                    with_outputs,
+                },
+                Reply::Answer { hit },
+            ) => {
                 let n = &mut self.nodes[client as usize];
-                let wanted = n
-                    .builds
-                    .get(&build)
-                    .is_some_and(|b| b.wanted.contains(&job));
-                if hit && wanted && !n.store.trees.contains(&job) {
+                if hit && with_outputs && !n.store.trees.contains(&job) {
                     let bytes = self.jobs.get(&job).map_or(0, |i| i.output_bytes);
                     self.send_rpc(
                         client,
@@ -607,10 +540,8 @@ impl Sim {
                     );
                     return;
                 }
-                if hit {
-                    set_maker(n, build, job, server);
-                }
                 if let Some(core) = n.core.as_mut() {
+                    let hit = hit.then(|| made(job, server_id));
                     core.on_peer_cache(now, build, job, server_id, hit);
                 }
                 self.drain(client);
@@ -640,9 +571,9 @@ impl Sim {
                 }
                 self.drain(client);
             }
-            RpcKind::Query { build, job } => {
+            RpcKind::Query { build, job, .. } => {
                 if let Some(core) = self.nodes[client as usize].core.as_mut() {
-                    core.on_peer_cache(now, build, job, server_id, false);
+                    core.on_peer_cache(now, build, job, server_id, None);
                 }
                 self.drain(client);
             }
@@ -659,22 +590,6 @@ impl Sim {
         let now = self.now;
         let victim_id = self.nodes[victim as usize].id;
         let n = &mut self.nodes[thief as usize];
-        for lease in &leases {
-            let deps = lease
-                .deps
-                .iter()
-                .map(|d| {
-                    let holders = d
-                        .holders
-                        .iter()
-                        .filter_map(|h| self.by_id.get(h).copied())
-                        .collect();
-                    (d.job, holders)
-                })
-                .collect();
-            n.stolen
-                .insert(lease.job.id(), StolenJob { deps, token: None });
-        }
         if let Some(core) = n.core.as_mut() {
             core.on_granted(now, victim_id, leases);
         }
@@ -687,48 +602,27 @@ impl Sim {
         match why {
             FetchFor::Run { token } => self.advance_run(client, token),
             FetchFor::Report { thief, job } => {
-                if ok {
-                    self.accept_thief_result(client, thief, job);
-                } else {
-                    let thief_id = self.nodes[thief as usize].id;
-                    if let Some(core) = self.nodes[client as usize].core.as_mut() {
-                        core.on_stolen_report(now, thief_id, job, StolenOutcome::Infrastructure);
-                    }
-                    self.drain(client);
+                let thief_id = self.nodes[thief as usize].id;
+                if let Some(core) = self.nodes[client as usize].core.as_mut() {
+                    core.on_thief_outputs(now, thief_id, job, tree_of(job), ok);
                 }
+                self.drain(client);
             }
             FetchFor::CacheHit { build, job, peer } => {
                 let peer_id = self.nodes[peer as usize].id;
-                let n = &mut self.nodes[client as usize];
-                if ok {
-                    set_maker(n, build, job, peer);
-                }
-                if let Some(core) = n.core.as_mut() {
-                    core.on_peer_cache(now, build, job, peer_id, ok);
+                if let Some(core) = self.nodes[client as usize].core.as_mut() {
+                    core.on_peer_cache(now, build, job, peer_id, ok.then(|| made(job, peer_id)));
                 }
                 self.drain(client);
             }
         }
     }
 
-    /// Tells a newly connected peer what this node holds (its recent results, newest first,
-    /// in chunks of 8192).
-    pub(crate) fn send_have_snapshot(&mut self, from: u32, to: u32) {
-        let recent: Vec<JobId> = self.nodes[from as usize]
-            .store
-            .recent
-            .iter()
-            .rev()
-            .copied()
-            .collect();
-        for chunk in recent.chunks(8192) {
-            self.send_rpc(
-                from,
-                to,
-                RpcKind::Have {
-                    jobs: chunk.to_vec(),
-                },
-            );
+    /// Tells a newly connected peer what this node holds: one `Have` rpc per message its
+    /// core's `on_peer_up` gave.
+    pub(crate) fn send_have_snapshot(&mut self, from: u32, to: u32, snapshot: Vec<Vec<JobId>>) {
+        for jobs in snapshot {
+            self.send_rpc(from, to, RpcKind::Have { jobs });
         }
     }
 
@@ -744,11 +638,16 @@ impl Sim {
     }
 }
 
-fn set_maker(n: &mut super::state::SimNode, build: BuildId, job: JobId, maker: u32) {
-    if let Some(b) = n.builds.get_mut(&build)
-        && let Some(m) = b.makers.get_mut(&job)
-    {
-        *m = Some(maker);
+/// A result's output tree in the simulation: the job's id stands for it.
+fn tree_of(job: JobId) -> Digest {
+    job.0
+}
+
+/// The outputs of `job`, as `by` made them.
+fn made(job: JobId, by: NodeId) -> Made {
+    Made {
+        tree: tree_of(job),
+        by,
     }
 }
 

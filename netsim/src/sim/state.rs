@@ -1,7 +1,7 @@
 //! The simulator's state: nodes with their store and engine-side bookkeeping, runs, rpcs in
 //! flight, builds and events. Plain data; the behaviour is in the sibling modules.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::sync::Arc;
 use weft_node::core::{IdMap, IdSet};
@@ -128,9 +128,9 @@ pub(crate) struct Store {
     pub(crate) trees: IdSet<JobId>,
     /// Jobs whose own inputs (sources) are here.
     pub(crate) inputs: IdSet<JobId>,
-    /// Results made here lately, newest last (the daemon's `recent`, for a new peer's first
-    /// `Have`).
-    pub(crate) recent: VecDeque<JobId>,
+    /// Results made here, in the order they were made (what a restarted core is told its
+    /// store holds).
+    pub(crate) made: Vec<JobId>,
 }
 
 impl Store {
@@ -139,18 +139,11 @@ impl Store {
     }
 }
 
-/// The most result ids kept for a new peer's first `Have` (the daemon's `RECENT_RESULTS`).
-pub(crate) const RECENT_RESULTS: usize = 50_000;
-
 /// A build as its origin's engine sees it.
 #[derive(Debug)]
 pub(crate) struct NodeBuild {
     /// The simulator's build.
     pub(crate) sim_build: usize,
-    /// Jobs whose outputs are fetched here before they count.
-    pub(crate) wanted: IdSet<JobId>,
-    /// Every job of the build, with the node that made its result once known.
-    pub(crate) makers: IdMap<JobId, Option<u32>>,
 }
 
 /// Something a run fetches before it starts.
@@ -208,12 +201,10 @@ impl Run {
     }
 }
 
-/// A stolen job as the thief's engine knows it: where its deps' outputs are.
+/// A stolen job as the thief's engine knows it.
 #[derive(Debug, Default)]
 pub(crate) struct StolenJob {
-    /// `(dep, holders)`, best holder first.
-    pub(crate) deps: Vec<(JobId, Vec<u32>)>,
-    /// Its run, once started.
+    /// Its run.
     pub(crate) token: Option<u64>,
 }
 
@@ -281,6 +272,7 @@ pub(crate) enum RpcKind {
     Query {
         build: BuildId,
         job: JobId,
+        with_outputs: bool,
     },
     Fetch {
         item: Item,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::sync::Arc;
 use std::time::Duration;
-use weft_node::core::IdMap;
+use weft_node::core::{IdMap, IdSet};
 
 use weft_node::core::{BuildOptions, Core, CoreStats, PlannedJob, Time};
 use weft_protocol::{Digest, JobId, NodeId};
@@ -375,7 +375,9 @@ impl Sim {
         } else {
             BTreeSet::new()
         };
-        n.core = Some(Core::new(n.id, PLATFORM.into(), tools, n.spec.core.clone()));
+        let mut core = Core::new(n.id, PLATFORM.into(), tools, n.spec.core.clone());
+        core.restore_results(n.store.made.iter().copied());
+        n.core = Some(core);
         n.life += 1;
         n.timer_due = None;
         n.up_free = self.now;
@@ -519,15 +521,17 @@ impl Sim {
         self.nodes[b as usize].conn_from.insert(a);
         self.graft(a, b);
         self.trace.record(now, a, kind::CONNECT, u64::from(b));
+        let mut snapshots = Vec::with_capacity(2);
         for (x, y) in [(a, b), (b, a)] {
             let peer = self.nodes[y as usize].id;
             if let Some(core) = &mut self.nodes[x as usize].core {
-                core.on_peer_up(now, peer);
+                snapshots.push((x, y, core.on_peer_up(now, peer)));
             }
             self.drain(x);
         }
-        for (x, y) in [(a, b), (b, a)] {
-            self.send_have_snapshot(x, y);
+        // Each side tells the other what it holds once both know each other.
+        for (x, y, snapshot) in snapshots {
+            self.send_have_snapshot(x, y, snapshot);
         }
     }
 
@@ -659,6 +663,7 @@ impl Sim {
         self.next_build_id += 1;
         let instance = self.builds[index].instance.clone();
         let estimates = self.builds[index].estimates;
+        let wanted: IdSet<JobId> = instance.wanted.iter().copied().collect();
         let planned: Vec<PlannedJob> = instance
             .jobs
             .iter()
@@ -670,6 +675,7 @@ impl Sim {
                 } else {
                     Duration::ZERO
                 },
+                wanted: wanted.contains(id),
             })
             .collect();
         if self.builds[index].first_start.is_none() {
@@ -721,14 +727,7 @@ impl Sim {
         build.state = BuildState::Running(build_id);
         let n = &mut self.nodes[origin as usize];
         let slots = n.spec.core.slots;
-        n.builds.insert(
-            build_id,
-            NodeBuild {
-                sim_build: index,
-                wanted: instance.wanted.iter().copied().collect(),
-                makers: instance.jobs.iter().map(|(id, _, _)| (*id, None)).collect(),
-            },
-        );
+        n.builds.insert(build_id, NodeBuild { sim_build: index });
         n.store
             .inputs
             .extend(instance.jobs.iter().map(|(id, _, _)| *id));

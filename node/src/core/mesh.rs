@@ -13,7 +13,7 @@
 //! - **Results**: each result this node makes is announced in a batched
 //!   [`Gossip::Have`]; peers' announcements ([`Core::on_have`]) fill the map from job to
 //!   holders.
-//! - **Cache**: a ready job is looked up here first ([`Effect::LookupCache`]); on a miss, a peer
+//! - **Cache**: a ready job is looked up here first ([`BuildEffect::LookupCache`]); on a miss, a peer
 //!   that announced it is asked ([`Effect::QueryPeer`]); the shell checks the answer's
 //!   signature before reporting a hit with [`Core::on_peer_cache`].
 //! - **Stealing**: a node with free slots, nothing of its own to run and sharing allowed asks
@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_protocol::wire::{Lease, LoadBeacon, SharePolicy, StealRequest};
+use weft_protocol::wire::{Lease, LeaseDep, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
@@ -39,8 +39,7 @@ use super::deadlines::Deadlines;
 use super::holders::Holders;
 use super::id_hash::IdMap;
 use super::scheduler::{
-    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, Hold, JobOutcome, PlanError,
-    PlannedJob, Scheduler,
+    BuildEffect, BuildId, BuildOptions, Hold, JobOutcome, Made, PlanError, PlannedJob, Scheduler,
 };
 
 /// How a node takes part in the mesh. Every field names its default.
@@ -92,6 +91,13 @@ pub struct CoreConfig {
     /// kept back. Default: 100 ms (tuned with netsim: against 20 ms and 200 ms, the
     /// shortest builds on both scenarios with a fast machine; `bench/RESULTS.md`).
     pub speed_hold: Duration,
+    /// The most results listed in the first `Have` a newly admitted peer is sent (the latest
+    /// this node made). Default: 50,000.
+    pub have_snapshot: usize,
+    /// The tools, by name, that this node offers to run for peers: those found on its `PATH`
+    /// are advertised, with the tools of its own builds. Default:
+    /// [`CoreConfig::DEFAULT_ACCEPT_TOOLS`].
+    pub accept_tools: Vec<String>,
 }
 
 impl CoreConfig {
@@ -113,8 +119,20 @@ impl CoreConfig {
             max_holder_entries: 1_000_000,
             speed: 1000,
             speed_hold: Duration::from_millis(100),
+            have_snapshot: 50_000,
+            accept_tools: CoreConfig::DEFAULT_ACCEPT_TOOLS
+                .iter()
+                .map(|tool| (*tool).to_owned())
+                .collect(),
         }
     }
+
+    /// The tools a node offers peers by default: the usual compilers and shell tools.
+    pub const DEFAULT_ACCEPT_TOOLS: &[&str] = &[
+        "cc", "c++", "gcc", "g++", "clang", "clang++", "ar", "ld", "as", "ranlib", "strip", "sh",
+        "bash", "cp", "cat", "mv", "ln", "mkdir", "touch", "true", "false", "echo", "sleep", "sed",
+        "awk", "tr", "python3", "make", "rustc", "go",
+    ];
 }
 
 /// What a node gossips.
@@ -129,13 +147,11 @@ pub enum Gossip {
 /// Something the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Look the job up in this node's action cache; answer with [`Core::on_local_cache`].
-    LookupCache {
-        /// The build.
-        build: BuildId,
-        /// The job.
-        job: JobId,
-    },
+    /// A step of one of this node's builds, from its scheduler. A
+    /// [`BuildEffect::Start`] lists every place the deps' outputs may be had, best first;
+    /// answer it with [`Core::on_job_finished`] (or [`Core::on_deps_lost`]), and a
+    /// [`BuildEffect::LookupCache`] with [`Core::on_local_cache`].
+    Build(BuildEffect),
     /// Ask `peer` for its result of the job; answer with [`Core::on_peer_cache`].
     QueryPeer {
         /// The build.
@@ -144,13 +160,9 @@ pub enum Effect {
         job: JobId,
         /// A peer that announced the result.
         peer: NodeId,
-    },
-    /// Run one of this node's jobs here; answer with [`Core::on_job_finished`].
-    Start {
-        /// The build.
-        build: BuildId,
-        /// The job.
-        job: JobId,
+        /// The build publishes the job's outputs: a hit counts only once they are in this
+        /// node's store (fetched from `peer` when they are not).
+        with_outputs: bool,
     },
     /// A job of this node's now runs on a peer.
     GivenAway {
@@ -172,28 +184,8 @@ pub enum Effect {
         /// The peer that had it.
         peer: NodeId,
     },
-    /// Stop a job of this node's that runs here; then answer with [`Core::on_job_finished`].
-    Cancel {
-        /// The build.
-        build: BuildId,
-        /// The job.
-        job: JobId,
-    },
-    /// A job of a build will not run, because a dependency failed.
-    Skipped {
-        /// The build.
-        build: BuildId,
-        /// The job.
-        job: JobId,
-    },
-    /// A build is over.
-    BuildDone {
-        /// The build.
-        build: BuildId,
-        /// How it ended.
-        outcome: BuildOutcome,
-    },
-    /// Run a job stolen from `origin`; answer with [`Core::on_stolen_finished`].
+    /// Run a job stolen from `origin`; answer with [`Core::on_stolen_finished`] (or
+    /// [`Core::on_stolen_deps_lost`]).
     RunStolen {
         /// The victim.
         origin: NodeId,
@@ -201,6 +193,8 @@ pub enum Effect {
         id: JobId,
         /// The job.
         job: Arc<Job>,
+        /// Where its deps' outputs are, as the victim's lease says, best holder first.
+        deps: Vec<LeaseDep>,
     },
     /// Stop a stolen job: its lease is gone. Then answer with [`Core::on_stolen_finished`].
     CancelStolen {
@@ -244,6 +238,15 @@ pub enum Effect {
     Publish(Gossip),
 }
 
+/// How a stolen job ended, as its thief reports it (the victim's side of
+/// [`StolenOutcome`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ThiefOutcome {
+    Succeeded(Made),
+    Failed,
+    Infrastructure,
+}
+
 /// How a stolen job ended, on the thief.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StolenOutcome {
@@ -262,6 +265,9 @@ pub enum StolenOutcome {
 pub enum Report {
     /// The job was out on this lease and is now settled.
     Accepted,
+    /// The job's outputs are published here: fetch the tree from the thief, then tell
+    /// [`Core::on_thief_outputs`]. The lease is kept alive meanwhile.
+    FetchOutputs,
     /// The job was settled already; a late duplicate, harmless.
     Duplicate,
     /// No build here knows the job.
@@ -404,6 +410,8 @@ pub struct Core {
     /// at: on a large mesh every event would otherwise touch the scheduler's memory for
     /// nothing.
     held: usize,
+    /// Results this node made lately, newest last, for a newly admitted peer's first `Have`.
+    recent: VecDeque<JobId>,
     rng: u64,
     effects: VecDeque<Effect>,
     stats: CoreStats,
@@ -451,6 +459,7 @@ impl Core {
             fast_peers: BTreeSet::new(),
             beaconed: 0,
             held: 0,
+            recent: VecDeque::new(),
             rng: seed | 1,
             effects: VecDeque::new(),
             stats: CoreStats::default(),
@@ -487,11 +496,6 @@ impl Core {
         self.scheduler.is_building()
     }
 
-    /// The job behind an id in a running build.
-    pub fn job(&self, build: BuildId, job: JobId) -> Option<&Arc<Job>> {
-        self.scheduler.job(build, job)
-    }
-
     /// Tells the core about tools this node has gained (found on `PATH`).
     pub fn add_tools(&mut self, tools: impl IntoIterator<Item = Digest>) {
         self.tools.extend(tools);
@@ -505,13 +509,11 @@ impl Core {
 
     /// The next thing to do, if any. Call after every event until `None`.
     pub fn poll_effect(&mut self) -> Option<Effect> {
-        loop {
-            if let Some(effect) = self.effects.pop_front() {
-                return Some(effect);
-            }
-            let effect = self.scheduler.poll_effect()?;
-            self.translate(effect);
+        if let Some(effect) = self.effects.pop_front() {
+            return Some(effect);
         }
+        let effect = self.scheduler.poll_effect()?;
+        Some(self.complete(effect))
     }
 
     /// When [`Core::tick`] should be called next.
@@ -554,6 +556,11 @@ impl Core {
         jobs: Vec<PlannedJob>,
         options: BuildOptions,
     ) -> Result<(), PlanError> {
+        // The tools this node's builds use are tools it has.
+        for planned in &jobs {
+            self.tools
+                .extend(planned.job.toolchain.tools.values().copied());
+        }
         self.scheduler.add_build(now, build, jobs, options)?;
         self.after_event(now);
         Ok(())
@@ -576,26 +583,27 @@ impl Core {
         self.after_event(now);
     }
 
-    /// The driver's answer to [`Effect::LookupCache`].
-    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: bool) {
-        if hit {
+    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with where its outputs
+    /// are, or a miss.
+    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Made>) {
+        if let Some(made) = hit {
             self.stats.local_cache_hits += 1;
-            self.scheduler.on_cache_lookup(now, build, job, true);
+            self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if !self.ask_next_holder(build, job) {
-            self.scheduler.on_cache_lookup(now, build, job, false);
+            self.scheduler.on_cache_lookup(now, build, job, None);
         }
         self.after_event(now);
     }
 
     /// The driver's answer to [`Effect::QueryPeer`]: a hit only when the result's signature
-    /// checked out and its blobs can be had.
+    /// checked out and its blobs can be had (and, `with_outputs`, are here).
     pub fn on_peer_cache(
         &mut self,
         now: Time,
         build: BuildId,
         job: JobId,
         peer: NodeId,
-        hit: bool,
+        hit: Option<Made>,
     ) {
         if !self
             .queries
@@ -604,22 +612,23 @@ impl Core {
         {
             return;
         }
-        if hit {
+        if let Some(made) = hit {
             self.queries.remove(&(build, job));
             self.stats.peer_cache_hits += 1;
-            self.scheduler.on_cache_lookup(now, build, job, true);
+            self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if !self.ask_next_holder(build, job) {
             self.queries.remove(&(build, job));
-            self.scheduler.on_cache_lookup(now, build, job, false);
+            self.scheduler.on_cache_lookup(now, build, job, None);
         }
         self.after_event(now);
     }
 
-    /// The driver's answer to [`Effect::Start`] or [`Effect::Cancel`].
+    /// The driver's answer to [`BuildEffect::Start`] or [`BuildEffect::Cancel`]; a success
+    /// says where the outputs are (here: this node made them).
     pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
         let ran_here = self.scheduler.runner(build, job).is_none();
         self.scheduler.on_job_finished(now, build, job, outcome);
-        if ran_here && outcome == JobOutcome::Succeeded {
+        if ran_here && matches!(outcome, JobOutcome::Succeeded(_)) {
             self.announce(now, job);
         }
         self.after_event(now);
@@ -634,8 +643,11 @@ impl Core {
 
     // ---- peers --------------------------------------------------------------------------
 
-    /// A peer was admitted to the mesh.
-    pub fn on_peer_up(&mut self, now: Time, peer: NodeId) {
+    /// A peer was admitted to the mesh. Returns the `Have` messages to send it, one per
+    /// element: the latest results this node made (at most [`CoreConfig::have_snapshot`],
+    /// newest first); later ones reach it by gossip.
+    #[must_use = "the newcomer is told what this node holds"]
+    pub fn on_peer_up(&mut self, now: Time, peer: NodeId) -> Vec<Vec<JobId>> {
         self.peers.entry(peer).or_insert_with(|| PeerState {
             beacon: None,
             beacon_at: None,
@@ -652,6 +664,27 @@ impl Core {
             self.beacon_due = self.beacon_due.min(now + PEER_UP_BEACON_DELAY);
         }
         self.after_event(now);
+        let newest_first: Vec<JobId> = self.recent.iter().rev().copied().collect();
+        newest_first
+            .chunks(HAVE_SNAPSHOT_CHUNK)
+            .map(<[JobId]>::to_vec)
+            .collect()
+    }
+
+    /// Results this node's store held before this core started (a restart that kept the
+    /// store), oldest first: listed in newcomers' first `Have` like those made since.
+    pub fn restore_results(&mut self, jobs: impl IntoIterator<Item = JobId>) {
+        for job in jobs {
+            self.remember(job);
+        }
+    }
+
+    /// How long a job that ran for `duration` on `peer` would have run here, by this node's
+    /// speed and the one the peer's last beacon gave (the same, when that is unknown).
+    pub fn local_duration(&self, peer: &NodeId, duration: Duration) -> Duration {
+        let here = f64::from(self.config.speed.max(1));
+        let there = self.peer_speed(peer).map_or(here, f64::from);
+        duration.mul_f64(there / here)
     }
 
     /// A peer left, or its connection dropped: what it held is gone, and the jobs it ran for
@@ -691,7 +724,7 @@ impl Core {
         for (build, job) in waiting {
             if !self.ask_next_holder(build, job) {
                 self.queries.remove(&(build, job));
-                self.scheduler.on_cache_lookup(now, build, job, false);
+                self.scheduler.on_cache_lookup(now, build, job, None);
             }
         }
         self.after_event(now);
@@ -852,11 +885,12 @@ impl Core {
                 peer,
                 waited: now.since(queued_at),
             });
-            // The shell adds where the deps' outputs are.
+            let mut deps = self.scheduler.dep_outputs(build, &job);
+            self.add_holders(&mut deps);
             leases.push(Lease {
                 job: (*job).clone(),
                 ttl_ms,
-                deps: Vec::new(),
+                deps,
             });
         }
         self.after_event(now);
@@ -880,38 +914,92 @@ impl Core {
         lost
     }
 
-    /// A thief's report on a job it stole. The driver has checked the result's signature.
-    pub fn on_stolen_report(
+    /// A thief reports that it ran `job`, and that its outputs are the tree `tree`. The
+    /// driver has checked the result's signature. When a build here publishes the job's
+    /// outputs, they come first: the answer is [`Report::FetchOutputs`], and the lease stays
+    /// alive until [`Core::on_thief_outputs`].
+    pub fn on_thief_done(&mut self, now: Time, peer: NodeId, job: JobId, tree: Digest) -> Report {
+        if self.scheduler.is_wanted_anywhere(job) {
+            self.on_renew(now, peer, &[job]);
+            return Report::FetchOutputs;
+        }
+        self.thief_report(
+            now,
+            peer,
+            job,
+            ThiefOutcome::Succeeded(Made { tree, by: peer }),
+        )
+    }
+
+    /// The outputs of a thief's job, which [`Report::FetchOutputs`] asked for, were fetched
+    /// (or could not be: then the job runs elsewhere).
+    pub fn on_thief_outputs(
         &mut self,
         now: Time,
         peer: NodeId,
         job: JobId,
-        outcome: StolenOutcome,
+        tree: Digest,
+        fetched: bool,
     ) -> Report {
+        let outcome = if fetched {
+            ThiefOutcome::Succeeded(Made { tree, by: peer })
+        } else {
+            ThiefOutcome::Infrastructure
+        };
+        self.thief_report(now, peer, job, outcome)
+    }
+
+    /// A thief reports that `job` failed: the job itself (a compile error, say), or
+    /// (`infrastructure`) the thief's means to run it (a missing input, another tool, a full
+    /// disk), which counts against the thief.
+    pub fn on_thief_failed(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        infrastructure: bool,
+    ) -> Report {
+        let outcome = if infrastructure {
+            ThiefOutcome::Infrastructure
+        } else {
+            ThiefOutcome::Failed
+        };
+        self.thief_report(now, peer, job, outcome)
+    }
+
+    fn thief_report(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        outcome: ThiefOutcome,
+    ) -> Report {
+        if let ThiefOutcome::Succeeded(made) = outcome {
+            // Every build with the job takes its outputs from the thief from now on.
+            self.scheduler.set_made(job, made);
+        }
         let lease = self.leases.get(&job).copied();
         let report = match (lease, outcome) {
             (Some(lease), _) if lease.thief == peer => {
                 self.remove_lease(&job);
                 match outcome {
-                    StolenOutcome::Succeeded => {
+                    ThiefOutcome::Succeeded(made) => {
                         self.reset_failures(peer);
                         self.holders.add(job, peer, self.config.max_holder_entries);
                         self.scheduler.on_job_finished(
                             now,
                             lease.build,
                             job,
-                            JobOutcome::Succeeded,
+                            JobOutcome::Succeeded(made),
                         );
                     }
-                    StolenOutcome::Failed => {
+                    ThiefOutcome::Failed => {
                         self.reset_failures(peer);
                         self.scheduler
                             .on_job_finished(now, lease.build, job, JobOutcome::Failed);
                     }
-                    StolenOutcome::Infrastructure | StolenOutcome::Cancelled => {
-                        if outcome == StolenOutcome::Infrastructure {
-                            self.count_failure(now, peer);
-                        }
+                    ThiefOutcome::Infrastructure => {
+                        self.count_failure(now, peer);
                         if self.scheduler.requeue(now, lease.build, job) {
                             self.stats.leases_requeued += 1;
                         }
@@ -919,7 +1007,7 @@ impl Core {
                 }
                 Report::Accepted
             }
-            (_, StolenOutcome::Succeeded) => {
+            (_, ThiefOutcome::Succeeded(made)) => {
                 // A late report: the lease ran out, or went to another thief. The result is
                 // as good as any; settle the job if it is still open anywhere.
                 self.holders.add(job, peer, self.config.max_holder_entries);
@@ -935,10 +1023,14 @@ impl Core {
                             // Out again, with another thief: that one's report will be a
                             // duplicate.
                             self.remove_lease(&job);
-                            self.scheduler
-                                .on_job_finished(now, build, job, JobOutcome::Succeeded);
+                            self.scheduler.on_job_finished(
+                                now,
+                                build,
+                                job,
+                                JobOutcome::Succeeded(made),
+                            );
                         } else {
-                            self.scheduler.on_returned_job_done(now, build, job);
+                            self.scheduler.on_returned_job_done(now, build, job, made);
                         }
                     }
                     Report::Accepted
@@ -991,6 +1083,7 @@ impl Core {
                 origin: peer,
                 id,
                 job: Arc::new(lease.job),
+                deps: lease.deps,
             });
         }
         self.scheduler.set_reserved(self.stolen.len());
@@ -1048,7 +1141,7 @@ impl Core {
     /// A thief's report that it could not run `job`: none of the holders it was given served
     /// the outputs of the deps in `lost`. Those deps run again (here or on a peer), and the
     /// job waits for them. The thief is not blamed: the holders failed, not it.
-    pub fn on_deps_lost_report(
+    pub fn on_thief_deps_lost(
         &mut self,
         now: Time,
         peer: NodeId,
@@ -1218,12 +1311,21 @@ impl Core {
     }
 
     fn announce(&mut self, now: Time, job: JobId) {
+        self.remember(job);
         self.pending_have.push(job);
         if self.have_due.is_none() {
             self.have_due = Some(now + self.config.have_delay);
         }
         if self.pending_have.len() >= MAX_HAVE_BATCH {
             self.have_due = Some(now);
+        }
+    }
+
+    /// Keeps a result this node holds for newcomers' first `Have`.
+    fn remember(&mut self, job: JobId) {
+        self.recent.push_back(job);
+        if self.recent.len() > self.config.have_snapshot {
+            self.recent.pop_front();
         }
     }
 
@@ -1441,8 +1543,13 @@ impl Core {
         match next {
             Some(peer) => {
                 asked.push(peer);
-                self.effects
-                    .push_back(Effect::QueryPeer { build, job, peer });
+                let with_outputs = self.scheduler.is_wanted(build, job);
+                self.effects.push_back(Effect::QueryPeer {
+                    build,
+                    job,
+                    peer,
+                    with_outputs,
+                });
                 true
             }
             None => false,
@@ -1500,17 +1607,35 @@ impl Core {
         }
     }
 
-    fn translate(&mut self, effect: SchedulerEffect) {
-        self.effects.push_back(match effect {
-            SchedulerEffect::LookupCache { build, job } => Effect::LookupCache { build, job },
-            SchedulerEffect::Start { build, job } => Effect::Start { build, job },
-            SchedulerEffect::Cancel { build, job } => Effect::Cancel { build, job },
-            SchedulerEffect::Skipped { build, job } => Effect::Skipped { build, job },
-            SchedulerEffect::BuildDone { build, outcome } => {
+    /// A scheduler effect, made complete: a start lists every place its deps' outputs may
+    /// be had; a build's end forgets its lookups.
+    fn complete(&mut self, mut effect: BuildEffect) -> Effect {
+        match &mut effect {
+            BuildEffect::Start { deps, .. } => self.add_holders(deps),
+            BuildEffect::BuildDone { build, .. } => {
+                let build = *build;
                 self.queries.retain(|(b, _), _| *b != build);
-                Effect::BuildDone { build, outcome }
             }
-        });
+            BuildEffect::LookupCache { .. }
+            | BuildEffect::Cancel { .. }
+            | BuildEffect::Skipped { .. } => {}
+        }
+        Effect::Build(effect)
+    }
+
+    /// Adds to each dep's holders (the node that made it) the peers that announced it, and
+    /// last this node: the order in which a runner asks for the outputs.
+    fn add_holders(&self, deps: &mut [LeaseDep]) {
+        for dep in deps {
+            for peer in self.holders.get(&dep.job) {
+                if !dep.holders.contains(peer) {
+                    dep.holders.push(*peer);
+                }
+            }
+            if !dep.holders.contains(&self.local) {
+                dep.holders.push(self.local);
+            }
+        }
     }
 
     /// splitmix64: deterministic, seeded from the node's id.
@@ -1567,6 +1692,9 @@ const IDLE_GRACE: Duration = Duration::from_millis(500);
 /// The idle beacon interval per peer, once that exceeds
 /// [`CoreConfig::idle_beacon_interval`].
 const IDLE_BEACON_SPACING: Duration = Duration::from_millis(100);
+
+/// The most results in one `Have` message of a newcomer's first snapshot.
+const HAVE_SNAPSHOT_CHUNK: usize = 8192;
 
 /// The most peers asked for one job's result.
 const MAX_CACHE_QUERIES: usize = 3;

@@ -9,8 +9,8 @@ use weft_protocol::wire::SharePolicy;
 use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
 
 use super::{
-    BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, Gossip, JobOutcome, PlannedJob,
-    Report, StolenOutcome, Time,
+    BuildEffect, BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, Gossip, JobOutcome,
+    Made, PlannedJob, Report, StolenOutcome, Time,
 };
 
 const CC: Digest = Digest::from_bytes([7; 32]);
@@ -36,6 +36,28 @@ fn job(name: &str, ms: u64, deps: &[JobId]) -> Job {
             platform: "linux".into(),
             tools: BTreeMap::from([("cc".into(), CC)]),
         },
+    }
+}
+
+/// The outputs of `job` as `by` made them (the tree stands for the job's own).
+fn made(job: JobId, by: NodeId) -> Made {
+    Made { tree: job.0, by }
+}
+
+/// A thief's report reaches its victim, as the wire carries it (outputs are never wanted
+/// here, so a success counts at once).
+fn report(
+    victim: &mut Core,
+    now: Time,
+    thief: NodeId,
+    job: JobId,
+    outcome: StolenOutcome,
+) -> Report {
+    match outcome {
+        StolenOutcome::Succeeded => victim.on_thief_done(now, thief, job, job.0),
+        StolenOutcome::Failed => victim.on_thief_failed(now, thief, job, false),
+        StolenOutcome::Infrastructure => victim.on_thief_failed(now, thief, job, true),
+        StolenOutcome::Cancelled => unreachable!("a cancelled run is not reported"),
     }
 }
 
@@ -116,7 +138,7 @@ impl Sim {
             for b in &ids {
                 if a != b {
                     let now = sim.now;
-                    sim.core(*a).on_peer_up(now, *b);
+                    let _nothing_held_yet = sim.core(*a).on_peer_up(now, *b);
                 }
             }
         }
@@ -139,6 +161,7 @@ impl Sim {
                 id: j.id(),
                 job: Arc::new(j.clone()),
                 estimate: duration_of(j),
+                wanted: false,
             })
             .collect();
         let now = self.now;
@@ -180,16 +203,23 @@ impl Sim {
     fn handle(&mut self, id: NodeId, effect: Effect) {
         let now = self.now;
         match effect {
-            Effect::LookupCache { build, job } => {
-                let hit = self.held[&id].contains(&job);
+            Effect::Build(BuildEffect::LookupCache { build, job }) => {
+                let hit = self.held[&id].contains(&job).then(|| made(job, id));
                 self.core(id).on_local_cache(now, build, job, hit);
             }
-            Effect::QueryPeer { build, job, peer } => {
-                let hit = !self.crashed.contains(&peer) && self.held[&peer].contains(&job);
+            Effect::QueryPeer {
+                build, job, peer, ..
+            } => {
+                let hit = (!self.crashed.contains(&peer) && self.held[&peer].contains(&job))
+                    .then(|| made(job, peer));
                 self.core(id).on_peer_cache(now, build, job, peer, hit);
             }
-            Effect::Start { build, job } => {
-                let job_def = self.core(id).job(build, job).expect("a job").clone();
+            Effect::Build(BuildEffect::Start {
+                build,
+                id: job,
+                job: job_def,
+                ..
+            }) => {
                 let duration = self.run_time(id, &job_def);
                 self.running
                     .push((now + duration, id, Running::Own { build, job }));
@@ -218,7 +248,7 @@ impl Sim {
                 self.core(id)
                     .on_stolen_finished(now, job, StolenOutcome::Cancelled);
             }
-            Effect::Cancel { build, job } => {
+            Effect::Build(BuildEffect::Cancel { build, job }) => {
                 self.running.retain(|(_, n, r)| !(*n == id && matches!(r, Running::Own { build: b, job: j } if *b == build && *j == job)));
                 self.core(id)
                     .on_job_finished(now, build, job, JobOutcome::Cancelled);
@@ -245,7 +275,7 @@ impl Sim {
                 if let Some(until) = self.hold_reports_until {
                     self.delayed.push((until, id, origin, job, outcome));
                 } else if !self.crashed.contains(&origin) {
-                    self.core(origin).on_stolen_report(now, id, job, outcome);
+                    report(self.core(origin), now, id, job, outcome);
                 }
             }
             Effect::SendDepsLost {
@@ -254,7 +284,7 @@ impl Sim {
                 lost,
             } => {
                 if !self.crashed.contains(&origin) {
-                    self.core(origin).on_deps_lost_report(now, id, job, &lost);
+                    self.core(origin).on_thief_deps_lost(now, id, job, &lost);
                 }
             }
             Effect::Publish(gossip) => {
@@ -271,10 +301,12 @@ impl Sim {
                     }
                 }
             }
-            Effect::BuildDone { build, outcome } => {
+            Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
                 self.done.insert(build, outcome);
             }
-            Effect::GivenAway { .. } | Effect::Returned { .. } | Effect::Skipped { .. } => {}
+            Effect::GivenAway { .. }
+            | Effect::Returned { .. }
+            | Effect::Build(BuildEffect::Skipped { .. }) => {}
         }
     }
 
@@ -317,8 +349,12 @@ impl Sim {
                     Running::Own { build, job } => {
                         self.ran.push((node, job));
                         self.held.get_mut(&node).expect("node").insert(job);
-                        self.core(node)
-                            .on_job_finished(now, build, job, JobOutcome::Succeeded);
+                        self.core(node).on_job_finished(
+                            now,
+                            build,
+                            job,
+                            JobOutcome::Succeeded(made(job, node)),
+                        );
                     }
                     Running::Stolen { id, outcome } => {
                         self.ran.push((node, id));
@@ -332,7 +368,7 @@ impl Sim {
                 .partition(|(at, ..)| *at <= now);
             self.delayed = later;
             for (_, thief, origin, job, outcome) in due {
-                self.core(origin).on_stolen_report(now, thief, job, outcome);
+                report(self.core(origin), now, thief, job, outcome);
             }
             let ids: Vec<NodeId> = self.cores.keys().copied().collect();
             for id in ids {
@@ -488,7 +524,7 @@ fn a_late_report_after_the_lease_ran_out_is_harmless() {
     let late: Vec<_> = std::mem::take(&mut sim.delayed);
     for (_, thief, origin, job, outcome) in late {
         let now = sim.now;
-        sim.core(origin).on_stolen_report(now, thief, job, outcome);
+        report(sim.core(origin), now, thief, job, outcome);
     }
     assert!(sim.cores[&node(1)].stats().duplicates >= 1);
 }
@@ -515,7 +551,8 @@ fn a_thief_that_keeps_failing_for_its_own_reasons_is_avoided() {
             },
         );
         let Some(lease) = leases.first() else { break };
-        sim.core(node(1)).on_stolen_report(
+        report(
+            sim.core(node(1)),
             now,
             node(2),
             lease.job.id(),
@@ -554,14 +591,19 @@ fn a_thief_that_cannot_fetch_a_deps_outputs_has_the_dep_run_again_not_the_job_le
     };
     assert_eq!(steal(&mut sim), a.id());
     let now = sim.now;
-    sim.core(node(1))
-        .on_stolen_report(now, node(2), a.id(), StolenOutcome::Succeeded);
+    report(
+        sim.core(node(1)),
+        now,
+        node(2),
+        a.id(),
+        StolenOutcome::Succeeded,
+    );
     sim.settle();
     assert_eq!(steal(&mut sim), b.id());
     // The thief cannot get `a`'s outputs from anyone: `a` runs again, and `b` waits for it.
     let report = sim
         .core(node(1))
-        .on_deps_lost_report(now, node(2), b.id(), &[a.id()]);
+        .on_thief_deps_lost(now, node(2), b.id(), &[a.id()]);
     assert_eq!(report, Report::Accepted);
     assert_eq!(sim.cores[&node(1)].stats().deps_lost_by_thieves, 1);
     sim.settle();
@@ -569,7 +611,7 @@ fn a_thief_that_cannot_fetch_a_deps_outputs_has_the_dep_run_again_not_the_job_le
     // A report for a lease the thief does not hold changes nothing.
     let report = sim
         .core(node(1))
-        .on_deps_lost_report(now, node(2), b.id(), &[a.id()]);
+        .on_thief_deps_lost(now, node(2), b.id(), &[a.id()]);
     assert_eq!(report, Report::Unknown);
     assert!(sim.cores[&node(1)].peers()[0].avoided_until.is_none());
     while sim.core(node(1)).poll_effect().is_some() {}
@@ -627,8 +669,8 @@ fn the_holder_map_is_bounded_and_forgets_the_least_recently_announced() {
     let mut config = core.config().clone();
     config.max_holder_entries = cap;
     let mut core = Core::new(node(1), "linux".into(), BTreeSet::from([CC]), config);
-    core.on_peer_up(now, node(2));
-    core.on_peer_up(now, node(3));
+    let _ = core.on_peer_up(now, node(2));
+    let _ = core.on_peer_up(now, node(3));
     let ids: Vec<JobId> = (0..400u32)
         .map(|i| JobId(Digest::of(&i.to_le_bytes())))
         .collect();

@@ -18,7 +18,7 @@ mod time;
 pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use mesh::{Core, CoreConfig, CoreStats, Effect, Gossip, PeerView, Report, StolenOutcome};
 pub use scheduler::{
-    BuildId, BuildOptions, BuildOutcome, Effect as SchedulerEffect, Hold, JobOutcome, PlanError,
+    BuildEffect, BuildId, BuildOptions, BuildOutcome, Hold, JobOutcome, Made, PlanError,
     PlannedJob, Scheduler,
 };
 pub use time::Time;

@@ -3,15 +3,15 @@
 //! Flow, for each build:
 //!
 //! 1. [`Scheduler::add_build`] takes the whole job graph. Jobs with no deps are ready.
-//! 2. A ready job is first looked up in the cache ([`Effect::LookupCache`]); the driver answers
+//! 2. A ready job is first looked up in the cache ([`BuildEffect::LookupCache`]); the driver answers
 //!    with [`Scheduler::on_cache_lookup`].
 //! 3. A miss joins the build's ready queue. Whenever a slot is free, the queued job with the
 //!    longest remaining critical path (its own estimate plus the longest chain of estimates
-//!    below it) starts ([`Effect::Start`]).
+//!    below it) starts ([`BuildEffect::Start`]).
 //! 4. [`Scheduler::on_job_finished`] frees the slot and makes dependents ready. A failure stops
 //!    the build from starting anything new, or with `keep_going` skips only what depends on
 //!    it.
-//! 5. When nothing of the build is left to do or in flight, [`Effect::BuildDone`].
+//! 5. When nothing of the build is left to do or in flight, [`BuildEffect::BuildDone`].
 //!
 //! Builds do not share jobs: two concurrent builds that contain the same job may both run it,
 //! which is harmless because results are deterministic and cached by id.
@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_protocol::{Job, JobId, NodeId};
+use weft_protocol::wire::LeaseDep;
+use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::Time;
 
@@ -38,6 +39,18 @@ pub struct PlannedJob {
     pub job: Arc<Job>,
     /// How long the job is expected to run, from past runs; zero when unknown.
     pub estimate: Duration,
+    /// The build publishes the job's outputs: a result made elsewhere counts only once its
+    /// outputs are in this node's store.
+    pub wanted: bool,
+}
+
+/// Where a settled job's outputs are: their tree, and the node that made them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Made {
+    /// The output tree's digest.
+    pub tree: Digest,
+    /// The node that made the result (it holds the outputs).
+    pub by: NodeId,
 }
 
 /// How a build behaves.
@@ -52,8 +65,8 @@ pub struct BuildOptions {
 /// What a job's run ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
-    /// It succeeded; dependents may run.
-    Succeeded,
+    /// It succeeded, with these outputs; dependents may run.
+    Succeeded(Made),
     /// It failed.
     Failed,
     /// It was stopped because its build was cancelled.
@@ -77,9 +90,9 @@ pub struct BuildOutcome {
     pub n_skipped: u64,
 }
 
-/// Something the driver must do.
+/// Something the driver must do for one of this node's builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
+pub enum BuildEffect {
     /// Look the job up in the caches and answer with [`Scheduler::on_cache_lookup`].
     LookupCache {
         /// The build.
@@ -91,8 +104,13 @@ pub enum Effect {
     Start {
         /// The build.
         build: BuildId,
+        /// The job's id.
+        id: JobId,
         /// The job.
-        job: JobId,
+        job: Arc<Job>,
+        /// Where each dep's outputs are, in the order of the job's deps. The scheduler names
+        /// the node that made each; `Core` adds the peers that announced it and this node.
+        deps: Vec<LeaseDep>,
     },
     /// Stop the running job, then answer with [`Scheduler::on_job_finished`].
     Cancel {
@@ -181,7 +199,7 @@ pub struct Scheduler {
     reserved: usize,
     running: usize,
     builds: BTreeMap<BuildId, Build>,
-    effects: VecDeque<Effect>,
+    effects: VecDeque<BuildEffect>,
     seq: u64,
 }
 
@@ -212,6 +230,10 @@ struct Entry {
     state: State,
     /// Settled from a cache rather than run (for the counts when it is reopened).
     cached: bool,
+    /// Where its outputs are, once settled.
+    made: Option<Made>,
+    /// Its outputs are published: see [`PlannedJob::wanted`].
+    wanted: bool,
     /// When it last joined the ready queue.
     queued_at: Time,
 }
@@ -313,17 +335,12 @@ impl Scheduler {
         self.builds.values().map(|b| b.ready.len()).sum()
     }
 
-    /// Whether a build is still running.
-    pub fn has_build(&self, build: BuildId) -> bool {
-        self.builds.contains_key(&build)
-    }
-
     /// The next thing to do, if any.
     ///
     /// Jobs start only once every earlier effect has been taken: a driver that answers cache
     /// lookups as it polls them lets the whole ready set into the queue before the best job
     /// is chosen.
-    pub fn poll_effect(&mut self) -> Option<Effect> {
+    pub fn poll_effect(&mut self) -> Option<BuildEffect> {
         if self.effects.is_empty() {
             self.fill_slots();
         }
@@ -362,6 +379,8 @@ impl Scheduler {
                     estimate: planned.estimate,
                     state: State::Waiting,
                     cached: false,
+                    made: None,
+                    wanted: planned.wanted,
                     queued_at: Time::ZERO,
                 },
             );
@@ -425,8 +444,9 @@ impl Scheduler {
         Ok(())
     }
 
-    /// The driver's answer to [`Effect::LookupCache`].
-    pub fn on_cache_lookup(&mut self, now: Time, build: BuildId, job: JobId, hit: bool) {
+    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with where its outputs
+    /// are, or a miss.
+    pub fn on_cache_lookup(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Made>) {
         let Some(b) = self.builds.get_mut(&build) else {
             return;
         };
@@ -437,9 +457,10 @@ impl Scheduler {
             return;
         }
         b.in_flight -= 1;
-        if hit {
+        if let Some(made) = hit {
             b.outcome.n_cached += 1;
             entry.cached = true;
+            entry.made = Some(made);
             self.succeed(build, job);
         } else if b.failed || b.cancelled {
             entry.state = State::Skipped;
@@ -458,7 +479,7 @@ impl Scheduler {
         self.finish_if_done(build);
     }
 
-    /// The driver's answer to [`Effect::Start`] (or [`Effect::Cancel`]), or a peer's report on
+    /// The driver's answer to [`BuildEffect::Start`] (or [`BuildEffect::Cancel`]), or a peer's report on
     /// a job it stole: the job is over.
     pub fn on_job_finished(&mut self, _now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
         let Some(b) = self.builds.get_mut(&build) else {
@@ -480,8 +501,8 @@ impl Scheduler {
 
     /// A peer finished a job that this scheduler had given away, after the lease ran out and
     /// the job came back: whatever state the job is in now, the peer's success counts. A copy
-    /// running here is stopped ([`Effect::Cancel`]); its own finish is then ignored.
-    pub fn on_returned_job_done(&mut self, now: Time, build: BuildId, job: JobId) {
+    /// running here is stopped ([`BuildEffect::Cancel`]); its own finish is then ignored.
+    pub fn on_returned_job_done(&mut self, now: Time, build: BuildId, job: JobId, made: Made) {
         let Some(b) = self.builds.get_mut(&build) else {
             return;
         };
@@ -491,13 +512,14 @@ impl Scheduler {
         match entry.state {
             State::Running(_) => {
                 if entry.state == State::Running(None) {
-                    self.effects.push_back(Effect::Cancel { build, job });
+                    self.effects.push_back(BuildEffect::Cancel { build, job });
                 }
-                self.on_job_finished(now, build, job, JobOutcome::Succeeded);
+                self.on_job_finished(now, build, job, JobOutcome::Succeeded(made));
             }
             State::Queued => {
                 // Its heap entry is skipped when popped.
                 b.outcome.n_ran += 1;
+                entry.made = Some(made);
                 self.succeed(build, job);
                 self.finish_if_done(build);
             }
@@ -543,6 +565,9 @@ impl Scheduler {
                         b.outcome.n_ran -= 1;
                     }
                     d.cached = false;
+                    // `made` stays until the new result is in: a dependent that was being
+                    // looked up meanwhile can still start before the rerun ends, and then
+                    // asks the old holders, fails to fetch, and waits for it.
                     d.state = State::Queued;
                     d.queued_at = now;
                     b.left += 1;
@@ -595,8 +620,9 @@ impl Scheduler {
             return;
         };
         match outcome {
-            JobOutcome::Succeeded => {
+            JobOutcome::Succeeded(made) => {
                 b.outcome.n_ran += 1;
+                entry.made = Some(made);
                 self.succeed(build, job);
             }
             JobOutcome::Failed | JobOutcome::Cancelled => {
@@ -788,7 +814,7 @@ impl Scheduler {
             .collect();
         running.sort();
         for job in running {
-            self.effects.push_back(Effect::Cancel { build, job });
+            self.effects.push_back(BuildEffect::Cancel { build, job });
         }
         self.stop_queue(build);
         self.finish_if_done(build);
@@ -803,7 +829,8 @@ impl Scheduler {
         };
         entry.state = State::LookingUp;
         b.in_flight += 1;
-        self.effects.push_back(Effect::LookupCache { build, job });
+        self.effects
+            .push_back(BuildEffect::LookupCache { build, job });
     }
 
     fn succeed(&mut self, build: BuildId, job: JobId) {
@@ -853,7 +880,8 @@ impl Scheduler {
             b.left -= 1;
             b.outcome.n_skipped += 1;
             todo.extend(entry.dependents.iter().copied());
-            self.effects.push_back(Effect::Skipped { build, job: id });
+            self.effects
+                .push_back(BuildEffect::Skipped { build, job: id });
         }
     }
 
@@ -887,7 +915,7 @@ impl Scheduler {
         b.outcome.n_skipped += never_started;
         b.outcome.cancelled = b.cancelled;
         b.outcome.success = !b.failed && !b.cancelled && b.outcome.n_failed == 0;
-        self.effects.push_back(Effect::BuildDone {
+        self.effects.push_back(BuildEffect::BuildDone {
             build,
             outcome: b.outcome,
         });
@@ -929,12 +957,16 @@ impl Scheduler {
                 continue;
             }
             entry.state = State::Running(None);
+            let job = entry.job.clone();
             b.running += 1;
             b.in_flight += 1;
             self.running += 1;
-            self.effects.push_back(Effect::Start {
+            let deps = b.dep_outputs(&job);
+            self.effects.push_back(BuildEffect::Start {
                 build,
-                job: ready.job,
+                id: ready.job,
+                job,
+                deps,
             });
         }
         for (build, ready) in held {
@@ -947,6 +979,56 @@ impl Scheduler {
     /// The job behind an id in a running build.
     pub fn job(&self, build: BuildId, job: JobId) -> Option<&Arc<Job>> {
         self.builds.get(&build)?.jobs.get(&job).map(|e| &e.job)
+    }
+
+    /// Where the outputs of `job`'s deps are, as far as `build` knows: each settled dep's
+    /// tree and the node that made it, in the order of the job's deps.
+    pub fn dep_outputs(&self, build: BuildId, job: &Job) -> Vec<LeaseDep> {
+        self.builds
+            .get(&build)
+            .map(|b| b.dep_outputs(job))
+            .unwrap_or_default()
+    }
+
+    /// Records that a result of `job` made elsewhere is in: every build that has the job
+    /// takes its outputs from there from now on.
+    pub fn set_made(&mut self, job: JobId, made: Made) {
+        for b in self.builds.values_mut() {
+            if let Some(entry) = b.jobs.get_mut(&job) {
+                entry.made = Some(made);
+            }
+        }
+    }
+
+    /// Whether `build` publishes the outputs of `job`.
+    pub fn is_wanted(&self, build: BuildId, job: JobId) -> bool {
+        self.builds
+            .get(&build)
+            .and_then(|b| b.jobs.get(&job))
+            .is_some_and(|e| e.wanted)
+    }
+
+    /// Whether any build publishes the outputs of `job`.
+    pub fn is_wanted_anywhere(&self, job: JobId) -> bool {
+        self.builds
+            .values()
+            .any(|b| b.jobs.get(&job).is_some_and(|e| e.wanted))
+    }
+}
+
+impl Build {
+    fn dep_outputs(&self, job: &Job) -> Vec<LeaseDep> {
+        job.deps
+            .iter()
+            .filter_map(|dep| {
+                let made = self.jobs.get(dep)?.made?;
+                Some(LeaseDep {
+                    job: *dep,
+                    tree: made.tree,
+                    holders: vec![made.by],
+                })
+            })
+            .collect()
     }
 }
 
@@ -1014,6 +1096,11 @@ mod tests {
 
     use super::*;
 
+    const MADE: Made = Made {
+        tree: Digest::from_bytes([1; 32]),
+        by: NodeId([2; 32]),
+    };
+
     /// A graph of named jobs: (name, deps by name, estimate in ms).
     fn plan(spec: &[(&str, &[&str], u64)]) -> (Vec<PlannedJob>, BTreeMap<String, JobId>) {
         let mut ids = BTreeMap::new();
@@ -1037,6 +1124,7 @@ mod tests {
                 id,
                 job: Arc::new(job),
                 estimate: Duration::from_millis(*ms),
+                wanted: false,
             });
         }
         (planned, ids)
@@ -1062,16 +1150,16 @@ mod tests {
         loop {
             while let Some(effect) = s.poll_effect() {
                 match effect {
-                    Effect::LookupCache { build, job } => {
+                    BuildEffect::LookupCache { build, job } => {
                         let hit = cached.contains(&name_of(s, build, job).as_str());
-                        s.on_cache_lookup(Time::ZERO, build, job, hit);
+                        s.on_cache_lookup(Time::ZERO, build, job, hit.then_some(MADE));
                     }
-                    Effect::Start { build, job } => {
+                    BuildEffect::Start { build, id: job, .. } => {
                         started.push(name_of(s, build, job));
                         running.push_back((build, job));
                     }
-                    Effect::BuildDone { outcome, .. } => return (started, outcome),
-                    Effect::Cancel { .. } | Effect::Skipped { .. } => {}
+                    BuildEffect::BuildDone { outcome, .. } => return (started, outcome),
+                    BuildEffect::Cancel { .. } | BuildEffect::Skipped { .. } => {}
                 }
             }
             let Some((b, job)) = running.pop_front() else {
@@ -1080,7 +1168,7 @@ mod tests {
             let outcome = if failing.contains(&name_of(s, b, job).as_str()) {
                 JobOutcome::Failed
             } else {
-                JobOutcome::Succeeded
+                JobOutcome::Succeeded(MADE)
             };
             s.on_job_finished(Time::ZERO, b, job, outcome);
             assert_eq!(build, b);
@@ -1145,10 +1233,10 @@ mod tests {
         let mut starts = 0;
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::LookupCache { build, job } => {
-                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                BuildEffect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, None)
                 }
-                Effect::Start { .. } => starts += 1,
+                BuildEffect::Start { .. } => starts += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -1221,17 +1309,17 @@ mod tests {
         let mut running = Vec::new();
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::LookupCache { build, job } => {
-                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                BuildEffect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, None)
                 }
-                Effect::Start { job, .. } => running.push(job),
+                BuildEffect::Start { id: job, .. } => running.push(job),
                 other => panic!("unexpected {other:?}"),
             }
         }
         s.cancel_build(Time::ZERO, BuildId(7));
         let mut cancels = Vec::new();
         while let Some(effect) = s.poll_effect() {
-            if let Effect::Cancel { job, .. } = effect {
+            if let BuildEffect::Cancel { job, .. } = effect {
                 cancels.push(job);
             }
         }
@@ -1241,12 +1329,12 @@ mod tests {
             s.on_job_finished(Time::ZERO, BuildId(7), job, JobOutcome::Cancelled);
         }
         match s.poll_effect() {
-            Some(Effect::BuildDone { outcome, .. }) => {
+            Some(BuildEffect::BuildDone { outcome, .. }) => {
                 assert!(outcome.cancelled && !outcome.success);
             }
             other => panic!("expected BuildDone, got {other:?}"),
         }
-        assert!(!s.has_build(BuildId(7)));
+        assert!(!s.is_building());
     }
 
     #[test]
@@ -1268,10 +1356,10 @@ mod tests {
         let mut per_build = BTreeMap::new();
         while let Some(effect) = s.poll_effect() {
             match effect {
-                Effect::LookupCache { build, job } => {
-                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                BuildEffect::LookupCache { build, job } => {
+                    s.on_cache_lookup(Time::ZERO, build, job, None)
                 }
-                Effect::Start { build, .. } => *per_build.entry(build).or_insert(0) += 1,
+                BuildEffect::Start { build, .. } => *per_build.entry(build).or_insert(0) += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -1291,6 +1379,7 @@ mod tests {
             id: orphan.id(),
             job: Arc::new(orphan),
             estimate: Duration::ZERO,
+            wanted: false,
         });
         let mut s = Scheduler::new(1);
         let err = s
@@ -1317,11 +1406,13 @@ mod tests {
                 id: x_id,
                 job: Arc::new(x),
                 estimate: Duration::ZERO,
+                wanted: false,
             },
             PlannedJob {
                 id: y_id,
                 job: Arc::new(y),
                 estimate: Duration::ZERO,
+                wanted: false,
             },
         ];
         let err = s
@@ -1344,10 +1435,10 @@ mod tests {
         let mut lost_once = false;
         let outcome = loop {
             match s.poll_effect() {
-                Some(Effect::LookupCache { build, job }) => {
-                    s.on_cache_lookup(Time::ZERO, build, job, false)
+                Some(BuildEffect::LookupCache { build, job }) => {
+                    s.on_cache_lookup(Time::ZERO, build, job, None)
                 }
-                Some(Effect::Start { build, job }) => {
+                Some(BuildEffect::Start { build, id: job, .. }) => {
                     let name = name_of(&s, build, job);
                     starts.push(name.clone());
                     if name == "b" && !lost_once {
@@ -1355,10 +1446,10 @@ mod tests {
                         lost_once = true;
                         s.on_deps_lost(Time::ZERO, build, job, &[ids["a"]]);
                     } else {
-                        s.on_job_finished(Time::ZERO, build, job, JobOutcome::Succeeded);
+                        s.on_job_finished(Time::ZERO, build, job, JobOutcome::Succeeded(MADE));
                     }
                 }
-                Some(Effect::BuildDone { outcome, .. }) => break outcome,
+                Some(BuildEffect::BuildDone { outcome, .. }) => break outcome,
                 Some(other) => panic!("unexpected {other:?}"),
                 None => panic!("stuck after {starts:?}"),
             }
@@ -1385,15 +1476,17 @@ mod tests {
         for _ in 0..2 {
             while let Some(effect) = s.poll_effect() {
                 match effect {
-                    Effect::LookupCache { build, job } => s.on_cache_lookup(now, build, job, false),
-                    Effect::Start { job, .. } => started.push(job),
+                    BuildEffect::LookupCache { build, job } => {
+                        s.on_cache_lookup(now, build, job, None)
+                    }
+                    BuildEffect::Start { id: job, .. } => started.push(job),
                     other => panic!("unexpected {other:?}"),
                 }
             }
             if let Some(job) = started.pop()
                 && job == ids["d"]
             {
-                s.on_job_finished(now, b, job, JobOutcome::Succeeded);
+                s.on_job_finished(now, b, job, JobOutcome::Succeeded(MADE));
             } else {
                 break;
             }
@@ -1402,19 +1495,19 @@ mod tests {
         // `j` cannot fetch `d`'s outputs: `d` runs again, `x` waits again.
         s.on_deps_lost(now, b, ids["j"], &[ids["d"]]);
         match s.poll_effect() {
-            Some(Effect::Start { job, .. }) if job == ids["d"] => {}
+            Some(BuildEffect::Start { id: job, .. }) if job == ids["d"] => {}
             other => panic!("expected d to start again, got {other:?}"),
         }
-        s.on_job_finished(now, b, ids["d"], JobOutcome::Succeeded);
+        s.on_job_finished(now, b, ids["d"], JobOutcome::Succeeded(MADE));
         // `x` and `j` are looked up and queued again; a thief asks before a slot runs them.
         let mut lookups = Vec::new();
         while let Some(effect) = s.effects.pop_front() {
-            if let Effect::LookupCache { build, job } = effect {
+            if let BuildEffect::LookupCache { build, job } = effect {
                 lookups.push((build, job));
             }
         }
         for (build, job) in lookups {
-            s.on_cache_lookup(now, build, job, false);
+            s.on_cache_lookup(now, build, job, None);
         }
         let given = s.take_for_peer(NodeId([9; 32]), 4, Hold::NONE, |_, _| Some(0));
         let mut names: Vec<String> = given
@@ -1425,10 +1518,10 @@ mod tests {
         assert_eq!(names, ["j", "x"]);
         // Both come back from the thief; the build ends.
         for (build, id, _, _) in given {
-            s.on_job_finished(now, build, id, JobOutcome::Succeeded);
+            s.on_job_finished(now, build, id, JobOutcome::Succeeded(MADE));
         }
         match s.poll_effect() {
-            Some(Effect::BuildDone { outcome, .. }) => assert!(outcome.success),
+            Some(BuildEffect::BuildDone { outcome, .. }) => assert!(outcome.success),
             other => panic!("expected the build to end, got {other:?}"),
         }
     }
@@ -1447,13 +1540,13 @@ mod tests {
         s.add_build(Time::ZERO, b, jobs, OPTS).expect("valid");
         let lookups: Vec<JobId> = std::iter::from_fn(|| s.effects.pop_front())
             .filter_map(|e| match e {
-                Effect::LookupCache { job, .. } => Some(job),
+                BuildEffect::LookupCache { job, .. } => Some(job),
                 _ => None,
             })
             .collect();
         let queued_at = Time::from_millis(10);
         for job in lookups {
-            s.on_cache_lookup(queued_at, b, job, false);
+            s.on_cache_lookup(queued_at, b, job, None);
         }
         let hold = |count, now| Hold {
             count,
@@ -1465,7 +1558,7 @@ mod tests {
         s.set_hold(hold(2, Time::from_millis(20)));
         let started: Vec<JobId> = std::iter::from_fn(|| s.poll_effect())
             .filter_map(|e| match e {
-                Effect::Start { job, .. } => Some(job),
+                BuildEffect::Start { id: job, .. } => Some(job),
                 _ => None,
             })
             .collect();
@@ -1485,7 +1578,7 @@ mod tests {
         // Once the window has passed, a local slot takes what is left.
         s.set_hold(hold(2, Time::from_millis(110)));
         match s.poll_effect() {
-            Some(Effect::Start { job, .. }) => assert_eq!(name_of(&s, b, job), "long2"),
+            Some(BuildEffect::Start { id: job, .. }) => assert_eq!(name_of(&s, b, job), "long2"),
             other => panic!("expected long2 to start, got {other:?}"),
         }
         assert_eq!(s.hold_expiry(), None);
@@ -1497,7 +1590,7 @@ mod tests {
         s.add_build(Time::ZERO, BuildId(1), vec![], OPTS)
             .expect("empty");
         assert!(
-            matches!(s.poll_effect(), Some(Effect::BuildDone { outcome, .. }) if outcome.success)
+            matches!(s.poll_effect(), Some(BuildEffect::BuildDone { outcome, .. }) if outcome.success)
         );
     }
 
@@ -1550,7 +1643,7 @@ mod tests {
                 while let Some(effect) = s.poll_effect() {
                     proptest::prop_assert!(done.is_none(), "effect after BuildDone: {:?}", effect);
                     match effect {
-                        Effect::LookupCache { build, job } => {
+                        BuildEffect::LookupCache { build, job } => {
                             let i = by_id[&job];
                             for d in &deps_of[&i] {
                                 proptest::prop_assert!(succeeded[*d], "lookup before dep");
@@ -1558,9 +1651,9 @@ mod tests {
                             if hits[i] {
                                 succeeded[i] = true;
                             }
-                            s.on_cache_lookup(Time::ZERO, build, job, hits[i]);
+                            s.on_cache_lookup(Time::ZERO, build, job, hits[i].then_some(MADE));
                         }
-                        Effect::Start { job, .. } => {
+                        BuildEffect::Start { id: job, .. } => {
                             let i = by_id[&job];
                             proptest::prop_assert!(!started[i], "started twice");
                             for d in &deps_of[&i] {
@@ -1570,8 +1663,8 @@ mod tests {
                             running.push(job);
                             proptest::prop_assert!(running.len() <= slots);
                         }
-                        Effect::BuildDone { outcome, .. } => done = Some(outcome),
-                        Effect::Cancel { .. } | Effect::Skipped { .. } => {}
+                        BuildEffect::BuildDone { outcome, .. } => done = Some(outcome),
+                        BuildEffect::Cancel { .. } | BuildEffect::Skipped { .. } => {}
                     }
                 }
                 if running.is_empty() {
@@ -1579,7 +1672,7 @@ mod tests {
                 }
                 let job = running.remove(pick.next().copied().unwrap_or(0) % running.len());
                 let i = by_id[&job];
-                let outcome = if fails[i] { JobOutcome::Failed } else { JobOutcome::Succeeded };
+                let outcome = if fails[i] { JobOutcome::Failed } else { JobOutcome::Succeeded(MADE) };
                 succeeded[i] = !fails[i];
                 s.on_job_finished(Time::ZERO, BuildId(1), job, outcome);
             }

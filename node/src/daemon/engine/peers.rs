@@ -8,27 +8,30 @@
 //!   The query then asks for up to [`INLINE_LIMIT`] bytes of the tree inline (its tree blobs
 //!   and small files, each checked against its digest), so a small output costs no blob
 //!   round trip at all. The answer is read from the store on a blocking thread.
-//! - `Steal(request)` → `Granted { leases }`: the core picks the jobs; each lease says where
-//!   the outputs of the job's deps are.
+//! - `Steal(request)` → `Granted { leases }`: the core picks the jobs and says, in each lease,
+//!   where the outputs of the job's deps are.
 //! - `Renew { jobs }` → `Renewed { lost }`.
 //! - `Done { job, result }` / `JobFailed { .. }` → `Ack`: a thief's report. A success is
-//!   checked like a cache answer, and for a wanted job its outputs are fetched first.
+//!   checked like a cache answer; when the core wants its outputs first, they are fetched
+//!   from the thief before the core hears whether they came.
 //! - `DepsLost { job, lost }` → `Ack`: a thief could not fetch the outputs of those deps from
 //!   any holder; the core runs them again rather than lend the job out to the next thief.
 //! - `Have { jobs }` → `Ack`: the first announcement to a newly admitted peer of what this
 //!   node holds; later ones are gossip.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use weft_protocol::wire::{GossipMessage, InlineBlob, PeerMessage, StealRequest};
+use weft_protocol::wire::{
+    BuildEvent, FailureReport, GossipMessage, InlineBlob, LeaseDep, PeerMessage, StealRequest,
+};
 use weft_protocol::{ActionResult, Job, JobId, NodeId};
 
-use super::task::{Command, EngineTask, RECENT_RESULTS, ThiefReport, holders_of};
-use super::work::StolenReport;
-use crate::core::{BuildId, Gossip, Report, StolenOutcome, Time};
+use super::command::{Command, StolenReport};
+use super::task::EngineTask;
+use crate::core::{BuildId, Gossip, Report, Time};
 use crate::mesh::{MeshEvent, node_id_of, peer_of};
-use weft_protocol::wire::BuildEvent;
 
 /// How long a request to a peer may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,8 +52,8 @@ impl EngineTask {
                 };
                 info!(%peer, addr = ?addr, "peer admitted");
                 self.members.insert(node);
-                self.core.on_peer_up(now, node);
-                self.send_have_snapshot(node);
+                let snapshot = self.core.on_peer_up(now, node);
+                self.send_have_snapshot(node, snapshot);
             }
             MeshEvent::PeerLost { peer } => {
                 if let Some(node) = node_id_of(&peer) {
@@ -119,21 +122,7 @@ impl EngineTask {
     fn on_request(&mut self, now: Time, peer: NodeId, msg: PeerMessage) -> Option<PeerMessage> {
         Some(match msg {
             PeerMessage::Steal(request) => {
-                let mut leases = self.core.on_steal_request(now, peer, &request);
-                for lease in &mut leases {
-                    for dep in &lease.job.deps {
-                        let Some(result) = self.result_of(dep) else {
-                            continue;
-                        };
-                        let mut info = weft_protocol::wire::LeaseDep {
-                            job: *dep,
-                            tree: result.output_tree,
-                            holders: Vec::new(),
-                        };
-                        info.holders = holders_of(&self.core, &info, Some(result), self.node);
-                        lease.deps.push(info);
-                    }
-                }
+                let leases = self.core.on_steal_request(now, peer, &request);
                 if !leases.is_empty() {
                     debug!(%peer, n = leases.len(), "lent jobs");
                 }
@@ -145,39 +134,22 @@ impl EngineTask {
             PeerMessage::Done { job, result } => {
                 if let Err(why) = self.check_result(job, &result, Some(peer)) {
                     warn!(%peer, %job, %why, "a thief's result was refused");
-                    self.on_thief_report(
-                        now,
-                        peer,
+                    let report = FailureReport {
                         job,
-                        ThiefReport::Failed {
-                            infrastructure: true,
-                            report: weft_protocol::wire::FailureReport {
-                                job,
-                                name: self.name_of(job),
-                                command: Vec::new(),
-                                exit_code: None,
-                                message: format!("the result from `{peer}` was refused: {why}"),
-                                stderr_tail: String::new(),
-                            },
-                        },
-                    );
-                    return Some(PeerMessage::Refused { reason: why });
+                        name: self.name_of(job),
+                        command: Vec::new(),
+                        exit_code: None,
+                        message: format!("the result from `{peer}` was refused: {why}"),
+                        stderr_tail: String::new(),
+                    };
+                    self.on_thief_failed(now, peer, job, true, report);
+                    return Some(PeerMessage::Refused {
+                        reason: why.to_string(),
+                    });
                 }
-                if self.is_wanted(job) && !self.context.store.has_tree(&result.output_tree) {
-                    // Published here: fetch the outputs before the job counts as done, and
-                    // keep the lease alive meanwhile.
-                    self.core.on_renew(now, peer, &[job]);
-                    self.fetch_then_report(peer, job, result);
-                } else {
-                    self.on_thief_report(
-                        now,
-                        peer,
-                        job,
-                        ThiefReport::Done {
-                            result,
-                            fetched: true,
-                        },
-                    );
+                match self.core.on_thief_done(now, peer, job, result.output_tree) {
+                    Report::FetchOutputs => self.fetch_thief_outputs(peer, job, result),
+                    report => self.on_thief_result(peer, job, &result, report),
                 }
                 PeerMessage::Ack
             }
@@ -186,15 +158,7 @@ impl EngineTask {
                 infrastructure,
                 report,
             } => {
-                self.on_thief_report(
-                    now,
-                    peer,
-                    job,
-                    ThiefReport::Failed {
-                        infrastructure,
-                        report,
-                    },
-                );
+                self.on_thief_failed(now, peer, job, infrastructure, report);
                 PeerMessage::Ack
             }
             PeerMessage::Have { jobs } => {
@@ -202,7 +166,7 @@ impl EngineTask {
                 PeerMessage::Ack
             }
             PeerMessage::DepsLost { job, lost } => {
-                if self.core.on_deps_lost_report(now, peer, job, &lost) == Report::Accepted {
+                if self.core.on_thief_deps_lost(now, peer, job, &lost) == Report::Accepted {
                     let names: Vec<String> = lost.iter().map(|d| self.name_of(*d)).collect();
                     self.notice_for(
                         job,
@@ -224,121 +188,129 @@ impl EngineTask {
         })
     }
 
-    /// A thief's report, checked; its outputs fetched when they are wanted here.
-    pub(super) fn on_thief_report(
+    /// A thief's success, checked, and counted by the core (with `report`): the result is
+    /// kept for the build, and its duration for the next build's plan.
+    fn on_thief_result(&mut self, peer: NodeId, job: JobId, result: &ActionResult, report: Report) {
+        self.record_result(job, result);
+        let ran_for = Duration::from_millis(result.duration_ms);
+        let here = self.core.local_duration(&peer, ran_for);
+        self.durations.insert(self.name_of(job), here);
+        match report {
+            Report::Accepted => {
+                for state in self.builds.values() {
+                    if state.jobs.contains_key(&job) {
+                        state.emit(BuildEvent::Finished {
+                            job,
+                            name: state.name(job),
+                            node: peer,
+                            duration_ms: result.duration_ms,
+                        });
+                    }
+                }
+            }
+            Report::Duplicate => debug!(%peer, %job, "a late duplicate result"),
+            Report::Unknown | Report::FetchOutputs => {}
+        }
+    }
+
+    /// The outputs of a thief's job were fetched, or could not be.
+    pub(super) fn on_thief_outputs(
         &mut self,
         now: Time,
         peer: NodeId,
         job: JobId,
-        report: ThiefReport,
+        result: ActionResult,
+        fetched: bool,
     ) {
-        match report {
-            ThiefReport::Done {
-                result,
-                fetched: true,
-            } => {
-                self.record_result(job, &result);
-                // How long it would have run here: the next build's critical path counts it.
-                let here = f64::from(self.core.config().speed.max(1));
-                let there = self.core.peer_speed(&peer).map_or(here, f64::from);
-                let duration = Duration::from_millis(result.duration_ms).mul_f64(there / here);
-                self.durations.insert(self.name_of(job), duration);
-                match self
-                    .core
-                    .on_stolen_report(now, peer, job, StolenOutcome::Succeeded)
-                {
-                    Report::Accepted => {
-                        for state in self.builds.values() {
-                            if state.jobs.contains_key(&job) {
-                                state.emit(BuildEvent::Finished {
-                                    job,
-                                    name: state.name(job),
-                                    node: peer,
-                                    duration_ms: result.duration_ms,
-                                });
-                            }
-                        }
-                    }
-                    Report::Duplicate => debug!(%peer, %job, "a late duplicate result"),
-                    Report::Unknown => {}
-                }
-            }
-            ThiefReport::Done { fetched: false, .. } => {
-                self.notice_for(job, format!(
+        let report = self
+            .core
+            .on_thief_outputs(now, peer, job, result.output_tree, fetched);
+        if fetched {
+            self.on_thief_result(peer, job, &result, report);
+        } else {
+            self.notice_for(
+                job,
+                format!(
                     "the outputs of `{}` could not be fetched from `{peer}`; running it elsewhere",
                     self.name_of(job)
-                ));
-                self.core
-                    .on_stolen_report(now, peer, job, StolenOutcome::Infrastructure);
-            }
-            ThiefReport::Failed {
-                infrastructure: true,
-                report,
-            } => {
-                self.notice_for(
-                    job,
-                    format!(
-                        "`{}` could not run on `{peer}` ({}); running it elsewhere",
-                        report.name, report.message
-                    ),
-                );
-                self.core
-                    .on_stolen_report(now, peer, job, StolenOutcome::Infrastructure);
-            }
-            ThiefReport::Failed {
-                infrastructure: false,
-                report,
-            } => {
-                if self
-                    .core
-                    .on_stolen_report(now, peer, job, StolenOutcome::Failed)
-                    == Report::Accepted
-                {
-                    for state in self.builds.values() {
-                        if state.jobs.contains_key(&job) {
-                            let mut report = report.clone();
-                            report.name = state.name(job);
-                            report.message = format!("on `{peer}`: {}", report.message);
-                            state.emit(BuildEvent::Failed(report));
-                        }
-                    }
+                ),
+            );
+        }
+    }
+
+    /// A thief's report that a job failed: the job itself, or (`infrastructure`) the thief.
+    fn on_thief_failed(
+        &mut self,
+        now: Time,
+        peer: NodeId,
+        job: JobId,
+        infrastructure: bool,
+        report: FailureReport,
+    ) {
+        if infrastructure {
+            self.notice_for(
+                job,
+                format!(
+                    "`{}` could not run on `{peer}` ({}); running it elsewhere",
+                    report.name, report.message
+                ),
+            );
+            self.core.on_thief_failed(now, peer, job, true);
+        } else if self.core.on_thief_failed(now, peer, job, false) == Report::Accepted {
+            for state in self.builds.values() {
+                if state.jobs.contains_key(&job) {
+                    let mut report = report.clone();
+                    report.name = state.name(job);
+                    report.message = format!("on `{peer}`: {}", report.message);
+                    state.emit(BuildEvent::Failed(report));
                 }
             }
         }
     }
 
-    fn fetch_then_report(&self, peer: NodeId, job: JobId, result: ActionResult) {
+    /// Fetches a thief's outputs, which the core wants before the job counts; the answer
+    /// comes back as `Command::ThiefOutputs`.
+    fn fetch_thief_outputs(&self, peer: NodeId, job: JobId, result: ActionResult) {
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
             return;
         };
         let inbox = self.inbox.clone();
+        let store = self.context.store.clone();
         tokio::spawn(async move {
-            let fetched = mesh.fetch_tree(peer_id, result.output_tree).await;
+            let fetched = if store.has_tree(&result.output_tree) {
+                Ok(())
+            } else {
+                mesh.fetch_tree(peer_id, result.output_tree).await
+            };
             if let Err(e) = &fetched {
                 warn!(%peer, %job, error = %e, "cannot fetch a thief's outputs");
             }
-            let report = ThiefReport::Done {
+            let _ = inbox.send(Command::ThiefOutputs {
+                peer,
+                job,
                 result,
                 fetched: fetched.is_ok(),
-            };
-            let _ = inbox.send(Command::ThiefReport { peer, job, report });
+            });
         });
     }
 
-    /// Asks `peer` for its result of a job. The answer comes back as `Command::PeerAnswer`.
-    pub(super) fn query_peer(&mut self, build: BuildId, job: JobId, peer: NodeId) {
+    /// Asks `peer` for its result of a job (and, `with_outputs`, for what of its outputs fits
+    /// inline). The answer comes back as `Command::PeerAnswer`.
+    pub(super) fn query_peer(
+        &mut self,
+        build: BuildId,
+        job: JobId,
+        peer: NodeId,
+        with_outputs: bool,
+    ) {
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
             let now = self.now();
-            self.core.on_peer_cache(now, build, job, peer, false);
+            self.core.on_peer_cache(now, build, job, peer, None);
             return;
         };
         self.queries_sent
             .insert((build, job), std::time::Instant::now());
-        let inline_limit = if self.is_wanted_by(build, job) {
-            INLINE_LIMIT
-        } else {
-            0
-        };
+        let inline_limit = if with_outputs { INLINE_LIMIT } else { 0 };
         let inbox = self.inbox.clone();
         tokio::spawn(async move {
             let query = PeerMessage::CacheQuery { job, inline_limit };
@@ -362,18 +334,20 @@ impl EngineTask {
                 build,
                 job,
                 peer,
+                with_outputs,
                 result,
                 inline,
             });
         });
     }
 
-    /// A peer's cache answer: checked, and for a wanted job, its outputs fetched first.
+    /// A peer's cache answer: checked, and `with_outputs`, its outputs fetched first.
     pub(super) fn on_peer_answer(
         &mut self,
         build: BuildId,
         job: JobId,
         peer: NodeId,
+        with_outputs: bool,
         result: Option<ActionResult>,
         inline: Vec<InlineBlob>,
     ) {
@@ -381,7 +355,7 @@ impl EngineTask {
         // Kept only for a hit, whose latency is recorded when it counts.
         let sent = self.queries_sent.remove(&(build, job));
         let Some(result) = result.filter(|r| r.success()) else {
-            self.core.on_peer_cache(now, build, job, peer, false);
+            self.core.on_peer_cache(now, build, job, peer, None);
             return;
         };
         if let Some(sent) = sent {
@@ -390,10 +364,10 @@ impl EngineTask {
         if let Err(why) = self.check_result(job, &result, None) {
             self.queries_sent.remove(&(build, job));
             warn!(%peer, %job, %why, "a peer's cached result was refused");
-            self.core.on_peer_cache(now, build, job, peer, false);
+            self.core.on_peer_cache(now, build, job, peer, None);
             return;
         }
-        if !self.is_wanted_by(build, job) || self.context.store.has_tree(&result.output_tree) {
+        if !with_outputs || self.context.store.has_tree(&result.output_tree) {
             let _ = self.inbox.send(Command::PeerCache {
                 build,
                 job,
@@ -403,7 +377,7 @@ impl EngineTask {
             return;
         }
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
-            self.core.on_peer_cache(now, build, job, peer, false);
+            self.core.on_peer_cache(now, build, job, peer, None);
             return;
         };
         let inbox = self.inbox.clone();
@@ -456,13 +430,15 @@ impl EngineTask {
         });
     }
 
-    /// Runs a job stolen from `origin`.
-    pub(super) fn run_stolen(&mut self, origin: NodeId, id: JobId, job: std::sync::Arc<Job>) {
-        let deps = self
-            .stolen
-            .get(&id)
-            .map(|run| run.deps.clone())
-            .unwrap_or_default();
+    /// Runs a job stolen from `origin`, once `deps`' outputs are fetched from where the
+    /// lease says they are.
+    pub(super) fn run_stolen(
+        &mut self,
+        origin: NodeId,
+        id: JobId,
+        job: Arc<Job>,
+        deps: Vec<LeaseDep>,
+    ) {
         debug!(job = %id, name = %job.name, %origin, "running a stolen job");
         let handle = tokio::spawn(super::work::run_stolen(
             self.context.clone(),
@@ -472,10 +448,7 @@ impl EngineTask {
             job,
             deps,
         ));
-        match self.stolen.get_mut(&id) {
-            Some(run) => run.handle = Some(handle.abort_handle()),
-            None => handle.abort(),
-        }
+        self.stolen.insert(id, handle.abort_handle());
     }
 
     /// Tells `origin` that its jobs still run here.
@@ -535,26 +508,18 @@ impl EngineTask {
         });
     }
 
-    /// Tells a newly admitted peer which results this node holds (the latest ones).
-    fn send_have_snapshot(&self, peer: NodeId) {
+    /// Tells a newly admitted peer which results this node holds: the `Have` messages the
+    /// core gave, one after the other.
+    fn send_have_snapshot(&self, peer: NodeId, snapshot: Vec<Vec<JobId>>) {
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
             return;
         };
-        let jobs: Vec<JobId> = self
-            .recent
-            .iter()
-            .rev()
-            .take(RECENT_RESULTS)
-            .copied()
-            .collect();
-        if jobs.is_empty() {
+        if snapshot.is_empty() {
             return;
         }
         tokio::spawn(async move {
-            for chunk in jobs.chunks(8192) {
-                let message = PeerMessage::Have {
-                    jobs: chunk.to_vec(),
-                };
+            for jobs in snapshot {
+                let message = PeerMessage::Have { jobs };
                 if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
                     debug!(%peer, error = %e, "cannot send what this node holds");
                     return;
@@ -570,36 +535,22 @@ impl EngineTask {
         job: JobId,
         result: &ActionResult,
         thief: Option<NodeId>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ResultRefused> {
         if let Some(thief) = thief
             && result.executed_by != thief
         {
-            return Err(format!("it says it was made by `{}`", result.executed_by));
+            return Err(ResultRefused::OtherMaker(result.executed_by));
         }
         if !self.members.contains(&result.executed_by) {
-            return Err(format!(
-                "its signer `{}` is not a known team member",
-                result.executed_by
-            ));
+            return Err(ResultRefused::NotAMember(result.executed_by));
         }
-        let signature = result.signature.ok_or("it is not signed")?;
+        let signature = result.signature.ok_or(ResultRefused::Unsigned)?;
         let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&result.executed_by.0)
-            .map_err(|e| format!("its signer's key is malformed: {e}"))?;
+            .map_err(ResultRefused::MalformedKey)?;
         if !key.verify(result.signing_digest(job).as_bytes(), &signature.0) {
-            return Err("its signature does not match".to_owned());
+            return Err(ResultRefused::BadSignature);
         }
         Ok(())
-    }
-
-    /// Whether the build `build` publishes the outputs of `job`.
-    fn is_wanted_by(&self, build: BuildId, job: JobId) -> bool {
-        self.builds
-            .get(&build)
-            .is_some_and(|b| b.wanted.contains(&job))
-    }
-
-    fn is_wanted(&self, job: JobId) -> bool {
-        self.builds.values().any(|b| b.wanted.contains(&job))
     }
 
     fn name_of(&self, job: JobId) -> String {
@@ -617,4 +568,21 @@ impl EngineTask {
             }
         }
     }
+}
+
+/// Why a result from a peer is not taken.
+#[derive(Debug, thiserror::Error)]
+enum ResultRefused {
+    /// A thief's report carries a result another node made.
+    #[error("it says it was made by `{0}`")]
+    OtherMaker(NodeId),
+    /// The signer was not admitted to the team since this daemon started.
+    #[error("its signer `{0}` is not a known team member")]
+    NotAMember(NodeId),
+    #[error("it is not signed")]
+    Unsigned,
+    #[error("its signer's key is malformed: {0}")]
+    MalformedKey(libp2p_identity::DecodingError),
+    #[error("its signature does not match")]
+    BadSignature,
 }

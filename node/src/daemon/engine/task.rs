@@ -1,180 +1,33 @@
 //! The engine's loop: commands from sessions and from the tasks it spawned, mesh events, and
-//! the core's timer, each followed by carrying out the core's effects.
+//! the core's timer, each followed by carrying out the core's effects; and this node's builds:
+//! their cache lookups, runs and results.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libp2p_identity::Keypair;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
-use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, InlineBlob, Lease, LeaseDep};
-use weft_protocol::{ActionResult, Job, JobId, NodeId, Signature};
-use weft_store::Store;
+use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, LeaseDep};
+use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
 
+use super::api::{AddBuildError, BuildPlan, EngineEvent, MeshReport};
+use super::command::{Command, OwnRun, StolenReport};
+use super::context::{EngineConfig, EngineContext};
 use super::durations::{self, Durations};
-use super::work::{OwnRun, StolenReport};
+use super::known::KnownResults;
+use super::latencies::Latencies;
 use crate::core::{
-    BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, CoreStats, Effect, JobOutcome, PeerView,
-    PlanError, PlannedJob, Time,
+    BuildEffect, BuildId, Core, Effect, JobOutcome, Made, PlannedJob, StolenOutcome, Time,
 };
-use crate::exec::{Executor, RunOutcome, Toolchains};
-use crate::mesh::{Mesh, MeshEvent};
-
-/// What the engine works with.
-#[derive(Clone)]
-pub(crate) struct EngineContext {
-    pub(crate) store: Store,
-    pub(crate) executor: Executor,
-    pub(crate) toolchains: Arc<Toolchains>,
-    pub(crate) keypair: Keypair,
-    /// The mesh, when this node has a team.
-    pub(crate) mesh: Option<Mesh>,
-}
-
-impl EngineContext {
-    pub(crate) fn node(&self) -> NodeId {
-        crate::daemon::node_id(&self.keypair)
-    }
-
-    /// Signs with the node's ed25519 key.
-    pub(crate) fn sign(&self, message: &[u8]) -> Option<Signature> {
-        let bytes = self.keypair.sign(message).ok()?;
-        <[u8; 64]>::try_from(bytes.as_slice()).ok().map(Signature)
-    }
-}
-
-/// How the engine runs.
-#[derive(Debug, Clone)]
-pub(crate) struct EngineConfig {
-    /// The core's settings: slots, sharing, leases.
-    pub(crate) core: CoreConfig,
-    /// Under this 1-minute load average (and with no build here), the machine is idle.
-    pub(crate) idle_load: f64,
-    /// Where job durations are kept across restarts; `None` keeps them in memory.
-    pub(crate) durations: Option<PathBuf>,
-}
-
-/// A build as the engine receives it.
-#[derive(Debug)]
-pub(crate) struct BuildPlan {
-    /// The jobs, closed under deps.
-    pub(crate) jobs: Vec<(JobId, Arc<Job>)>,
-    /// Jobs whose outputs the session publishes: fetched from peers before they count as
-    /// done.
-    pub(crate) wanted: HashSet<JobId>,
-    /// How the build behaves.
-    pub(crate) options: BuildOptions,
-    /// Kill a job that runs longer than this.
-    pub(crate) job_timeout: Option<Duration>,
-    /// Where the build's events go.
-    pub(crate) events: mpsc::UnboundedSender<EngineEvent>,
-}
-
-/// What the engine tells a session.
-#[derive(Debug)]
-pub(crate) enum EngineEvent {
-    /// Something to show the user.
-    Build(BuildEvent),
-    /// The build is over, with the results of every job that succeeded.
-    Done {
-        /// How it ended.
-        outcome: BuildOutcome,
-        /// The results, by job.
-        results: HashMap<JobId, ActionResult>,
-    },
-}
-
-/// The mesh as the engine sees it, for `weft status` and `weft peers`.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct MeshReport {
-    pub(crate) peers: Vec<PeerView>,
-    pub(crate) stats: CoreStats,
-    pub(crate) nondeterministic: u64,
-    pub(crate) running: usize,
-    /// How long lent jobs waited in the queue before a thief took them: (p50, p99).
-    pub(crate) steal_wait: Option<(Duration, Duration)>,
-    /// How long peer cache hits took, from the query to the checked answer: (p50, p99).
-    pub(crate) peer_hit: Option<(Duration, Duration)>,
-}
+use crate::exec::{RunOutcome, Toolchains};
+use crate::mesh::MeshEvent;
 
 /// A handle to the engine task.
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     inbox: mpsc::UnboundedSender<Command>,
-}
-
-#[derive(Debug)]
-pub(super) enum Command {
-    AddBuild {
-        build: BuildId,
-        plan: BuildPlan,
-        reply: oneshot::Sender<Result<(), PlanError>>,
-    },
-    Cancel {
-        build: BuildId,
-    },
-    Report {
-        reply: oneshot::Sender<MeshReport>,
-    },
-    /// A run of this node's job ended.
-    Finished {
-        build: BuildId,
-        job: JobId,
-        run: OwnRun,
-    },
-    /// A peer's answer to a cache query, not yet checked.
-    PeerAnswer {
-        build: BuildId,
-        job: JobId,
-        peer: NodeId,
-        result: Option<ActionResult>,
-        inline: Vec<InlineBlob>,
-    },
-    /// A peer's answer to a cache query, checked (and, for a wanted job, its outputs
-    /// fetched); `None` is a miss.
-    PeerCache {
-        build: BuildId,
-        job: JobId,
-        peer: NodeId,
-        result: Option<ActionResult>,
-    },
-    /// A victim's answer to a steal request; `None` when the request failed.
-    Granted {
-        peer: NodeId,
-        leases: Option<Vec<Lease>>,
-    },
-    Renewed {
-        lost: Vec<JobId>,
-    },
-    /// A stolen job ended here.
-    StolenFinished {
-        id: JobId,
-        report: StolenReport,
-    },
-    /// A thief's report on a job it stole from this node, checked (and, for a wanted job, its
-    /// outputs fetched: `fetched` false means they could not be).
-    ThiefReport {
-        peer: NodeId,
-        job: JobId,
-        report: ThiefReport,
-    },
-    SystemIdle(bool),
-}
-
-/// What a thief said about a job it stole from this node.
-#[derive(Debug)]
-pub(super) enum ThiefReport {
-    Done {
-        result: ActionResult,
-        fetched: bool,
-    },
-    Failed {
-        infrastructure: bool,
-        report: FailureReport,
-    },
 }
 
 impl Engine {
@@ -193,7 +46,15 @@ impl Engine {
             Default::default(),
             config.core,
         );
-        core.add_tools(super::work::default_tools(&context.toolchains));
+        // The tools this node offers peers, as its `PATH` resolves them.
+        let offered: Vec<Digest> = core
+            .config()
+            .accept_tools
+            .iter()
+            .filter_map(|tool| context.toolchains.resolve(tool).ok())
+            .map(|(_, digest)| digest)
+            .collect();
+        core.add_tools(offered);
         let task = EngineTask {
             core,
             context,
@@ -204,10 +65,9 @@ impl Engine {
                 None => Durations::default(),
             },
             known: KnownResults::default(),
-            members: HashSet::from([node]),
+            members: std::collections::HashSet::from([node]),
             stolen: HashMap::new(),
             stolen_reports: HashMap::new(),
-            recent: VecDeque::new(),
             nondeterministic: 0,
             queries_sent: HashMap::new(),
             steal_waits: Latencies::default(),
@@ -223,18 +83,16 @@ impl Engine {
     }
 
     /// Starts a build. Its events, ending with [`EngineEvent::Done`], go to `plan.events`.
-    pub(crate) async fn add_build(&self, build: BuildId, plan: BuildPlan) -> Result<(), PlanError> {
+    pub(crate) async fn add_build(
+        &self,
+        build: BuildId,
+        plan: BuildPlan,
+    ) -> Result<(), AddBuildError> {
         let (reply, answer) = oneshot::channel();
-        if self
-            .inbox
+        self.inbox
             .send(Command::AddBuild { build, plan, reply })
-            .is_err()
-        {
-            return Err(PlanError::DuplicateBuild(build));
-        }
-        answer
-            .await
-            .unwrap_or(Err(PlanError::DuplicateBuild(build)))
+            .map_err(|_| AddBuildError::Stopped)?;
+        Ok(answer.await.map_err(|_| AddBuildError::Stopped)??)
     }
 
     /// Cancels a build: running jobs are killed, and [`EngineEvent::Done`] follows.
@@ -284,34 +142,26 @@ pub(super) struct EngineTask {
     /// How long each job (by name) took last time: the scheduler's priorities.
     pub(super) durations: Durations,
     /// Results checked against the store, for no-op builds that look up every job.
-    known: KnownResults,
+    pub(super) known: KnownResults,
     /// This node and every peer admitted since the daemon started: whose signatures count.
-    pub(super) members: HashSet<NodeId>,
-    /// Peers' jobs running here: the origin, the lease's deps, and the run's handle.
-    pub(super) stolen: HashMap<JobId, StolenRun>,
+    pub(super) members: std::collections::HashSet<NodeId>,
+    /// Peers' jobs running here, by the handle of their run.
+    pub(super) stolen: HashMap<JobId, AbortHandle>,
     /// How stolen jobs ended, until the core says to send the report.
     pub(super) stolen_reports: HashMap<JobId, StolenReport>,
-    /// Results this node made or fetched lately, for a new peer's first `Have`.
-    pub(super) recent: VecDeque<JobId>,
     /// Jobs for which two different results were seen.
     pub(super) nondeterministic: u64,
     /// When each cache query to a peer went out.
     pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
-    steal_waits: Latencies,
-    peer_hits: Latencies,
+    pub(super) steal_waits: Latencies,
+    pub(super) peer_hits: Latencies,
     epoch: Instant,
     pub(super) inbox: mpsc::UnboundedSender<Command>,
-}
-
-pub(super) struct StolenRun {
-    pub(super) deps: Vec<LeaseDep>,
-    pub(super) handle: Option<AbortHandle>,
 }
 
 pub(super) struct BuildState {
     events: mpsc::UnboundedSender<EngineEvent>,
     pub(super) jobs: HashMap<JobId, Arc<Job>>,
-    pub(super) wanted: HashSet<JobId>,
     pub(super) results: HashMap<JobId, ActionResult>,
     pub(super) running: HashMap<JobId, AbortHandle>,
     pub(super) job_timeout: Option<Duration>,
@@ -329,9 +179,6 @@ impl BuildState {
             .unwrap_or_default()
     }
 }
-
-/// The most result ids kept for a new peer's first `Have`.
-pub(super) const RECENT_RESULTS: usize = 50_000;
 
 impl EngineTask {
     pub(super) fn now(&self) -> Time {
@@ -384,12 +231,9 @@ impl EngineTask {
                         id: *id,
                         job: job.clone(),
                         estimate: self.durations.get(&job.name).unwrap_or_default(),
+                        wanted: plan.wanted.contains(id),
                     })
                     .collect();
-                // The tools this build uses are tools this node has.
-                for (_, job) in &plan.jobs {
-                    self.core.add_tools(job.toolchain.tools.values().copied());
-                }
                 let result = self.core.add_build(now, build, planned, plan.options);
                 if result.is_ok() {
                     self.builds.insert(
@@ -397,7 +241,6 @@ impl EngineTask {
                         BuildState {
                             events: plan.events,
                             jobs: plan.jobs.into_iter().collect(),
-                            wanted: plan.wanted,
                             results: HashMap::new(),
                             running: HashMap::new(),
                             job_timeout: plan.job_timeout,
@@ -437,43 +280,34 @@ impl EngineTask {
                 {
                     self.peer_hits.record(sent.elapsed());
                 }
-                let hit = match result {
-                    Some(result) => {
-                        if let Some(state) = self.builds.get_mut(&build) {
-                            let name = state.name(job);
-                            state.emit(BuildEvent::CacheHit {
-                                job,
-                                name,
-                                source: CacheSource::Peer(peer),
-                            });
-                            state.results.insert(job, result);
-                        }
-                        true
+                let hit = result.map(|result| {
+                    let made = Made {
+                        tree: result.output_tree,
+                        by: result.executed_by,
+                    };
+                    if let Some(state) = self.builds.get_mut(&build) {
+                        let name = state.name(job);
+                        state.emit(BuildEvent::CacheHit {
+                            job,
+                            name,
+                            source: CacheSource::Peer(peer),
+                        });
+                        state.results.insert(job, result);
                     }
-                    None => false,
-                };
+                    made
+                });
                 self.core.on_peer_cache(now, build, job, peer, hit);
             }
             Command::PeerAnswer {
                 build,
                 job,
                 peer,
+                with_outputs,
                 result,
                 inline,
-            } => self.on_peer_answer(build, job, peer, result, inline),
+            } => self.on_peer_answer(build, job, peer, with_outputs, result, inline),
             Command::Granted { peer, leases } => match leases {
-                Some(leases) => {
-                    for lease in &leases {
-                        self.stolen.insert(
-                            lease.job.id(),
-                            StolenRun {
-                                deps: lease.deps.clone(),
-                                handle: None,
-                            },
-                        );
-                    }
-                    self.core.on_granted(now, peer, leases);
-                }
+                Some(leases) => self.core.on_granted(now, peer, leases),
                 None => self.core.on_steal_failed(now, peer),
             },
             Command::Renewed { lost } => self.core.on_renewed(now, &lost),
@@ -481,7 +315,6 @@ impl EngineTask {
                 let outcome = report.outcome();
                 if let StolenReport::Done(result) = &report {
                     self.known.remember(id, result);
-                    self.remember_recent(id);
                 }
                 if self.stolen.remove(&id).is_some() {
                     let lost = match &report {
@@ -495,9 +328,12 @@ impl EngineTask {
                     }
                 }
             }
-            Command::ThiefReport { peer, job, report } => {
-                self.on_thief_report(now, peer, job, report)
-            }
+            Command::ThiefOutputs {
+                peer,
+                job,
+                result,
+                fetched,
+            } => self.on_thief_outputs(now, peer, job, result, fetched),
             Command::SystemIdle(idle) => self.core.set_system_idle(now, idle),
         }
     }
@@ -506,12 +342,17 @@ impl EngineTask {
         while let Some(effect) = self.core.poll_effect() {
             let now = self.now();
             match effect {
-                Effect::LookupCache { build, job } => {
+                Effect::Build(BuildEffect::LookupCache { build, job }) => {
                     let hit = self.look_up(build, job);
                     self.core.on_local_cache(now, build, job, hit);
                 }
-                Effect::Start { build, job } => self.start(build, job),
-                Effect::Cancel { build, job } => {
+                Effect::Build(BuildEffect::Start {
+                    build,
+                    id,
+                    job,
+                    deps,
+                }) => self.start(build, id, job, deps),
+                Effect::Build(BuildEffect::Cancel { build, job }) => {
                     if let Some(state) = self.builds.get_mut(&build)
                         && let Some(handle) = state.running.remove(&job)
                     {
@@ -522,8 +363,8 @@ impl EngineTask {
                     self.core
                         .on_job_finished(now, build, job, JobOutcome::Cancelled);
                 }
-                Effect::Skipped { .. } => {}
-                Effect::BuildDone { build, outcome } => {
+                Effect::Build(BuildEffect::Skipped { .. }) => {}
+                Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
                     if let Some((path, bytes)) = self.durations.take_changes() {
                         tokio::task::spawn_blocking(move || durations::write(&path, &bytes));
                     }
@@ -559,19 +400,24 @@ impl EngineTask {
                         )));
                     }
                 }
-                Effect::QueryPeer { build, job, peer } => self.query_peer(build, job, peer),
+                Effect::QueryPeer {
+                    build,
+                    job,
+                    peer,
+                    with_outputs,
+                } => self.query_peer(build, job, peer, with_outputs),
                 Effect::SendSteal { peer, request } => self.send_steal(peer, request),
-                Effect::RunStolen { origin, id, job } => self.run_stolen(origin, id, job),
+                Effect::RunStolen {
+                    origin,
+                    id,
+                    job,
+                    deps,
+                } => self.run_stolen(origin, id, job, deps),
                 Effect::CancelStolen { id } => {
-                    if let Some(run) = self.stolen.remove(&id) {
-                        if let Some(handle) = run.handle {
-                            handle.abort();
-                        }
-                        self.core.on_stolen_finished(
-                            now,
-                            id,
-                            crate::core::StolenOutcome::Cancelled,
-                        );
+                    if let Some(handle) = self.stolen.remove(&id) {
+                        handle.abort();
+                        self.core
+                            .on_stolen_finished(now, id, StolenOutcome::Cancelled);
                     }
                 }
                 Effect::SendRenew { origin, jobs } => self.send_renew(origin, jobs),
@@ -583,23 +429,10 @@ impl EngineTask {
         }
     }
 
-    /// The result of a job from this node's cache, or from memory when the store has removed
-    /// nothing since it was checked.
-    fn look_up(&mut self, build: BuildId, job: JobId) -> bool {
-        let Some(state) = self.builds.get_mut(&build) else {
-            return false;
-        };
-        let removals = self.context.store.removals();
-        if self.known.removals != removals {
-            // A blob may have gone: forget what was checked.
-            self.known.results.clear();
-            self.known.removals = removals;
-        }
-        let found = match self.known.use_result(job) {
-            Some(result) => Ok(Some(result)),
-            None => self.context.store.get_action(job),
-        };
-        match found {
+    /// A job's result in this node's cache, with where its outputs are.
+    fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Made> {
+        let state = self.builds.get_mut(&build)?;
+        match self.known.look_up(&self.context.store, job) {
             Ok(Some(result)) if result.success() => {
                 self.known.remember(job, &result);
                 let name = state.name(job);
@@ -608,13 +441,17 @@ impl EngineTask {
                     name,
                     source: CacheSource::Local,
                 });
+                let made = Made {
+                    tree: result.output_tree,
+                    by: result.executed_by,
+                };
                 state.results.insert(job, result);
-                true
+                Some(made)
             }
-            Ok(_) => false,
+            Ok(_) => None,
             Err(e) => {
                 warn!(job = %job, error = %e, "action cache lookup failed; running the job");
-                false
+                None
             }
         }
     }
@@ -622,10 +459,10 @@ impl EngineTask {
     /// Records, off the build's path, a use of each result served from memory, so that GC
     /// still sees them as recently used.
     fn touch_known(&mut self) {
-        if self.known.to_touch.is_empty() {
+        let jobs = self.known.take_uses();
+        if jobs.is_empty() {
             return;
         }
-        let jobs = std::mem::take(&mut self.known.to_touch);
         let store = self.context.store.clone();
         tokio::task::spawn_blocking(move || {
             for job in jobs {
@@ -634,30 +471,12 @@ impl EngineTask {
         });
     }
 
-    fn start(&mut self, build: BuildId, id: JobId) {
+    /// Runs one of this node's jobs, once `deps`' outputs are fetched from where the core
+    /// says they are.
+    fn start(&mut self, build: BuildId, id: JobId, job: Arc<Job>, deps: Vec<LeaseDep>) {
         let Some(state) = self.builds.get_mut(&build) else {
             return;
         };
-        let Some(job) = state.jobs.get(&id).cloned() else {
-            return;
-        };
-        // Where each dep's outputs are: its tree, and who may hold it.
-        let deps: Vec<LeaseDep> = job
-            .deps
-            .iter()
-            .filter_map(|dep| {
-                let result = state.results.get(dep)?;
-                Some(LeaseDep {
-                    job: *dep,
-                    tree: result.output_tree,
-                    holders: Vec::new(),
-                })
-            })
-            .map(|mut dep| {
-                dep.holders = holders_of(&self.core, &dep, state.results.get(&dep.job), self.node);
-                dep
-            })
-            .collect();
         state.emit(BuildEvent::Started {
             job: id,
             name: job.name.clone(),
@@ -690,10 +509,10 @@ impl EngineTask {
                 let name = state.name(id);
                 warn!(job = %id, %name, n_lost = lost.len(), "deps' outputs are gone; running them again");
                 state.emit(BuildEvent::Notice(format!(
-                "`{name}`: the outputs of {} of its deps are gone with the peer that held them; \
-                 building them again",
-                lost.len()
-            )));
+                    "`{name}`: the outputs of {} of its deps are gone with the peer that held \
+                     them; building them again",
+                    lost.len()
+                )));
                 self.core.on_deps_lost(now, build, id, &lost);
                 return;
             }
@@ -718,9 +537,12 @@ impl EngineTask {
                     node: self.node,
                     duration_ms: result.duration_ms,
                 });
+                let made = Made {
+                    tree: result.output_tree,
+                    by: self.node,
+                };
                 state.results.insert(id, result);
-                self.remember_recent(id);
-                JobOutcome::Succeeded
+                JobOutcome::Succeeded(made)
             }
             Ok(RunOutcome {
                 failure: Some(failure),
@@ -749,13 +571,6 @@ impl EngineTask {
             }
         };
         self.core.on_job_finished(now, build, id, verdict);
-    }
-
-    pub(super) fn remember_recent(&mut self, job: JobId) {
-        self.recent.push_back(job);
-        if self.recent.len() > RECENT_RESULTS {
-            self.recent.pop_front();
-        }
     }
 
     /// The result of a job in any running build.
@@ -789,101 +604,9 @@ impl EngineTask {
     }
 }
 
-/// The nodes that may hold a dep's outputs, best first: the one that made it, then those
-/// that announced it; this node first of all when its store has the tree.
-pub(super) fn holders_of(
-    core: &Core,
-    dep: &LeaseDep,
-    result: Option<&ActionResult>,
-    local: NodeId,
-) -> Vec<NodeId> {
-    let mut holders = Vec::new();
-    if let Some(result) = result {
-        holders.push(result.executed_by);
-    }
-    for peer in core.holders(&dep.job) {
-        if !holders.contains(peer) {
-            holders.push(*peer);
-        }
-    }
-    if !holders.contains(&local) {
-        holders.push(local);
-    }
-    holders
-}
-
 async fn next_mesh_event(events: &mut Option<mpsc::Receiver<MeshEvent>>) -> Option<MeshEvent> {
     match events {
         Some(events) => events.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Successful results whose blobs were seen in the store since its last removal
-/// ([`Store::removals`]): a lookup of one of them needs no index read and no `stat`.
-#[derive(Default)]
-pub(super) struct KnownResults {
-    results: HashMap<JobId, (ActionResult, Instant)>,
-    removals: u64,
-    to_touch: Vec<JobId>,
-}
-
-impl KnownResults {
-    /// At most this many results are remembered; then the memory starts over.
-    const CAPACITY: usize = 100_000;
-
-    /// A result served from memory is recorded as a use in the store at most this often: GC's
-    /// least-recently-used order needs minutes, not microseconds.
-    const TOUCH_EVERY: Duration = Duration::from_secs(300);
-
-    pub(super) fn remember(&mut self, job: JobId, result: &ActionResult) {
-        if self.results.len() >= Self::CAPACITY {
-            self.results.clear();
-        }
-        self.results
-            .entry(job)
-            .or_insert_with(|| (result.clone(), Instant::now()));
-    }
-
-    fn get(&self, job: &JobId) -> Option<&ActionResult> {
-        self.results.get(job).map(|(result, _)| result)
-    }
-
-    /// The result of `job`, noting a use to record in the store when one is due.
-    fn use_result(&mut self, job: JobId) -> Option<ActionResult> {
-        let (result, touched) = self.results.get_mut(&job)?;
-        if touched.elapsed() >= Self::TOUCH_EVERY {
-            *touched = Instant::now();
-            self.to_touch.push(job);
-        }
-        Some(result.clone())
-    }
-}
-
-/// The latest durations of something, for percentiles.
-#[derive(Default)]
-struct Latencies {
-    samples: VecDeque<Duration>,
-}
-
-impl Latencies {
-    const KEPT: usize = 4096;
-
-    fn record(&mut self, sample: Duration) {
-        if self.samples.len() == Self::KEPT {
-            self.samples.pop_front();
-        }
-        self.samples.push_back(sample);
-    }
-
-    /// The median and the 99th percentile.
-    fn percentiles(&self) -> Option<(Duration, Duration)> {
-        if self.samples.is_empty() {
-            return None;
-        }
-        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
-        sorted.sort();
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.99)))
     }
 }

@@ -1,9 +1,8 @@
 //! Running jobs: this node's own, and those it stole from peers.
 //!
 //! Before a job runs, the outputs of its deps must be in the local store. Those made here are;
-//! those made on a peer are fetched from whoever holds them (the node that made them first).
-//! When nobody can serve a dep's outputs any more, the run reports the dep as lost and the
-//! core runs it again.
+//! the others are fetched from the holders the core listed, in its order. When nobody can serve
+//! a dep's outputs any more, the run reports the dep as lost and the core runs it again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,57 +10,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 use weft_protocol::wire::{FailureReport, LeaseDep};
-use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
+use weft_protocol::{Digest, Job, JobId, NodeId};
 
-use super::task::{Command, EngineContext};
-use crate::core::{BuildId, StolenOutcome};
+use super::command::{Command, OwnRun, StolenReport};
+use super::context::EngineContext;
+use crate::core::BuildId;
 use crate::exec::{ExecError, RunOutcome, RunRequest, Toolchains};
 use crate::mesh::{FetchError, peer_of};
-
-/// How a stolen job ended here.
-#[derive(Debug, Clone)]
-pub(crate) enum StolenReport {
-    /// It succeeded; the result is signed and in this node's store.
-    Done(ActionResult),
-    /// It failed: the job itself, or (`infrastructure`) this node's ability to run it.
-    Failed {
-        infrastructure: bool,
-        report: FailureReport,
-    },
-    /// It could not run: nobody served the outputs of these deps.
-    DepsLost(Vec<JobId>),
-}
-
-impl StolenReport {
-    pub(super) fn outcome(&self) -> StolenOutcome {
-        match self {
-            StolenReport::Done(_) => StolenOutcome::Succeeded,
-            StolenReport::Failed {
-                infrastructure: true,
-                ..
-            }
-            | StolenReport::DepsLost(_) => StolenOutcome::Infrastructure,
-            StolenReport::Failed {
-                infrastructure: false,
-                ..
-            } => StolenOutcome::Failed,
-        }
-    }
-}
-
-/// Tools a node advertises before it has built anything, so that peers lend it jobs that use
-/// them: the usual compilers and shell tools, those found on its `PATH`.
-pub(super) fn default_tools(toolchains: &Toolchains) -> Vec<Digest> {
-    const COMMON: &[&str] = &[
-        "cc", "c++", "gcc", "g++", "clang", "clang++", "ar", "ld", "as", "ranlib", "strip", "sh",
-        "bash", "cp", "cat", "mv", "ln", "mkdir", "touch", "true", "false", "echo", "sleep", "sed",
-        "awk", "tr", "python3", "make", "rustc", "go",
-    ];
-    COMMON
-        .iter()
-        .filter_map(|tool| toolchains.resolve(tool).ok().map(|(_, digest)| digest))
-        .collect()
-}
 
 /// Fetches each dep's output tree that is not in the store, from the first holder that
 /// serves it. Returns the deps that nobody could serve.
@@ -127,15 +82,6 @@ pub(super) async fn run_own(
     });
 }
 
-/// How a run of one of this node's jobs ended.
-#[derive(Debug)]
-pub(crate) enum OwnRun {
-    /// It ran (successfully or not), or the executor could not run it.
-    Ran(Box<Result<RunOutcome, ExecError>>),
-    /// It did not run: the outputs of these deps could not be had from anyone.
-    DepsLost(Vec<JobId>),
-}
-
 /// Runs a job stolen from `origin`: checks that this node's tools are the ones the job was
 /// made for, fetches the inputs from the origin and the deps' outputs from their holders,
 /// runs it, signs and stores the result.
@@ -153,7 +99,8 @@ pub(super) async fn run_stolen(
                 "cannot run a stolen job: no holder served its deps' outputs");
             StolenReport::DepsLost(lost)
         }
-        Err(Unprepared::Other(message)) => {
+        Err(other) => {
+            let message = other.to_string();
             warn!(job = %id, name = %job.name, %origin, %message, "cannot run a stolen job");
             StolenReport::Failed {
                 infrastructure: true,
@@ -208,23 +155,27 @@ pub(super) async fn run_stolen(
 }
 
 /// Why a stolen job cannot run here.
+#[derive(Debug, thiserror::Error)]
 enum Unprepared {
     /// Nobody served the outputs of these deps.
+    #[error("no holder served the outputs of {} of its deps", .0.len())]
     DepsLost(Vec<JobId>),
-    /// Anything else, in words.
-    Other(String),
-}
-
-impl From<String> for Unprepared {
-    fn from(message: String) -> Unprepared {
-        Unprepared::Other(message)
-    }
-}
-
-impl From<&str> for Unprepared {
-    fn from(message: &str) -> Unprepared {
-        Unprepared::Other(message.to_owned())
-    }
+    #[error("the job is for `{job}`, this node is `{node}`")]
+    OtherPlatform { job: String, node: String },
+    /// The tool the job names resolves here to another binary than the one it was made for.
+    #[error("`{tool}` here (`{}`) is another binary", .path.display())]
+    OtherTool {
+        tool: String,
+        path: std::path::PathBuf,
+    },
+    #[error(transparent)]
+    NoTool(ExecError),
+    #[error("this node has no mesh")]
+    NoMesh,
+    #[error("the origin's id is not an ed25519 key")]
+    BadOrigin,
+    #[error("cannot fetch input `{path}`: {source}")]
+    Input { path: String, source: FetchError },
 }
 
 async fn prepare_stolen(
@@ -236,33 +187,35 @@ async fn prepare_stolen(
     // The job's id names its tools by digest: running other binaries would file a result
     // under an id it does not belong to.
     if job.toolchain.platform != Toolchains::platform() {
-        return Err(format!(
-            "the job is for `{}`, this node is `{}`",
-            job.toolchain.platform,
-            Toolchains::platform()
-        )
-        .into());
+        return Err(Unprepared::OtherPlatform {
+            job: job.toolchain.platform.clone(),
+            node: Toolchains::platform(),
+        });
     }
     for (tool, wanted) in &job.toolchain.tools {
         match context.toolchains.resolve(tool) {
             Ok((_, digest)) if digest == *wanted => {}
             Ok((path, _)) => {
-                return Err(
-                    format!("`{tool}` here (`{}`) is another binary", path.display()).into(),
-                );
+                return Err(Unprepared::OtherTool {
+                    tool: tool.clone(),
+                    path,
+                });
             }
-            Err(e) => return Err(e.to_string().into()),
+            Err(e) => return Err(Unprepared::NoTool(e)),
         }
     }
-    let mesh = context.mesh.as_ref().ok_or("this node has no mesh")?;
-    let origin_peer = peer_of(&origin).ok_or("the origin's id is not an ed25519 key")?;
+    let mesh = context.mesh.as_ref().ok_or(Unprepared::NoMesh)?;
+    let origin_peer = peer_of(&origin).ok_or(Unprepared::BadOrigin)?;
     for input in &job.inputs {
         if context.store.has(&input.digest) {
             continue;
         }
         mesh.fetch_blob(origin_peer, input.digest)
             .await
-            .map_err(|e: FetchError| format!("cannot fetch input `{}`: {e}", input.path))?;
+            .map_err(|source| Unprepared::Input {
+                path: input.path.clone(),
+                source,
+            })?;
     }
     let lost = fetch_deps(context, deps).await;
     if !lost.is_empty() {

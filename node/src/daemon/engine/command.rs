@@ -1,0 +1,110 @@
+//! What reaches the engine's loop besides mesh events: [`Command`]s from sessions, and the
+//! reports of the tasks the engine spawned (runs, rpcs, fetches).
+
+use tokio::sync::oneshot;
+use weft_protocol::wire::{FailureReport, InlineBlob, Lease};
+use weft_protocol::{ActionResult, JobId, NodeId};
+
+use super::api::{BuildPlan, MeshReport};
+use crate::core::{BuildId, PlanError, StolenOutcome};
+use crate::exec::{ExecError, RunOutcome};
+
+#[derive(Debug)]
+pub(super) enum Command {
+    AddBuild {
+        build: BuildId,
+        plan: BuildPlan,
+        reply: oneshot::Sender<Result<(), PlanError>>,
+    },
+    Cancel {
+        build: BuildId,
+    },
+    Report {
+        reply: oneshot::Sender<MeshReport>,
+    },
+    /// A run of this node's job ended.
+    Finished {
+        build: BuildId,
+        job: JobId,
+        run: OwnRun,
+    },
+    /// A peer's answer to a cache query, not yet checked.
+    PeerAnswer {
+        build: BuildId,
+        job: JobId,
+        peer: NodeId,
+        with_outputs: bool,
+        result: Option<ActionResult>,
+        inline: Vec<InlineBlob>,
+    },
+    /// A peer's answer to a cache query, checked (and, with outputs, those fetched); `None`
+    /// is a miss.
+    PeerCache {
+        build: BuildId,
+        job: JobId,
+        peer: NodeId,
+        result: Option<ActionResult>,
+    },
+    /// A victim's answer to a steal request; `None` when the request failed.
+    Granted {
+        peer: NodeId,
+        leases: Option<Vec<Lease>>,
+    },
+    Renewed {
+        lost: Vec<JobId>,
+    },
+    /// A stolen job ended here.
+    StolenFinished {
+        id: JobId,
+        report: StolenReport,
+    },
+    /// The outputs of a thief's job, which the core asked for before the job counts, were
+    /// fetched from the thief (or could not be).
+    ThiefOutputs {
+        peer: NodeId,
+        job: JobId,
+        result: ActionResult,
+        fetched: bool,
+    },
+    SystemIdle(bool),
+}
+
+/// How a run of one of this node's jobs ended.
+#[derive(Debug)]
+pub(crate) enum OwnRun {
+    /// It ran (successfully or not), or the executor could not run it.
+    Ran(Box<Result<RunOutcome, ExecError>>),
+    /// It did not run: the outputs of these deps could not be had from anyone.
+    DepsLost(Vec<JobId>),
+}
+
+/// How a stolen job ended here.
+#[derive(Debug, Clone)]
+pub(crate) enum StolenReport {
+    /// It succeeded; the result is signed and in this node's store.
+    Done(ActionResult),
+    /// It failed: the job itself, or (`infrastructure`) this node's ability to run it.
+    Failed {
+        infrastructure: bool,
+        report: FailureReport,
+    },
+    /// It could not run: nobody served the outputs of these deps.
+    DepsLost(Vec<JobId>),
+}
+
+impl StolenReport {
+    pub(super) fn outcome(&self) -> StolenOutcome {
+        match self {
+            StolenReport::Done(_) => StolenOutcome::Succeeded,
+            StolenReport::Failed {
+                infrastructure: true,
+                ..
+            }
+            | StolenReport::DepsLost(_) => StolenOutcome::Infrastructure,
+            StolenReport::Failed {
+                infrastructure: false,
+                ..
+            } => StolenOutcome::Failed,
+        }
+    }
+}

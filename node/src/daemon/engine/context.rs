@@ -1,0 +1,48 @@
+//! What the engine works with, and how it runs: [`EngineContext`] (the store, the executor,
+//! the toolchains, the node's key and the mesh, shared with the tasks it spawns) and
+//! [`EngineConfig`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use libp2p_identity::Keypair;
+use weft_protocol::{NodeId, Signature};
+use weft_store::Store;
+
+use crate::core::CoreConfig;
+use crate::exec::{Executor, Toolchains};
+use crate::mesh::Mesh;
+
+/// What the engine works with.
+#[derive(Clone)]
+pub(crate) struct EngineContext {
+    pub(crate) store: Store,
+    pub(crate) executor: Executor,
+    pub(crate) toolchains: Arc<Toolchains>,
+    pub(crate) keypair: Keypair,
+    /// The mesh, when this node has a team.
+    pub(crate) mesh: Option<Mesh>,
+}
+
+impl EngineContext {
+    pub(crate) fn node(&self) -> NodeId {
+        crate::daemon::node_id(&self.keypair)
+    }
+
+    /// Signs with the node's ed25519 key.
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Signature> {
+        let bytes = self.keypair.sign(message).ok()?;
+        <[u8; 64]>::try_from(bytes.as_slice()).ok().map(Signature)
+    }
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    /// The core's settings: slots, sharing, leases, the tools offered to peers.
+    pub(crate) core: CoreConfig,
+    /// Under this 1-minute load average (and with no build here), the machine is idle.
+    pub(crate) idle_load: f64,
+    /// Where job durations are kept across restarts; `None` keeps them in memory.
+    pub(crate) durations: Option<PathBuf>,
+}
