@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
+use weft_protocol::hex::{self, HexError};
 
 use crate::daemon::Home;
 
@@ -26,14 +27,14 @@ const CHECKSUM_CONTEXT: &str = "weft 2026 team token checksum v1";
 /// The blake3 key-derivation context for the team id.
 const TEAM_ID_CONTEXT: &str = "weft 2026 team id v1";
 
-/// The hex digits of the secret in a token.
-const SECRET_HEX_LEN: usize = 64;
-/// The hex digits of the checksum in a token.
-const CHECKSUM_HEX_LEN: usize = 8;
+/// The bytes of the secret.
+const SECRET_LEN: usize = 32;
+/// The bytes of the checksum in a token.
+const CHECKSUM_LEN: usize = 4;
 
 /// The team secret: 32 random bytes every member knows. Its `Debug` form hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TeamSecret([u8; 32]);
+pub struct TeamSecret([u8; SECRET_LEN]);
 
 impl TeamSecret {
     /// A new random secret, from the operating system's generator.
@@ -63,7 +64,11 @@ impl TeamSecret {
 
     /// The join token that carries this secret.
     pub fn token(&self) -> String {
-        format!("{TOKEN_PREFIX}{}{}", hex(&self.0), hex(&checksum(&self.0)))
+        format!(
+            "{TOKEN_PREFIX}{}{}",
+            hex::encode(&self.0),
+            hex::encode(&checksum(&self.0))
+        )
     }
 }
 
@@ -79,7 +84,7 @@ pub struct TeamId([u8; 8]);
 
 impl fmt::Display for TeamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -143,24 +148,18 @@ pub fn parse_token(token: &str) -> Result<TeamSecret, TeamError> {
         .trim()
         .strip_prefix(TOKEN_PREFIX)
         .ok_or(TeamError::BadPrefix)?;
-    if let Some(bad) = body.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Err(TeamError::BadDigit(bad));
-    }
-    let expected = SECRET_HEX_LEN + CHECKSUM_HEX_LEN;
-    if body.len() != expected {
-        return Err(TeamError::BadLength {
-            found: body.len(),
-            expected,
-        });
-    }
-    let mut secret = [0u8; 32];
-    unhex(&body[..SECRET_HEX_LEN], &mut secret);
-    let mut sum = [0u8; 4];
-    unhex(&body[SECRET_HEX_LEN..], &mut sum);
-    if sum != checksum(&secret) {
+    let mut bytes = [0u8; SECRET_LEN + CHECKSUM_LEN];
+    hex::decode(body, &mut bytes).map_err(|e| match e {
+        HexError::NotHex { found, .. } => TeamError::BadDigit(found),
+        HexError::WrongLength { found, expected } => TeamError::BadLength { found, expected },
+    })?;
+    let (secret, sum) = bytes.split_at(SECRET_LEN);
+    let mut secret_bytes = [0u8; SECRET_LEN];
+    secret_bytes.copy_from_slice(secret);
+    if sum != checksum(&secret_bytes) {
         return Err(TeamError::BadChecksum);
     }
-    Ok(TeamSecret(secret))
+    Ok(TeamSecret(secret_bytes))
 }
 
 /// The path of the team file in `home`.
@@ -222,27 +221,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn checksum(secret: &[u8; 32]) -> [u8; 4] {
+fn checksum(secret: &[u8; SECRET_LEN]) -> [u8; CHECKSUM_LEN] {
     let key = blake3::derive_key(CHECKSUM_CONTEXT, secret);
     [key[0], key[1], key[2], key[3]]
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
-/// Decodes `digits` (checked to be ASCII hex digits, two per byte of `out`) into `out`.
-fn unhex(digits: &str, out: &mut [u8]) {
-    let value = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    for (byte, pair) in out.iter_mut().zip(digits.as_bytes().chunks_exact(2)) {
-        *byte = value(pair[0]) << 4 | value(pair[1]);
-    }
 }
 
 #[cfg(test)]
