@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use rand::RngCore;
 use weft_protocol::hex::{self, HexError};
 
-use crate::daemon::Home;
-
 /// The prefix of every join token, with the token format's version.
 pub const TOKEN_PREFIX: &str = "weft-team-1:";
 
@@ -31,6 +29,9 @@ const TEAM_ID_CONTEXT: &str = "weft 2026 team id v1";
 const SECRET_LEN: usize = 32;
 /// The bytes of the checksum in a token.
 const CHECKSUM_LEN: usize = 4;
+
+/// The name of the team file in a daemon's home.
+const FILE_NAME: &str = "team.toml";
 
 /// The team secret: 32 random bytes every member knows. Its `Debug` form hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -162,13 +163,14 @@ pub fn parse_token(token: &str) -> Result<TeamSecret, TeamError> {
     Ok(TeamSecret(secret_bytes))
 }
 
-/// The path of the team file in `home`.
-pub fn path(home: &Home) -> PathBuf {
-    home.root().join("team.toml")
+/// The path of the team file in the daemon's home directory `home`.
+pub fn path(home: &Path) -> PathBuf {
+    home.join(FILE_NAME)
 }
 
-/// Loads the team this node belongs to, or `None` when it has joined none.
-pub fn load(home: &Home) -> Result<Option<TeamSecret>, TeamError> {
+/// Loads the team this node belongs to from the daemon's home directory `home`, or `None` when
+/// it has joined none.
+pub fn load(home: &Path) -> Result<Option<TeamSecret>, TeamError> {
     let path = path(home);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -192,9 +194,9 @@ pub fn load(home: &Home) -> Result<Option<TeamSecret>, TeamError> {
         })
 }
 
-/// Stores `secret` as this node's team, readable by its owner only (mode 0600), replacing any
-/// team it had.
-pub fn store(home: &Home, secret: &TeamSecret) -> Result<(), TeamError> {
+/// Stores `secret` as this node's team in the daemon's home directory `home`, readable by its
+/// owner only (mode 0600), replacing any team it had.
+pub fn store(home: &Path, secret: &TeamSecret) -> Result<(), TeamError> {
     let path = path(home);
     let text = format!(
         "# The weft team this node belongs to (team id {}).\n\
@@ -259,17 +261,17 @@ mod tests {
     fn team_file_round_trip_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let home = Home::new(dir.path());
-        assert!(load(&home).expect("load").is_none());
+        let home = dir.path();
+        assert!(load(home).expect("load").is_none());
         let (secret, _) = create();
-        store(&home, &secret).expect("store");
-        assert_eq!(load(&home).expect("load"), Some(secret));
-        let mode = std::fs::metadata(path(&home))
+        store(home, &secret).expect("store");
+        assert_eq!(load(home).expect("load"), Some(secret));
+        let mode = std::fs::metadata(path(home))
             .expect("stat")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        std::fs::write(path(&home), "token = 3\n").expect("write");
-        assert!(matches!(load(&home), Err(TeamError::Malformed { .. })));
+        std::fs::write(path(home), "token = 3\n").expect("write");
+        assert!(matches!(load(home), Err(TeamError::Malformed { .. })));
     }
 }
