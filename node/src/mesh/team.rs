@@ -1,19 +1,23 @@
-//! The team: a 32-byte secret shared by every member, its join token, its printable id, and
-//! `<home>/team.toml`.
+//! The team: a 32-byte secret shared by every member, its join token, its printable id, the
+//! key admission proofs are made with, and `<home>/team.toml`.
 //!
 //! ```text
 //! token   = "weft-team-1:" 64 hex digits of the secret, 8 hex digits of checksum
 //! checksum = the first 4 bytes of blake3("weft team token checksum v1" key derivation of the secret)
 //! team id = the first 8 bytes of a blake3 key derivation of the secret, as 16 hex digits
+//! admission key = blake3_derive_key("weft 2026 team admission v1", secret)
 //! ```
 //!
 //! The checksum makes a typo or a truncated paste a clear error rather than a node that
-//! silently fails admission everywhere. The team id is safe to show: it is derived one-way.
+//! silently fails admission everywhere. The team id and the admission key are derived one-way:
+//! the id is safe to show, and the key never leaves the node (admission proves knowledge of it
+//! with a MAC; the `admit` module has the exchange).
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use libp2p::PeerId;
 use rand::RngCore;
 use weft_protocol::hex::{self, HexError};
 
@@ -24,6 +28,8 @@ pub const TOKEN_PREFIX: &str = "weft-team-1:";
 const CHECKSUM_CONTEXT: &str = "weft 2026 team token checksum v1";
 /// The blake3 key-derivation context for the team id.
 const TEAM_ID_CONTEXT: &str = "weft 2026 team id v1";
+/// The blake3 key-derivation context for the admission key.
+const ADMISSION_CONTEXT: &str = "weft 2026 team admission v1";
 
 /// The bytes of the secret.
 const SECRET_LEN: usize = 32;
@@ -32,6 +38,9 @@ const CHECKSUM_LEN: usize = 4;
 
 /// The name of the team file in a daemon's home.
 const FILE_NAME: &str = "team.toml";
+
+/// The bytes of each side's nonce in an admission exchange.
+pub(crate) const NONCE_LEN: usize = 32;
 
 /// The team secret: 32 random bytes every member knows. Its `Debug` form hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -228,6 +237,35 @@ fn checksum(secret: &[u8; SECRET_LEN]) -> [u8; CHECKSUM_LEN] {
     [key[0], key[1], key[2], key[3]]
 }
 
+/// The key admission proofs are made with, derived from the team secret.
+#[derive(Clone)]
+pub(crate) struct AdmissionKey([u8; 32]);
+
+impl AdmissionKey {
+    pub(crate) fn new(secret: &TeamSecret) -> AdmissionKey {
+        AdmissionKey(blake3::derive_key(ADMISSION_CONTEXT, secret.as_bytes()))
+    }
+
+    /// The proof for `role` in the exchange between `initiator` and `responder`.
+    pub(crate) fn mac(
+        &self,
+        role: &[u8],
+        initiator: &PeerId,
+        responder: &PeerId,
+        nonce_i: &[u8; NONCE_LEN],
+        nonce_r: &[u8; NONCE_LEN],
+    ) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        for part in [role, &initiator.to_bytes(), &responder.to_bytes()] {
+            hasher.update(&(part.len() as u32).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.update(nonce_i);
+        hasher.update(nonce_r);
+        hasher.finalize()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +311,19 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(path(home), "token = 3\n").expect("write");
         assert!(matches!(load(home), Err(TeamError::Malformed { .. })));
+    }
+
+    #[test]
+    fn proofs_are_bound_to_role_peers_nonces_and_secret() {
+        let key = AdmissionKey::new(&TeamSecret::from_bytes([7; 32]));
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (n1, n2) = ([1; 32], [2; 32]);
+        let base = key.mac(b"responder", &a, &b, &n1, &n2);
+        assert_ne!(base, key.mac(b"initiator", &a, &b, &n1, &n2));
+        assert_ne!(base, key.mac(b"responder", &b, &a, &n1, &n2));
+        assert_ne!(base, key.mac(b"responder", &a, &b, &n2, &n1));
+        let other = AdmissionKey::new(&TeamSecret::from_bytes([8; 32]));
+        assert_ne!(base, other.mac(b"responder", &a, &b, &n1, &n2));
+        assert_eq!(base, key.mac(b"responder", &a, &b, &n1, &n2));
     }
 }
