@@ -14,12 +14,14 @@
 //! with a MAC; the `admit` module has the exchange).
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use libp2p::PeerId;
 use rand::RngCore;
 use weft_protocol::hex::{self, HexError};
+
+use crate::fs::{Contents, write_replacing};
 
 /// The prefix of every join token, with the token format's version.
 pub const TOKEN_PREFIX: &str = "weft-team-1:";
@@ -214,22 +216,8 @@ pub fn store(home: &Path, secret: &TeamSecret) -> Result<(), TeamError> {
         secret.team_id(),
         secret.token()
     );
-    write_private(&path, text.as_bytes()).map_err(|source| TeamError::Io { path, source })
-}
-
-/// Writes a file readable by its owner only, through a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("toml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    write_replacing(&path, text.as_bytes(), Contents::Secret)
+        .map_err(|source| TeamError::Io { path, source })
 }
 
 fn checksum(secret: &[u8; SECRET_LEN]) -> [u8; CHECKSUM_LEN] {
