@@ -88,7 +88,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> Result<ExitCode> {
     for i in 0..N_NODES {
         let home = Home::new(root.join(format!("node{}", i + 1)));
         home.create()?;
-        team::store(&home, &secret)?;
+        team::store(home.root(), &secret)?;
         let id = node_id(&home.load_or_create_identity()?);
         nodes.push(Node {
             name: format!("node{}", i + 1),

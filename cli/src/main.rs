@@ -443,15 +443,15 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
         .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
     match command {
         TeamCommand::Create => {
-            if let Some(existing) = team::load(home)? {
+            if let Some(existing) = team::load(home.root())? {
                 bail!(
                     "this node is already in team {}; its token is in `{}`",
                     existing.team_id(),
-                    team::path(home).display()
+                    team::path(home.root()).display()
                 );
             }
             let (secret, token) = team::create();
-            team::store(home, &secret)?;
+            team::store(home.root(), &secret)?;
             println!(
                 "created team {} and joined it; on each teammate's machine run:",
                 secret.team_id()
@@ -464,14 +464,14 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
         }
         TeamCommand::Join { token } => {
             let secret = team::parse_token(token)?;
-            team::store(home, &secret)?;
+            team::store(home.root(), &secret)?;
             println!("joined team {}", secret.team_id());
             restart_daemon(home);
         }
         TeamCommand::Show => {
             let keypair = home.load_or_create_identity()?;
             let peer = keypair.public().to_peer_id();
-            match team::load(home)? {
+            match team::load(home.root())? {
                 Some(secret) => println!("team        {}", secret.team_id()),
                 None => println!("team        none (`weft team create` or `weft team join TOKEN`)"),
             }

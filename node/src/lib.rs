@@ -24,6 +24,8 @@ pub mod exec;
 #[cfg(feature = "shell")]
 pub mod frontend;
 #[cfg(feature = "shell")]
+mod fs;
+#[cfg(feature = "shell")]
 pub mod mesh;
 #[cfg(feature = "shell")]
 mod stat;

@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hex::{self, HexError};
+
 /// A blake3 digest: 32 bytes, shown as 64 lower-case hex characters.
 ///
 /// Binary encodings carry the 32 raw bytes; human-readable ones (JSON event logs) the hex.
@@ -55,12 +57,7 @@ impl Digest {
 
     /// The digest as 64 lower-case hex characters.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(Self::HEX_LEN);
-        for byte in self.0 {
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0xf)] as char);
-        }
-        out
+        hex::encode(&self.0)
     }
 
     /// The first `n` hex characters, for logs and progress lines.
@@ -70,8 +67,6 @@ impl Digest {
         hex
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -110,29 +105,17 @@ impl FromStr for Digest {
     type Err = DigestParseError;
 
     fn from_str(text: &str) -> Result<Digest, DigestParseError> {
-        if let Some((position, found)) = text.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
-            return Err(DigestParseError::NotHex { found, position });
-        }
-        if text.len() != Digest::HEX_LEN {
-            let found = text.chars().count();
-            let shown: String = text.chars().take(Digest::HEX_LEN + 8).collect();
-            return Err(DigestParseError::WrongLength { text: shown, found });
-        }
         let mut bytes = [0u8; Digest::LEN];
-        for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            *byte = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
+        match hex::decode(text, &mut bytes) {
+            Ok(()) => Ok(Digest(bytes)),
+            Err(HexError::NotHex { found, position }) => {
+                Err(DigestParseError::NotHex { found, position })
+            }
+            Err(HexError::WrongLength { found, .. }) => {
+                let shown: String = text.chars().take(Digest::HEX_LEN + 8).collect();
+                Err(DigestParseError::WrongLength { text: shown, found })
+            }
         }
-        Ok(Digest(bytes))
-    }
-}
-
-/// The value of an ASCII hex digit; callers have checked that `c` is one.
-fn hex_value(c: u8) -> u8 {
-    match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        b'A'..=b'F' => c - b'A' + 10,
-        _ => 0,
     }
 }
 

@@ -1,6 +1,6 @@
 //! weft's pure data: everything that is named, hashed, or crosses a process boundary.
 //!
-//! - [`Digest`]: blake3, shown as hex.
+//! - [`Digest`]: blake3, shown as hex ([`hex`]).
 //! - [`Label`]: `@<package>//<path>:<target>` and its strict parser.
 //! - The job model: [`Job`], [`Cmd`], [`Template`], [`JobId`] and the canonical encoding the id
 //!   is hashed from.
@@ -15,6 +15,7 @@
 
 mod canon;
 mod digest;
+pub mod hex;
 mod job;
 mod label;
 pub mod path;

@@ -153,8 +153,10 @@ impl StoreError {
     }
 }
 
-/// Whether `err` means that no space is left: `ENOSPC` or `EDQUOT`.
-pub(crate) fn is_disk_full(err: &io::Error) -> bool {
+/// Whether `err` means that no space is left: `ENOSPC` or `EDQUOT`. The one definition of a
+/// full disk, for the store's [`StoreError::DiskFull`] and for callers that write files of
+/// their own.
+pub fn is_disk_full(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded

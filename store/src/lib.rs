@@ -75,7 +75,7 @@ mod store;
 mod tree;
 mod verify;
 
-pub use error::StoreError;
+pub use error::{StoreError, is_disk_full};
 pub use gc::GcReport;
 pub use read::{Blob, Verify};
 pub use store::{Store, StoreOptions, StoreStats};

@@ -138,7 +138,7 @@ impl Home {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
-                match create_private(&path, &bytes) {
+                match crate::fs::write_new(&path, &bytes, crate::fs::Contents::Secret) {
                     Ok(()) => Ok(keypair),
                     // Another process made it first: use that one, as every process must.
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -159,27 +159,6 @@ pub fn node_id(keypair: &Keypair) -> NodeId {
         // Identities are only ever created as ed25519 keys; another kind is refused on load.
         Err(_) => NodeId([0; 32]),
     }
-}
-
-/// Creates a file readable by its owner only, whole or not at all: written under a name of
-/// this process's, then linked into place, which fails with `AlreadyExists` when another
-/// process got there first.
-fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written
 }
 
 /// The pid file is locked by another daemon, or cannot be used.

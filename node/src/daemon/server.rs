@@ -122,7 +122,7 @@ async fn start_mesh(
     keypair: &Keypair,
     store: &Store,
 ) -> Result<(Option<Mesh>, Option<mpsc::Receiver<MeshEvent>>), DaemonError> {
-    let Some(team) = team::load(home)? else {
+    let Some(team) = team::load(home.root())? else {
         info!("this node has joined no team: no mesh");
         return Ok((None, None));
     };
@@ -364,7 +364,7 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
     let mesh = shared.mesh.as_ref()?;
     let report = shared.engine.report().await;
     let stats = mesh.stats();
-    let team = team::load(&shared.home)
+    let team = team::load(shared.home.root())
         .ok()
         .flatten()
         .map(|t| t.team_id().to_string());

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use weft_protocol::JobId;
-use weft_store::StoreError;
+use weft_store::{StoreError, is_disk_full};
 
 /// What kept the executor from running a job, or from digesting a file.
 #[derive(Debug, thiserror::Error)]
@@ -112,12 +112,4 @@ impl ExecError {
             source,
         }
     }
-}
-
-/// Whether `err` means that no space is left: `ENOSPC` or `EDQUOT`.
-pub(crate) fn is_disk_full(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
 }

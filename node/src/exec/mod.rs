@@ -11,17 +11,21 @@
 //! and tool lookups comes from [`ExecConfig::path_env`] and [`Toolchains::new`].
 
 mod cat_tree;
+mod context;
 mod error;
 mod executor;
 mod process;
+mod request;
 mod run;
 mod sandbox;
 mod sources;
 mod strict;
 mod toolchain;
 
+pub use context::ExecConfig;
 pub use error::ExecError;
-pub use executor::{CmdFailure, ExecConfig, Executor, RunOutcome, RunRequest};
+pub use executor::Executor;
+pub use request::{CmdFailure, RunOutcome, RunRequest};
 pub use sources::{DEFAULT_RACY_WINDOW, SourceDigests, SourceStats};
 pub(crate) use sources::{SourceStamp, Stamped};
 pub use toolchain::Toolchains;

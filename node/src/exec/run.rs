@@ -22,9 +22,10 @@ use weft_protocol::{ActionResult, Cmd, Digest, Input, Job, OutputFile, Segment, 
 use weft_store::{Store, StoreError, TreeSummary};
 
 use super::cat_tree::CatTree;
+use super::context::RunContext;
 use super::error::ExecError;
-use super::executor::{CmdFailure, Inner, RunOutcome, RunRequest};
 use super::process::ProcessGroup;
+use super::request::{CmdFailure, RunOutcome, RunRequest};
 use super::sandbox::{self, CatError, Filling, Layout, Sandbox, SlotPool, Streams};
 use super::strict;
 
@@ -55,7 +56,10 @@ struct Collected {
     failure: Option<CmdFailure>,
 }
 
-pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome, ExecError> {
+pub(crate) async fn run(
+    context: &RunContext,
+    req: RunRequest<'_>,
+) -> Result<RunOutcome, ExecError> {
     let job = req.job;
     let mut deps = Vec::with_capacity(job.deps.len());
     for dep in &job.deps {
@@ -71,14 +75,14 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
     }
     let started = Instant::now();
     let (collected, duration) = if let Some(failure) = bad_paths(job) {
-        let store = inner.store.clone();
+        let store = context.store.clone();
         let collected = blocking(move || without_outputs(&store, failure)).await??;
         (collected, Duration::ZERO)
     } else if job.cmds.iter().all(|cmd| matches!(cmd, Cmd::Cat { .. })) {
-        let collected = run_cats(inner, job, &deps).await?;
+        let collected = run_cats(context, job, &deps).await?;
         (collected, started.elapsed())
     } else {
-        run_in_sandbox(inner, &req, deps).await?
+        run_in_sandbox(context, &req, deps).await?
     };
 
     let failure = collected.failure;
@@ -106,12 +110,12 @@ pub(crate) async fn run(inner: &Inner, req: RunRequest<'_>) -> Result<RunOutcome
 
 /// Runs a job made only of `cat` commands, without a sandbox.
 async fn run_cats(
-    inner: &Inner,
+    context: &RunContext,
     job: &Job,
     deps: &[(String, Digest)],
 ) -> Result<Collected, ExecError> {
     // The sandbox paths that templates render to, though nothing is made there.
-    let renderer = Renderer::new(job, Layout::new(inner.next_sandbox()), deps);
+    let renderer = Renderer::new(job, Layout::new(context.next_sandbox()), deps);
     let mut writes = Vec::with_capacity(job.cmds.len());
     let mut failure = None;
     for (cmd_index, cmd) in job.cmds.iter().enumerate() {
@@ -125,7 +129,7 @@ async fn run_cats(
             }
         }
     }
-    let (store, outs, n_cmds) = (inner.store.clone(), job.outs.clone(), job.cmds.len());
+    let (store, outs, n_cmds) = (context.store.clone(), job.outs.clone(), job.cmds.len());
     blocking(move || match failure {
         Some(failure) => without_outputs(&store, failure),
         None => collect_cats(&store, &writes, &outs, n_cmds),
@@ -135,7 +139,7 @@ async fn run_cats(
 
 /// Runs a job with at least one `exec` command in a sandbox.
 async fn run_in_sandbox(
-    inner: &Inner,
+    context: &RunContext,
     req: &RunRequest<'_>,
     deps: Vec<(String, Digest)>,
 ) -> Result<(Collected, Duration), ExecError> {
@@ -143,13 +147,13 @@ async fn run_in_sandbox(
     let filling = Filling {
         inputs: job.inputs.clone(),
         deps: deps.clone(),
-        read_only_src: !inner.is_root,
+        read_only_src: !context.is_root,
         work_dirs: work_dirs(job),
     };
     let (store, pool, new_root) = (
-        inner.store.clone(),
-        inner.pool.clone(),
-        inner.next_sandbox(),
+        context.store.clone(),
+        context.pool.clone(),
+        context.next_sandbox(),
     );
     // Owned here from now on: dropping the run (a cancellation) drops it, which deletes the
     // directory, after the running command's process group has been killed.
@@ -182,7 +186,7 @@ async fn run_in_sandbox(
                             env,
                             cwd: cwd.as_deref(),
                         };
-                        exec(inner, &renderer, &sandbox, command, deadline, req.timeout).await?
+                        exec(context, &renderer, &sandbox, command, deadline, req.timeout).await?
                     }
                     Err(failed) => Err(failed),
                 }
@@ -196,14 +200,14 @@ async fn run_in_sandbox(
 
     let duration = started.elapsed();
     let collect = Collect {
-        store: inner.store.clone(),
-        pool: inner.pool.clone(),
+        store: context.store.clone(),
+        pool: context.pool.clone(),
         sandbox,
         cats,
         outs: job.outs.clone(),
         n_cmds: job.cmds.len(),
         failure,
-        keep_failed: inner.config.keep_failed_sandboxes,
+        keep_failed: context.config.keep_failed_sandboxes,
     };
     let collected = blocking(move || collect.run()).await??;
     Ok((collected, duration))
@@ -275,7 +279,7 @@ struct Command<'a> {
 
 /// Runs one `exec` command to its end. `Ok(Err(..))` is the command's failure.
 async fn exec(
-    inner: &Inner,
+    context: &RunContext,
     renderer: &Renderer<'_>,
     sandbox: &Sandbox,
     command: Command<'_>,
@@ -330,11 +334,11 @@ async fn exec(
         return fail(&argv, timed_out(timeout));
     }
 
-    let path_env = &inner.config.path_env;
+    let path_env = &context.config.path_env;
     let program = if name.contains('/') {
         Path::new(&cwd).join(&name)
     } else {
-        match inner.program(&name) {
+        match context.program(&name) {
             Some(program) => program,
             None => {
                 let message = format!("cannot start `{name}`: not found on PATH ({path_env})");
@@ -347,7 +351,7 @@ async fn exec(
             .map(Stdio::from)
             .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
     };
-    let mut process = match &inner.unshare {
+    let mut process = match &context.unshare {
         None => {
             let mut process = tokio::process::Command::new(&program);
             process.arg0(&name).args(&argv[1..]);

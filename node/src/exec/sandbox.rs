@@ -37,9 +37,9 @@ use std::sync::Mutex;
 
 use weft_protocol::path::check_relative_path;
 use weft_protocol::{Digest, Input};
-use weft_store::Store;
+use weft_store::{Store, is_disk_full};
 
-use super::error::{ExecError, is_disk_full};
+use super::error::ExecError;
 
 /// The most stderr bytes a failure report quotes.
 const TAIL_BYTES: u64 = 4096;

@@ -8,7 +8,8 @@
 //!    [`Handshake`](weft_protocol::wire::Handshake) and a fresh 32-byte random `nonce_i`;
 //! 2. R sends its handshake, a fresh `nonce_r`, and
 //!    `mac_r = blake3_keyed(K, "responder" ‖ I ‖ R ‖ nonce_i ‖ nonce_r)`, where
-//!    `K = blake3_derive_key("weft 2026 team admission v1", secret)`;
+//!    `K = blake3_derive_key("weft 2026 team admission v1", secret)`, the team's
+//!    [`AdmissionKey`](super::team::AdmissionKey);
 //! 3. I checks `mac_r` (constant-time). When it matches, I sends the verdict byte `1` and
 //!    `mac_i = blake3_keyed(K, "initiator" ‖ I ‖ R ‖ nonce_i ‖ nonce_r)`; otherwise it sends
 //!    `0`, blocks R and stops;
@@ -39,10 +40,10 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 use weft_protocol::wire::{Handshake, Role};
 
+use super::events::Command;
 use super::frames::{self, StreamError};
 use super::state::Shared;
-use super::swarm::Command;
-use super::team::TeamSecret;
+use super::team::NONCE_LEN;
 
 /// The admission protocol's name.
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new("/weft/admit/1");
@@ -53,42 +54,9 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a refusal waits for the peer to read it.
 const REFUSE_LINGER: Duration = Duration::from_secs(2);
 
-const NONCE_LEN: usize = 32;
 const MAC_LEN: usize = 32;
 const ACCEPT: u8 = 1;
 const REFUSE: u8 = 0;
-
-/// The key admission proofs are made with, derived from the team secret.
-#[derive(Clone)]
-pub(crate) struct AdmissionKey([u8; 32]);
-
-impl AdmissionKey {
-    pub(crate) fn new(secret: &TeamSecret) -> AdmissionKey {
-        AdmissionKey(blake3::derive_key(
-            "weft 2026 team admission v1",
-            secret.as_bytes(),
-        ))
-    }
-
-    /// The proof for `role` in the exchange between `initiator` and `responder`.
-    fn mac(
-        &self,
-        role: &[u8],
-        initiator: &PeerId,
-        responder: &PeerId,
-        nonce_i: &[u8; NONCE_LEN],
-        nonce_r: &[u8; NONCE_LEN],
-    ) -> blake3::Hash {
-        let mut hasher = blake3::Hasher::new_keyed(&self.0);
-        for part in [role, &initiator.to_bytes(), &responder.to_bytes()] {
-            hasher.update(&(part.len() as u32).to_be_bytes());
-            hasher.update(part);
-        }
-        hasher.update(nonce_i);
-        hasher.update(nonce_r);
-        hasher.finalize()
-    }
-}
 
 /// How an admission exchange ended.
 #[derive(Debug)]
@@ -299,23 +267,4 @@ async fn run_responder(shared: &Shared, peer: PeerId, stream: &mut Stream) -> Ou
         return broken(err.into());
     }
     Outcome::Admitted
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proofs_are_bound_to_role_peers_nonces_and_secret() {
-        let key = AdmissionKey::new(&TeamSecret::from_bytes([7; 32]));
-        let (a, b) = (PeerId::random(), PeerId::random());
-        let (n1, n2) = ([1; 32], [2; 32]);
-        let base = key.mac(b"responder", &a, &b, &n1, &n2);
-        assert_ne!(base, key.mac(b"initiator", &a, &b, &n1, &n2));
-        assert_ne!(base, key.mac(b"responder", &b, &a, &n1, &n2));
-        assert_ne!(base, key.mac(b"responder", &a, &b, &n2, &n1));
-        let other = AdmissionKey::new(&TeamSecret::from_bytes([8; 32]));
-        assert_ne!(base, other.mac(b"responder", &a, &b, &n1, &n2));
-        assert_eq!(base, key.mac(b"responder", &a, &b, &n1, &n2));
-    }
 }

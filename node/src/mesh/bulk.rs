@@ -1,11 +1,12 @@
 //! The bulk lane: large blobs over TLS 1.3 on kernel TCP, beside the QUIC connection.
 //!
-//! Why a second transport: on the machines weft was measured on, QUIC in user space moved a
-//! 1 GiB blob at 0.3–0.4 GB/s (libp2p's TLS fixes ChaCha20-Poly1305 as its cipher, and each
-//! 1.4 KB packet is encrypted, acknowledged and paced in user space), while TLS on TCP with
-//! AES-128-GCM moved 2 GB/s memory to memory (`bench/RESULTS.md`). Everything else (gossip,
-//! requests, small blobs) stays on QUIC, and any failure of the lane itself falls back to it,
-//! for that peer for a few minutes ([`UNAVAILABLE_FOR`]).
+//! Why a second transport: QUIC in user space moves large blobs several times slower than TLS
+//! on kernel TCP (libp2p's TLS fixes ChaCha20-Poly1305 as its cipher, and each 1.4 KB packet is
+//! encrypted, acknowledged and paced in user space, while TCP leaves that to the kernel and
+//! the lane's TLS uses AES-GCM); `bench/RESULTS.md` has the measurements. Everything else
+//! (gossip, requests, small blobs) stays on QUIC, and any failure of the lane itself falls back
+//! to it, for that peer for a few minutes
+//! ([`UNAVAILABLE_FOR`](super::bulk_tls::UNAVAILABLE_FOR)).
 //!
 //! Protocol flow:
 //!
@@ -13,7 +14,7 @@
 //! 2. for a blob of at least [`BULK_MIN`] bytes, the client connects to the peer's IP at that
 //!    port and runs a TLS 1.3 handshake in which both sides present their libp2p identity
 //!    certificate (`libp2p_tls::certificate`: a self-signed certificate whose extension is
-//!    signed by the node's ed25519 key). Each side checks the other's certificate and takes
+//!    signed by the node's ed25519 key; [`BulkTls`]). Each side checks the other's certificate and takes
 //!    the PeerId from it: the client requires the peer it meant to reach, the server an
 //!    admitted team member (admission ran on the QUIC connection), and otherwise closes;
 //! 3. then, as on `/weft/blob/1`: the client's handshake and [`PeerMessage::BlobRequest`];
@@ -24,24 +25,20 @@
 //! Both ends run on blocking threads: a transfer is a loop of `read`, decrypt, hash and
 //! `write`, which the kernel and rustls do best without an async runtime in between.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use libp2p::PeerId;
 use libp2p::multiaddr::Protocol;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::sync::watch;
 use weft_protocol::Digest;
 use weft_protocol::wire::{self, HANDSHAKE_LEN, Handshake, PeerMessage, Role};
 use weft_store::StoreError;
 
+use super::bulk_tls::{BulkTls, peer_of_connection};
 use super::error::{FetchError, NetError};
 use super::state::{Counters, Shared};
 
@@ -57,236 +54,6 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 64;
 /// The size of each read and write.
 const CHUNK: usize = 1 << 20;
-/// The name the client asks for; the certificate check ignores it (identity is the PeerId).
-const SERVER_NAME: &str = "weft";
-
-/// How long a peer whose lane could not be used is fetched from over QUIC only: a firewall
-/// that drops TCP would otherwise cost every large blob a connect timeout.
-const UNAVAILABLE_FOR: Duration = Duration::from_secs(300);
-
-/// This node's TLS settings for the bulk lane, both ways, and the peers whose lane failed.
-pub(crate) struct BulkTls {
-    client: Arc<rustls::ClientConfig>,
-    server: Arc<rustls::ServerConfig>,
-    unavailable: Mutex<HashMap<PeerId, Instant>>,
-}
-
-impl BulkTls {
-    /// Certificates bound to `keypair`, TLS 1.3 only, AES-GCM first.
-    pub(crate) fn new(keypair: &libp2p::identity::Keypair) -> Result<BulkTls, String> {
-        let (cert, key) = libp2p_tls::certificate::generate(keypair)
-            .map_err(|e| format!("cannot make the bulk lane's certificate: {e}"))?;
-        let mut provider = rustls::crypto::ring::default_provider();
-        // AES-GCM has hardware support almost everywhere; ChaCha20 is kept for machines
-        // without it.
-        provider.cipher_suites = vec![
-            rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
-            rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
-            rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
-        ];
-        // Our certificate is handed over as is: its libp2p extension is marked critical, so
-        // rustls's own checks of a certificate it is given would refuse it.
-        let signing_key = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| format!("the bulk lane's key is unusable: {e}"))?;
-        let ours = Arc::new(OurCertificate(Arc::new(rustls::sign::CertifiedKey::new(
-            vec![cert],
-            signing_key,
-        ))));
-        let provider = Arc::new(provider);
-        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(Arc::new(PeerCertificate))
-            .with_cert_resolver(ours.clone());
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PeerCertificate))
-            .with_client_cert_resolver(ours);
-        Ok(BulkTls {
-            client: Arc::new(client),
-            server: Arc::new(server),
-            unavailable: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Whether `peer`'s lane failed less than [`UNAVAILABLE_FOR`] ago.
-    fn unavailable_recently(&self, peer: &PeerId) -> bool {
-        let mut unavailable = self.unavailable.lock().unwrap_or_else(|e| e.into_inner());
-        match unavailable.get(peer) {
-            Some(since) if since.elapsed() < UNAVAILABLE_FOR => true,
-            Some(_) => {
-                unavailable.remove(peer);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn mark_unavailable(&self, peer: PeerId) {
-        self.unavailable
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, Instant::now());
-    }
-}
-
-/// Presents this node's identity certificate, to servers and clients alike.
-#[derive(Debug)]
-struct OurCertificate(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::server::ResolvesServerCert for OurCertificate {
-    fn resolve(
-        &self,
-        _hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-}
-
-impl rustls::client::ResolvesClientCert for OurCertificate {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-/// Accepts a certificate exactly when it is a valid libp2p identity certificate: self-signed,
-/// with an extension signed by the key the PeerId names. Which PeerId is acceptable is
-/// decided after the handshake, from [`peer_of_connection`].
-#[derive(Debug)]
-struct PeerCertificate;
-
-impl PeerCertificate {
-    fn check(
-        cert: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-    ) -> Result<(), rustls::Error> {
-        if !intermediates.is_empty() {
-            return Err(rustls::Error::General(
-                "a weft peer presents exactly one certificate".to_owned(),
-            ));
-        }
-        libp2p_tls::certificate::parse(cert)
-            .map(|_| ())
-            .map_err(|e| rustls::Error::General(format!("not a libp2p identity certificate: {e}")))
-    }
-
-    fn check_signature(
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let parsed = libp2p_tls::certificate::parse(cert).map_err(|e| {
-            rustls::Error::General(format!("not a libp2p identity certificate: {e}"))
-        })?;
-        parsed
-            .verify_signature(dss.scheme, message, dss.signature())
-            .map_err(|e| rustls::Error::General(format!("bad handshake signature: {e}")))?;
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn schemes() -> Vec<SignatureScheme> {
-        // What libp2p identity certificates are signed with.
-        vec![
-            SignatureScheme::ECDSA_NISTP256_SHA256,
-            SignatureScheme::ECDSA_NISTP384_SHA384,
-            SignatureScheme::ED25519,
-        ]
-    }
-}
-
-impl ServerCertVerifier for PeerCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        PeerCertificate::check(end_entity, intermediates)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".to_owned()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        PeerCertificate::check_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        PeerCertificate::schemes()
-    }
-}
-
-impl ClientCertVerifier for PeerCertificate {
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        PeerCertificate::check(end_entity, intermediates)?;
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("TLS 1.2 is not offered".to_owned()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        PeerCertificate::check_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        PeerCertificate::schemes()
-    }
-}
-
-/// The PeerId the other side's certificate names, once the handshake is done.
-fn peer_of_connection(certs: Option<&[CertificateDer<'_>]>) -> Option<PeerId> {
-    let cert = certs?.first()?;
-    libp2p_tls::certificate::parse(cert)
-        .ok()
-        .map(|parsed| parsed.peer_id())
-}
 
 /// Where `peer`'s bulk lane should be: the IP of our connection to it, at the port of its
 /// QUIC listener on that IP (or of the connection, since QUIC dials from its listening
@@ -430,8 +197,8 @@ fn transfer_inner(
         .and_then(|()| tcp.set_write_timeout(Some(STALL_TIMEOUT)))
         .and_then(|()| tcp.set_nodelay(true))
         .map_err(|e| unavailable("cannot set up the socket to", &e))?;
-    let name = ServerName::try_from(SERVER_NAME).expect("a valid DNS name");
-    let conn = rustls::ClientConnection::new(Arc::clone(&tls.client), name)
+    let conn = tls
+        .client_connection()
         .map_err(|e| unavailable("cannot start TLS with", &e))?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
@@ -571,7 +338,7 @@ fn serve(shared: &Shared, tls: &BulkTls, tcp: TcpStream) -> io::Result<()> {
     tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
     tcp.set_write_timeout(Some(STALL_TIMEOUT))?;
     tcp.set_nodelay(true)?;
-    let conn = rustls::ServerConnection::new(Arc::clone(&tls.server)).map_err(io::Error::other)?;
+    let conn = tls.server_connection().map_err(io::Error::other)?;
     let mut stream = rustls::StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
@@ -650,45 +417,5 @@ mod tests {
         );
         assert_eq!(ip_port("/ip4/10.0.0.2/tcp/4001"), None);
         assert_eq!(ip_port("/dns4/example/udp/4001"), None);
-    }
-
-    #[test]
-    fn tls_settings_build_from_an_identity() {
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        if let Err(why) = BulkTls::new(&keypair) {
-            panic!("{why}");
-        }
-    }
-
-    #[test]
-    fn a_peer_whose_lane_failed_is_skipped_for_a_while() {
-        let tls = BulkTls::new(&libp2p::identity::Keypair::generate_ed25519()).expect("tls");
-        let peer = PeerId::random();
-        assert!(!tls.unavailable_recently(&peer));
-        tls.mark_unavailable(peer);
-        assert!(tls.unavailable_recently(&peer));
-        assert!(!tls.unavailable_recently(&PeerId::random()));
-        // Once the time is up, the lane is tried again.
-        let long_ago = Instant::now()
-            .checked_sub(UNAVAILABLE_FOR + Duration::from_secs(1))
-            .expect("an instant in the past");
-        tls.unavailable.lock().expect("lock").insert(peer, long_ago);
-        assert!(!tls.unavailable_recently(&peer));
-    }
-
-    #[test]
-    fn certificates_name_their_peer() {
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let (cert, _key) = libp2p_tls::certificate::generate(&keypair).expect("cert");
-        assert_eq!(
-            peer_of_connection(Some(std::slice::from_ref(&cert))),
-            Some(keypair.public().to_peer_id())
-        );
-        assert!(PeerCertificate::check(&cert, &[]).is_ok());
-        assert!(PeerCertificate::check(&cert, std::slice::from_ref(&cert)).is_err());
-        let junk = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
-        assert!(PeerCertificate::check(&junk, &[]).is_err());
-        assert_eq!(peer_of_connection(Some(&[junk])), None);
-        assert_eq!(peer_of_connection(None), None);
     }
 }

@@ -11,9 +11,15 @@
 //!   (`/weft/rpc/1`) and blobs (`/weft/blob/1`), all on QUIC streams of one connection per
 //!   peer; gossip on the gossipsub topic `weft/<team id>/v2` (parameters in [`MeshConfig`]'s
 //!   module);
-//! - the bulk lane (`bulk`): blobs of 4 MiB and more over TLS 1.3 on TCP, at the QUIC
-//!   listener's port number, authenticated with the same libp2p identity and served only to
-//!   admitted peers; QUIC remains the fallback.
+//! - the bulk lane (`bulk`, its TLS in `bulk_tls`): blobs of 4 MiB and more over TLS 1.3 on
+//!   TCP, at the QUIC listener's port number, authenticated with the same libp2p identity and
+//!   served only to admitted peers; QUIC remains the fallback.
+//!
+//! The files form one stack, each using only those below it: at the bottom `team`, `ids`,
+//! `error`, `frames`, `config`, `events` (what the mesh reports, and the commands its tasks
+//! send the swarm task) and `bulk_tls`; then `state` (what the tasks share); the protocols
+//! `admit`, `rpc`, `bulk` and `blob`; `handle` ([`Mesh`]); and `swarm`, the task that owns
+//! libp2p and [`start`]s it all.
 //!
 //! Architecture invariant: until a peer has passed admission it gets nothing: no gossip (it is
 //! graylisted in gossipsub), no rpc answer and no blob (those streams are reset). A peer that
@@ -22,8 +28,10 @@
 mod admit;
 mod blob;
 mod bulk;
+mod bulk_tls;
 mod config;
 mod error;
+mod events;
 mod frames;
 mod handle;
 mod ids;
@@ -36,7 +44,8 @@ pub mod team;
 pub use config::quic_config as quic_transport_config;
 pub use config::{ADMISSION_DEADLINE, BLOCK_DURATION, MeshConfig, TestHooks, default_listen};
 pub use error::{FetchError, MeshError, NetError};
-pub use handle::{Admission, Mesh, MeshEvent, MeshStats, PeerInfo};
+pub use events::{Admission, MeshEvent, MeshStats, PeerInfo};
+pub use handle::Mesh;
 pub use ids::{node_id_of, peer_of};
 pub use swarm::start;
 pub use team::{TeamError, TeamId, TeamSecret};

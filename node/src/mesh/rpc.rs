@@ -30,8 +30,8 @@ use tracing::Instrument;
 use weft_protocol::wire::{self, Handshake, PeerMessage, Role};
 
 use super::error::NetError;
+use super::events::MeshEvent;
 use super::frames::{self, StreamError};
-use super::handle::MeshEvent;
 use super::state::{Counters, Gate, Shared};
 
 /// The rpc protocol's name.

@@ -10,12 +10,11 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, watch};
 use weft_store::Store;
 
-use super::admit::AdmissionKey;
-use super::bulk::BulkTls;
+use super::bulk_tls::BulkTls;
 use super::config::TestHooks;
-use super::handle::{Admission, MeshEvent, MeshStats, PeerInfo};
+use super::events::{Admission, Command, MeshEvent, MeshStats, PeerInfo};
 use super::ids::node_id_of;
-use super::swarm::Command;
+use super::team::AdmissionKey;
 
 /// What the mesh knows of one peer: connected, or blocked after a failed admission.
 #[derive(Debug, Clone)]

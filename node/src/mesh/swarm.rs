@@ -28,13 +28,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use weft_protocol::wire::{self, GossipMessage};
 use weft_store::Store;
 
-use super::admit::{self, AdmissionKey};
-use super::bulk::{self, BulkTls};
+use super::bulk_tls::BulkTls;
 use super::config::{self, ADMISSION_DEADLINE, BLOCK_DURATION, MeshConfig, UNADMITTED_SCORE};
 use super::error::MeshError;
-use super::handle::{Mesh, MeshEvent, ShutdownGuard, topic_name};
+use super::events::{Command, MeshEvent};
+use super::handle::{Mesh, ShutdownGuard, topic_name};
 use super::state::{Counters, PeerEntry, Shared, State};
-use super::{blob, rpc};
+use super::team::AdmissionKey;
+use super::{admit, blob, bulk, rpc};
 
 /// How long the higher of two PeerIds that discovered each other by mDNS waits before dialing.
 pub(crate) const MDNS_DIAL_DELAY: Duration = Duration::from_secs(3);
@@ -50,30 +51,6 @@ const MAX_PENDING_GOSSIP: usize = 64;
 const EVENT_CAPACITY: usize = 4096;
 /// How long [`start`] waits for the listeners to come up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What the stream tasks and the handle ask of the swarm task.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Publish a gossip message.
-    Publish(GossipMessage),
-    /// Report the listen addresses.
-    ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
-    /// Dial an address once.
-    Dial(Multiaddr),
-    /// We checked `peer`'s proof: stop gossipsub ignoring it, then ack.
-    Accepted {
-        peer: PeerId,
-        ack: oneshot::Sender<()>,
-    },
-    /// Admission with `peer` completed on both sides.
-    Admitted { peer: PeerId },
-    /// Admission with `peer` failed; `block` when its proof was wrong or it refused ours.
-    AdmissionFailed {
-        peer: PeerId,
-        reason: String,
-        block: bool,
-    },
-}
 
 /// The behaviours the swarm runs.
 #[derive(NetworkBehaviour)]

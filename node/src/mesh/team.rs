@@ -1,22 +1,27 @@
-//! The team: a 32-byte secret shared by every member, its join token, its printable id, and
-//! `<home>/team.toml`.
+//! The team: a 32-byte secret shared by every member, its join token, its printable id, the
+//! key admission proofs are made with, and `<home>/team.toml`.
 //!
 //! ```text
 //! token   = "weft-team-1:" 64 hex digits of the secret, 8 hex digits of checksum
 //! checksum = the first 4 bytes of blake3("weft team token checksum v1" key derivation of the secret)
 //! team id = the first 8 bytes of a blake3 key derivation of the secret, as 16 hex digits
+//! admission key = blake3_derive_key("weft 2026 team admission v1", secret)
 //! ```
 //!
 //! The checksum makes a typo or a truncated paste a clear error rather than a node that
-//! silently fails admission everywhere. The team id is safe to show: it is derived one-way.
+//! silently fails admission everywhere. The team id and the admission key are derived one-way:
+//! the id is safe to show, and the key never leaves the node (admission proves knowledge of it
+//! with a MAC; the `admit` module has the exchange).
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use libp2p::PeerId;
 use rand::RngCore;
+use weft_protocol::hex::{self, HexError};
 
-use crate::daemon::Home;
+use crate::fs::{Contents, write_replacing};
 
 /// The prefix of every join token, with the token format's version.
 pub const TOKEN_PREFIX: &str = "weft-team-1:";
@@ -25,15 +30,23 @@ pub const TOKEN_PREFIX: &str = "weft-team-1:";
 const CHECKSUM_CONTEXT: &str = "weft 2026 team token checksum v1";
 /// The blake3 key-derivation context for the team id.
 const TEAM_ID_CONTEXT: &str = "weft 2026 team id v1";
+/// The blake3 key-derivation context for the admission key.
+const ADMISSION_CONTEXT: &str = "weft 2026 team admission v1";
 
-/// The hex digits of the secret in a token.
-const SECRET_HEX_LEN: usize = 64;
-/// The hex digits of the checksum in a token.
-const CHECKSUM_HEX_LEN: usize = 8;
+/// The bytes of the secret.
+const SECRET_LEN: usize = 32;
+/// The bytes of the checksum in a token.
+const CHECKSUM_LEN: usize = 4;
+
+/// The name of the team file in a daemon's home.
+const FILE_NAME: &str = "team.toml";
+
+/// The bytes of each side's nonce in an admission exchange.
+pub(crate) const NONCE_LEN: usize = 32;
 
 /// The team secret: 32 random bytes every member knows. Its `Debug` form hides it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TeamSecret([u8; 32]);
+pub struct TeamSecret([u8; SECRET_LEN]);
 
 impl TeamSecret {
     /// A new random secret, from the operating system's generator.
@@ -63,7 +76,11 @@ impl TeamSecret {
 
     /// The join token that carries this secret.
     pub fn token(&self) -> String {
-        format!("{TOKEN_PREFIX}{}{}", hex(&self.0), hex(&checksum(&self.0)))
+        format!(
+            "{TOKEN_PREFIX}{}{}",
+            hex::encode(&self.0),
+            hex::encode(&checksum(&self.0))
+        )
     }
 }
 
@@ -79,7 +96,7 @@ pub struct TeamId([u8; 8]);
 
 impl fmt::Display for TeamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
+        f.write_str(&hex::encode(&self.0))
     }
 }
 
@@ -143,33 +160,28 @@ pub fn parse_token(token: &str) -> Result<TeamSecret, TeamError> {
         .trim()
         .strip_prefix(TOKEN_PREFIX)
         .ok_or(TeamError::BadPrefix)?;
-    if let Some(bad) = body.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Err(TeamError::BadDigit(bad));
-    }
-    let expected = SECRET_HEX_LEN + CHECKSUM_HEX_LEN;
-    if body.len() != expected {
-        return Err(TeamError::BadLength {
-            found: body.len(),
-            expected,
-        });
-    }
-    let mut secret = [0u8; 32];
-    unhex(&body[..SECRET_HEX_LEN], &mut secret);
-    let mut sum = [0u8; 4];
-    unhex(&body[SECRET_HEX_LEN..], &mut sum);
-    if sum != checksum(&secret) {
+    let mut bytes = [0u8; SECRET_LEN + CHECKSUM_LEN];
+    hex::decode(body, &mut bytes).map_err(|e| match e {
+        HexError::NotHex { found, .. } => TeamError::BadDigit(found),
+        HexError::WrongLength { found, expected } => TeamError::BadLength { found, expected },
+    })?;
+    let (secret, sum) = bytes.split_at(SECRET_LEN);
+    let mut secret_bytes = [0u8; SECRET_LEN];
+    secret_bytes.copy_from_slice(secret);
+    if sum != checksum(&secret_bytes) {
         return Err(TeamError::BadChecksum);
     }
-    Ok(TeamSecret(secret))
+    Ok(TeamSecret(secret_bytes))
 }
 
-/// The path of the team file in `home`.
-pub fn path(home: &Home) -> PathBuf {
-    home.root().join("team.toml")
+/// The path of the team file in the daemon's home directory `home`.
+pub fn path(home: &Path) -> PathBuf {
+    home.join(FILE_NAME)
 }
 
-/// Loads the team this node belongs to, or `None` when it has joined none.
-pub fn load(home: &Home) -> Result<Option<TeamSecret>, TeamError> {
+/// Loads the team this node belongs to from the daemon's home directory `home`, or `None` when
+/// it has joined none.
+pub fn load(home: &Path) -> Result<Option<TeamSecret>, TeamError> {
     let path = path(home);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -193,9 +205,9 @@ pub fn load(home: &Home) -> Result<Option<TeamSecret>, TeamError> {
         })
 }
 
-/// Stores `secret` as this node's team, readable by its owner only (mode 0600), replacing any
-/// team it had.
-pub fn store(home: &Home, secret: &TeamSecret) -> Result<(), TeamError> {
+/// Stores `secret` as this node's team in the daemon's home directory `home`, readable by its
+/// owner only (mode 0600), replacing any team it had.
+pub fn store(home: &Path, secret: &TeamSecret) -> Result<(), TeamError> {
     let path = path(home);
     let text = format!(
         "# The weft team this node belongs to (team id {}).\n\
@@ -204,44 +216,41 @@ pub fn store(home: &Home, secret: &TeamSecret) -> Result<(), TeamError> {
         secret.team_id(),
         secret.token()
     );
-    write_private(&path, text.as_bytes()).map_err(|source| TeamError::Io { path, source })
+    write_replacing(&path, text.as_bytes(), Contents::Secret)
+        .map_err(|source| TeamError::Io { path, source })
 }
 
-/// Writes a file readable by its owner only, through a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("toml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
-fn checksum(secret: &[u8; 32]) -> [u8; 4] {
+fn checksum(secret: &[u8; SECRET_LEN]) -> [u8; CHECKSUM_LEN] {
     let key = blake3::derive_key(CHECKSUM_CONTEXT, secret);
     [key[0], key[1], key[2], key[3]]
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
+/// The key admission proofs are made with, derived from the team secret.
+#[derive(Clone)]
+pub(crate) struct AdmissionKey([u8; 32]);
 
-/// Decodes `digits` (checked to be ASCII hex digits, two per byte of `out`) into `out`.
-fn unhex(digits: &str, out: &mut [u8]) {
-    let value = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-    for (byte, pair) in out.iter_mut().zip(digits.as_bytes().chunks_exact(2)) {
-        *byte = value(pair[0]) << 4 | value(pair[1]);
+impl AdmissionKey {
+    pub(crate) fn new(secret: &TeamSecret) -> AdmissionKey {
+        AdmissionKey(blake3::derive_key(ADMISSION_CONTEXT, secret.as_bytes()))
+    }
+
+    /// The proof for `role` in the exchange between `initiator` and `responder`.
+    pub(crate) fn mac(
+        &self,
+        role: &[u8],
+        initiator: &PeerId,
+        responder: &PeerId,
+        nonce_i: &[u8; NONCE_LEN],
+        nonce_r: &[u8; NONCE_LEN],
+    ) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        for part in [role, &initiator.to_bytes(), &responder.to_bytes()] {
+            hasher.update(&(part.len() as u32).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.update(nonce_i);
+        hasher.update(nonce_r);
+        hasher.finalize()
     }
 }
 
@@ -278,17 +287,31 @@ mod tests {
     fn team_file_round_trip_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let home = Home::new(dir.path());
-        assert!(load(&home).expect("load").is_none());
+        let home = dir.path();
+        assert!(load(home).expect("load").is_none());
         let (secret, _) = create();
-        store(&home, &secret).expect("store");
-        assert_eq!(load(&home).expect("load"), Some(secret));
-        let mode = std::fs::metadata(path(&home))
+        store(home, &secret).expect("store");
+        assert_eq!(load(home).expect("load"), Some(secret));
+        let mode = std::fs::metadata(path(home))
             .expect("stat")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        std::fs::write(path(&home), "token = 3\n").expect("write");
-        assert!(matches!(load(&home), Err(TeamError::Malformed { .. })));
+        std::fs::write(path(home), "token = 3\n").expect("write");
+        assert!(matches!(load(home), Err(TeamError::Malformed { .. })));
+    }
+
+    #[test]
+    fn proofs_are_bound_to_role_peers_nonces_and_secret() {
+        let key = AdmissionKey::new(&TeamSecret::from_bytes([7; 32]));
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (n1, n2) = ([1; 32], [2; 32]);
+        let base = key.mac(b"responder", &a, &b, &n1, &n2);
+        assert_ne!(base, key.mac(b"initiator", &a, &b, &n1, &n2));
+        assert_ne!(base, key.mac(b"responder", &b, &a, &n1, &n2));
+        assert_ne!(base, key.mac(b"responder", &a, &b, &n2, &n1));
+        let other = AdmissionKey::new(&TeamSecret::from_bytes([8; 32]));
+        assert_ne!(base, other.mac(b"responder", &a, &b, &n1, &n2));
+        assert_eq!(base, key.mac(b"responder", &a, &b, &n1, &n2));
     }
 }

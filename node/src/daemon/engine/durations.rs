@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracing::warn;
@@ -89,12 +88,8 @@ impl Durations {
 /// Writes `bytes` to `path` through a temporary file beside it, so that a reader (or a
 /// crash) sees the old file or the new one, never half of one.
 pub(crate) fn write(path: &Path, bytes: &[u8]) {
-    static WRITES: AtomicU64 = AtomicU64::new(0);
-    let n = WRITES.fetch_add(1, Ordering::Relaxed);
-    let temp = path.with_extension(format!("json.{}.{n}.tmp", std::process::id()));
-    let result = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    let result = crate::fs::write_replacing(path, bytes, crate::fs::Contents::Rebuildable);
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
         warn!(file = %path.display(), "cannot keep job durations: {e}");
     }
 }
