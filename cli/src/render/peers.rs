@@ -58,3 +58,99 @@ fn peer_lines(peer: &PeerReport) -> Vec<String> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn no_peers_says_why() {
+        expect![[r#"
+            no peers yet. With no team there is no mesh (see `weft team`); on a network without multicast, list peers in `config.toml` or pass `--peer`
+        "#]]
+        .assert_eq(&peers_text(&[]));
+    }
+
+    #[test]
+    fn peers_with_and_without_a_beacon() {
+        let busy = PeerReport {
+            peer_id: "12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT".into(),
+            addrs: vec![
+                "/ip4/192.0.2.11/udp/7070/quic-v1".into(),
+                "/ip4/198.51.100.11/udp/7070/quic-v1".into(),
+            ],
+            rtt_us: Some(1_375),
+            admission: "admitted".into(),
+            free_slots: Some(2),
+            queue_len: Some(17),
+            platform: Some("linux-x86_64".into()),
+            n_tools: Some(5),
+            share: Some(SharePolicy::Idle),
+            max_shared_slots: Some(4),
+            speed: Some(1_250),
+            n_results: 310,
+            n_leased: 3,
+            avoided: true,
+            corrupt_blobs: 1,
+        };
+        let new = PeerReport {
+            peer_id: "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK".into(),
+            addrs: vec![],
+            rtt_us: None,
+            admission: "blocked (42s)".into(),
+            free_slots: None,
+            queue_len: None,
+            platform: None,
+            n_tools: None,
+            share: None,
+            max_shared_slots: None,
+            speed: None,
+            n_results: 0,
+            n_leased: 0,
+            avoided: false,
+            corrupt_blobs: 0,
+        };
+        let always = PeerReport {
+            share: Some(SharePolicy::Always),
+            avoided: false,
+            ..busy.clone()
+        };
+        let never = PeerReport {
+            share: Some(SharePolicy::Never),
+            ..new.clone()
+        };
+        expect![[r#"
+            12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
+              admission admitted, avoided
+              address   /ip4/192.0.2.11/udp/7070/quic-v1
+              rtt       1.38ms
+              load      2 free slots, 17 queued; sharing idle (at most 4 slots)
+              tools     5 on linux-x86_64; speed 1.25×
+              results   310 announced; 3 of our jobs running there; 1 corrupt blobs
+            12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK
+              admission blocked (42s)
+              address   -
+              rtt       -
+              load      - free slots, - queued; sharing - (at most - slots)
+              tools     - on -; speed -
+              results   0 announced; 0 of our jobs running there; 0 corrupt blobs
+            12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
+              admission admitted
+              address   /ip4/192.0.2.11/udp/7070/quic-v1
+              rtt       1.38ms
+              load      2 free slots, 17 queued; sharing always (at most 4 slots)
+              tools     5 on linux-x86_64; speed 1.25×
+              results   310 announced; 3 of our jobs running there; 1 corrupt blobs
+            12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK
+              admission blocked (42s)
+              address   -
+              rtt       -
+              load      - free slots, - queued; sharing never (at most - slots)
+              tools     - on -; speed -
+              results   0 announced; 0 of our jobs running there; 0 corrupt blobs
+        "#]]
+        .assert_eq(&peers_text(&[busy, new, always, never]));
+    }
+}

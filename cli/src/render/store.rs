@@ -66,3 +66,103 @@ fn human_bytes(bytes: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    fn store() -> StoreReport {
+        StoreReport {
+            path: "/home/dev/.local/state/weft/store".into(),
+            n_blobs: 1234,
+            bytes: 56_789_012,
+            n_actions: 321,
+            n_pinned: 7,
+        }
+    }
+
+    #[test]
+    fn stats() {
+        expect![[r#"
+            store       /home/dev/.local/state/weft/store
+              blobs     1234 (54.2 MiB)
+              actions   321
+              pinned    7
+        "#]]
+        .assert_eq(&cache_text(&CacheReport::Stats(store())));
+        assert_eq!(
+            store_text(&store()),
+            cache_text(&CacheReport::Stats(store()))
+        );
+    }
+
+    #[test]
+    fn gc() {
+        let report = CacheReport::Gc {
+            n_removed: 17,
+            bytes_freed: 5 << 30,
+            after: StoreReport {
+                path: "/home/dev/.local/state/weft/store".into(),
+                ..StoreReport::default()
+            },
+        };
+        expect![[r#"
+            removed 17 blobs, freed 5.0 GiB
+            store       /home/dev/.local/state/weft/store
+              blobs     0 (0 B)
+              actions   0
+              pinned    0
+        "#]]
+        .assert_eq(&cache_text(&report));
+    }
+
+    #[test]
+    fn verify() {
+        let report = CacheReport::Verify {
+            n_checked: 1234,
+            n_corrupt: 2,
+            n_index_fixed: 3,
+        };
+        expect![[r#"
+            checked 1234 blobs: 2 corrupt (removed), 3 index entries fixed
+        "#]]
+        .assert_eq(&cache_text(&report));
+    }
+
+    #[test]
+    fn sizes() {
+        let sizes = [
+            0,
+            1,
+            1023,
+            1024,
+            1536,
+            1024 * 1024 - 1,
+            10 << 20,
+            (3 << 30) + (1 << 29),
+            5 << 40,
+            7 << 50,
+            u64::MAX,
+        ];
+        let table: String = sizes
+            .iter()
+            .map(|&bytes| format!("{bytes} -> {}\n", human_bytes(bytes)))
+            .collect();
+        expect![[r#"
+            0 -> 0 B
+            1 -> 1 B
+            1023 -> 1023 B
+            1024 -> 1.0 KiB
+            1536 -> 1.5 KiB
+            1048575 -> 1024.0 KiB
+            10485760 -> 10.0 MiB
+            3758096384 -> 3.5 GiB
+            5497558138880 -> 5.0 TiB
+            7881299347898368 -> 7168.0 TiB
+            18446744073709551615 -> 16777216.0 TiB
+        "#]]
+        .assert_eq(&table);
+    }
+}
