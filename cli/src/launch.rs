@@ -28,6 +28,9 @@ const MAX_SOCKET_PATH: usize = 107;
 /// How long a starting daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a daemon that was asked to stop may take to exit.
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The home directory: `--home`, else `$WEFT_HOME`, else `$XDG_STATE_HOME/weft`, else
 /// `~/.local/state/weft`.
 pub(crate) fn resolve_home(flag: Option<&Path>) -> Result<Home> {
@@ -51,7 +54,8 @@ pub(crate) fn resolve_home(flag: Option<&Path>) -> Result<Home> {
     Ok(Home::new(absolute(&root)?))
 }
 
-fn absolute(path: &Path) -> Result<PathBuf> {
+/// `path` made absolute against the current directory, without touching the file system.
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve `{}`", path.display()))
 }
 
@@ -142,10 +146,10 @@ async fn try_connect(home: &Home, ours: &str) -> Result<Option<Client>> {
         }
     }
     drop(client);
-    if !wait_for_exit(pid, Duration::from_secs(10)).await {
+    if !wait_for_exit(pid, STOP_TIMEOUT).await {
         // It did not understand, or does not stop: ask the way every process understands.
         signal(pid, libc::SIGTERM);
-        if !wait_for_exit(pid, Duration::from_secs(10)).await {
+        if !wait_for_exit(pid, STOP_TIMEOUT).await {
             bail!("the old daemon (pid {pid}) does not stop; kill it and retry");
         }
     }
@@ -215,7 +219,7 @@ async fn stop_by_pid(home: &Home) -> Result<()> {
         );
     };
     signal(pid, libc::SIGTERM);
-    if !wait_for_exit(pid, Duration::from_secs(10)).await {
+    if !wait_for_exit(pid, STOP_TIMEOUT).await {
         bail!("the old daemon (pid {pid}) does not stop; kill it and retry");
     }
     Ok(())

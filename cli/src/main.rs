@@ -17,8 +17,7 @@ use weft_node::daemon::client::Client;
 use weft_node::daemon::{DaemonConfig, Home, MeshSettings};
 use weft_node::frontend::Workspace;
 use weft_protocol::wire::{
-    BuildRequest, CacheReport, ClientMessage, DaemonMessage, GraphRunRequest, MeshStatus,
-    PeerReport, QueryRequest, SharePolicy, StoreReport,
+    BuildRequest, ClientMessage, DaemonMessage, GraphRunRequest, QueryRequest,
 };
 
 use crate::args::{
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprint!("{}", render::error_text(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -99,9 +98,9 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             run,
         }) => {
             let request = GraphRunRequest {
-                graph: absolute(&file)?,
-                source_dir: absolute(&source_dir)?,
-                out_dir: absolute(&out)?,
+                graph: launch::absolute(&file)?.display().to_string(),
+                source_dir: launch::absolute(&source_dir)?.display().to_string(),
+                out_dir: launch::absolute(&out)?.display().to_string(),
                 jobs: run.jobs,
                 keep_going: run.keep_going,
                 job_timeout_secs: run.job_timeout,
@@ -139,34 +138,22 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             client.send(&ClientMessage::Status).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Status(status)) => {
-                    println!(
-                        "daemon pid {} ({}), up {}s",
-                        status.pid, status.binary_id, status.uptime_secs
-                    );
-                    println!("home        {}", status.home);
-                    println!("slots       {}", status.slots);
-                    print_mesh(status.mesh.as_ref());
-                    if status.building.is_empty() {
-                        println!("building    nothing");
-                    }
-                    for workspace in &status.building {
-                        println!("building    {workspace}");
-                    }
-                    print_store(&status.store);
+                    print!("{}", render::status_text(&status));
                     Ok(ExitCode::SUCCESS)
                 }
                 other => unexpected(other),
             }
         }
         Command::Info => {
-            println!("weft {}", env!("CARGO_PKG_VERSION"));
-            println!("binary      {}", launch::binary_id());
-            println!("home        {}", home.root().display());
+            print!(
+                "{}",
+                render::info_text(env!("CARGO_PKG_VERSION"), &launch::binary_id(), home.root())
+            );
             let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Status).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Status(status)) => {
-                    print_store(&status.store);
+                    print!("{}", render::store_text(&status.store));
                     Ok(ExitCode::SUCCESS)
                 }
                 other => unexpected(other),
@@ -181,7 +168,7 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             client.send(&ClientMessage::Shutdown).await?;
             match client.recv().await? {
                 Some(DaemonMessage::ShuttingDown) => {
-                    wait_for_exit(pid).await;
+                    launch::wait_for_exit(pid, launch::STOP_TIMEOUT).await;
                     println!("daemon (pid {pid}) stopped");
                     Ok(ExitCode::SUCCESS)
                 }
@@ -199,38 +186,19 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
             let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&request).await?;
             match client.recv().await? {
-                Some(DaemonMessage::Cache(CacheReport::Stats(store))) => print_store(&store),
-                Some(DaemonMessage::Cache(CacheReport::Gc {
-                    n_removed,
-                    bytes_freed,
-                    after,
-                })) => {
-                    println!(
-                        "removed {n_removed} blobs, freed {}",
-                        human_bytes(bytes_freed)
-                    );
-                    print_store(&after);
+                Some(DaemonMessage::Cache(report)) => {
+                    print!("{}", render::cache_text(&report));
+                    Ok(ExitCode::SUCCESS)
                 }
-                Some(DaemonMessage::Cache(CacheReport::Verify {
-                    n_checked,
-                    n_corrupt,
-                    n_index_fixed,
-                })) => {
-                    println!(
-                        "checked {n_checked} blobs: {n_corrupt} corrupt (removed), {n_index_fixed} \
-                         index entries fixed"
-                    );
-                }
-                other => return unexpected(other),
+                other => unexpected(other),
             }
-            Ok(ExitCode::SUCCESS)
         }
         Command::Peers => {
             let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&ClientMessage::Peers).await?;
             match client.recv().await? {
                 Some(DaemonMessage::Peers(peers)) => {
-                    print_peers(&peers);
+                    print!("{}", render::peers_text(&peers));
                     Ok(ExitCode::SUCCESS)
                 }
                 other => unexpected(other),
@@ -288,7 +256,7 @@ pub(crate) async fn stream_build(
             }
             Some(DaemonMessage::Error(report)) => {
                 renderer.close()?;
-                eprintln!("error: {}", report.message);
+                eprint!("{}", render::refusal_text(&report));
                 if code.is_none() {
                     return Ok(ExitCode::from(EXIT_ERROR));
                 }
@@ -320,119 +288,14 @@ fn resolve_pattern(workspace: &Workspace, pattern: &str) -> Result<String> {
     })
 }
 
-fn absolute(path: &Path) -> Result<String> {
-    Ok(std::path::absolute(path)
-        .with_context(|| format!("cannot resolve `{}`", path.display()))?
-        .display()
-        .to_string())
-}
-
 fn unexpected(message: Option<DaemonMessage>) -> Result<ExitCode> {
     match message {
         Some(DaemonMessage::Error(report)) => {
-            eprintln!("error: {}", report.message);
+            eprint!("{}", render::refusal_text(&report));
             Ok(ExitCode::from(EXIT_ERROR))
         }
         Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
         None => bail!("the daemon closed the connection; see its log"),
-    }
-}
-
-fn print_mesh(mesh: Option<&MeshStatus>) {
-    let Some(mesh) = mesh else {
-        println!(
-            "mesh        off: this node has joined no team (`weft team create`, `weft team join`)"
-        );
-        return;
-    };
-    println!("mesh        team {} as {}", mesh.team, mesh.peer_id);
-    for addr in &mesh.listen {
-        println!("  listen    {addr}");
-    }
-    println!("  peers     {} admitted", mesh.n_peers);
-    println!(
-        "  speed     {:.2}× the reference machine (peers give the critical path to one a quarter faster)",
-        f64::from(mesh.speed) / 1000.0
-    );
-    println!(
-        "  jobs      {} lent, {} taken, {} results from peers' caches, {} leases requeued",
-        mesh.jobs_given, mesh.jobs_stolen, mesh.peer_cache_hits, mesh.leases_requeued
-    );
-    println!(
-        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
-        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
-    );
-    let mb = |bytes: u64| bytes as f64 / 1e6;
-    println!(
-        "  data      {:.1} MB in, {:.1} MB out; {} large blobs over the bulk lane (TLS on TCP)",
-        mb(mesh.bytes_in),
-        mb(mesh.bytes_out),
-        mesh.bulk_blobs
-    );
-    let ms = |us: u64| us as f64 / 1000.0;
-    if let Some((p50, p99)) = mesh.steal_wait_us {
-        println!(
-            "  stealing  jobs waited {:.1} ms (p50), {:.1} ms (p99) before a thief took them",
-            ms(p50),
-            ms(p99)
-        );
-    }
-    if let Some((p50, p99)) = mesh.peer_hit_us {
-        println!(
-            "  peer hits {:.2} ms (p50), {:.2} ms (p99) from query to checked answer",
-            ms(p50),
-            ms(p99)
-        );
-    }
-}
-
-fn print_peers(peers: &[PeerReport]) {
-    if peers.is_empty() {
-        println!(
-            "no peers yet. With no team there is no mesh (see `weft team`); on a network \
-             without multicast, list peers in `config.toml` or pass `--peer`"
-        );
-        return;
-    }
-    for peer in peers {
-        let rtt = peer
-            .rtt_us
-            .map_or("-".to_owned(), |us| format!("{:.2}ms", us as f64 / 1000.0));
-        let share = match peer.share {
-            Some(SharePolicy::Always) => "always",
-            Some(SharePolicy::Idle) => "idle",
-            Some(SharePolicy::Never) => "never",
-            None => "-",
-        };
-        let num = |n: Option<u32>| n.map_or("-".to_owned(), |n| n.to_string());
-        println!("{}", peer.peer_id);
-        println!(
-            "  admission {}{}",
-            peer.admission,
-            if peer.avoided { ", avoided" } else { "" }
-        );
-        println!(
-            "  address   {}",
-            peer.addrs.first().map_or("-", String::as_str)
-        );
-        println!("  rtt       {rtt}");
-        println!(
-            "  load      {} free slots, {} queued; sharing {share} (at most {} slots)",
-            num(peer.free_slots),
-            num(peer.queue_len),
-            num(peer.max_shared_slots)
-        );
-        println!(
-            "  tools     {} on {}; speed {}",
-            num(peer.n_tools),
-            peer.platform.as_deref().unwrap_or("-"),
-            peer.speed
-                .map_or("-".to_owned(), |s| format!("{:.2}×", f64::from(s) / 1000.0))
-        );
-        println!(
-            "  results   {} announced; {} of our jobs running there; {} corrupt blobs",
-            peer.n_results, peer.n_leased, peer.corrupt_blobs
-        );
     }
 }
 
@@ -498,40 +361,10 @@ fn restart_daemon(home: &Home) {
         let pid = client.daemon_pid;
         if client.send(&ClientMessage::Shutdown).await.is_ok() {
             let _ = client.recv().await;
-            wait_for_exit(pid).await;
+            launch::wait_for_exit(pid, launch::STOP_TIMEOUT).await;
             println!("the daemon stopped; the next command starts it in the mesh");
         }
     });
-}
-
-fn print_store(store: &StoreReport) {
-    println!("store       {}", store.path);
-    println!(
-        "  blobs     {} ({})",
-        store.n_blobs,
-        human_bytes(store.bytes)
-    );
-    println!("  actions   {}", store.n_actions);
-    println!("  pinned    {}", store.n_pinned);
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-async fn wait_for_exit(pid: u32) {
-    launch::wait_for_exit(pid, Duration::from_secs(10)).await;
 }
 
 /// `weft clean`: removes `weft-out/` of the current workspace.

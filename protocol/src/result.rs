@@ -116,6 +116,11 @@ impl ActionResult {
     /// The digest a node signs to vouch for this result of `job`: the canonical encoding of
     /// every field but the signature, bound to the job's id.
     pub fn signing_digest(&self, job: JobId) -> Digest {
+        self.signing_canon(job).finish()
+    }
+
+    /// The canonical encoding that [`ActionResult::signing_digest`] hashes.
+    fn signing_canon(&self, job: JobId) -> Canon {
         let mut canon = Canon::new("weft.result.v1");
         canon.tag(1).digest(job.digest());
         canon.tag(2).i32(self.exit_code);
@@ -131,7 +136,7 @@ impl ActionResult {
         canon.tag(5).digest(&self.stdout).digest(&self.stderr);
         canon.tag(6).u64(self.duration_ms);
         canon.tag(7).bytes(&self.executed_by.0);
-        canon.finish()
+        canon
     }
 
     /// Every blob this result refers to: its outputs, the output tree, stdout and stderr.
@@ -141,5 +146,60 @@ impl ActionResult {
             self.stdout,
             self.stderr,
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+
+    #[test]
+    fn the_canonical_encoding_of_a_signature() {
+        // A change here makes every signed result in every cache fail its check.
+        let result = ActionResult {
+            exit_code: -1,
+            outputs: vec![OutputFile {
+                path: "bin/app".into(),
+                digest: Digest::from_bytes([0xdd; 32]),
+                size: 4096,
+                executable: true,
+            }],
+            output_tree: Digest::from_bytes([0xee; 32]),
+            stdout: Digest::from_bytes([0x01; 32]),
+            stderr: Digest::from_bytes([0x02; 32]),
+            duration_ms: 1234,
+            executed_by: NodeId([0x07; 32]),
+            signature: Some(Signature([0x09; 64])),
+        };
+        let job = JobId(Digest::from_bytes([0x11; 32]));
+        let canon = result.signing_canon(job);
+        assert_eq!(Digest::of(&canon.fed_bytes()), canon.finish());
+        expect![[r#"
+            str    0e00000000000000 776566742e726573756c742e7631 "weft.result.v1"
+            tag    01
+            digest 1111111111111111111111111111111111111111111111111111111111111111
+            tag    02
+            i32    ffffffff
+            tag    03
+            len    0100000000000000
+            str    0700000000000000 62696e2f617070 "bin/app"
+            digest dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd
+            u64    0010000000000000
+            bool   01
+            tag    04
+            digest eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
+            tag    05
+            digest 0101010101010101010101010101010101010101010101010101010101010101
+            digest 0202020202020202020202020202020202020202020202020202020202020202
+            tag    06
+            u64    d204000000000000
+            tag    07
+            bytes  2000000000000000 0707070707070707070707070707070707070707070707070707070707070707
+        "#]]
+        .assert_eq(&canon.trace());
+        expect!["1034698e04c080ff5f15d84da83f0136ec1e2b231ac7bcb49114ec6d6832894c"]
+            .assert_eq(&result.signing_digest(job).to_string());
     }
 }

@@ -64,6 +64,11 @@ impl FromStr for JobId {
 impl Job {
     /// This job's id, from the canonical encoding in this module's documentation.
     pub fn id(&self) -> JobId {
+        JobId(self.canonical().finish())
+    }
+
+    /// The canonical encoding of this job, fed into a hasher.
+    fn canonical(&self) -> Canon {
         let mut canon = Canon::new("weft.job.v1");
 
         let mut inputs: Vec<_> = self.inputs.iter().collect();
@@ -120,8 +125,7 @@ impl Job {
         for (name, digest) in &self.toolchain.tools {
             canon.str(name).digest(digest);
         }
-
-        JobId(canon.finish())
+        canon
     }
 }
 
@@ -129,5 +133,103 @@ fn encode_env(canon: &mut Canon, env: &BTreeMap<String, String>) {
     canon.len(env.len());
     for (key, value) in env {
         canon.str(key).str(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+
+    use super::*;
+    use crate::{Input, Toolchain};
+
+    /// Two inputs given out of order, a dep, both kinds of command, env and a toolchain:
+    /// every rule of the encoding shows.
+    fn sample_job() -> Job {
+        Job {
+            name: "//app:main".into(),
+            inputs: vec![
+                Input {
+                    path: "app/main.c".into(),
+                    digest: Digest::from_bytes([0xaa; 32]),
+                    executable: false,
+                },
+                Input {
+                    path: "app/gen.sh".into(),
+                    digest: Digest::from_bytes([0xbb; 32]),
+                    executable: true,
+                },
+            ],
+            deps: vec![JobId(Digest::from_bytes([0x11; 32]))],
+            cmds: vec![
+                Cmd::Exec {
+                    argv: vec!["cc".into(), "-c".into()],
+                    env: BTreeMap::from([("LANG".into(), "C".into())]),
+                    cwd: Some("{{SOURCE_DIR}}/app".into()),
+                },
+                Cmd::Cat {
+                    output: "{{OUTPUT_DIR}}/v.h".into(),
+                    template: "#define V 1\n".into(),
+                },
+            ],
+            env: BTreeMap::from([("TZ".into(), "UTC".into())]),
+            outs: vec!["v.h".into(), "main.o".into()],
+            toolchain: Toolchain {
+                platform: "linux-x86_64".into(),
+                tools: BTreeMap::from([("cc".into(), Digest::from_bytes([0xcc; 32]))]),
+            },
+        }
+    }
+
+    #[test]
+    fn the_canonical_encoding() {
+        // A change here changes every job id, and so every cache: bump the domain on purpose.
+        let canon = sample_job().canonical();
+        // The trace below is exactly what is hashed.
+        assert_eq!(Digest::of(&canon.fed_bytes()), canon.finish());
+        expect![[r##"
+            str    0b00000000000000 776566742e6a6f622e7631 "weft.job.v1"
+            tag    01
+            len    0200000000000000
+            str    0a00000000000000 6170702f67656e2e7368 "app/gen.sh"
+            digest bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
+            bool   01
+            str    0a00000000000000 6170702f6d61696e2e63 "app/main.c"
+            digest aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+            bool   00
+            tag    02
+            len    0100000000000000
+            digest 1111111111111111111111111111111111111111111111111111111111111111
+            tag    03
+            len    0200000000000000
+            u8     00
+            len    0200000000000000
+            str    0200000000000000 6363 "cc"
+            str    0200000000000000 2d63 "-c"
+            len    0100000000000000
+            str    0400000000000000 4c414e47 "LANG"
+            str    0100000000000000 43 "C"
+            bool   01
+            str    1200000000000000 7b7b534f555243455f4449527d7d2f617070 "{{SOURCE_DIR}}/app"
+            u8     01
+            str    1200000000000000 7b7b4f55545055545f4449527d7d2f762e68 "{{OUTPUT_DIR}}/v.h"
+            str    0c00000000000000 23646566696e65205620310a "#define V 1\n"
+            tag    04
+            len    0100000000000000
+            str    0200000000000000 545a "TZ"
+            str    0300000000000000 555443 "UTC"
+            tag    05
+            len    0200000000000000
+            str    0600000000000000 6d61696e2e6f "main.o"
+            str    0300000000000000 762e68 "v.h"
+            tag    06
+            str    0c00000000000000 6c696e75782d7838365f3634 "linux-x86_64"
+            len    0100000000000000
+            str    0200000000000000 6363 "cc"
+            digest cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
+        "##]]
+        .assert_eq(&canon.trace());
+        expect!["bc981a77d59f915f8883443f8d24c9991b3f081cd6201409ad890db8381c1a83"]
+            .assert_eq(&sample_job().id().to_string());
     }
 }
