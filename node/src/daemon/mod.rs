@@ -11,8 +11,9 @@ mod home;
 mod locks;
 mod lower;
 mod outputs;
+mod request;
 mod server;
-mod session;
+mod shared;
 mod speed;
 
 pub use config::{DaemonConfig, MeshSettings};
