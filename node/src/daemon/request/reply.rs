@@ -24,7 +24,7 @@ pub(crate) fn send_error<'w>(
     async move { writer.send(&report).await }
 }
 
-/// How a session sends events: every one, or cache hits and most outputs counted.
+/// How a build sends events: every one, or cache hits and most outputs counted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EventSink {
     /// Whether the client asked for every event.
