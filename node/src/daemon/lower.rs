@@ -1,17 +1,18 @@
-//! Lowering: a front end's targets become protocol [`Job`]s, with input digests, resolved
-//! dependency ids and a toolchain fingerprint.
+//! Lowering: a front end's targets, or the jobs of a distbuild graph, become protocol
+//! [`Job`]s, with input digests, resolved dependency ids and a toolchain fingerprint.
 //!
-//! This is where a target's `{{DEP:<label>}}` becomes `{{DEP:<job id>}}`, so that a job's id
-//! names its dependencies by content, never by where they live.
+//! This is where a target's `{{DEP:<label>}}` (or a graph job's `{{DEP:<ID>}}`) becomes
+//! `{{DEP:<job id>}}`, so that a job's id names its dependencies by content, never by where
+//! they live.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weft_protocol::{Cmd, Digest, Input, Job, JobId, Label, Segment, Template};
+use weft_protocol::{Cmd, Digest, Input, Job, JobError, JobId, Label, Template, TemplateError};
 
 use crate::exec::{ExecError, SourceDigests, SourceStamp, Stamped, Toolchains};
-use crate::frontend::{TargetGraph, Workspace};
+use crate::frontend::{DistGraph, TargetGraph, Workspace};
 
 /// Jobs in dependency order, and the job of each target.
 #[derive(Debug, Default)]
@@ -33,14 +34,86 @@ pub(crate) enum LowerError {
         /// What went wrong.
         source: Box<ExecError>,
     },
+    /// A dep is not in the graph; the front end should have caught it.
+    #[error("target `{label}`: dependency `{dep}` is not part of the graph")]
+    MissingDep {
+        /// The target.
+        label: String,
+        /// The dep.
+        dep: String,
+    },
+    /// A command's `{{DEP:...}}` cannot be resolved; the front end should have caught it.
+    #[error("target `{label}`: {source}")]
+    Rewrite {
+        /// The target.
+        label: String,
+        /// What is wrong.
+        source: Box<RewriteError>,
+    },
     /// The job is malformed; the front end should have caught it.
-    #[error("target `{label}`: {message}")]
+    #[error("target `{label}`: {source}")]
     Invalid {
         /// The target.
         label: String,
         /// What is wrong.
-        message: String,
+        source: Box<JobError>,
     },
+}
+
+/// A job of a distbuild graph that cannot become a protocol job.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GraphLowerError {
+    /// An input cannot be read.
+    #[error("job `{job}`, field `Inputs`: {source}")]
+    Input {
+        /// The job's ID in the graph.
+        job: String,
+        /// What went wrong.
+        source: Box<ExecError>,
+    },
+    /// A dep is not a job listed before this one.
+    #[error("job `{job}`: unknown dep `{dep}`")]
+    UnknownDep {
+        /// The job's ID in the graph.
+        job: String,
+        /// The dep's ID.
+        dep: String,
+    },
+    /// A command's template is malformed, or its `{{DEP:...}}` names no job.
+    #[error("job `{job}`, field `Cmds`: {source}")]
+    Cmds {
+        /// The job's ID in the graph.
+        job: String,
+        /// What is wrong.
+        source: RewriteError,
+    },
+    /// A tool cannot be found.
+    #[error("job `{job}`: {source}")]
+    Toolchain {
+        /// The job's ID in the graph.
+        job: String,
+        /// What went wrong.
+        source: Box<ExecError>,
+    },
+    /// The job is malformed.
+    #[error("job `{job}`: {source}")]
+    Invalid {
+        /// The job's ID in the graph.
+        job: String,
+        /// What is wrong.
+        source: Box<JobError>,
+    },
+}
+
+/// A command whose `{{DEP:<ref>}}`s cannot all be rewritten to job ids.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RewriteError {
+    /// A string is not a valid template.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// A reference names no job.
+    #[error("`{{{{DEP:{0}}}}}` names no dependency")]
+    UnknownDep(String),
 }
 
 /// The last lowering of a workspace's graph, and what it depended on besides the graph: the
@@ -156,10 +229,6 @@ fn lower_with(
     let mut lowered = Lowered::default();
     for label in dependency_order(graph) {
         let target = &graph.targets[&label];
-        let invalid = |message: String| LowerError::Invalid {
-            label: label.to_string(),
-            message,
-        };
         let exec_err = |source: ExecError| LowerError::Exec {
             label: label.to_string(),
             source: Box::new(source),
@@ -177,10 +246,10 @@ fn lower_with(
         }
         let mut deps = Vec::with_capacity(target.deps.len());
         for dep in &target.deps {
-            let id = lowered
-                .ids
-                .get(dep)
-                .ok_or_else(|| invalid(format!("dependency `{dep}` is not part of the graph")))?;
+            let id = lowered.ids.get(dep).ok_or_else(|| LowerError::MissingDep {
+                label: label.to_string(),
+                dep: dep.to_string(),
+            })?;
             deps.push(*id);
         }
         let resolve = |reference: &str| -> Option<JobId> {
@@ -191,8 +260,11 @@ fn lower_with(
             .cmds
             .iter()
             .map(|cmd| rewrite_cmd(cmd, &resolve))
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(invalid)?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| LowerError::Rewrite {
+                label: label.to_string(),
+                source: Box::new(source),
+            })?;
         let toolchain = toolchains
             .toolchain_memo(&cmds, &target.tools, tools)
             .map_err(exec_err)?;
@@ -205,7 +277,10 @@ fn lower_with(
             outs: target.outs.clone(),
             toolchain,
         };
-        job.validate().map_err(|e| invalid(e.to_string()))?;
+        job.validate().map_err(|source| LowerError::Invalid {
+            label: label.to_string(),
+            source: Box::new(source),
+        })?;
         let id = job.id();
         lowered.ids.insert(label.clone(), id);
         lowered.jobs.push((id, Arc::new(job)));
@@ -243,19 +318,108 @@ fn dependency_order(graph: &TargetGraph) -> Vec<Label> {
     order
 }
 
+/// A lowered distbuild graph: the jobs, each after its deps, and each job's author-chosen ID.
+#[derive(Debug)]
+pub(crate) struct LoweredGraph {
+    pub(crate) jobs: Vec<(JobId, Arc<Job>)>,
+    pub(crate) names: Vec<(String, JobId)>,
+}
+
+/// Lowers every job of a distbuild graph, whose inputs are relative to `source_dir`. Each job
+/// may name only jobs listed before it, as deps and in `{{DEP:<ID>}}`.
+pub(crate) fn lower_graph(
+    graph: &DistGraph,
+    source_dir: &Path,
+    digests: &SourceDigests,
+    toolchains: &Toolchains,
+) -> Result<LoweredGraph, GraphLowerError> {
+    let mut ids: HashMap<String, JobId> = HashMap::new();
+    let mut jobs = Vec::with_capacity(graph.jobs.len());
+    let mut names = Vec::with_capacity(graph.jobs.len());
+    for dist in &graph.jobs {
+        let mut inputs = Vec::with_capacity(dist.inputs.len());
+        for input in &dist.inputs {
+            let (digest, executable) =
+                digests
+                    .digest(&source_dir.join(input))
+                    .map_err(|e| GraphLowerError::Input {
+                        job: dist.id.clone(),
+                        source: Box::new(e),
+                    })?;
+            inputs.push(Input {
+                path: input.clone(),
+                digest,
+                executable,
+            });
+        }
+        let deps = dist
+            .deps
+            .iter()
+            .map(|d| {
+                ids.get(d)
+                    .copied()
+                    .ok_or_else(|| GraphLowerError::UnknownDep {
+                        job: dist.id.clone(),
+                        dep: d.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolve = |reference: &str| ids.get(reference).copied();
+        let cmds = dist
+            .cmds
+            .iter()
+            .map(|cmd| rewrite_cmd(cmd, &resolve))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| GraphLowerError::Cmds {
+                job: dist.id.clone(),
+                source,
+            })?;
+        let toolchain =
+            toolchains
+                .toolchain(&cmds, &[])
+                .map_err(|e| GraphLowerError::Toolchain {
+                    job: dist.id.clone(),
+                    source: Box::new(e),
+                })?;
+        let job = Job {
+            name: if dist.name.is_empty() {
+                dist.id.clone()
+            } else {
+                dist.name.clone()
+            },
+            inputs,
+            deps,
+            cmds,
+            env: Default::default(),
+            outs: Vec::new(),
+            toolchain,
+        };
+        job.validate().map_err(|e| GraphLowerError::Invalid {
+            job: dist.id.clone(),
+            source: Box::new(e),
+        })?;
+        let id = job.id();
+        ids.insert(dist.id.clone(), id);
+        names.push((dist.id.clone(), id));
+        jobs.push((id, Arc::new(job)));
+    }
+    Ok(LoweredGraph { jobs, names })
+}
+
 /// Rewrites every `{{DEP:<ref>}}` in a command with the id `resolve` gives the reference.
-pub(crate) fn rewrite_cmd(
-    cmd: &Cmd,
-    resolve: &dyn Fn(&str) -> Option<JobId>,
-) -> Result<Cmd, String> {
-    let rewrite = |text: &str| rewrite_template(text, resolve);
+fn rewrite_cmd(cmd: &Cmd, resolve: &dyn Fn(&str) -> Option<JobId>) -> Result<Cmd, RewriteError> {
+    let rewrite = |text: &str| {
+        Template::parse(text)?.rewrite_deps(|reference| {
+            resolve(reference).ok_or_else(|| RewriteError::UnknownDep(reference.to_owned()))
+        })
+    };
     Ok(match cmd {
         Cmd::Exec { argv, env, cwd } => Cmd::Exec {
             argv: argv.iter().map(|a| rewrite(a)).collect::<Result<_, _>>()?,
             env: env
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), rewrite(v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, RewriteError>>()?,
             cwd: cwd.as_deref().map(rewrite).transpose()?,
         },
         Cmd::Cat { output, template } => Cmd::Cat {
@@ -265,31 +429,172 @@ pub(crate) fn rewrite_cmd(
     })
 }
 
-fn rewrite_template(text: &str, resolve: &dyn Fn(&str) -> Option<JobId>) -> Result<String, String> {
-    let template = Template::parse(text).map_err(|e| e.to_string())?;
-    if template.deps().next().is_none() {
-        return Ok(text.to_owned());
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use weft_store::Store;
+
+    use super::*;
+    use crate::frontend::{DistJob, SourceLocation, Target};
+
+    fn id(name: &str) -> JobId {
+        JobId(Digest::of(name.as_bytes()))
     }
-    let mut out = String::with_capacity(text.len() + 64);
-    for segment in template.segments() {
-        match segment {
-            Segment::Literal(literal) => out.push_str(literal),
-            Segment::OutputDir => out.push_str("{{OUTPUT_DIR}}"),
-            Segment::SourceDir => out.push_str("{{SOURCE_DIR}}"),
-            Segment::Dep(reference) => {
-                let id = resolve(reference)
-                    .ok_or_else(|| format!("`{{{{DEP:{reference}}}}}` names no dependency"))?;
-                out.push_str("{{DEP:");
-                out.push_str(&id.to_string());
-                out.push_str("}}");
+
+    #[test]
+    fn rewrite_cmd_rewrites_every_string_of_a_command() {
+        let x = id("x");
+        let resolve = |reference: &str| (reference == "x").then_some(x);
+        let exec = Cmd::Exec {
+            argv: vec!["cc".into(), "-I{{DEP:x}}".into(), "{{OUTPUT_DIR}}".into()],
+            env: BTreeMap::from([("K".into(), "{{DEP:x}}/k".into())]),
+            cwd: Some("{{DEP:x}}".into()),
+        };
+        let dep = format!("{{{{DEP:{x}}}}}");
+        assert_eq!(
+            rewrite_cmd(&exec, &resolve).expect("rewrite"),
+            Cmd::Exec {
+                argv: vec!["cc".into(), format!("-I{dep}"), "{{OUTPUT_DIR}}".into()],
+                env: BTreeMap::from([("K".into(), format!("{dep}/k"))]),
+                cwd: Some(dep.clone()),
             }
+        );
+        let cat = Cmd::Cat {
+            output: "{{OUTPUT_DIR}}/o".into(),
+            template: "from {{DEP:x}}".into(),
+        };
+        assert_eq!(
+            rewrite_cmd(&cat, &resolve).expect("rewrite"),
+            Cmd::Cat {
+                output: "{{OUTPUT_DIR}}/o".into(),
+                template: format!("from {dep}"),
+            }
+        );
+        let unknown = Cmd::Cat {
+            output: "{{OUTPUT_DIR}}/o".into(),
+            template: "{{DEP:y}}".into(),
+        };
+        let err = rewrite_cmd(&unknown, &resolve).expect_err("unknown");
+        assert_eq!(err.to_string(), "`{{DEP:y}}` names no dependency");
+        let bad = Cmd::Cat {
+            output: "{{OUT}}".into(),
+            template: String::new(),
+        };
+        let err = rewrite_cmd(&bad, &resolve).expect_err("bad template");
+        assert!(matches!(err, RewriteError::Template(_)), "{err}");
+    }
+
+    #[test]
+    fn dependency_order_puts_every_dep_first() {
+        let label = |text: &str| Label::parse(text).expect("label");
+        let target = |name: &str, deps: &[&str]| Target {
+            label: label(name),
+            defined_at: SourceLocation {
+                file: "BUILD".into(),
+                line: 1,
+            },
+            srcs: Vec::new(),
+            deps: deps.iter().map(|d| label(d)).collect(),
+            cmds: Vec::new(),
+            env: BTreeMap::new(),
+            outs: Vec::new(),
+            tools: Vec::new(),
+            info: BTreeMap::new(),
+        };
+        let targets = [
+            target("//:app", &["//lib:b", "//lib:a"]),
+            target("//lib:a", &["//lib:c"]),
+            target("//lib:b", &["//lib:c"]),
+            target("//lib:c", &[]),
+            target("//:alone", &[]),
+        ];
+        let graph = TargetGraph {
+            requested: vec![label("//:app")],
+            targets: targets.into_iter().map(|t| (t.label.clone(), t)).collect(),
+        };
+        let order: Vec<String> = dependency_order(&graph)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            order,
+            ["//:alone", "//lib:c", "//lib:b", "//lib:a", "//:app"]
+        );
+    }
+
+    fn dist(id: &str, deps: &[&str], inputs: &[&str], template: &str) -> DistJob {
+        DistJob {
+            id: id.into(),
+            name: String::new(),
+            inputs: inputs.iter().map(|i| (*i).to_owned()).collect(),
+            deps: deps.iter().map(|d| (*d).to_owned()).collect(),
+            cmds: vec![Cmd::Cat {
+                output: "{{OUTPUT_DIR}}/out".into(),
+                template: template.into(),
+            }],
         }
     }
-    Ok(out)
-}
 
-/// The path of a target's outputs under `weft-out/`: the target's directory in the workspace.
-pub(crate) fn output_dir(workspace: &Workspace, label: &Label) -> Option<std::path::PathBuf> {
-    let dir = workspace.dir_of(label.package_path()).ok()?;
-    Some(workspace.root.join("weft-out").join(Path::new(&dir)))
+    #[test]
+    fn a_distbuild_graph_names_its_deps_by_job_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let digests = SourceDigests::new(store);
+        let toolchains = Toolchains::new(String::new());
+        let sources = dir.path().join("src");
+        std::fs::create_dir_all(&sources).expect("mkdir");
+        std::fs::write(sources.join("in.txt"), b"input").expect("write");
+        let mut named = dist("use", &["gen"], &["in.txt"], "{{DEP:gen}}/out");
+        named.name = "use the header".into();
+        let graph = DistGraph {
+            jobs: vec![dist("gen", &[], &[], "v1"), named],
+        };
+        let lowered = lower_graph(&graph, &sources, &digests, &toolchains).expect("lower");
+        let ids: Vec<JobId> = lowered.jobs.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            lowered.names,
+            [("gen".to_owned(), ids[0]), ("use".to_owned(), ids[1])]
+        );
+        let (gen_job, use_job) = (&lowered.jobs[0].1, &lowered.jobs[1].1);
+        assert_eq!(
+            gen_job.name, "gen",
+            "a job without a name is called by its ID"
+        );
+        assert_eq!(use_job.name, "use the header");
+        assert_eq!(use_job.deps, [ids[0]]);
+        assert_eq!(use_job.inputs[0].digest, Digest::of(b"input"));
+        assert_eq!(
+            use_job.cmds[0],
+            Cmd::Cat {
+                output: "{{OUTPUT_DIR}}/out".into(),
+                template: format!("{{{{DEP:{}}}}}/out", ids[0]),
+            }
+        );
+        assert_eq!(ids[1], use_job.id());
+    }
+
+    #[test]
+    fn a_distbuild_job_that_cannot_be_lowered_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let digests = SourceDigests::new(store);
+        let toolchains = Toolchains::new(String::new());
+        let cases = [
+            (dist("x", &["nope"], &[], ""), "job `x`: unknown dep `nope`"),
+            (
+                dist("x", &[], &[], "{{DEP:gen}}"),
+                "job `x`, field `Cmds`: `{{DEP:gen}}` names no dependency",
+            ),
+            (
+                dist("x", &[], &["missing.c"], ""),
+                "job `x`, field `Inputs`: ",
+            ),
+        ];
+        for (job, expected) in cases {
+            let graph = DistGraph { jobs: vec![job] };
+            let err = lower_graph(&graph, dir.path(), &digests, &toolchains).expect_err(expected);
+            assert!(err.to_string().starts_with(expected), "{err}");
+        }
+    }
 }

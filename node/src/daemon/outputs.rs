@@ -1,5 +1,12 @@
-//! The files a build publishes into `weft-out/`: what tells that one is still as it was
-//! placed, and the second link the daemon keeps of each.
+//! Publishing: the files a build puts into `weft-out/` (and a graph run into its out
+//! directory), what tells that one is still as it was placed, and the second link the daemon
+//! keeps of each.
+//!
+//! A build publishes each requested target's declared outs at `weft-out/<dir>/<out>`, where
+//! `<dir>` is the target's directory in the workspace ([`output_dir`]); two requested targets
+//! that would publish the same file are refused before the build runs
+//! ([`check_output_collisions`]). A no-op build publishes again only what changed or went
+//! ([`intact`], [`republish`]).
 //!
 //! `weft-out/` holds copies, never links into the store: people edit and run what is there,
 //! and a write through a link would change a blob. But making a file is what costs most when
@@ -15,12 +22,323 @@
 //! A workspace on another file system than the daemon's home gets plain copies: the kept
 //! link cannot be made there, and nothing else changes.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use weft_protocol::Digest;
+use weft_protocol::{ActionResult, Digest, Job, JobId, Label};
+use weft_store::{Store, StoreError};
 
-use crate::stat::DirStat;
+use super::lower::Lowered;
+use crate::frontend::{TargetGraph, Workspace};
+use crate::stat::{DirStat, par_map};
+
+/// A file that cannot be published.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PublishError {
+    /// A requested target's out cannot be copied out of the store.
+    #[error("cannot publish `{shown}` of `{name}`: {source}")]
+    Export {
+        /// Where it goes, relative to the workspace.
+        shown: String,
+        /// The target.
+        name: String,
+        /// What went wrong.
+        source: Box<StoreError>,
+    },
+    /// A graph job's old output directory cannot be removed.
+    #[error("cannot replace `{}`: {source}", dir.display())]
+    Replace {
+        /// The directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// A graph job's output tree cannot be copied out of the store.
+    #[error("cannot publish the outputs of `{job}`: {source}")]
+    Tree {
+        /// The job's ID in the graph.
+        job: String,
+        /// What went wrong.
+        source: Box<StoreError>,
+    },
+    /// A graph job's stdout or stderr cannot be copied out of the store.
+    #[error("cannot publish the {stream} of `{job}`: {source}")]
+    Stream {
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The job's ID in the graph.
+        job: String,
+        /// What went wrong.
+        source: Box<StoreError>,
+    },
+}
+
+/// Two requested targets would publish the same file.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{first}` and `{second}` both declare the out `{out}`, and both would be published as \
+     `{}`; rename one of them",
+    shown.display()
+)]
+pub(crate) struct OutputCollision {
+    /// The target that claimed the file first.
+    first: String,
+    /// The other one.
+    second: String,
+    /// The out both declare.
+    out: String,
+    /// The file, relative to the workspace.
+    shown: PathBuf,
+}
+
+/// One file published into `weft-out/`.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    /// Where it is.
+    dest: PathBuf,
+    /// Its target.
+    pub(crate) name: String,
+    /// `dest`, relative to the workspace, as events show it.
+    pub(crate) shown: String,
+    /// What it holds.
+    digest: Digest,
+    executable: bool,
+    /// Its inode, size and mtime as published: while they are the same, so is the file.
+    stamp: Option<FileStamp>,
+}
+
+#[cfg(test)]
+impl Published {
+    /// A published file of target `name` shown as `shown`, for tests of what is said of it.
+    pub(crate) fn for_test(name: &str, shown: &str) -> Published {
+        Published {
+            dest: PathBuf::from(shown),
+            name: name.to_owned(),
+            shown: shown.to_owned(),
+            digest: Digest::of(b""),
+            executable: false,
+            stamp: None,
+        }
+    }
+}
+
+/// The path of a target's outputs under `weft-out/`: the target's directory in the workspace.
+pub(crate) fn output_dir(workspace: &Workspace, label: &Label) -> Option<PathBuf> {
+    let dir = workspace.dir_of(label.package_path()).ok()?;
+    Some(workspace.root.join("weft-out").join(Path::new(&dir)))
+}
+
+/// Fails when two requested targets would publish the same file: targets of one directory
+/// publish into one directory of `weft-out/`.
+pub(crate) fn check_output_collisions(
+    workspace: &Workspace,
+    requested: &[Label],
+    lowered: &Lowered,
+) -> Result<(), OutputCollision> {
+    let jobs: HashMap<JobId, &Arc<Job>> = lowered.jobs.iter().map(|(id, job)| (*id, job)).collect();
+    let mut owners: HashMap<PathBuf, &Label> = HashMap::new();
+    for label in requested {
+        let (Some(id), Some(dir)) = (lowered.ids.get(label), output_dir(workspace, label)) else {
+            continue;
+        };
+        let Some(job) = jobs.get(id) else { continue };
+        for out in &job.outs {
+            let dest = dir.join(out);
+            if let Some(other) = owners.insert(dest.clone(), label) {
+                let shown = dest.strip_prefix(&workspace.root).unwrap_or(&dest);
+                return Err(OutputCollision {
+                    first: other.to_string(),
+                    second: label.to_string(),
+                    out: out.clone(),
+                    shown: shown.to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Publishes each requested target's declared outs at `weft-out/<dir>/<out>`. `previous` is
+/// what the last build of the workspace published: a file it placed with the same content
+/// and nobody touched since is left as it is, one that went is linked back from its kept
+/// link when that still matches.
+pub(crate) fn publish_outputs(
+    store: &Store,
+    kept: &KeptOutputs,
+    workspace: &Workspace,
+    graph: &TargetGraph,
+    lowered: &Lowered,
+    results: &HashMap<JobId, ActionResult>,
+    previous: &[Published],
+) -> Result<Arc<Vec<Published>>, PublishError> {
+    let jobs: HashMap<JobId, &Arc<Job>> = lowered.jobs.iter().map(|(id, job)| (*id, job)).collect();
+    let outputs = graph
+        .requested
+        .iter()
+        .filter_map(|label| lowered.ids.get(label).map(|id| (label, *id)));
+    let mut previous: HashMap<&Path, &Published> =
+        previous.iter().map(|p| (p.dest.as_path(), p)).collect();
+    // Each file to publish, with what the last build put at its place: cheap, in order.
+    let mut planned: Vec<(Published, Option<&Published>)> = Vec::new();
+    for (label, id) in outputs {
+        let (Some(job), Some(result)) = (jobs.get(&id), results.get(&id)) else {
+            continue;
+        };
+        let Some(dir) = output_dir(workspace, label) else {
+            continue;
+        };
+        for out in &job.outs {
+            let Some(file) = result.outputs.iter().find(|f| &f.path == out) else {
+                continue;
+            };
+            let dest = dir.join(out);
+            let earlier = previous.remove(dest.as_path());
+            let shown = dest
+                .strip_prefix(&workspace.root)
+                .unwrap_or(&dest)
+                .display()
+                .to_string();
+            let entry = Published {
+                name: label.to_string(),
+                shown,
+                digest: file.digest,
+                executable: file.executable,
+                stamp: None,
+                dest,
+            };
+            planned.push((entry, earlier));
+        }
+    }
+    // A `stat` each, and a copy for each that is not there yet: on several threads.
+    let published = par_map(
+        &planned,
+        |stats, (entry, earlier)| -> Result<_, PublishError> {
+            let mut entry = entry.clone();
+            // How the last build placed the same content here, if it did.
+            let earlier = earlier
+                .filter(|e| e.digest == entry.digest && e.executable == entry.executable)
+                .and_then(|e| e.stamp);
+            if earlier.is_some() && FileStamp::of(stats, &entry.dest) == earlier {
+                // The last build put these very bytes there, and nobody touched them.
+                entry.stamp = earlier;
+            } else {
+                // Its kept link may do.
+                place(store, kept, stats, &mut entry, earlier)?;
+            }
+            Ok(entry)
+        },
+    );
+    Ok(Arc::new(published.into_iter().collect::<Result<_, _>>()?))
+}
+
+/// Whether each published file is still as it was placed: one `lstat` each.
+pub(crate) fn intact(published: &[Published]) -> Vec<bool> {
+    par_map(published, |stats, entry| {
+        entry.stamp.is_some() && FileStamp::of(stats, &entry.dest) == entry.stamp
+    })
+}
+
+/// Publishes again what the last build published, given which files are [`intact`] (looked
+/// at now when not given): one that changed or went is placed again.
+pub(crate) fn republish(
+    store: &Store,
+    kept: &KeptOutputs,
+    published: Arc<Vec<Published>>,
+    intact: Option<Vec<bool>>,
+) -> Result<Arc<Vec<Published>>, PublishError> {
+    let intact = match intact {
+        Some(intact) if intact.len() == published.len() => intact,
+        _ => self::intact(&published),
+    };
+    if intact.iter().all(|&intact| intact) {
+        return Ok(published);
+    }
+    let entries: Vec<(&Published, bool)> = published.iter().zip(intact).collect();
+    let placed = par_map(
+        &entries,
+        |stats, &(entry, intact)| -> Result<_, PublishError> {
+            let mut entry = entry.clone();
+            if !intact {
+                let earlier = entry.stamp;
+                place(store, kept, stats, &mut entry, earlier)?;
+            }
+            Ok(entry)
+        },
+    );
+    Ok(Arc::new(placed.into_iter().collect::<Result<_, _>>()?))
+}
+
+/// Places one output: a copy, not a link into the store, since people may edit it. When the
+/// same content was published there before with the stamp `earlier`, the daemon's kept link
+/// of that copy is linked back instead, if it is unchanged (see the module documentation).
+fn place(
+    store: &Store,
+    kept: &KeptOutputs,
+    stats: &mut DirStat,
+    entry: &mut Published,
+    earlier: Option<FileStamp>,
+) -> Result<(), PublishError> {
+    if let Some(stamp) = earlier
+        && kept.restore(stats, &entry.dest, stamp)
+    {
+        entry.stamp = Some(stamp);
+        return Ok(());
+    }
+    store
+        .export(&entry.digest, &entry.dest, entry.executable)
+        .map_err(|source| PublishError::Export {
+            shown: entry.shown.clone(),
+            name: entry.name.clone(),
+            source: Box::new(source),
+        })?;
+    kept.keep(&entry.dest);
+    entry.stamp = FileStamp::of(stats, &entry.dest);
+    Ok(())
+}
+
+/// Publishes a graph run: each job's outputs at `out_dir/<ID>/` (replacing what was there),
+/// its stdout and stderr at `out_dir/<ID>.stdout` and `out_dir/<ID>.stderr`. Says, for each
+/// job with a result, its ID and its output directory.
+pub(crate) fn publish_graph(
+    store: &Store,
+    out_dir: &Path,
+    names: &[(String, JobId)],
+    results: &HashMap<JobId, ActionResult>,
+) -> Result<Vec<(String, String)>, PublishError> {
+    let mut published = Vec::new();
+    for (name, id) in names {
+        let Some(result) = results.get(id) else {
+            continue;
+        };
+        let dir = out_dir.join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| PublishError::Replace {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
+        store
+            .export_tree(&result.output_tree, &dir)
+            .map_err(|source| PublishError::Tree {
+                job: name.clone(),
+                source: Box::new(source),
+            })?;
+        for (stream, digest) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
+            let path = out_dir.join(format!("{name}.{stream}"));
+            store
+                .export(digest, &path, false)
+                .map_err(|source| PublishError::Stream {
+                    stream,
+                    job: name.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+        published.push((name.clone(), dir.display().to_string()));
+    }
+    Ok(published)
+}
 
 /// What tells that a published file is still the one weft put there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +442,11 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+
+    use weft_protocol::{NodeId, OutputFile};
+
     use super::*;
 
     fn setup() -> (tempfile::TempDir, KeptOutputs, PathBuf) {
@@ -172,5 +495,261 @@ mod tests {
         std::fs::remove_file(&dest).expect("clean");
         assert_eq!(kept.prune(), 1);
         assert!(!kept.restore(&mut stats, &dest, stamp));
+    }
+
+    /// A workspace, a store, kept links, and two requested targets `//:a` (out `a.out`,
+    /// "A") and `//pkg:b` (out `b.out`, "B") that have run.
+    struct Built {
+        _dir: tempfile::TempDir,
+        store: Store,
+        kept: KeptOutputs,
+        workspace: Workspace,
+        graph: TargetGraph,
+        lowered: Lowered,
+        results: HashMap<JobId, ActionResult>,
+    }
+
+    fn job(name: &str, outs: &[&str]) -> Job {
+        Job {
+            name: name.to_owned(),
+            inputs: Vec::new(),
+            deps: Vec::new(),
+            cmds: Vec::new(),
+            env: Default::default(),
+            outs: outs.iter().map(|o| (*o).to_owned()).collect(),
+            toolchain: Default::default(),
+        }
+    }
+
+    fn result(store: &Store, outputs: &[(&str, &[u8])]) -> ActionResult {
+        let empty = store.put(b"").expect("put");
+        ActionResult {
+            exit_code: 0,
+            outputs: outputs
+                .iter()
+                .map(|(path, bytes)| OutputFile {
+                    path: (*path).to_owned(),
+                    digest: store.put(bytes).expect("put"),
+                    size: bytes.len() as u64,
+                    executable: false,
+                })
+                .collect(),
+            output_tree: empty,
+            stdout: empty,
+            stderr: empty,
+            duration_ms: 0,
+            executed_by: NodeId([0; 32]),
+            signature: None,
+        }
+    }
+
+    fn lowered(jobs: Vec<(&str, Job)>) -> Lowered {
+        let mut lowered = Lowered::default();
+        for (label, job) in jobs {
+            let id = JobId(Digest::of(label.as_bytes()));
+            lowered.ids.insert(Label::parse(label).expect("label"), id);
+            lowered.jobs.push((id, Arc::new(job)));
+        }
+        lowered
+    }
+
+    fn built() -> Built {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let workspace = Workspace {
+            root,
+            packages: BTreeMap::new(),
+        };
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let kept = KeptOutputs::new(dir.path().join("kept"));
+        let lowered = lowered(vec![
+            ("//:a", job("//:a", &["a.out"])),
+            ("//pkg:b", job("//pkg:b", &["b.out"])),
+        ]);
+        let results = [(&b"A"[..], "a.out"), (b"B", "b.out")]
+            .into_iter()
+            .zip(&lowered.jobs)
+            .map(|((bytes, out), (id, _))| (*id, result(&store, &[(out, bytes)])))
+            .collect();
+        let graph = TargetGraph {
+            requested: lowered.ids.keys().cloned().collect(),
+            targets: BTreeMap::new(),
+        };
+        Built {
+            _dir: dir,
+            store,
+            kept,
+            workspace,
+            graph,
+            lowered,
+            results,
+        }
+    }
+
+    impl Built {
+        fn publish(&self, previous: &[Published]) -> Arc<Vec<Published>> {
+            publish_outputs(
+                &self.store,
+                &self.kept,
+                &self.workspace,
+                &self.graph,
+                &self.lowered,
+                &self.results,
+                previous,
+            )
+            .expect("publish")
+        }
+
+        fn out(&self, path: &str) -> PathBuf {
+            self.workspace.root.join("weft-out").join(path)
+        }
+    }
+
+    #[test]
+    fn outputs_land_under_the_targets_directories() {
+        let built = built();
+        let published = built.publish(&[]);
+        let shown: Vec<(&str, &str)> = published
+            .iter()
+            .map(|p| (p.name.as_str(), p.shown.as_str()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("//:a", "weft-out/a.out"),
+                ("//pkg:b", "weft-out/pkg/b.out")
+            ]
+        );
+        assert_eq!(std::fs::read(built.out("a.out")).expect("a"), b"A");
+        assert_eq!(std::fs::read(built.out("pkg/b.out")).expect("b"), b"B");
+        assert_eq!(intact(&published), [true, true]);
+        // Publishing the same again leaves the very files in place.
+        let inode = std::fs::metadata(built.out("a.out")).expect("stat").ino();
+        let again = built.publish(&published);
+        assert_eq!(
+            std::fs::metadata(built.out("a.out")).expect("stat").ino(),
+            inode
+        );
+        assert_eq!(intact(&again), [true, true]);
+    }
+
+    #[test]
+    fn republish_places_again_only_what_went_or_changed() {
+        let built = built();
+        let published = built.publish(&[]);
+        assert!(Arc::ptr_eq(
+            &republish(&built.store, &built.kept, published.clone(), None).expect("republish"),
+            &published
+        ));
+        let inode = std::fs::metadata(built.out("a.out")).expect("stat").ino();
+        std::fs::remove_file(built.out("a.out")).expect("rm");
+        // Edited in place: the kept link changes with it, so it cannot be linked back.
+        std::fs::write(built.out("pkg/b.out"), b"edited").expect("edit");
+        assert_eq!(intact(&published), [false, false]);
+        let placed = republish(&built.store, &built.kept, published, None).expect("republish");
+        assert_eq!(intact(&placed), [true, true]);
+        let a = std::fs::metadata(built.out("a.out")).expect("stat");
+        assert_eq!(a.ino(), inode, "linked back from the kept link");
+        assert_eq!(std::fs::read(built.out("a.out")).expect("a"), b"A");
+        assert_eq!(std::fs::read(built.out("pkg/b.out")).expect("b"), b"B");
+    }
+
+    #[test]
+    fn a_missing_blob_fails_the_publish_naming_the_file_and_target() {
+        let built = built();
+        let (id, _) = &built.lowered.jobs[0];
+        let mut results = built.results.clone();
+        let gone = Digest::of(b"never stored");
+        if let Some(result) = results.get_mut(id) {
+            result.outputs[0].digest = gone;
+        }
+        let err = publish_outputs(
+            &built.store,
+            &built.kept,
+            &built.workspace,
+            &built.graph,
+            &built.lowered,
+            &results,
+            &[],
+        )
+        .expect_err("no blob");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot publish `weft-out/a.out` of `//:a`: blob `{gone}` is not in the store")
+        );
+    }
+
+    #[test]
+    fn two_requested_targets_publishing_one_file_collide() {
+        let built = built();
+        let requested = |labels: &[&str]| -> Vec<Label> {
+            labels
+                .iter()
+                .map(|l| Label::parse(l).expect("label"))
+                .collect()
+        };
+        let apart = lowered(vec![
+            ("//:a", job("//:a", &["o"])),
+            ("//pkg:b", job("//pkg:b", &["o"])),
+        ]);
+        let labels = requested(&["//:a", "//pkg:b"]);
+        assert_eq!(
+            check_output_collisions(&built.workspace, &labels, &apart),
+            Ok(())
+        );
+        let together = lowered(vec![
+            ("//:a", job("//:a", &["x", "o"])),
+            ("//:b", job("//:b", &["o"])),
+        ]);
+        // Only requested targets publish.
+        let labels = requested(&["//:a"]);
+        assert_eq!(
+            check_output_collisions(&built.workspace, &labels, &together),
+            Ok(())
+        );
+        let labels = requested(&["//:a", "//:b"]);
+        let err =
+            check_output_collisions(&built.workspace, &labels, &together).expect_err("collision");
+        assert_eq!(
+            err.to_string(),
+            "`//:a` and `//:b` both declare the out `o`, and both would be published as \
+             `weft-out/o`; rename one of them"
+        );
+    }
+
+    #[test]
+    fn a_graph_run_replaces_each_jobs_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let made = dir.path().join("made");
+        std::fs::create_dir_all(&made).expect("mkdir");
+        std::fs::write(made.join("f"), b"new").expect("write");
+        let tree = store.put_tree(&made).expect("tree").digest;
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(out.join("gen")).expect("mkdir");
+        std::fs::write(out.join("gen/stale"), b"old").expect("write");
+        let id = JobId(Digest::of(b"gen"));
+        let mut result = result(&store, &[]);
+        result.output_tree = tree;
+        result.stdout = store.put(b"said").expect("put");
+        let results = HashMap::from([(id, result)]);
+        let names = [
+            ("gen".to_owned(), id),
+            ("failed".to_owned(), JobId(Digest::of(b"failed"))),
+        ];
+        let published = publish_graph(&store, &out, &names, &results).expect("publish");
+        assert_eq!(
+            published,
+            [("gen".to_owned(), out.join("gen").display().to_string())]
+        );
+        assert_eq!(std::fs::read(out.join("gen/f")).expect("f"), b"new");
+        assert!(!out.join("gen/stale").exists());
+        assert_eq!(
+            std::fs::read(out.join("gen.stdout")).expect("stdout"),
+            b"said"
+        );
+        assert_eq!(std::fs::read(out.join("gen.stderr")).expect("stderr"), b"");
+        assert!(!out.join("failed").exists());
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use weft_protocol::path::check_relative_path;
-use weft_protocol::{Cmd, Label, PackagePath, Segment, Template};
+use weft_protocol::{Cmd, Label, PackagePath, Template};
 
 use super::error::{FrontendError, FrontendErrorKind, SourceLocation, join_path};
 use super::graph::{InfoValue, Target};
@@ -287,44 +287,30 @@ impl Rewriter<'_> {
                 at.clone(),
             )
         })?;
-        if template.deps().next().is_none() {
-            return Ok(text.to_owned());
-        }
-        let mut out = String::with_capacity(text.len() + 16);
-        for segment in template.segments() {
-            match segment {
-                Segment::Literal(literal) => out.push_str(literal),
-                Segment::OutputDir => out.push_str("{{OUTPUT_DIR}}"),
-                Segment::SourceDir => out.push_str("{{SOURCE_DIR}}"),
-                Segment::Dep(reference) => {
-                    let resolved = Label::parse_relative(reference, self.dir).map_err(|e| {
-                        FrontendError::at(
-                            FrontendErrorKind::BadArgument {
-                                target: Some(self.label.clone()),
-                                function: "job",
-                                message: format!("`{}`: `{{{{DEP:{reference}}}}}`: {e}", field()),
-                            },
-                            at.clone(),
-                        )
-                    })?;
-                    if self.deps.binary_search(&resolved).is_err() {
-                        return Err(FrontendError::at(
-                            FrontendErrorKind::UndeclaredDepRef {
-                                target: self.label.clone(),
-                                reference: (*reference).to_owned(),
-                                resolved,
-                                field: field(),
-                            },
-                            at,
-                        ));
-                    }
-                    out.push_str("{{DEP:");
-                    out.push_str(&resolved.to_string());
-                    out.push_str("}}");
-                }
+        template.rewrite_deps(|reference| {
+            let resolved = Label::parse_relative(reference, self.dir).map_err(|e| {
+                FrontendError::at(
+                    FrontendErrorKind::BadArgument {
+                        target: Some(self.label.clone()),
+                        function: "job",
+                        message: format!("`{}`: `{{{{DEP:{reference}}}}}`: {e}", field()),
+                    },
+                    at.clone(),
+                )
+            })?;
+            if self.deps.binary_search(&resolved).is_err() {
+                return Err(FrontendError::at(
+                    FrontendErrorKind::UndeclaredDepRef {
+                        target: self.label.clone(),
+                        reference: reference.to_owned(),
+                        resolved,
+                        field: field(),
+                    },
+                    at.clone(),
+                ));
             }
-        }
-        Ok(out)
+            Ok(resolved)
+        })
     }
 }
 

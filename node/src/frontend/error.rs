@@ -192,7 +192,7 @@ pub enum FrontendErrorKind {
         cycle: Vec<PackagePath>,
     },
     /// Evaluations wait on each other (through `target_info` or `load`) deeper than
-    /// [`MAX_NESTING`](super::MAX_NESTING).
+    /// `limit` ([`MAX_NESTING`](super::MAX_NESTING)).
     TooDeep {
         /// What nests: `target_info` or `load`.
         through: &'static str,
@@ -200,6 +200,8 @@ pub enum FrontendErrorKind {
         first: String,
         /// Where it was when it hit the limit.
         last: String,
+        /// How deep evaluations may nest.
+        limit: usize,
     },
     /// `.star` files load each other in a cycle.
     LoadCycle {
@@ -404,11 +406,11 @@ impl fmt::Display for FrontendErrorKind {
                 through,
                 first,
                 last,
+                limit,
             } => write!(
                 f,
-                "`{through}` chains more than {} files deep, from `{first}` to `{last}`; \
-                 flatten the chain",
-                super::MAX_NESTING
+                "`{through}` chains more than {limit} files deep, from `{first}` to `{last}`; \
+                 flatten the chain"
             ),
             LoadCycle { cycle } => {
                 let cycle: Vec<String> = cycle.iter().map(|c| format!("`{c}`")).collect();

@@ -724,6 +724,7 @@ fn too_deep<T: std::fmt::Display>(
         through,
         first: stack.first().map_or_else(String::new, ToString::to_string),
         last: next.to_string(),
+        limit: MAX_NESTING,
     }))
 }
 

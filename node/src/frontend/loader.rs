@@ -1,6 +1,6 @@
 //! [`Loader`]: from target patterns to a checked [`TargetGraph`], with warm caches.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -128,32 +128,32 @@ impl Loader {
         result
     }
 
-    /// Every target `patterns` match (all of `//...` when empty), sorted, without their deps
-    /// and without checking source files: what `weft query targets` prints.
+    /// The targets `patterns` name (all of `//...` when empty), in the order the patterns
+    /// name them: what `weft query targets` prints. They are loaded as for a build, deps
+    /// and source files checked, so a target that could not build is an error here too.
     pub fn query_targets(
         &mut self,
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<Vec<Label>, FrontendError> {
-        self.on_load_thread(|loader| {
-            let session = loader.session(ws)?;
-            let result = expand_all(&session, patterns).map(|mut labels| {
-                labels.sort();
-                labels
-            });
-            loader.finish(&session);
-            result
-        })
+        Ok(self.load(ws, patterns)?.requested.clone())
     }
 
-    /// Everything `label` depends on, directly or not, each after its own deps: what
-    /// `weft query deps` prints.
-    pub fn query_deps(&mut self, ws: &Workspace, label: &str) -> Result<Vec<Label>, FrontendError> {
-        let graph = self.load(ws, &[label.to_owned()])?;
-        let Some(root) = graph.requested.first() else {
-            return Err(internal("a one-label load requested nothing"));
-        };
-        Ok(graph.transitive_deps(root).into_iter().cloned().collect())
+    /// Everything the targets `pattern` names depend on, directly or not, and that it does
+    /// not name itself, sorted: what `weft query deps` prints.
+    pub fn query_deps(
+        &mut self,
+        ws: &Workspace,
+        pattern: &str,
+    ) -> Result<Vec<Label>, FrontendError> {
+        let graph = self.load(ws, &[pattern.to_owned()])?;
+        let requested: BTreeSet<&Label> = graph.requested.iter().collect();
+        Ok(graph
+            .targets
+            .keys()
+            .filter(|label| !requested.contains(label))
+            .cloned()
+            .collect())
     }
 
     /// What the loads so far have done; a warm load of unchanged files adds only
@@ -379,12 +379,6 @@ impl Expanded {
     fn same_as(&self, other: &Expanded) -> bool {
         Arc::ptr_eq(&self.package, &other.package) && self.target == other.target
     }
-}
-
-/// The labels `patterns` name, without duplicates, in pattern order.
-fn expand_all(session: &Rc<Session>, patterns: &[String]) -> Result<Vec<Label>, FrontendError> {
-    let expanded = expand_packages(session, patterns)?;
-    Ok(labels_of(&expanded, patterns.len() > 1))
 }
 
 /// The labels `expanded` matches, in order; with `dedup`, each once (several patterns may

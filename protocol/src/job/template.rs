@@ -119,6 +119,32 @@ impl<'a> Template<'a> {
         }
         Ok(out)
     }
+
+    /// The template's text with each `{{DEP:<ref>}}` written `{{DEP:<new>}}`, where `new` is
+    /// what `resolve` makes of `ref`; literals and the other placeholders are kept as they
+    /// are. Front ends use it to turn their references (labels, graph IDs) into canonical
+    /// ones, and lowering to turn those into [`JobId`](crate::JobId)s. The first error of
+    /// `resolve` fails the rewrite.
+    pub fn rewrite_deps<T: fmt::Display, E>(
+        &self,
+        mut resolve: impl FnMut(&'a str) -> Result<T, E>,
+    ) -> Result<String, E> {
+        use fmt::Write;
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::OutputDir => out.push_str("{{OUTPUT_DIR}}"),
+                Segment::SourceDir => out.push_str("{{SOURCE_DIR}}"),
+                Segment::Dep(reference) => {
+                    let new = resolve(reference)?;
+                    // Writing to a `String` cannot fail.
+                    let _ = write!(out, "{{{{DEP:{new}}}}}");
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A `{{DEP:<ref>}}` whose reference names no dependency of the job.
@@ -238,6 +264,38 @@ mod tests {
             "bad template `{{OUT}}`: unknown placeholder `{{OUT}}`; the known ones are \
              `{{OUTPUT_DIR}}`, `{{SOURCE_DIR}}` and `{{DEP:<ref>}}` at byte 0"
         );
+    }
+
+    #[test]
+    fn rewrite_deps_changes_only_the_references() {
+        let cases: [(&str, Result<&str, &str>); 5] = [
+            ("plain text }}", Ok("plain text }}")),
+            (
+                "-I{{DEP:a}} -o {{OUTPUT_DIR}}/x {{SOURCE_DIR}}/y",
+                Ok("-I{{DEP:<a>}} -o {{OUTPUT_DIR}}/x {{SOURCE_DIR}}/y"),
+            ),
+            ("{{DEP:a}}{{DEP:b}}}}", Ok("{{DEP:<a>}}{{DEP:<b>}}}}")),
+            ("", Ok("")),
+            ("{{DEP:a}} {{DEP:zz}} {{DEP:yy}}", Err("zz")),
+        ];
+        for (text, expected) in cases {
+            let template = Template::parse(text).expect(text);
+            let rewritten = template.rewrite_deps(|reference| match reference {
+                "a" | "b" => Ok(format!("<{reference}>")),
+                unknown => Err(unknown),
+            });
+            assert_eq!(rewritten.as_deref().map_err(|e| *e), expected, "{text}");
+        }
+        // The rewrite of a template with no references is the text itself, parsed or not.
+        for text in [
+            "{{OUTPUT_DIR}}{{SOURCE_DIR}}",
+            "a}}b",
+            "x {{SOURCE_DIR}}/}}",
+        ] {
+            let template = Template::parse(text).expect(text);
+            let rewritten = template.rewrite_deps(|_| Err::<String, ()>(()));
+            assert_eq!(rewritten.as_deref(), Ok(text));
+        }
     }
 
     #[test]

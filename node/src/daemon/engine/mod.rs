@@ -28,6 +28,6 @@ mod peers;
 mod task;
 mod work;
 
-pub(crate) use api::{BuildPlan, EngineEvent};
+pub(crate) use api::{AddBuildError, BuildPlan, EngineEvent};
 pub(crate) use context::{EngineConfig, EngineContext};
 pub(crate) use task::Engine;
