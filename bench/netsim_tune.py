@@ -27,10 +27,10 @@ SETTINGS = [
     ("steal_backoff=5ms", ["steal_backoff=5ms"]),
     ("steal_backoff=20ms", ["steal_backoff=20ms"]),
     ("steal_backoff=500ms", ["steal_backoff=500ms"]),
-    ("speed_hold=0", ["speed_hold=0ms"]),
-    ("speed_hold=20ms", ["speed_hold=20ms"]),
-    ("speed_hold=50ms", ["speed_hold=50ms"]),
-    ("speed_hold=200ms", ["speed_hold=200ms"]),
+    ("reserve_for=0", ["reserve_for=0ms"]),
+    ("reserve_for=20ms", ["reserve_for=20ms"]),
+    ("reserve_for=50ms", ["reserve_for=50ms"]),
+    ("reserve_for=200ms", ["reserve_for=200ms"]),
 ]
 
 

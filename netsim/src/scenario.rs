@@ -194,8 +194,8 @@ pub struct CoreOverrides {
     pub max_holder_entries: Option<usize>,
     /// `max_shared_slots`.
     pub max_shared_slots: Option<usize>,
-    /// `speed_hold`.
-    pub speed_hold: Option<Value<Time>>,
+    /// `reserve_for`.
+    pub reserve_for: Option<Value<Time>>,
 }
 
 impl CoreOverrides {
@@ -213,7 +213,7 @@ impl CoreOverrides {
             avoid_for: other.avoid_for.or(self.avoid_for),
             max_holder_entries: other.max_holder_entries.or(self.max_holder_entries),
             max_shared_slots: other.max_shared_slots.or(self.max_shared_slots),
-            speed_hold: other.speed_hold.or(self.speed_hold),
+            reserve_for: other.reserve_for.or(self.reserve_for),
         }
     }
 }

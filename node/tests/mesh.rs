@@ -119,7 +119,7 @@ fn beacon(free_slots: u32) -> GossipMessage {
         share: SharePolicy::Always,
         max_shared_slots: 2,
         speed: 1000,
-        held: 0,
+        reserved: 0,
     })
 }
 

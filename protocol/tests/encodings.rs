@@ -198,7 +198,7 @@ fn peer_and_gossip_messages() {
         share: SharePolicy::Idle,
         max_shared_slots: 4,
         speed: 1500,
-        held: 2,
+        reserved: 2,
     };
     let steal = PeerMessage::Steal(StealRequest {
         max_jobs: 8,

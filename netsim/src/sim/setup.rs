@@ -55,8 +55,8 @@ pub(crate) fn core_config(slots: usize, overrides: &CoreOverrides) -> CoreConfig
     if let Some(v) = overrides.max_shared_slots {
         config.max_shared_slots = v.max(1);
     }
-    if let Some(v) = overrides.speed_hold {
-        config.speed_hold = duration(v);
+    if let Some(v) = overrides.reserve_for {
+        config.reserve_for = duration(v);
     }
     config
 }

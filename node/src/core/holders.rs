@@ -31,7 +31,7 @@ pub(super) struct Holders {
     young_entries: usize,
     old_entries: usize,
     /// Each peer ever seen, by id.
-    slots: PeerTable,
+    slots: PeerIndex,
     /// Each peer's id, by its index.
     ids: Vec<NodeId>,
     /// The lists of [`HolderList`]s with several holders, by their index; empty ones are free
@@ -77,13 +77,13 @@ impl HolderList {
 /// probing, at most half full), so that finding a peer reads one cache line where a
 /// `HashMap` reads two (its control bytes, then the entry). Peers are never removed.
 #[derive(Debug, Default)]
-struct PeerTable {
-    /// A power of two in length (or empty); free entries have `index` [`PeerTable::FREE`].
+struct PeerIndex {
+    /// A power of two in length (or empty); free entries have `index` [`PeerIndex::FREE`].
     entries: Vec<PeerSlot>,
     len: usize,
 }
 
-impl PeerTable {
+impl PeerIndex {
     const FREE: u32 = u32::MAX;
 
     /// Where the probe for `peer` starts (`None` when the table is empty).
@@ -104,7 +104,7 @@ impl PeerTable {
         // Terminates: the table is at most half full.
         loop {
             let entry = &self.entries[pos];
-            if entry.index == PeerTable::FREE || entry.id == *peer {
+            if entry.index == PeerIndex::FREE || entry.id == *peer {
                 return Some(pos);
             }
             pos = (pos + 1) & mask;
@@ -114,13 +114,13 @@ impl PeerTable {
     fn get(&self, peer: &NodeId) -> Option<&PeerSlot> {
         let pos = self.position(peer)?;
         let entry = &self.entries[pos];
-        (entry.index != PeerTable::FREE).then_some(entry)
+        (entry.index != PeerIndex::FREE).then_some(entry)
     }
 
     fn get_mut(&mut self, peer: &NodeId) -> Option<&mut PeerSlot> {
         let pos = self.position(peer)?;
         let entry = &mut self.entries[pos];
-        (entry.index != PeerTable::FREE).then_some(entry)
+        (entry.index != PeerIndex::FREE).then_some(entry)
     }
 
     /// `peer`'s entry, made with index `index` if it has none.
@@ -131,7 +131,7 @@ impl PeerTable {
         // The table is not empty after `grow`.
         let pos = self.position(&peer).unwrap_or(0);
         let entry = &mut self.entries[pos];
-        if entry.index == PeerTable::FREE {
+        if entry.index == PeerIndex::FREE {
             *entry = PeerSlot {
                 id: peer,
                 index,
@@ -147,13 +147,13 @@ impl PeerTable {
         let size = (2 * self.entries.len()).max(16);
         let free = PeerSlot {
             id: NodeId([0; 32]),
-            index: PeerTable::FREE,
+            index: PeerIndex::FREE,
             entries: 0,
             up: false,
         };
         let old = std::mem::replace(&mut self.entries, vec![free; size]);
         for slot in old {
-            if slot.index != PeerTable::FREE
+            if slot.index != PeerIndex::FREE
                 && let Some(pos) = self.position(&slot.id)
             {
                 self.entries[pos] = slot;

@@ -1,24 +1,47 @@
-//! The sans-IO core: the scheduler (and, with the mesh, the peer table, stealing and leases).
+//! The sans-IO core: the scheduler and, with the mesh, the peer table, stealing, leases and
+//! the peer cache.
 //!
 //! Architecture invariant: nothing here reads a clock, touches a file or a socket, or spawns
 //! anything. Events come in with a [`Time`], and effects are polled out. The daemon and netsim
-//! drive the very same code.
+//! drive the very same code, and decide nothing themselves.
+//!
+//! The files, each a part that owns its state, with [`Core`] (`node.rs`) orchestrating them:
+//! - `config`: [`CoreConfig`];
+//! - `effect`: what the core asks of its driver ([`Effect`], [`Report`]);
+//! - `scheduler`: this node's builds ([`Scheduler`]);
+//! - `peers`: what is known of each peer (`PeerTable`);
+//! - `holders` (over `job_table`): which peers announced which results;
+//! - `leases`: jobs lent to peers and borrowed from them;
+//! - `steal`: when and whom this node asks for work, and the jobs reserved for fast peers;
+//! - `lookups`: peer-cache lookups in flight;
+//! - `announce`: beacons, `Have` batches and the newcomer's snapshot;
+//! - `deadlines`, `id_hash`, `prefetch`, `time`: the small pieces they share.
 
+mod announce;
+#[cfg(test)]
+mod cluster_tests;
+mod config;
 mod deadlines;
+mod effect;
 mod holders;
 mod id_hash;
 mod job_table;
-mod mesh;
-#[cfg(test)]
-mod mesh_tests;
+mod leases;
+mod lookups;
+mod node;
+mod peers;
 mod prefetch;
 mod scheduler;
+mod steal;
 mod time;
 
+pub use config::CoreConfig;
+pub use effect::{Effect, Gossip, Report, StolenOutcome};
 pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
-pub use mesh::{Core, CoreConfig, CoreStats, Effect, Gossip, PeerView, Report, StolenOutcome};
+pub use node::{Core, CoreStats};
+pub use peers::PeerView;
 pub use scheduler::{
-    BuildEffect, BuildId, BuildOptions, BuildOutcome, Hold, JobOutcome, Made, PlanError,
-    PlannedJob, Scheduler,
+    BuildEffect, BuildId, BuildOptions, BuildOutcome, JobOutcome, Made, PlanError, PlannedJob,
+    Reserve, Scheduler,
 };
 pub use time::Time;

@@ -3,8 +3,8 @@
 //! Flow, for each build:
 //!
 //! 1. [`Scheduler::add_build`] takes the whole job graph. Jobs with no deps are ready.
-//! 2. A ready job is first looked up in the cache ([`BuildEffect::LookupCache`]); the driver answers
-//!    with [`Scheduler::on_cache_lookup`].
+//! 2. A ready job is first looked up in the cache ([`BuildEffect::LookupCache`]); the driver
+//!    answers with [`Scheduler::on_cache_lookup`].
 //! 3. A miss joins the build's ready queue. Whenever a slot is free, the queued job with the
 //!    longest remaining critical path (its own estimate plus the longest chain of estimates
 //!    below it) starts ([`BuildEffect::Start`]).
@@ -154,35 +154,35 @@ pub enum PlanError {
     DuplicateBuild(BuildId),
 }
 
-/// Queued jobs kept back for peers faster than the node about to take them, so that a
+/// Queued jobs reserved for peers faster than the node about to take them, so that a
 /// build's critical path runs on its fastest machine (set by `Core`, which knows the peers).
 ///
 /// The `count` highest-priority queued jobs that are worth moving (expected to run at least
 /// `min_estimate`) and were queued less than `window` before `now` are passed over; the
-/// rest are taken as usual. A job held longer than `window` is taken by whoever comes, so a
-/// fast peer that does not come costs at most `window`.
+/// rest are taken as usual. A job reserved longer than `window` is taken by whoever comes, so
+/// a fast peer that does not come costs at most `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hold {
-    /// How many jobs to keep back.
+pub struct Reserve {
+    /// How many jobs to reserve.
     pub count: usize,
     /// The time now.
     pub now: Time,
-    /// The longest a job is kept back.
+    /// The longest a job is reserved.
     pub window: Duration,
-    /// Jobs expected to run for less are never kept back.
+    /// Jobs expected to run for less are never reserved.
     pub min_estimate: Duration,
 }
 
-impl Hold {
-    /// Keeps nothing back.
-    pub const NONE: Hold = Hold {
+impl Reserve {
+    /// Reserves nothing.
+    pub const NONE: Reserve = Reserve {
         count: 0,
         now: Time::ZERO,
         window: Duration::ZERO,
         min_estimate: Duration::ZERO,
     };
 
-    fn holds(&self, entry: &Entry) -> bool {
+    fn covers(&self, entry: &Entry) -> bool {
         entry.estimate >= self.min_estimate && entry.queued_at + self.window > self.now
     }
 }
@@ -192,11 +192,11 @@ impl Hold {
 pub struct Scheduler {
     slots: usize,
     /// Queued jobs the local slots leave for faster peers.
-    hold: Hold,
-    /// When the earliest job kept back by `hold` stops being kept back.
-    hold_expiry: Option<Time>,
-    /// Slots taken by work that is not the scheduler's own (jobs stolen from peers).
-    reserved: usize,
+    reserve: Reserve,
+    /// When the earliest job `reserve` passed over stops being reserved.
+    reserve_expiry: Option<Time>,
+    /// Slots taken by work that is not the scheduler's own (jobs run for peers).
+    slots_for_peers: usize,
     running: usize,
     builds: BTreeMap<BuildId, Build>,
     effects: VecDeque<BuildEffect>,
@@ -283,9 +283,9 @@ impl Scheduler {
     pub fn new(slots: usize) -> Scheduler {
         Scheduler {
             slots: slots.max(1),
-            hold: Hold::NONE,
-            hold_expiry: None,
-            reserved: 0,
+            reserve: Reserve::NONE,
+            reserve_expiry: None,
+            slots_for_peers: 0,
             running: 0,
             builds: BTreeMap::new(),
             effects: VecDeque::new(),
@@ -304,25 +304,26 @@ impl Scheduler {
     }
 
     /// Sets how many slots other work (jobs run for peers) takes.
-    pub fn set_reserved(&mut self, reserved: usize) {
-        self.reserved = reserved;
+    pub fn set_slots_for_peers(&mut self, n: usize) {
+        self.slots_for_peers = n;
     }
 
     /// Sets which queued jobs the local slots leave for faster peers (from the next
     /// [`Scheduler::poll_effect`] on).
-    pub fn set_hold(&mut self, hold: Hold) {
-        self.hold = hold;
+    pub fn set_reserve(&mut self, reserve: Reserve) {
+        self.reserve = reserve;
     }
 
     /// When a job that the local slots left for faster peers may start here after all: the
     /// driver should poll again then.
-    pub fn hold_expiry(&self) -> Option<Time> {
-        self.hold_expiry
+    pub fn reserve_expiry(&self) -> Option<Time> {
+        self.reserve_expiry
     }
 
-    /// Slots neither running a local job nor reserved.
+    /// Slots running neither a local job nor a peer's.
     pub fn free_slots(&self) -> usize {
-        self.slots.saturating_sub(self.running + self.reserved)
+        self.slots
+            .saturating_sub(self.running + self.slots_for_peers)
     }
 
     /// Whether any build is running.
@@ -479,8 +480,8 @@ impl Scheduler {
         self.finish_if_done(build);
     }
 
-    /// The driver's answer to [`BuildEffect::Start`] (or [`BuildEffect::Cancel`]), or a peer's report on
-    /// a job it stole: the job is over.
+    /// The driver's answer to [`BuildEffect::Start`] (or [`BuildEffect::Cancel`]), or a
+    /// peer's report on a job it stole: the job is over.
     pub fn on_job_finished(&mut self, _now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
         let Some(b) = self.builds.get_mut(&build) else {
             return;
@@ -646,14 +647,14 @@ impl Scheduler {
 
     /// Gives up to `max` queued jobs to a peer: the highest priority first, among those
     /// `score` accepts (`None` refuses a job; a higher score is preferred among the
-    /// `4 * max` best candidates), except those `hold` keeps back for faster peers. The jobs
+    /// `4 * max` best candidates), except those `reserve` keeps for faster peers. The jobs
     /// count as running on `peer` until [`Scheduler::on_job_finished`] or
     /// [`Scheduler::requeue`].
     pub fn take_for_peer(
         &mut self,
         peer: NodeId,
         max: usize,
-        hold: Hold,
+        reserve: Reserve,
         mut score: impl FnMut(JobId, &Job) -> Option<i64>,
     ) -> Vec<(BuildId, JobId, Arc<Job>, Time)> {
         let mut given = Vec::new();
@@ -661,8 +662,8 @@ impl Scheduler {
             return given;
         }
         let window = max.saturating_mul(4);
-        // Enough candidates that `window` remain after the held ones.
-        let wanted = window.saturating_add(hold.count);
+        // Enough candidates that `window` remain after the reserved ones.
+        let wanted = window.saturating_add(reserve.count);
         // Candidates from every build, by priority: (priority, build, ready entry, score).
         let mut candidates: Vec<(u64, BuildId, Ready, i64)> = Vec::new();
         let mut refused: Vec<(BuildId, Ready)> = Vec::new();
@@ -693,20 +694,20 @@ impl Scheduler {
                 }
             }
         }
-        // Best `window` by priority, after the held ones, then prefer the higher score within
+        // Best `window` by priority, after the reserved ones, then prefer the higher score within
         // them.
         candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.seq.cmp(&b.2.seq)));
-        if hold.count > 0 {
-            let mut left = hold.count;
+        if reserve.count > 0 {
+            let mut left = reserve.count;
             let mut kept = Vec::with_capacity(candidates.len());
             for candidate in candidates {
-                let holds = left > 0
+                let reserved = left > 0
                     && self
                         .builds
                         .get(&candidate.1)
                         .and_then(|b| b.jobs.get(&candidate.2.job))
-                        .is_some_and(|entry| hold.holds(entry));
-                if holds {
+                        .is_some_and(|entry| reserve.covers(entry));
+                if reserved {
                     left -= 1;
                     refused.push((candidate.1, candidate.2));
                 } else {
@@ -924,13 +925,13 @@ impl Scheduler {
     /// Starts queued jobs while slots are free: the highest priority over all builds that are
     /// under their own parallelism limit.
     ///
-    /// The jobs [`Scheduler::set_hold`] keeps back are passed over and stay queued.
+    /// The jobs [`Scheduler::set_reserve`] reserves are passed over and stay queued.
     fn fill_slots(&mut self) {
-        let hold = self.hold;
-        let mut to_hold = hold.count;
-        let mut held: Vec<(BuildId, Ready)> = Vec::new();
-        self.hold_expiry = None;
-        while self.running + self.reserved < self.slots {
+        let reserve = self.reserve;
+        let mut to_reserve = reserve.count;
+        let mut passed_over: Vec<(BuildId, Ready)> = Vec::new();
+        self.reserve_expiry = None;
+        while self.running + self.slots_for_peers < self.slots {
             let best = self
                 .builds
                 .iter()
@@ -949,11 +950,11 @@ impl Scheduler {
                 // Finished meanwhile by a peer: a stale heap entry.
                 continue;
             }
-            if to_hold > 0 && hold.holds(entry) {
-                to_hold -= 1;
-                let expiry = entry.queued_at + hold.window;
-                self.hold_expiry = Some(self.hold_expiry.map_or(expiry, |e| e.min(expiry)));
-                held.push((build, ready));
+            if to_reserve > 0 && reserve.covers(entry) {
+                to_reserve -= 1;
+                let expiry = entry.queued_at + reserve.window;
+                self.reserve_expiry = Some(self.reserve_expiry.map_or(expiry, |e| e.min(expiry)));
+                passed_over.push((build, ready));
                 continue;
             }
             entry.state = State::Running(None);
@@ -969,7 +970,7 @@ impl Scheduler {
                 deps,
             });
         }
-        for (build, ready) in held {
+        for (build, ready) in passed_over {
             if let Some(b) = self.builds.get_mut(&build) {
                 b.ready.push(ready);
             }
@@ -1509,7 +1510,7 @@ mod tests {
         for (build, job) in lookups {
             s.on_cache_lookup(now, build, job, None);
         }
-        let given = s.take_for_peer(NodeId([9; 32]), 4, Hold::NONE, |_, _| Some(0));
+        let given = s.take_for_peer(NodeId([9; 32]), 4, Reserve::NONE, |_, _| Some(0));
         let mut names: Vec<String> = given
             .iter()
             .map(|(_, id, _, _)| name_of(&s, b, *id))
@@ -1527,7 +1528,7 @@ mod tests {
     }
 
     #[test]
-    fn held_jobs_wait_for_a_faster_peer_but_not_for_ever() {
+    fn reserved_jobs_wait_for_a_faster_peer_but_not_for_ever() {
         // Four independent jobs: `long1` and `long2` are worth moving, `short` is not.
         let (jobs, ids) = plan(&[
             ("long1", &[], 3000),
@@ -1548,14 +1549,14 @@ mod tests {
         for job in lookups {
             s.on_cache_lookup(queued_at, b, job, None);
         }
-        let hold = |count, now| Hold {
+        let reserve = |count, now| Reserve {
             count,
             now,
             window: Duration::from_millis(100),
             min_estimate: Duration::from_millis(1000),
         };
         // The two most critical jobs are kept back: local slots take the others.
-        s.set_hold(hold(2, Time::from_millis(20)));
+        s.set_reserve(reserve(2, Time::from_millis(20)));
         let started: Vec<JobId> = std::iter::from_fn(|| s.poll_effect())
             .filter_map(|e| match e {
                 BuildEffect::Start { id: job, .. } => Some(job),
@@ -1564,24 +1565,24 @@ mod tests {
             .collect();
         assert_eq!(started, [ids["mid"], ids["short"]]);
         assert_eq!(s.queued(), 2);
-        assert_eq!(s.hold_expiry(), Some(Time::from_millis(110)));
-        // A slow thief, with the same hold, is given nothing; a fast one takes both.
+        assert_eq!(s.reserve_expiry(), Some(Time::from_millis(110)));
+        // A slow thief, with the same reserve, is given nothing; a fast one takes both.
         let slow = s.take_for_peer(
             NodeId([8; 32]),
             4,
-            hold(2, Time::from_millis(30)),
+            reserve(2, Time::from_millis(30)),
             |_, _| Some(0),
         );
         assert!(slow.is_empty());
-        let fast = s.take_for_peer(NodeId([9; 32]), 1, Hold::NONE, |_, _| Some(0));
+        let fast = s.take_for_peer(NodeId([9; 32]), 1, Reserve::NONE, |_, _| Some(0));
         assert_eq!(name_of(&s, b, fast[0].1), "long1");
         // Once the window has passed, a local slot takes what is left.
-        s.set_hold(hold(2, Time::from_millis(110)));
+        s.set_reserve(reserve(2, Time::from_millis(110)));
         match s.poll_effect() {
             Some(BuildEffect::Start { id: job, .. }) => assert_eq!(name_of(&s, b, job), "long2"),
             other => panic!("expected long2 to start, got {other:?}"),
         }
-        assert_eq!(s.hold_expiry(), None);
+        assert_eq!(s.reserve_expiry(), None);
     }
 
     #[test]

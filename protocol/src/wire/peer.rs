@@ -164,9 +164,9 @@ pub struct LoadBeacon {
     /// (`1000`: as fast; `1500`: a job of 3 s takes 2 s). Peers give the jobs on a build's
     /// critical path to a node clearly faster than the others.
     pub speed: u32,
-    /// Of `queue_len`, about how many jobs this node keeps back for peers a quarter faster
+    /// Of `queue_len`, about how many jobs this node reserves for peers a quarter faster
     /// than itself: a peer that is not that fast leaves them out when it looks for work.
-    pub held: u32,
+    pub reserved: u32,
 }
 
 /// When a node runs jobs for its peers.

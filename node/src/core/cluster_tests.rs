@@ -737,7 +737,7 @@ fn the_critical_path_goes_to_a_much_faster_peer() {
 }
 
 #[test]
-fn a_faster_peer_that_never_comes_costs_at_most_the_hold() {
+fn a_faster_peer_that_never_comes_costs_at_most_the_reserve_window() {
     let mut sim = origin_and_peer_at(2000);
     // Node 2 said it is idle and fast, then stopped answering without its link going down.
     sim.crashed.insert(node(2));
@@ -747,9 +747,9 @@ fn a_faster_peer_that_never_comes_costs_at_most_the_hold() {
     assert!(outcome.success);
     assert!(sim.ran.iter().all(|(n, _)| *n == node(1)));
     assert_eq!(sim.ran.len(), chain.len());
-    // Each chain job waited at most `speed_hold` (100 ms) for node 2 before starting here.
-    let hold = CoreConfig::new(1).speed_hold;
-    let worst = Time::from_millis(5_000) + hold * 5;
+    // Each chain job waited at most `reserve_for` (100 ms) for node 2 before starting here.
+    let window = CoreConfig::new(1).reserve_for;
+    let worst = Time::from_millis(5_000) + window * 5;
     assert!(
         sim.now > Time::from_millis(5_000) && sim.now <= worst,
         "makespan {:?}",

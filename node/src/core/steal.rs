@@ -1,0 +1,246 @@
+//! Stealing, the thief's side: when this node may take peers' jobs ([`shared_slots_free`]),
+//! whom it asks ([`Stealing::draw`]: a busy peer at random, in proportion to its queue, and on
+//! a large mesh only when its turn comes), and the steal request in flight. Also which queued
+//! jobs a node keeps from a taker for faster peers ([`reserve`]).
+//!
+//! The only randomness in the core is here: a generator seeded from the node's id.
+
+use std::time::Duration;
+
+use weft_protocol::NodeId;
+use weft_protocol::wire::SharePolicy;
+
+use super::Time;
+use super::leases::Lent;
+use super::peers::{PeerTable, faster};
+use super::scheduler::Reserve;
+
+/// How long a steal request may go unanswered before the thief tries elsewhere.
+const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest an idle node sleeps before its turn to ask a busy peer for work (a peer that
+/// turns busy ends the wait at once).
+const MAX_STEAL_TURN_WAIT: Duration = Duration::from_secs(10);
+
+/// Jobs expected to run less than this many [`super::CoreConfig::reserve_for`]s are never
+/// reserved for a faster peer: the wait could cost more than the faster run saves.
+const MIN_RESERVED_JOB_IN_WAITS: u32 = 10;
+
+/// How many slots may run peers' jobs now: none when the sharing policy says no (`Idle`
+/// means only while the machine is otherwise idle and this node builds nothing), else the
+/// free slots, at most `max_shared` with those already running peers' jobs counted.
+pub(super) fn shared_slots_free(
+    share: SharePolicy,
+    system_idle: bool,
+    building: bool,
+    free_slots: usize,
+    max_shared: usize,
+    running_for_peers: usize,
+) -> usize {
+    let allowed = match share {
+        SharePolicy::Always => true,
+        SharePolicy::Idle => system_idle && !building,
+        SharePolicy::Never => false,
+    };
+    if !allowed {
+        return 0;
+    }
+    free_slots.min(max_shared.saturating_sub(running_for_peers))
+}
+
+/// Which queued jobs a node of `speed` (this one, or the thief `except`) should leave for
+/// faster peers: as many as those peers have slots free, as far as this node knows, and at
+/// least one each, for at most `window`. A peer counts while its last beacon said it had
+/// nothing queued (so it is looking for work), it shares, it is on `platform` and it is not
+/// avoided; its free slots are those of that beacon less the jobs leased to it since.
+///
+/// One job is reserved even for a fast peer that looks full: one of its slots frees soon, and
+/// the critical path gains more from waiting for it than from a slow start now; beacons are
+/// not sent when only free slots change, so "full" is often stale too (`bench/RESULTS.md`
+/// has the netsim runs behind this rule).
+pub(super) fn reserve(
+    now: Time,
+    peers: &PeerTable,
+    lent: &Lent,
+    speed: u32,
+    except: Option<NodeId>,
+    platform: &str,
+    window: Duration,
+) -> Reserve {
+    if peers.fast().is_empty() {
+        return Reserve::NONE;
+    }
+    let mut count = 0usize;
+    for node in peers.fast() {
+        if Some(*node) == except {
+            continue;
+        }
+        let Some(state) = peers.get(node) else {
+            continue;
+        };
+        let Some(beacon) = state.beacon.as_ref() else {
+            continue;
+        };
+        let looking = beacon.queue_len == 0
+            && beacon.share != SharePolicy::Never
+            && beacon.platform == platform
+            && !state.is_avoided(now);
+        if !looking || !faster(beacon.speed, speed) {
+            continue;
+        }
+        count += beacon.free_slots.saturating_sub(lent.count(node)).max(1) as usize;
+    }
+    if count == 0 {
+        return Reserve::NONE;
+    }
+    Reserve {
+        count,
+        now,
+        window,
+        min_estimate: window.saturating_mul(MIN_RESERVED_JOB_IN_WAITS),
+    }
+}
+
+/// The thief's side of stealing: the request in flight, when the next may go, and the draw.
+#[derive(Debug)]
+pub(super) struct Stealing {
+    /// The steal request in flight: the victim, and when it was sent.
+    pending: Option<(NodeId, Time)>,
+    /// No steal attempt before this: the last roll of the odds said not to ask.
+    gate: Time,
+    /// This node drew its turn to ask: it asks once `gate` passes.
+    turn: bool,
+    rng: u64,
+}
+
+/// How a node draws whom to ask: its speed and platform, and the settings that shape the odds.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Draw<'a> {
+    pub(super) speed: u32,
+    pub(super) platform: &'a str,
+    /// About how many requests should chase each queued job
+    /// ([`super::CoreConfig::steal_fanout`]).
+    pub(super) fanout: u32,
+    /// How long one roll of the odds lasts ([`super::CoreConfig::steal_backoff`]).
+    pub(super) backoff: Duration,
+}
+
+impl Stealing {
+    /// Nothing in flight; randomness seeded from the node's id.
+    pub(super) fn new(local: NodeId) -> Stealing {
+        let seed = u64::from_le_bytes([
+            local.0[0], local.0[1], local.0[2], local.0[3], local.0[4], local.0[5], local.0[6],
+            local.0[7],
+        ]);
+        Stealing {
+            pending: None,
+            gate: Time::ZERO,
+            turn: false,
+            rng: seed | 1,
+        }
+    }
+
+    /// When to look again: when the request in flight times out, or (with `may_steal` and
+    /// nothing in flight) when the first busy peer may be asked (`busy_ready`), after the
+    /// gate.
+    pub(super) fn next_time(&self, may_steal: bool, busy_ready: Option<Time>) -> Option<Time> {
+        match self.pending {
+            Some((_, sent)) => Some(sent + STEAL_TIMEOUT),
+            None if may_steal => busy_ready.map(|ready| ready.max(self.gate)),
+            None => None,
+        }
+    }
+
+    /// `peer` answered the request in flight (or is gone): another may go.
+    pub(super) fn answered(&mut self, peer: &NodeId) {
+        if self.pending.is_some_and(|(victim, _)| victim == *peer) {
+            self.pending = None;
+        }
+    }
+
+    /// The victim of a request that went unanswered too long at `now`.
+    pub(super) fn timed_out(&self, now: Time) -> Option<NodeId> {
+        let (victim, sent) = self.pending?;
+        (now >= sent + STEAL_TIMEOUT).then_some(victim)
+    }
+
+    /// A busy peer has more work than when this node drew its turn: draw again, with the new
+    /// odds.
+    pub(super) fn more_work(&mut self, now: Time) {
+        if self.turn {
+            self.gate = self.gate.min(now);
+            self.turn = false;
+        }
+    }
+
+    /// Whether this node may try to steal at `now` (nothing in flight, past the gate).
+    pub(super) fn may_try(&self, now: Time) -> bool {
+        self.pending.is_none() && now >= self.gate
+    }
+
+    /// Whom to ask for work now, if anyone: busy peers on this platform, not avoided, not
+    /// backing off, picked at random with odds in proportion to their queue, so thieves
+    /// spread out. With many idle nodes and few queued jobs, a node asks only when its turn
+    /// comes, so that about `fanout` requests chase each queued job. A victim found is the
+    /// request in flight.
+    pub(super) fn draw(&mut self, now: Time, peers: &PeerTable, draw: Draw<'_>) -> Option<NodeId> {
+        // Counted and picked in two passes: this runs after every event, most often to find
+        // no victim or to be turned away by the odds below.
+        let total: u64 = peers
+            .busy()
+            .filter_map(|node| peers.steal_weight(node, now, draw.speed, draw.platform))
+            .sum();
+        if total == 0 {
+            return None;
+        }
+        // Every peer not known to be busy counts as a competitor, and so does this node. A
+        // node that victims reserve jobs for competes only with the other fast peers (a build
+        // box among laptops asks at once rather than wait its turn behind them), and with
+        // every peer whose speed it does not know yet: on a large mesh beacons are sparse.
+        let idle = if faster(draw.speed, peers.slowest_speed()) {
+            (peers.fast().len() + peers.n_unknown_speed()) as u64 + 1
+        } else {
+            (peers.len() - peers.n_busy().min(peers.len()) + 1) as u64
+        };
+        let wanted = total.saturating_mul(u64::from(draw.fanout.max(1)));
+        // Rather than roll every `backoff` (a wake-up each time, on every idle node), draw
+        // how many rolls it takes, and sleep until then: about idle / wanted of them.
+        if wanted < idle && !std::mem::take(&mut self.turn) {
+            let rolls = self.next_random() % (2 * idle / wanted + 1);
+            if rolls > 0 {
+                let backoff = draw.backoff.max(Duration::from_millis(1));
+                let wait = backoff.saturating_mul(u32::try_from(rolls).unwrap_or(u32::MAX));
+                self.gate = now + wait.min(MAX_STEAL_TURN_WAIT);
+                self.turn = true;
+                return None;
+            }
+        }
+        self.turn = false;
+        let mut pick = self.next_random() % total;
+        let mut victim = None;
+        for node in peers.busy() {
+            let Some(queue) = peers.steal_weight(node, now, draw.speed, draw.platform) else {
+                continue;
+            };
+            if victim.is_none() || pick < queue {
+                victim = Some(*node);
+            }
+            if pick < queue {
+                break;
+            }
+            pick -= queue;
+        }
+        let victim = victim?;
+        self.pending = Some((victim, now));
+        Some(victim)
+    }
+
+    /// splitmix64: deterministic, seeded from the node's id.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
