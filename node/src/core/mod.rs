@@ -29,6 +29,8 @@ mod job_table;
 mod leases;
 mod lookups;
 mod node;
+#[cfg(test)]
+mod node_tests;
 mod peers;
 mod prefetch;
 mod scheduler;

@@ -108,3 +108,34 @@ impl StolenReport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(infrastructure: bool) -> StolenReport {
+        StolenReport::Failed {
+            infrastructure,
+            report: FailureReport {
+                job: JobId(weft_protocol::Digest::of(b"job")),
+                name: "job".into(),
+                command: vec![],
+                exit_code: Some(1),
+                message: String::new(),
+                stderr_tail: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn what_a_thief_tells_its_victim() {
+        // A job that failed on its own merits fails the build; anything the thief could not
+        // do (including fetching the deps' outputs) sends the job elsewhere.
+        assert_eq!(failure(false).outcome(), StolenOutcome::Failed);
+        assert_eq!(failure(true).outcome(), StolenOutcome::Infrastructure);
+        assert_eq!(
+            StolenReport::DepsLost(vec![]).outcome(),
+            StolenOutcome::Infrastructure
+        );
+    }
+}

@@ -71,3 +71,52 @@ impl KnownResults {
         Some(result.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use weft_protocol::{NodeId, Tree};
+
+    use super::*;
+
+    /// A store holding one successful result of `job`, with its blobs.
+    fn store_with_result(dir: &std::path::Path, job: JobId) -> (Store, ActionResult) {
+        let store = Store::open(&dir.join("store")).expect("a store");
+        let empty = store.put(b"").expect("put");
+        let tree = store.put(&Tree::default().encode()).expect("put");
+        let result = ActionResult {
+            exit_code: 0,
+            outputs: vec![],
+            output_tree: tree,
+            stdout: empty,
+            stderr: empty,
+            duration_ms: 1,
+            executed_by: NodeId([1; 32]),
+            signature: None,
+        };
+        store.put_action(job, &result).expect("put_action");
+        (store, result)
+    }
+
+    #[test]
+    fn a_result_is_served_from_memory_until_the_store_removes_something() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = JobId(weft_protocol::Digest::of(b"job"));
+        let (store, result) = store_with_result(dir.path(), job);
+        let mut known = KnownResults::default();
+        assert_eq!(
+            known.look_up(&store, job).expect("look up"),
+            Some(result.clone())
+        );
+        known.remember(job, &result);
+        // Gone from the index, but the store removed no blob: memory still answers.
+        store.remove_action(job).expect("remove");
+        assert_eq!(
+            known.look_up(&store, job).expect("look up"),
+            Some(result.clone())
+        );
+        // A blob goes: what was checked is forgotten, and the store answers (a miss).
+        store.delete(&result.stdout).expect("delete");
+        assert_eq!(known.look_up(&store, job).expect("look up"), None);
+        assert!(known.get(&job).is_none());
+    }
+}

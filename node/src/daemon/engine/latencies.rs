@@ -30,3 +30,28 @@ impl Latencies {
         Some((at(0.5), at(0.99)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_the_latest_samples() {
+        let mut latencies = Latencies::default();
+        assert_eq!(latencies.percentiles(), None);
+        for ms in 1..=100 {
+            latencies.record(Duration::from_millis(ms));
+        }
+        let (p50, p99) = latencies.percentiles().expect("samples");
+        assert_eq!(p50, Duration::from_millis(51));
+        assert_eq!(p99, Duration::from_millis(99));
+        // Only the latest are kept: old slow samples age out.
+        for _ in 0..Latencies::KEPT {
+            latencies.record(Duration::from_millis(5));
+        }
+        assert_eq!(
+            latencies.percentiles(),
+            Some((Duration::from_millis(5), Duration::from_millis(5)))
+        );
+    }
+}

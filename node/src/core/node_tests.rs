@@ -1,0 +1,386 @@
+//! One [`Core`] driven by hand: the instructions it hands its driver are complete, so that
+//! the daemon's engine and netsim carry them out without deciding anything (where a dep's
+//! outputs come from, what a lease lists, what a newcomer hears, when outputs must come
+//! first, which tools are offered, how a thief's time counts here).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_protocol::wire::{LeaseDep, LoadBeacon, SharePolicy, StealRequest};
+use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
+
+use super::{
+    BuildEffect, BuildId, BuildOptions, Core, CoreConfig, Effect, Gossip, JobOutcome, Made,
+    PlannedJob, Report, Time,
+};
+
+const CC: Digest = Digest::from_bytes([7; 32]);
+const BUILD: BuildId = BuildId(1);
+
+fn node(n: u8) -> NodeId {
+    NodeId([n; 32])
+}
+
+fn tree(n: u8) -> Digest {
+    Digest::from_bytes([n; 32])
+}
+
+fn job(name: &str, deps: &[JobId]) -> Job {
+    Job {
+        name: name.into(),
+        inputs: vec![],
+        deps: deps.to_vec(),
+        cmds: vec![Cmd::Exec {
+            argv: vec!["cc".into(), name.into()],
+            env: Default::default(),
+            cwd: None,
+        }],
+        env: Default::default(),
+        outs: vec![],
+        toolchain: Toolchain {
+            platform: "linux".into(),
+            tools: BTreeMap::from([("cc".into(), CC)]),
+        },
+    }
+}
+
+/// Node 1 with `slots` slots, sharing always, and peers 2 and 3 admitted.
+fn core(slots: usize, config: impl FnOnce(&mut CoreConfig)) -> Core {
+    let mut settings = CoreConfig::new(slots);
+    settings.share = SharePolicy::Always;
+    config(&mut settings);
+    let mut core = Core::new(node(1), "linux".into(), BTreeSet::from([CC]), settings);
+    for peer in [2, 3] {
+        let _ = core.on_peer_up(Time::ZERO, node(peer));
+    }
+    drain(&mut core);
+    core
+}
+
+fn add_build(core: &mut Core, jobs: &[(&Job, bool)]) {
+    let planned = jobs
+        .iter()
+        .map(|(job, wanted)| PlannedJob {
+            id: job.id(),
+            job: Arc::new((*job).clone()),
+            estimate: Duration::ZERO,
+            wanted: *wanted,
+        })
+        .collect();
+    let options = BuildOptions {
+        keep_going: false,
+        max_parallel: 8,
+    };
+    core.add_build(Time::ZERO, BUILD, planned, options)
+        .expect("a valid graph");
+}
+
+fn drain(core: &mut Core) -> Vec<Effect> {
+    std::iter::from_fn(|| core.poll_effect()).collect()
+}
+
+fn beacon(queue_len: u32, speed: u32) -> LoadBeacon {
+    LoadBeacon {
+        free_slots: 0,
+        queue_len,
+        platform: "linux".into(),
+        tools: vec![CC],
+        share: SharePolicy::Always,
+        max_shared_slots: 4,
+        speed,
+        reserved: 0,
+    }
+}
+
+fn steal_request() -> StealRequest {
+    StealRequest {
+        max_jobs: 4,
+        platform: "linux".into(),
+        tools: vec![CC],
+    }
+}
+
+/// `a` settled (a local cache hit of a result node 3 made, also announced by node 2), and
+/// `b`, which depends on it: where does `b` look for `a`'s outputs?
+fn a_made_by_3_announced_by_2(core: &mut Core) -> (Job, Job) {
+    let a = job("a", &[]);
+    let b = job("b", &[a.id()]);
+    core.on_have(Time::ZERO, node(2), &[a.id()]);
+    add_build(core, &[(&a, false), (&b, false)]);
+    for effect in drain(core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            assert_eq!(job, a.id());
+            let made = Made {
+                tree: tree(9),
+                by: node(3),
+            };
+            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+        }
+    }
+    (a, b)
+}
+
+#[test]
+fn a_start_lists_each_dep_s_maker_then_its_announcers_then_this_node() {
+    let mut core = core(1, |_| {});
+    let (a, b) = a_made_by_3_announced_by_2(&mut core);
+    let mut started = None;
+    for effect in drain(&mut core) {
+        match effect {
+            Effect::Build(BuildEffect::LookupCache { job, .. }) => {
+                // `b` is nowhere: looked up here, and no peer announced it.
+                core.on_local_cache(Time::ZERO, BUILD, job, None);
+            }
+            Effect::Build(BuildEffect::Start { id, deps, .. }) => started = Some((id, deps)),
+            _ => {}
+        }
+    }
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::Start { id, deps, .. }) = effect {
+            started = Some((id, deps));
+        }
+    }
+    let expected = vec![LeaseDep {
+        job: a.id(),
+        tree: tree(9),
+        holders: vec![node(3), node(2), node(1)],
+    }];
+    assert_eq!(started, Some((b.id(), expected)));
+}
+
+#[test]
+fn a_lease_lists_where_the_deps_outputs_are() {
+    // One slot, which a long job takes: `b` stays queued, and a thief takes it.
+    let mut core = core(1, |_| {});
+    let a = job("a", &[]);
+    let b = job("b", &[a.id()]);
+    let long = job("long", &[]);
+    core.on_have(Time::ZERO, node(2), &[a.id()]);
+    let planned = [(&a, 0), (&b, 0), (&long, 10_000)]
+        .into_iter()
+        .map(|(job, ms)| PlannedJob {
+            id: job.id(),
+            job: Arc::new(job.clone()),
+            estimate: Duration::from_millis(ms),
+            wanted: false,
+        })
+        .collect();
+    let options = BuildOptions {
+        keep_going: false,
+        max_parallel: 8,
+    };
+    core.add_build(Time::ZERO, BUILD, planned, options)
+        .expect("a valid graph");
+    let mut started = Vec::new();
+    loop {
+        let effects = drain(&mut core);
+        if effects.is_empty() {
+            break;
+        }
+        for effect in effects {
+            match effect {
+                Effect::Build(BuildEffect::LookupCache { job, .. }) => {
+                    let hit = (job == a.id()).then_some(Made {
+                        tree: tree(8),
+                        by: node(3),
+                    });
+                    core.on_local_cache(Time::ZERO, BUILD, job, hit);
+                }
+                Effect::Build(BuildEffect::Start { id, .. }) => started.push(id),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(started, vec![long.id()]);
+    let leases = core.on_steal_request(Time::ZERO, node(2), &steal_request());
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].job.id(), b.id());
+    assert_eq!(
+        leases[0].deps,
+        vec![LeaseDep {
+            job: a.id(),
+            tree: tree(8),
+            holders: vec![node(3), node(2), node(1)],
+        }]
+    );
+}
+
+#[test]
+fn a_query_for_a_published_job_asks_for_its_outputs() {
+    let mut core = core(1, |_| {});
+    let published = job("published", &[]);
+    let inner = job("inner", &[]);
+    core.on_have(Time::ZERO, node(2), &[published.id(), inner.id()]);
+    add_build(&mut core, &[(&published, true), (&inner, false)]);
+    let mut queries = BTreeMap::new();
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            core.on_local_cache(Time::ZERO, BUILD, job, None);
+        }
+    }
+    for effect in drain(&mut core) {
+        if let Effect::QueryPeer {
+            job,
+            peer,
+            with_outputs,
+            ..
+        } = effect
+        {
+            assert_eq!(peer, node(2));
+            queries.insert(job, with_outputs);
+        }
+    }
+    assert_eq!(
+        queries,
+        BTreeMap::from([(published.id(), true), (inner.id(), false)])
+    );
+}
+
+/// Node 1 has `job` (published or not) queued, and lends it to node 2.
+fn lent_to_2(wanted: bool) -> (Core, Job) {
+    let mut core = core(1, |c| c.share = SharePolicy::Never);
+    // A job that takes the one slot, so that `job` stays queued.
+    let first = job("first", &[]);
+    let lent = job("lent", &[]);
+    add_build(&mut core, &[(&first, false), (&lent, wanted)]);
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            core.on_local_cache(Time::ZERO, BUILD, job, None);
+        }
+    }
+    drain(&mut core);
+    let leases = core.on_steal_request(Time::ZERO, node(2), &steal_request());
+    assert_eq!(leases.len(), 1);
+    drain(&mut core);
+    let id = leases[0].job.id();
+    let lent = if id == lent.id() { lent } else { first };
+    (core, lent)
+}
+
+#[test]
+fn a_thief_s_published_job_counts_once_its_outputs_are_fetched() {
+    let (mut core, lent) = lent_to_2(true);
+    let at = Time::from_millis(9_000);
+    assert_eq!(
+        core.on_thief_done(at, node(2), lent.id(), tree(5)),
+        Report::FetchOutputs
+    );
+    // The lease was renewed at 9 s: it does not run out at its first deadline (10 s).
+    core.tick(Time::from_millis(10_500));
+    drain(&mut core);
+    assert_eq!(core.stats().leases_requeued, 0);
+    assert_eq!(
+        core.on_thief_outputs(Time::from_millis(11_000), node(2), lent.id(), tree(5), true),
+        Report::Accepted
+    );
+}
+
+#[test]
+fn a_thief_s_outputs_that_cannot_be_fetched_send_the_job_elsewhere() {
+    let (mut core, lent) = lent_to_2(true);
+    assert_eq!(
+        core.on_thief_done(Time::ZERO, node(2), lent.id(), tree(5)),
+        Report::FetchOutputs
+    );
+    let report = core.on_thief_outputs(Time::ZERO, node(2), lent.id(), tree(5), false);
+    assert_eq!(report, Report::Accepted);
+    assert_eq!(core.stats().leases_requeued, 1);
+    assert_eq!(core.peers()[0].failures, 1, "it counts against the thief");
+}
+
+#[test]
+fn a_thief_s_unpublished_job_counts_at_once() {
+    let (mut core, lent) = lent_to_2(false);
+    assert_eq!(
+        core.on_thief_done(Time::ZERO, node(2), lent.id(), tree(5)),
+        Report::Accepted
+    );
+}
+
+#[test]
+fn a_newcomer_hears_of_the_latest_results_newest_first() {
+    let mut core = core(4, |c| c.have_snapshot = 3);
+    core.restore_results([job("old", &[]).id()]);
+    let jobs: Vec<Job> = (0..4).map(|i| job(&format!("j{i}"), &[])).collect();
+    let refs: Vec<(&Job, bool)> = jobs.iter().map(|j| (j, false)).collect();
+    add_build(&mut core, &refs);
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            core.on_local_cache(Time::ZERO, BUILD, job, None);
+        }
+    }
+    let mut order = Vec::new();
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::Start { id, .. }) = effect {
+            order.push(id);
+        }
+    }
+    for id in &order {
+        let made = Made {
+            tree: tree(1),
+            by: node(1),
+        };
+        core.on_job_finished(Time::ZERO, BUILD, *id, JobOutcome::Succeeded(made));
+    }
+    let snapshot = core.on_peer_up(Time::ZERO, node(4));
+    let newest: Vec<JobId> = order.iter().rev().take(3).copied().collect();
+    assert_eq!(snapshot, vec![newest]);
+    // Results are announced by gossip too, in a batch.
+    core.tick(Time::from_millis(100));
+    let announced: Vec<Vec<JobId>> = drain(&mut core)
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Publish(Gossip::Have(jobs)) => Some(jobs),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced, vec![order]);
+}
+
+#[test]
+fn a_thief_s_run_time_counts_here_at_this_node_s_speed() {
+    let mut core = core(1, |c| c.speed = 1000);
+    core.on_beacon(Time::ZERO, node(2), &beacon(0, 2000));
+    let there = Duration::from_secs(3);
+    assert_eq!(core.local_duration(&node(2), there), Duration::from_secs(6));
+    // A peer whose speed is not known yet counts as this node's.
+    assert_eq!(core.local_duration(&node(3), there), there);
+}
+
+#[test]
+fn the_tools_of_a_node_s_own_builds_are_offered_to_peers() {
+    let mut settings = CoreConfig::new(1);
+    settings.share = SharePolicy::Always;
+    let mut core = Core::new(node(1), "linux".into(), BTreeSet::new(), settings);
+    let _ = core.on_peer_up(Time::ZERO, node(2));
+    drain(&mut core);
+    // A busy peer: an idle node asks it for work, with the tools it has.
+    core.on_beacon(Time::ZERO, node(2), &beacon(3, 1000));
+    let asked = |effects: Vec<Effect>| {
+        effects.into_iter().find_map(|e| match e {
+            Effect::SendSteal { request, .. } => Some(request.tools),
+            _ => None,
+        })
+    };
+    let tools = asked(drain(&mut core)).expect("an idle sharing node asks for work");
+    assert!(tools.is_empty());
+    // A build of its own that uses `cc` (here all from its cache): it has `cc`.
+    let compile = job("compile", &[]);
+    add_build(&mut core, &[(&compile, false)]);
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            let made = Made {
+                tree: tree(1),
+                by: node(1),
+            };
+            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+        }
+    }
+    drain(&mut core);
+    core.on_steal_failed(Time::from_millis(5_000), node(2));
+    drain(&mut core);
+    core.tick(Time::from_millis(10_000));
+    let tools = asked(drain(&mut core)).expect("it asks again");
+    assert_eq!(tools, vec![CC]);
+}
