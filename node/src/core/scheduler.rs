@@ -467,6 +467,9 @@ impl Scheduler {
             entry.state = State::Skipped;
             b.left -= 1;
             b.outcome.n_skipped += 1;
+        } else if entry.deps_left > 0 {
+            // A dep's outputs went while this was looked up: it runs again first.
+            entry.state = State::Waiting;
         } else {
             entry.state = State::Queued;
             entry.queued_at = now;
@@ -566,9 +569,7 @@ impl Scheduler {
                         b.outcome.n_ran -= 1;
                     }
                     d.cached = false;
-                    // `made` stays until the new result is in: a dependent that was being
-                    // looked up meanwhile can still start before the rerun ends, and then
-                    // asks the old holders, fails to fetch, and waits for it.
+                    d.made = None;
                     d.state = State::Queued;
                     d.queued_at = now;
                     b.left += 1;
@@ -583,7 +584,8 @@ impl Scheduler {
                     for other in others {
                         if let Some(e) = b.jobs.get_mut(&other) {
                             match e.state {
-                                State::Waiting => e.deps_left += 1,
+                                // One being looked up waits too, if the lookup misses.
+                                State::Waiting | State::LookingUp => e.deps_left += 1,
                                 State::Queued => {
                                     // Its heap entry goes stale; it waits again.
                                     e.state = State::Waiting;
@@ -1459,6 +1461,83 @@ mod tests {
         assert_eq!(starts.iter().filter(|n| *n == "a").count(), 2);
         assert_eq!(outcome.n_ran, 3, "{starts:?}");
         assert!(starts.iter().position(|n| n == "c") > starts.iter().position(|n| n == "a"));
+    }
+
+    #[test]
+    fn a_dependent_being_looked_up_when_its_dep_is_lost_waits_for_the_rerun() {
+        // `b` and `c` both need `a`. `b` finds `a`'s outputs gone while `c` is still being
+        // looked up: `c`'s miss must not queue it (it would start without `a`'s outputs).
+        let (jobs, ids) = plan(&[("a", &[], 0), ("b", &["a"], 5), ("c", &["a"], 0)]);
+        let mut s = Scheduler::new(2);
+        let b = BuildId(1);
+        let now = Time::ZERO;
+        s.add_build(now, b, jobs, OPTS).expect("valid graph");
+        let lookup = |s: &mut Scheduler| -> Vec<JobId> {
+            std::iter::from_fn(|| s.effects.pop_front())
+                .filter_map(|e| match e {
+                    BuildEffect::LookupCache { job, .. } => Some(job),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(lookup(&mut s), [ids["a"]]);
+        s.on_cache_lookup(now, b, ids["a"], Some(MADE));
+        let mut looking_up = lookup(&mut s);
+        looking_up.sort_by_key(|job| name_of(&s, b, *job));
+        assert_eq!(looking_up, [ids["b"], ids["c"]]);
+        // `b` misses and starts; `c`'s lookup is still out.
+        s.on_cache_lookup(now, b, ids["b"], None);
+        match s.poll_effect() {
+            Some(BuildEffect::Start { id, .. }) => assert_eq!(id, ids["b"]),
+            other => panic!("expected b to start, got {other:?}"),
+        }
+        s.on_deps_lost(now, b, ids["b"], &[ids["a"]]);
+        s.on_cache_lookup(now, b, ids["c"], None);
+        // Only `a` starts: it lost its place (`made`), and `b` and `c` wait for it.
+        let starts: Vec<(JobId, Vec<LeaseDep>)> = std::iter::from_fn(|| s.poll_effect())
+            .filter_map(|e| match e {
+                BuildEffect::Start { id, deps, .. } => Some((id, deps)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, [(ids["a"], vec![])]);
+        assert!(
+            s.dep_outputs(b, &s.job(b, ids["c"]).expect("c").clone())
+                .is_empty()
+        );
+        // `a` runs again somewhere else: both dependents are looked up again, and start with
+        // its new place.
+        let again = Made {
+            tree: Digest::from_bytes([3; 32]),
+            by: NodeId([4; 32]),
+        };
+        s.on_job_finished(now, b, ids["a"], JobOutcome::Succeeded(again));
+        for job in lookup(&mut s) {
+            s.on_cache_lookup(now, b, job, None);
+        }
+        let started: Vec<(JobId, Vec<LeaseDep>)> = std::iter::from_fn(|| s.poll_effect())
+            .filter_map(|e| match e {
+                BuildEffect::Start { id, deps, .. } => Some((id, deps)),
+                _ => None,
+            })
+            .collect();
+        let mut deps_of_starts: Vec<(String, Vec<LeaseDep>)> = started
+            .into_iter()
+            .map(|(id, deps)| (name_of(&s, b, id), deps))
+            .collect();
+        deps_of_starts.sort_by(|x, y| x.0.cmp(&y.0));
+        let from_again = vec![LeaseDep {
+            job: ids["a"],
+            tree: again.tree,
+            holders: vec![again.by],
+        }];
+        assert_eq!(
+            deps_of_starts,
+            [
+                ("b".to_owned(), from_again.clone()),
+                ("c".to_owned(), from_again)
+            ]
+        );
     }
 
     #[test]
