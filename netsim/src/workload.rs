@@ -353,7 +353,9 @@ pub fn instantiate(
             toolchain: Toolchain {
                 platform: PLATFORM.into(),
                 tools: BTreeMap::from([("cc".into(), CC)]),
+                system: None,
             },
+            network: false,
         };
         let id = job.id();
         ids[i] = Some(id);

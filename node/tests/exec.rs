@@ -159,6 +159,7 @@ fn job(cmds: Vec<Cmd>, outs: &[&str]) -> Job {
         env: BTreeMap::new(),
         outs: outs.iter().map(|s| s.to_string()).collect(),
         toolchain: Toolchain::default(),
+        network: false,
     }
 }
 

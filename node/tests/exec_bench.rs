@@ -101,6 +101,7 @@ fn executor_throughput() {
         env: BTreeMap::new(),
         outs: vec![out],
         toolchain: Toolchain::default(),
+        network: false,
     };
     let n_cat = 2_000 * scale;
     let cats: Vec<Job> = (0..n_cat)

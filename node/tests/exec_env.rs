@@ -41,6 +41,7 @@ fn the_daemon_environment_does_not_leak_into_jobs() {
         env: BTreeMap::from([("DECLARED".to_owned(), "yes".to_owned())]),
         outs: Vec::new(),
         toolchain: Toolchain::default(),
+        network: false,
     };
     let outcome = runtime
         .block_on(exec.run(RunRequest {

@@ -81,7 +81,9 @@ fn job() -> Job {
         toolchain: Toolchain {
             platform: "linux-x86_64".into(),
             tools: BTreeMap::from([("cc".into(), digest(0xcc))]),
+            system: None,
         },
+        network: false,
     }
 }
 
@@ -108,11 +110,11 @@ fn handshakes() {
     check(
         expect![[r#"
             client (12 bytes)
-            0000  57 45 46 54 00 00 00 03 01 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 04 01 00 00 00              |WEFT........|
             daemon (12 bytes)
-            0000  57 45 46 54 00 00 00 03 02 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 04 02 00 00 00              |WEFT........|
             peer (12 bytes)
-            0000  57 45 46 54 00 00 00 03 03 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 04 03 00 00 00              |WEFT........|
         "#]],
         &[
             ("client", Handshake::ours(Role::Client).encode().to_vec()),
@@ -241,7 +243,7 @@ fn peer_and_gossip_messages() {
             0000  04 08 0c 6c 69 6e 75 78 2d 78 38 36 5f 36 34 01  |...linux-x86_64.|
             0010  cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc  |................|
             0020  cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc  |................|
-            PeerMessage::Granted (271 bytes)
+            PeerMessage::Granted (273 bytes)
             0000  05 01 0b 2f 2f 6c 69 62 3a 67 72 65 65 74 01 0b  |...//lib:greet..|
             0010  6c 69 62 2f 67 72 65 65 74 2e 63 aa aa aa aa aa  |lib/greet.c.....|
             0020  aa aa aa aa aa aa aa aa aa aa aa aa aa aa aa aa  |................|
@@ -252,13 +254,14 @@ fn peer_and_gossip_messages() {
             0070  01 07 67 72 65 65 74 2e 6f 0c 6c 69 6e 75 78 2d  |..greet.o.linux-|
             0080  78 38 36 5f 36 34 01 02 63 63 cc cc cc cc cc cc  |x86_64..cc......|
             0090  cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc cc  |................|
-            00a0  cc cc cc cc cc cc cc cc cc cc fb 88 13 01 11 11  |................|
+            00a0  cc cc cc cc cc cc cc cc cc cc 00 00 fb 88 13 01  |................|
             00b0  11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11  |................|
-            00c0  11 11 11 11 11 11 11 11 11 11 11 11 11 11 ee ee  |................|
+            00c0  11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11  |................|
             00d0  ee ee ee ee ee ee ee ee ee ee ee ee ee ee ee ee  |................|
-            00e0  ee ee ee ee ee ee ee ee ee ee ee ee ee ee 01 03  |................|
-            00f0  03 03 03 03 03 03 03 03 03 03 03 03 03 03 03 03  |................|
-            0100  03 03 03 03 03 03 03 03 03 03 03 03 03 03 03     |...............|
+            00e0  ee ee ee ee ee ee ee ee ee ee ee ee ee ee ee ee  |................|
+            00f0  01 03 03 03 03 03 03 03 03 03 03 03 03 03 03 03  |................|
+            0100  03 03 03 03 03 03 03 03 03 03 03 03 03 03 03 03  |................|
+            0110  03                                               |.|
             PeerMessage::CacheAnswer (313 bytes)
             0000  03 22 22 22 22 22 22 22 22 22 22 22 22 22 22 22  |."""""""""""""""|
             0010  22 22 22 22 22 22 22 22 22 22 22 22 22 22 22 22  |""""""""""""""""|

@@ -198,7 +198,9 @@ fn sample_job() -> Job {
         toolchain: Toolchain {
             platform: "linux-x86_64".into(),
             tools: BTreeMap::from([("cc".into(), Digest::of(b"cc"))]),
+            system: None,
         },
+        network: false,
     }
 }
 

@@ -38,14 +38,16 @@ fn sample_job() -> Job {
         toolchain: Toolchain {
             platform: "linux-x86_64".into(),
             tools: BTreeMap::from([("cc".into(), Digest::of(b"gcc 12.2.0"))]),
+            system: None,
         },
+        network: false,
     }
 }
 
 #[test]
 fn golden_ids_are_stable() {
     // These values pin the canonical encoding. If one changes, every cache in every team is
-    // invalidated: bump the domain string (`weft.job.v1`) on purpose, never by accident.
+    // invalidated: bump the domain string (`weft.job.v2`) on purpose, never by accident.
     let job = sample_job();
     assert_eq!(job.id().to_string(), GOLDEN_SAMPLE);
 
@@ -57,6 +59,7 @@ fn golden_ids_are_stable() {
         env: BTreeMap::new(),
         outs: vec![],
         toolchain: Toolchain::default(),
+        network: false,
     };
     assert_eq!(empty.id().to_string(), GOLDEN_EMPTY);
 
@@ -74,9 +77,9 @@ fn golden_ids_are_stable() {
     assert_eq!(cat.id().to_string(), GOLDEN_CAT);
 }
 
-const GOLDEN_SAMPLE: &str = "f8ccb59c270dfcdc82fcd9392bcc8fb6e2e4c8c45735ba5407ba1c20d93a1050";
-const GOLDEN_EMPTY: &str = "9755f477c92613549e6f239164b008862c544f221512ce153a66e03ed2591350";
-const GOLDEN_CAT: &str = "c0e65a0576b1ed7802358695abef86ee42ef8454ebaac87079beecc393d45523";
+const GOLDEN_SAMPLE: &str = "e067366d3b04584fa649c4a9f701a496a395e09a881b1581aacc7d07719923c6";
+const GOLDEN_EMPTY: &str = "c4aa695de0b439e8dab65de58a83dc5ae816cf0f8694c3c80acfe3647ec8f8ca";
+const GOLDEN_CAT: &str = "624c9a26107697875570ddf1eae7da774a3b71736a6911a7cfb89daf4915190d";
 
 #[test]
 fn name_and_order_do_not_matter() {
@@ -108,6 +111,8 @@ enum Change {
     Out(String),
     Platform(String),
     Tool(String, [u8; 32]),
+    System(Option<[u8; 32]>),
+    Network,
 }
 
 fn apply(job: &mut Job, change: &Change) -> bool {
@@ -211,6 +216,14 @@ fn apply(job: &mut Job, change: &Change) -> bool {
                 return false;
             }
         }
+        Change::System(bytes) => {
+            let system = bytes.map(Digest::from_bytes);
+            if job.toolchain.system == system {
+                return false;
+            }
+            job.toolchain.system = system;
+        }
+        Change::Network => job.network = !job.network,
     }
     true
 }
@@ -234,6 +247,8 @@ fn change() -> impl Strategy<Value = Change> {
         "[a-z]{1,8}".prop_map(Change::Out),
         "[a-z0-9-]{1,12}".prop_map(Change::Platform),
         ("[a-z]{1,6}", any::<[u8; 32]>()).prop_map(|(n, d)| Change::Tool(n, d)),
+        proptest::option::of(any::<[u8; 32]>()).prop_map(Change::System),
+        Just(Change::Network),
     ]
 }
 

@@ -35,7 +35,9 @@ fn job(name: &str, ms: u64, deps: &[JobId]) -> Job {
         toolchain: Toolchain {
             platform: "linux".into(),
             tools: BTreeMap::from([("cc".into(), CC)]),
+            system: None,
         },
+        network: false,
     }
 }
 

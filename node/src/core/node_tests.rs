@@ -41,7 +41,9 @@ fn job(name: &str, deps: &[JobId]) -> Job {
         toolchain: Toolchain {
             platform: "linux".into(),
             tools: BTreeMap::from([("cc".into(), CC)]),
+            system: None,
         },
+        network: false,
     }
 }
 

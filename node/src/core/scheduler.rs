@@ -1120,6 +1120,7 @@ mod tests {
                 env: BTreeMap::new(),
                 outs: vec![],
                 toolchain: Toolchain::default(),
+                network: false,
             };
             let id = job.id();
             ids.insert((*name).to_owned(), id);

@@ -276,6 +276,7 @@ fn lower_with(
             env: target.env.clone(),
             outs: target.outs.clone(),
             toolchain,
+            network: false,
         };
         job.validate().map_err(|source| LowerError::Invalid {
             label: label.to_string(),
@@ -393,6 +394,7 @@ pub(crate) fn lower_graph(
             env: Default::default(),
             outs: Vec::new(),
             toolchain,
+            network: false,
         };
         job.validate().map_err(|e| GraphLowerError::Invalid {
             job: dist.id.clone(),

@@ -518,6 +518,7 @@ mod tests {
             env: Default::default(),
             outs: outs.iter().map(|o| (*o).to_owned()).collect(),
             toolchain: Default::default(),
+            network: false,
         }
     }
 

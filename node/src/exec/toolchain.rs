@@ -141,6 +141,7 @@ impl Toolchains {
         let mut toolchain = Toolchain {
             platform: Toolchains::platform(),
             tools: Default::default(),
+            system: None,
         };
         let programs = job_cmds.iter().filter_map(|cmd| match cmd {
             Cmd::Exec { argv, .. } => argv.first(),

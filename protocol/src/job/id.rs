@@ -2,14 +2,16 @@
 //!
 //! The encoding (see [`crate::canon`] for the primitive rules) is, in order:
 //!
-//! 1. the domain string `weft.job.v1`;
+//! 1. the domain string `weft.job.v2`;
 //! 2. tag 1, the inputs sorted by path: for each, its path, digest and executable bit;
 //! 3. tag 2, the deps' ids in ascending order;
 //! 4. tag 3, the commands in their order: `Exec` is byte 0, the argv strings, the env map and
 //!    the optional cwd; `Cat` is byte 1, the output and the template;
 //! 5. tag 4, the job's env map;
 //! 6. tag 5, the declared outs in ascending order;
-//! 7. tag 6, the toolchain: the platform, then each tool's name and digest by name.
+//! 7. tag 6, the toolchain: the platform, each tool's name and digest by name, then whether a
+//!    digest of the system directories is given, and that digest;
+//! 8. tag 7, whether the job may use the network.
 //!
 //! The job's name is not part of it: renaming a target does not rebuild it, and two targets
 //! that do exactly the same work share one result. Neither is the order of inputs, deps or
@@ -69,7 +71,7 @@ impl Job {
 
     /// The canonical encoding of this job, fed into a hasher.
     fn canonical(&self) -> Canon {
-        let mut canon = Canon::new("weft.job.v1");
+        let mut canon = Canon::new("weft.job.v2");
 
         let mut inputs: Vec<_> = self.inputs.iter().collect();
         inputs.sort_by(|a, b| a.path.cmp(&b.path));
@@ -125,6 +127,12 @@ impl Job {
         for (name, digest) in &self.toolchain.tools {
             canon.str(name).digest(digest);
         }
+        canon.bool(self.toolchain.system.is_some());
+        if let Some(system) = &self.toolchain.system {
+            canon.digest(system);
+        }
+
+        canon.tag(7).bool(self.network);
         canon
     }
 }
@@ -177,7 +185,9 @@ mod tests {
             toolchain: Toolchain {
                 platform: "linux-x86_64".into(),
                 tools: BTreeMap::from([("cc".into(), Digest::from_bytes([0xcc; 32]))]),
+                system: None,
             },
+            network: false,
         }
     }
 
@@ -188,7 +198,7 @@ mod tests {
         // The trace below is exactly what is hashed.
         assert_eq!(Digest::of(&canon.fed_bytes()), canon.finish());
         expect![[r##"
-            str    0b00000000000000 776566742e6a6f622e7631 "weft.job.v1"
+            str    0b00000000000000 776566742e6a6f622e7632 "weft.job.v2"
             tag    01
             len    0200000000000000
             str    0a00000000000000 6170702f67656e2e7368 "app/gen.sh"
@@ -227,9 +237,12 @@ mod tests {
             len    0100000000000000
             str    0200000000000000 6363 "cc"
             digest cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc
+            bool   00
+            tag    07
+            bool   00
         "##]]
         .assert_eq(&canon.trace());
-        expect!["bc981a77d59f915f8883443f8d24c9991b3f081cd6201409ad890db8381c1a83"]
+        expect!["22a4f061ad457bc906bd24f59e753206a402de4bc5b33f575c1950a453ba8ee5"]
             .assert_eq(&sample_job().id().to_string());
     }
 }

@@ -31,6 +31,10 @@ pub struct Job {
     pub outs: Vec<String>,
     /// What the commands run, and on which platform.
     pub toolchain: Toolchain,
+    /// The commands may use the host's network (a BUILD file's `network = True`). Such a job
+    /// runs only on the node that asked for it: it is never lent to a peer, and its result is
+    /// never taken from a peer's cache (what it fetched is not covered by its id).
+    pub network: bool,
 }
 
 /// One source file of a job.
@@ -77,6 +81,10 @@ pub struct Toolchain {
     /// Each tool as the commands name it (`argv[0]`), with the digest of the binary it
     /// resolves to.
     pub tools: BTreeMap<String, Digest>,
+    /// A digest of what the commands can read from the toolchain directories besides the
+    /// tool binaries, and that can change what they make: the system header and library
+    /// directories and each compiler's own files. `None` for a job that runs no process.
+    pub system: Option<Digest>,
 }
 
 impl Toolchain {

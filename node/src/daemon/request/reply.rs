@@ -261,6 +261,7 @@ mod tests {
                 env: Default::default(),
                 outs: Vec::new(),
                 toolchain: Default::default(),
+                network: false,
             };
             (JobId(Digest::of(&[n])), Arc::new(job))
         };
