@@ -75,6 +75,12 @@ impl Home {
         self.root.join("durations.json")
     }
 
+    /// The digests of the toolchain's system files, by path and stamp (see
+    /// `exec/system/cache.rs`).
+    pub fn system_digests(&self) -> PathBuf {
+        self.root.join("system-digests.json")
+    }
+
     /// Where job sandboxes are made.
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandbox")

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use weft_protocol::{Cmd, Digest, Input, Job, JobError, JobId, Label, Template, TemplateError};
 
-use crate::exec::{ExecError, SourceDigests, SourceStamp, Stamped, Toolchains};
+use crate::exec::{ExecError, SourceDigests, SourceStamp, Stamped, ToolchainMemo, Toolchains};
 use crate::frontend::{DistGraph, TargetGraph, Workspace};
 
 /// Jobs in dependency order, and the job of each target.
@@ -117,7 +117,8 @@ pub(crate) enum RewriteError {
 }
 
 /// The last lowering of a workspace's graph, and what it depended on besides the graph: the
-/// digest of every source and of every tool. While those are the same, so are the jobs.
+/// digest of every source, of every tool, and the system directories' state. While those are
+/// the same, so are the jobs.
 pub(crate) struct LowerMemo {
     graph: Arc<TargetGraph>,
     /// Every source file of the graph, in [`source_paths`] order.
@@ -127,12 +128,13 @@ pub(crate) struct LowerMemo {
     stamps: Option<Vec<SourceStamp>>,
     /// The store's removal counter before those digests were taken.
     removals: u64,
-    tools: HashMap<String, Digest>,
+    /// The tools and the system digest the jobs' toolchains were made from.
+    toolchain: ToolchainMemo,
     lowered: Arc<Lowered>,
 }
 
-/// Lowers every target of `graph`, reusing `memo` when the graph is the very one lowered last time and no
-/// source or tool digest changed: a no-op build then hashes no job.
+/// Lowers every target of `graph`, reusing `memo` when the graph is the very one lowered last
+/// time and no source, tool or system digest changed: a no-op build then hashes no job.
 pub(crate) fn lower_cached(
     memo: &mut Option<LowerMemo>,
     workspace: &Workspace,
@@ -140,19 +142,12 @@ pub(crate) fn lower_cached(
     digests: &SourceDigests,
     toolchains: &Toolchains,
 ) -> Result<Arc<Lowered>, LowerError> {
-    let tools_unchanged = |tools: &HashMap<String, Digest>| {
-        tools.iter().all(|(tool, digest)| {
-            toolchains
-                .resolve(tool)
-                .is_ok_and(|(_, now)| now == *digest)
-        })
-    };
     let memo_of_graph = memo.as_mut().filter(|last| Arc::ptr_eq(&last.graph, graph));
     // The quick check: every source still has the stamp its digest was cached under.
     if let Some(last) = &memo_of_graph
         && let Some(stamps) = &last.stamps
         && digests.unchanged(&last.paths, stamps, last.removals)
-        && tools_unchanged(&last.tools)
+        && toolchains.unchanged(&last.toolchain)
     {
         return Ok(last.lowered.clone());
     }
@@ -163,15 +158,19 @@ pub(crate) fn lower_cached(
     let stamps: Option<Vec<SourceStamp>> = stamped.iter().map(|&(_, _, stamp)| stamp).collect();
     if let Some(last) = memo_of_graph
         && last.sources == sources
-        && tools_unchanged(&last.tools)
+        && toolchains.unchanged(&last.toolchain)
     {
         last.stamps = stamps;
         last.removals = removals;
         return Ok(last.lowered.clone());
     }
-    let mut tools = HashMap::new();
+    let mut toolchain = ToolchainMemo::default();
     let lowered = Arc::new(lower_with(
-        workspace, graph, digests, toolchains, &mut tools,
+        workspace,
+        graph,
+        digests,
+        toolchains,
+        &mut toolchain,
     )?);
     *memo = Some(LowerMemo {
         graph: graph.clone(),
@@ -179,7 +178,7 @@ pub(crate) fn lower_cached(
         sources,
         stamps,
         removals,
-        tools,
+        toolchain,
         lowered: lowered.clone(),
     });
     Ok(lowered)
@@ -224,7 +223,7 @@ fn lower_with(
     graph: &TargetGraph,
     digests: &SourceDigests,
     toolchains: &Toolchains,
-    tools: &mut HashMap<String, Digest>,
+    tools: &mut ToolchainMemo,
 ) -> Result<Lowered, LowerError> {
     let mut lowered = Lowered::default();
     for label in dependency_order(graph) {
@@ -335,6 +334,7 @@ pub(crate) fn lower_graph(
     toolchains: &Toolchains,
 ) -> Result<LoweredGraph, GraphLowerError> {
     let mut ids: HashMap<String, JobId> = HashMap::new();
+    let mut tools = ToolchainMemo::default();
     let mut jobs = Vec::with_capacity(graph.jobs.len());
     let mut names = Vec::with_capacity(graph.jobs.len());
     for dist in &graph.jobs {
@@ -375,13 +375,12 @@ pub(crate) fn lower_graph(
                 job: dist.id.clone(),
                 source,
             })?;
-        let toolchain =
-            toolchains
-                .toolchain(&cmds, &[])
-                .map_err(|e| GraphLowerError::Toolchain {
-                    job: dist.id.clone(),
-                    source: Box::new(e),
-                })?;
+        let toolchain = toolchains
+            .toolchain_memo(&cmds, &[], &mut tools)
+            .map_err(|e| GraphLowerError::Toolchain {
+                job: dist.id.clone(),
+                source: Box::new(e),
+            })?;
         let job = Job {
             name: if dist.name.is_empty() {
                 dist.id.clone()
@@ -523,6 +522,63 @@ mod tests {
             order,
             ["//:alone", "//lib:c", "//lib:b", "//lib:a", "//:app"]
         );
+    }
+
+    #[test]
+    fn a_system_header_changed_between_builds_lowers_the_graph_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let digests = SourceDigests::new(store);
+        let include = dir.path().join("include");
+        std::fs::create_dir_all(&include).expect("mkdir");
+        std::fs::write(include.join("stdio.h"), "v1").expect("write");
+        let toolchains = Toolchains::with_system(
+            "/usr/bin:/bin".into(),
+            crate::exec::SystemConfig {
+                include_dirs: vec![include.clone()],
+                library_dirs: Vec::new(),
+                cache_file: None,
+                watch: true,
+            },
+        );
+        let workspace = Workspace {
+            root: dir.path().to_owned(),
+            packages: BTreeMap::new(),
+        };
+        let label = Label::parse("//:hello").expect("label");
+        let target = Target {
+            label: label.clone(),
+            defined_at: SourceLocation {
+                file: "BUILD".into(),
+                line: 1,
+            },
+            srcs: Vec::new(),
+            deps: Vec::new(),
+            cmds: vec![Cmd::Exec {
+                argv: vec!["sh".into(), "-c".into(), "true".into()],
+                env: BTreeMap::new(),
+                cwd: None,
+            }],
+            env: BTreeMap::new(),
+            outs: Vec::new(),
+            tools: Vec::new(),
+            info: BTreeMap::new(),
+        };
+        let graph = Arc::new(TargetGraph {
+            requested: vec![label.clone()],
+            targets: BTreeMap::from([(label.clone(), target)]),
+        });
+        let mut memo = None;
+        let lower = |memo: &mut Option<LowerMemo>| {
+            lower_cached(memo, &workspace, &graph, &digests, &toolchains).expect("lower")
+        };
+        let first = lower(&mut memo);
+        assert!(first.jobs[0].1.toolchain.system.is_some());
+        assert!(Arc::ptr_eq(&lower(&mut memo), &first), "nothing changed");
+        std::fs::write(include.join("stdio.h"), "v2").expect("write");
+        let second = lower(&mut memo);
+        assert_ne!(second.ids[&label], first.ids[&label]);
+        assert!(Arc::ptr_eq(&lower(&mut memo), &second));
     }
 
     fn dist(id: &str, deps: &[&str], inputs: &[&str], template: &str) -> DistJob {

@@ -19,7 +19,7 @@ use super::home::Home;
 use super::request;
 use super::shared::Shared;
 use crate::core::CoreConfig;
-use crate::exec::{ExecConfig, Executor, Toolchains};
+use crate::exec::{ExecConfig, Executor, SystemConfig, Toolchains};
 use crate::mesh::{Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
 /// The daemon could not start.
@@ -117,7 +117,31 @@ pub async fn run(
             strict: config.strict_sandbox,
         },
     )?;
-    let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
+    let toolchains = Arc::new(Toolchains::with_system(
+        config.job_path.clone(),
+        SystemConfig {
+            cache_file: Some(home.system_digests()),
+            ..SystemConfig::host()
+        },
+    ));
+    // The system digest is computed (or checked against the cache file) while the daemon
+    // starts serving; the first build that needs it waits for it.
+    let warming = toolchains.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let stats = warming.prepare();
+        info!(
+            millis = started.elapsed().as_millis() as u64,
+            n_roots = stats.n_roots,
+            n_dirs = stats.n_dirs,
+            n_files = stats.n_cached,
+            n_hashed = stats.n_hashed,
+            mib_hashed = stats.bytes_hashed >> 20,
+            n_compilers = stats.n_probed,
+            watching = stats.watching,
+            "toolchain system digest ready"
+        );
+    });
     let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
     let mut core = CoreConfig::new(config.slots);
     // Only peers care how fast this machine is: measured only when there are any.

@@ -3,7 +3,9 @@
 //! - [`SourceDigests`]: workspace files' digests, cached by path and stat stamp, so that a
 //!   no-op build reads no file.
 //! - [`Toolchains`]: which binary each command runs on the configured `PATH`, and its digest,
-//!   for the toolchain part of a [`JobId`](weft_protocol::JobId).
+//!   for the toolchain part of a [`JobId`](weft_protocol::JobId); and the system digest
+//!   (`system/`): what a job can read from the system header and library directories and
+//!   from each compiler's own files, kept current with inotify ([`SystemConfig`]).
 //! - [`Executor`]: runs one job in a fresh sandbox directory and collects its outputs into the
 //!   store.
 //!
@@ -20,6 +22,7 @@ mod run;
 mod sandbox;
 mod sources;
 mod strict;
+mod system;
 mod toolchain;
 
 pub use context::ExecConfig;
@@ -28,4 +31,5 @@ pub use executor::Executor;
 pub use request::{CmdFailure, RunOutcome, RunRequest};
 pub use sources::{DEFAULT_RACY_WINDOW, SourceDigests, SourceStats};
 pub(crate) use sources::{SourceStamp, Stamped};
-pub use toolchain::Toolchains;
+pub use system::{SystemConfig, SystemStats};
+pub use toolchain::{ToolchainMemo, Toolchains};
