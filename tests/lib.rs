@@ -204,6 +204,10 @@ pub fn have_cc() -> bool {
     })
 }
 
+/// What the daemons of a test mesh run for each other (`accept_tools`): the shell the test
+/// jobs use, and the compiler and archiver of the example.
+pub const MESH_TOOLS: &str = r#"["sh", "cc", "gcc", "ar"]"#;
+
 /// A mesh of real daemons on loopback, each with its own home, joined by static peers.
 pub struct TestMesh {
     /// The nodes, in the order they were asked for.
@@ -276,13 +280,12 @@ impl TestMesh {
                 .output()
                 .expect("weft team join");
             assert!(joined.status.success(), "{}", text(&joined));
+            // The test jobs run `sh`, which a daemon does not run for peers unless told to.
+            let mut config = format!("accept_tools = {MESH_TOOLS}\n");
             if let Some(speed) = spec.speed {
-                std::fs::write(
-                    home.path().join("config.toml"),
-                    format!("speed = {speed}\n"),
-                )
-                .expect("config.toml");
+                config.push_str(&format!("speed = {speed}\n"));
             }
+            std::fs::write(home.path().join("config.toml"), config).expect("config.toml");
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
             let port = socket.local_addr().expect("addr").port();
             drop(socket);

@@ -10,6 +10,8 @@
 //! mdns = true                 # find peers on the LAN (default true)
 //! speed = 1.5                 # this machine's speed against the reference (default: measured)
 //! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
+//! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
+//!                             # compilers, assemblers, archivers, linkers; no shells)
 //! ```
 
 use std::path::Path;
@@ -38,6 +40,8 @@ pub(crate) struct MeshFile {
     pub(crate) speed: Option<f64>,
     /// Whether jobs run in namespaces of their own. Default: false.
     pub(crate) strict_sandbox: bool,
+    /// The tools peers' jobs may run here. Default: the core's list.
+    pub(crate) accept_tools: Option<Vec<String>>,
 }
 
 impl Default for MeshFile {
@@ -51,6 +55,7 @@ impl Default for MeshFile {
             listen,
             mdns,
             speed,
+            accept_tools,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -61,6 +66,7 @@ impl Default for MeshFile {
             mdns,
             speed,
             strict_sandbox: false,
+            accept_tools,
         }
     }
 }
@@ -76,6 +82,7 @@ struct Raw {
     mdns: Option<bool>,
     speed: Option<f64>,
     strict_sandbox: Option<bool>,
+    accept_tools: Option<Vec<String>>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -120,7 +127,26 @@ fn parse(text: &str) -> Result<MeshFile> {
         listen: raw.listen.unwrap_or(defaults.listen),
         mdns: raw.mdns.unwrap_or(defaults.mdns),
         strict_sandbox: raw.strict_sandbox.unwrap_or(defaults.strict_sandbox),
+        accept_tools: match raw.accept_tools {
+            Some(tools) => Some(check_tools(tools)?),
+            None => defaults.accept_tools,
+        },
     })
+}
+
+/// `accept_tools`: names (`gcc`) and absolute paths (`/usr/bin/gcc`), nothing else.
+fn check_tools(tools: Vec<String>) -> Result<Vec<String>> {
+    for tool in &tools {
+        let name_ok = !tool.is_empty() && !tool.contains('/');
+        let path_ok = tool.starts_with('/') && !tool.ends_with('/');
+        if !(name_ok || path_ok) {
+            bail!(
+                "`accept_tools` entry `{tool}` is neither a tool's name (`gcc`) nor an absolute \
+                 path (`/usr/bin/gcc`)"
+            );
+        }
+    }
+    Ok(tools)
 }
 
 /// `always`, `idle` or `never`.
@@ -151,6 +177,12 @@ mod tests {
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
         assert_eq!(parse("speed = 1.5").expect("valid").speed, Some(1.5));
+        assert_eq!(
+            parse("accept_tools = [\"gcc\", \"/opt/bin/sh\"]")
+                .expect("valid")
+                .accept_tools,
+            Some(vec!["gcc".to_owned(), "/opt/bin/sh".to_owned()])
+        );
     }
 
     #[test]
@@ -163,6 +195,8 @@ mod tests {
             ("peers = \"one\"", "invalid type"),
             ("speed = 0", "is not a machine's speed"),
             ("speed = -2.0", "is not a machine's speed"),
+            ("accept_tools = [\"bin/sh\"]", "neither a tool's name"),
+            ("accept_tools = [\"\"]", "neither a tool's name"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

@@ -53,6 +53,8 @@ mod effect {
     pub(super) const HAVE: u8 = 14;
     pub(super) const RETURNED: u8 = 15;
     pub(super) const DEPS_LOST: u8 = 16;
+    pub(super) const NONDETERMINISTIC: u8 = 17;
+    pub(super) const QUARANTINED: u8 = 18;
 }
 
 impl Sim {
@@ -100,6 +102,8 @@ impl Sim {
             Effect::Publish(weft_node::core::Gossip::Have(jobs)) => {
                 (effect::HAVE, jobs.len() as u64)
             }
+            Effect::Nondeterministic { job, .. } => (effect::NONDETERMINISTIC, short(job)),
+            Effect::Quarantined { job, .. } => (effect::QUARANTINED, short(job)),
         };
         self.trace.record(self.now, node, tag, detail);
     }
@@ -140,6 +144,9 @@ impl Sim {
             Effect::GivenAway { .. }
             | Effect::Returned { .. }
             | Effect::Build(BuildEffect::Skipped { .. }) => {}
+            // Simulated results never differ.
+            Effect::Nondeterministic { .. } => {}
+            Effect::Quarantined { .. } => self.metrics.quarantined += 1,
             Effect::Build(BuildEffect::Cancel { build, job }) => {
                 let n = &mut self.nodes[node as usize];
                 if let Some(token) = n.own_runs.remove(&(build, job)) {
@@ -489,8 +496,8 @@ impl Sim {
                     }
                 }
             }
-            StolenOutcome::Failed | StolenOutcome::Infrastructure => {
-                let infrastructure = outcome == StolenOutcome::Infrastructure;
+            StolenOutcome::Failed | StolenOutcome::Infrastructure | StolenOutcome::Refused => {
+                let infrastructure = outcome != StolenOutcome::Failed;
                 core.on_thief_failed(now, thief_id, job, infrastructure);
             }
             StolenOutcome::Cancelled => return,

@@ -58,7 +58,9 @@ fn report(
     match outcome {
         StolenOutcome::Succeeded => victim.on_thief_done(now, thief, job, job.0),
         StolenOutcome::Failed => victim.on_thief_failed(now, thief, job, false),
-        StolenOutcome::Infrastructure => victim.on_thief_failed(now, thief, job, true),
+        StolenOutcome::Infrastructure | StolenOutcome::Refused => {
+            victim.on_thief_failed(now, thief, job, true)
+        }
         StolenOutcome::Cancelled => unreachable!("a cancelled run is not reported"),
     }
 }
@@ -308,6 +310,8 @@ impl Sim {
             }
             Effect::GivenAway { .. }
             | Effect::Returned { .. }
+            | Effect::Nondeterministic { .. }
+            | Effect::Quarantined { .. }
             | Effect::Build(BuildEffect::Skipped { .. }) => {}
         }
     }

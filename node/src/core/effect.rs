@@ -120,6 +120,29 @@ pub enum Effect {
     },
     /// Gossip to the team.
     Publish(Gossip),
+    /// Two results of one job differ in their outputs: the job is flagged, built here and
+    /// never taken from a cache until two runs here agree. Say so in the builds that have it.
+    Nondeterministic {
+        /// The job.
+        job: JobId,
+        /// The node that made one result.
+        first: NodeId,
+        /// The node that made the other.
+        second: NodeId,
+    },
+    /// A job lost its worker (hung it, or took its daemon down) too often (see
+    /// [`CoreConfig::max_job_losses`](super::CoreConfig::max_job_losses)) and failed its build
+    /// instead of running again.
+    Quarantined {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// How many times it lost its worker.
+        losses: u32,
+        /// The node it last ran on.
+        last: NodeId,
+    },
 }
 
 /// How a stolen job ended, on the thief.
@@ -131,6 +154,9 @@ pub enum StolenOutcome {
     Failed,
     /// The thief could not run it (a missing input, a different tool, a full disk).
     Infrastructure,
+    /// The thief would not run it: it names a tool the thief does not run for peers, or it
+    /// may use the network. Nothing ran.
+    Refused,
     /// It was stopped.
     Cancelled,
 }

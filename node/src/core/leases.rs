@@ -157,6 +157,15 @@ impl Borrowed {
         self.stolen.contains_key(id)
     }
 
+    /// The jobs stolen from `origin`, in id order.
+    pub(super) fn from(&self, origin: &NodeId) -> Vec<JobId> {
+        self.stolen
+            .iter()
+            .filter(|(_, s)| s.origin == *origin)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// When the next renewal is due.
     pub(super) fn next_renewal(&self) -> Option<Time> {
         self.renewals.first_time()

@@ -36,6 +36,7 @@ mod prefetch;
 mod scheduler;
 mod steal;
 mod time;
+mod trust;
 
 pub use config::CoreConfig;
 pub use effect::{Effect, Gossip, Report, StolenOutcome};

@@ -50,6 +50,7 @@ use super::scheduler::{
     BuildEffect, BuildId, BuildOptions, JobOutcome, Made, PlanError, PlannedJob, Reserve, Scheduler,
 };
 use super::steal::{self, Draw, Stealing};
+use super::trust::Trust;
 
 /// How a stolen job ended, as its thief reports it (the victim's side of
 /// [`StolenOutcome`]).
@@ -82,6 +83,10 @@ pub struct CoreStats {
     /// Jobs given back by a thief that could not fetch their deps' outputs: the deps ran
     /// again.
     pub deps_lost_by_thieves: u64,
+    /// Jobs found to make different outputs on different runs (each counted once).
+    pub nondeterministic: u64,
+    /// Jobs that failed their build because they kept losing their worker.
+    pub quarantined: u64,
 }
 
 /// One node's decisions: its builds and its part in the mesh.
@@ -100,6 +105,7 @@ pub struct Core {
     stealing: Stealing,
     lookups: PeerLookups,
     announcer: Announcer,
+    trust: Trust,
     system_idle: bool,
     /// How many jobs the reserve last given to the scheduler keeps back (what beacons call
     /// `reserved`). With no fast peer and none reserved, neither the reserve nor its expiry
@@ -127,6 +133,7 @@ impl Core {
             stealing: Stealing::new(local),
             lookups: PeerLookups::default(),
             announcer: Announcer::new(config.have_delay, config.have_snapshot),
+            trust: Trust::default(),
             config,
             local,
             platform,
@@ -222,11 +229,6 @@ impl Core {
         jobs: Vec<PlannedJob>,
         options: BuildOptions,
     ) -> Result<(), PlanError> {
-        // The tools this node's builds use are tools it has.
-        for planned in &jobs {
-            self.tools
-                .extend(planned.job.toolchain.tools.values().copied());
-        }
         self.scheduler.add_build(now, build, jobs, options)?;
         self.after_event(now);
         Ok(())
@@ -245,12 +247,16 @@ impl Core {
 
     /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with where its outputs
     /// are, or a miss.
+    ///
+    /// A nondeterministic job takes no hit (it is built here), and neither it nor a job that
+    /// may use the network is asked of peers.
     pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Made>) {
-        if let Some(made) = hit {
+        let flagged = self.trust.is_flagged(&job);
+        if let Some(made) = hit.filter(|_| !flagged) {
             self.stats.local_cache_hits += 1;
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
-        } else if !self.ask_next_holder(build, job) {
-            self.scheduler.on_cache_lookup(now, build, job, None);
+        } else if flagged || self.is_network(build, job) || !self.ask_next_holder(build, job) {
+            self.missed(now, build, job);
         }
         self.after_event(now);
     }
@@ -268,12 +274,16 @@ impl Core {
         if !self.lookups.was_asked(build, job, &peer) {
             return;
         }
-        if let Some(made) = hit {
+        if hit.is_some() && (self.trust.is_flagged(&job) || self.trust.is_distrusted(&peer)) {
+            // Flagged or disowned since it was asked: not from a cache after all.
+            self.lookups.end(build, job);
+            self.missed(now, build, job);
+        } else if let Some(made) = hit {
             self.lookups.end(build, job);
             self.stats.peer_cache_hits += 1;
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if !self.ask_next_holder(build, job) {
-            self.scheduler.on_cache_lookup(now, build, job, None);
+            self.missed(now, build, job);
         }
         self.after_event(now);
     }
@@ -283,8 +293,12 @@ impl Core {
     pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
         let ran_here = self.scheduler.runner(build, job).is_none();
         self.scheduler.on_job_finished(now, build, job, outcome);
-        if ran_here && matches!(outcome, JobOutcome::Succeeded(_)) {
-            self.announcer.announce(now, job);
+        if let JobOutcome::Succeeded(made) = outcome {
+            self.trust.succeeded(&job);
+            if ran_here {
+                self.announcer.announce(now, job);
+                self.trust.ran_here(job, made.tree);
+            }
         }
         self.after_event(now);
     }
@@ -303,6 +317,9 @@ impl Core {
     /// newest first); later ones reach it by gossip.
     #[must_use = "the newcomer is told what this node holds"]
     pub fn on_peer_up(&mut self, now: Time, peer: NodeId) -> Vec<Vec<JobId>> {
+        if self.trust.is_distrusted(&peer) {
+            return Vec::new();
+        }
         self.peers.up(now, peer);
         self.holders.peer_up(peer);
         self.announcer.peer_up(now, self.scheduler.queued());
@@ -325,6 +342,8 @@ impl Core {
         self.holders.peer_down(peer);
         for (job, build) in self.lent.of_thief(&peer) {
             self.lent.remove(&job);
+            // Gone with its machine or its network, or left: the job goes back to the queue,
+            // and is not blamed (a thief whose daemon died says so when it is back).
             if self.scheduler.requeue(now, build, job) {
                 self.stats.leases_requeued += 1;
                 self.effects
@@ -335,7 +354,7 @@ impl Core {
         // Lookups waiting on it move on.
         for (build, job) in self.lookups.waiting_on(&peer) {
             if !self.ask_next_holder(build, job) {
-                self.scheduler.on_cache_lookup(now, build, job, None);
+                self.missed(now, build, job);
             }
         }
         self.after_event(now);
@@ -355,6 +374,9 @@ impl Core {
 
     /// A peer announced results it holds.
     pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
+        if self.trust.is_distrusted(&peer) {
+            return;
+        }
         if !self
             .holders
             .announced(jobs, peer, self.config.max_holder_entries)
@@ -437,7 +459,13 @@ impl Core {
         let critical_first = self.peers.fast().contains(&peer);
         let holders = &self.holders;
         let lent = &self.lent;
+        let trust = &self.trust;
         let given = self.scheduler.take_for_peer(peer, max, reserve, |id, job| {
+            // A job that may use the network runs where it was asked for, and a
+            // nondeterministic one is built here until it agrees with itself.
+            if job.network || trust.is_flagged(&id) {
+                return None;
+            }
             let runnable = job.toolchain.platform == request.platform
                 && job
                     .toolchain
@@ -585,7 +613,17 @@ impl Core {
         job: JobId,
         outcome: ThiefOutcome,
     ) -> Report {
+        if self.trust.is_distrusted(&peer) {
+            // Its leases went back to the queue when it was disowned; nothing it says counts.
+            return Report::Unknown;
+        }
         if let ThiefOutcome::Succeeded(made) = outcome {
+            if let Some(known) = self.scheduler.made_of(job)
+                && known.tree != made.tree
+            {
+                self.nondeterministic(job, known.by, made.by);
+            }
+            self.trust.succeeded(&job);
             // Every build with the job takes its outputs from the thief from now on.
             self.scheduler.set_made(job, made);
         }
@@ -658,6 +696,11 @@ impl Core {
 
     /// The victim's answer to [`Effect::SendSteal`].
     pub fn on_granted(&mut self, now: Time, peer: NodeId, leases: Vec<Lease>) {
+        let leases = if self.trust.is_distrusted(&peer) {
+            Vec::new()
+        } else {
+            leases
+        };
         self.stealing.answered(&peer);
         self.peers
             .steal_answered(now, peer, leases.is_empty(), self.config.steal_backoff);
@@ -667,6 +710,24 @@ impl Core {
         for lease in leases {
             let id = lease.job.id();
             if self.borrowed.contains(&id) {
+                continue;
+            }
+            let tools = &self.tools;
+            let acceptable = !lease.job.network
+                && lease
+                    .job
+                    .toolchain
+                    .tools
+                    .values()
+                    .all(|digest| tools.contains(digest));
+            if !acceptable {
+                // A victim lends only what the thief's request said it runs: this one did not
+                // listen. Nothing runs; it runs the job elsewhere.
+                self.effects.push_back(Effect::SendDone {
+                    origin: peer,
+                    id,
+                    outcome: StolenOutcome::Refused,
+                });
                 continue;
             }
             let renew_every = Duration::from_millis(lease.ttl_ms / 3).max(Duration::from_millis(1));
@@ -753,7 +814,145 @@ impl Core {
         self.after_event(now);
     }
 
+    // ---- trust --------------------------------------------------------------------------
+
+    /// The driver found two different results of `job` (a local run against the action
+    /// cache's entry, a peer's against one seen before), made by `first` and `second`.
+    pub fn on_nondeterministic(&mut self, now: Time, job: JobId, first: NodeId, second: NodeId) {
+        self.nondeterministic(job, first, second);
+        self.after_event(now);
+    }
+
+    /// Whether `job` is flagged as nondeterministic (its results are not served to peers).
+    pub fn is_nondeterministic(&self, job: &JobId) -> bool {
+        self.trust.is_flagged(job)
+    }
+
+    /// The jobs flagged as nondeterministic, sorted.
+    pub fn nondeterministic_jobs(&self) -> Vec<JobId> {
+        self.trust.flagged()
+    }
+
+    /// Disowns `peer` (by its owner's word, or because it served corrupt bytes): no result,
+    /// job or lookup goes to or comes from it any more; what it ran for this node goes back
+    /// to the queue, and what this node runs for it stops.
+    pub fn distrust(&mut self, now: Time, peer: NodeId) {
+        if !self.trust.distrust(peer) {
+            return;
+        }
+        self.peers.down(&peer);
+        self.holders.peer_down(peer);
+        for (job, build) in self.lent.of_thief(&peer) {
+            self.lent.remove(&job);
+            if self.scheduler.requeue(now, build, job) {
+                self.stats.leases_requeued += 1;
+                self.effects
+                    .push_back(Effect::Returned { build, job, peer });
+            }
+        }
+        self.stealing.answered(&peer);
+        for id in self.borrowed.from(&peer) {
+            self.effects.push_back(Effect::CancelStolen { id });
+        }
+        for (build, job) in self.lookups.waiting_on(&peer) {
+            if !self.ask_next_holder(build, job) {
+                self.missed(now, build, job);
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// Trusts `peer` again. It counts from its next admission on (the driver reports it
+    /// with [`Core::on_peer_up`] when it is connected now).
+    pub fn trust(&mut self, peer: &NodeId) -> bool {
+        self.trust.trust(peer)
+    }
+
+    /// How many times `job` lost its worker (for the driver's record of runs in progress).
+    pub fn losses(&self, job: &JobId) -> u32 {
+        self.trust.losses(job)
+    }
+
+    /// Whether `peer` is disowned.
+    pub fn is_distrusted(&self, peer: &NodeId) -> bool {
+        self.trust.is_distrusted(peer)
+    }
+
+    /// The disowned peers, sorted.
+    pub fn distrusted(&self) -> Vec<NodeId> {
+        self.trust.distrusted()
+    }
+
+    /// A thief that came back says its daemon died while it ran these jobs of this node's
+    /// (its machine did not restart, so they are the likely cause). Each counts towards
+    /// quarantine; one that has lost its worker once too often and waits in a queue fails its
+    /// build now.
+    pub fn on_worker_died(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
+        if self.trust.is_distrusted(&peer) {
+            return;
+        }
+        for job in jobs {
+            let losses = self.trust.lost(*job);
+            if losses < self.config.max_job_losses {
+                continue;
+            }
+            for build in self.scheduler.builds_with(*job) {
+                if self.scheduler.fail_queued(now, build, *job) {
+                    self.stats.quarantined += 1;
+                    self.effects.push_back(Effect::Quarantined {
+                        build,
+                        job: *job,
+                        losses,
+                        last: peer,
+                    });
+                }
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// Runs that lost their worker before this core started (this daemon died while they
+    /// ran), by job: they count towards quarantine.
+    pub fn restore_losses(&mut self, losses: impl IntoIterator<Item = (JobId, u32)>) {
+        for (job, n) in losses {
+            self.trust.restore_losses(job, n);
+        }
+    }
+
     // ---- internals ----------------------------------------------------------------------
+
+    /// Whether `job` of `build` may use the network (so it runs only here).
+    fn is_network(&self, build: BuildId, job: JobId) -> bool {
+        self.scheduler.job(build, job).is_some_and(|j| j.network)
+    }
+
+    /// No cache has `job`: it is queued, unless its worker died once too often with it, and
+    /// this build is one that does not try it (every other one does).
+    fn missed(&mut self, now: Time, build: BuildId, job: JobId) {
+        self.scheduler.on_cache_lookup(now, build, job, None);
+        let losses = self.trust.losses(&job);
+        if losses >= self.config.max_job_losses
+            && self.trust.sit_out(job)
+            && self.scheduler.fail_queued(now, build, job)
+        {
+            self.stats.quarantined += 1;
+            self.effects.push_back(Effect::Quarantined {
+                build,
+                job,
+                losses,
+                last: self.local,
+            });
+        }
+    }
+
+    /// Flags `job`: two of its results differ.
+    fn nondeterministic(&mut self, job: JobId, first: NodeId, second: NodeId) {
+        if self.trust.flag(job) {
+            self.stats.nondeterministic += 1;
+            self.effects
+                .push_back(Effect::Nondeterministic { job, first, second });
+        }
+    }
 
     /// What every event ends with: beacons and announcements when due, and a steal attempt
     /// when this node has room.
@@ -862,7 +1061,9 @@ impl Core {
     /// Asks the next peer that announced the job's result; false when none is left.
     fn ask_next_holder(&mut self, build: BuildId, job: JobId) -> bool {
         let holders = self.holders.get(&job);
-        let Some(peer) = self.lookups.next(build, job, holders, &self.peers) else {
+        let trust = &self.trust;
+        let trusted = |peer: &NodeId| !trust.is_distrusted(peer);
+        let Some(peer) = self.lookups.next(build, job, holders, &self.peers, trusted) else {
             return false;
         };
         let with_outputs = self.scheduler.is_wanted(build, job);

@@ -55,6 +55,10 @@ pub struct MeshSettings {
     /// the critical path to a machine a quarter faster than the others. Default: measured
     /// at start.
     pub speed: Option<f64>,
+    /// The tools peers' jobs may run here, by name or by absolute path. Default:
+    /// [`CoreConfig::DEFAULT_ACCEPT_TOOLS`](crate::core::CoreConfig::DEFAULT_ACCEPT_TOOLS)
+    /// (compilers, assemblers, archivers, linkers; no shells or interpreters).
+    pub accept_tools: Option<Vec<String>>,
 }
 
 impl Default for MeshSettings {
@@ -67,6 +71,7 @@ impl Default for MeshSettings {
             listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
             mdns: true,
             speed: None,
+            accept_tools: None,
         }
     }
 }

@@ -130,6 +130,9 @@ pub async fn run(
     };
     let speed = core.speed;
     core.share = config.mesh.share;
+    if let Some(tools) = &config.mesh.accept_tools {
+        core.accept_tools.clone_from(tools);
+    }
     core.max_shared_slots = config
         .mesh
         .max_shared_slots
@@ -147,6 +150,7 @@ pub async fn run(
             core,
             idle_load: config.mesh.idle_load,
             durations: Some(home.durations()),
+            journal: Some(home.running_journal()),
         },
         mesh_events,
     );

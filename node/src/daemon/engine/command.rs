@@ -67,6 +67,12 @@ pub(super) enum Command {
         fetched: bool,
     },
     SystemIdle(bool),
+    /// A peer sent bytes that do not match their digest (or a tree that does not decode):
+    /// it is disowned for the rest of the daemon's life.
+    PeerCorrupt {
+        peer: NodeId,
+        what: String,
+    },
 }
 
 /// How a run of one of this node's jobs ended.

@@ -45,4 +45,7 @@ pub(crate) struct EngineConfig {
     pub(crate) idle_load: f64,
     /// Where job durations are kept across restarts; `None` keeps them in memory.
     pub(crate) durations: Option<PathBuf>,
+    /// Where the jobs running now are written down, so that a restarted daemon knows which
+    /// runs it died in; `None` keeps no record.
+    pub(crate) journal: Option<PathBuf>,
 }

@@ -11,11 +11,13 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, LeaseDep};
 use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
+use weft_store::PutAction;
 
 use super::api::{AddBuildError, BuildPlan, EngineEvent, MeshReport};
 use super::command::{Command, OwnRun, StolenReport};
 use super::context::{EngineConfig, EngineContext};
 use super::durations::{self, Durations};
+use super::journal::Journal;
 use super::known::KnownResults;
 use super::latencies::Latencies;
 use crate::core::{
@@ -46,7 +48,8 @@ impl Engine {
             Default::default(),
             config.core,
         );
-        // The tools this node offers peers, as its `PATH` resolves them.
+        // The tools this node runs for peers, as its `PATH` resolves them (an entry that is a
+        // path names its binary).
         let offered: Vec<Digest> = core
             .config()
             .accept_tools
@@ -55,6 +58,14 @@ impl Engine {
             .map(|(_, digest)| digest)
             .collect();
         core.add_tools(offered);
+        let (journal, died) = match &config.journal {
+            Some(path) => Journal::open(path.clone()),
+            None => (Journal::none(), Default::default()),
+        };
+        for (job, losses) in &died.own {
+            warn!(%job, losses, "this daemon died while the job ran; it counts towards its quarantine");
+        }
+        core.restore_losses(died.own);
         let task = EngineTask {
             core,
             context,
@@ -65,10 +76,11 @@ impl Engine {
                 None => Durations::default(),
             },
             known: KnownResults::default(),
+            journal,
+            died_running: died.stolen,
             members: std::collections::HashSet::from([node]),
             stolen: HashMap::new(),
             stolen_reports: HashMap::new(),
-            nondeterministic: 0,
             queries_sent: HashMap::new(),
             steal_waits: Latencies::default(),
             peer_hits: Latencies::default(),
@@ -143,14 +155,17 @@ pub(super) struct EngineTask {
     pub(super) durations: Durations,
     /// Results checked against the store, for no-op builds that look up every job.
     pub(super) known: KnownResults,
+    /// The jobs running here now, on disk.
+    pub(super) journal: Journal,
+    /// Peers' jobs the last daemon died running, by origin: told to each origin when it is
+    /// admitted.
+    pub(super) died_running: std::collections::BTreeMap<NodeId, Vec<JobId>>,
     /// This node and every peer admitted since the daemon started: whose signatures count.
     pub(super) members: std::collections::HashSet<NodeId>,
     /// Peers' jobs running here, by the handle of their run.
     pub(super) stolen: HashMap<JobId, AbortHandle>,
     /// How stolen jobs ended, until the core says to send the report.
     pub(super) stolen_reports: HashMap<JobId, StolenReport>,
-    /// Jobs for which two different results were seen.
-    pub(super) nondeterministic: u64,
     /// When each cache query to a peer went out.
     pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
     pub(super) steal_waits: Latencies,
@@ -161,6 +176,10 @@ pub(super) struct EngineTask {
 
 pub(super) struct BuildState {
     events: mpsc::UnboundedSender<EngineEvent>,
+    /// Jobs of this build that ran here, and those peers ran or served: whether a mesh with
+    /// peers helped at all.
+    ran_here: u64,
+    from_peers: u64,
     pub(super) jobs: HashMap<JobId, Arc<Job>>,
     pub(super) results: HashMap<JobId, ActionResult>,
     pub(super) running: HashMap<JobId, AbortHandle>,
@@ -240,6 +259,8 @@ impl EngineTask {
                         build,
                         BuildState {
                             events: plan.events,
+                            ran_here: 0,
+                            from_peers: 0,
                             jobs: plan.jobs.into_iter().collect(),
                             results: HashMap::new(),
                             running: HashMap::new(),
@@ -262,7 +283,7 @@ impl EngineTask {
                 let _ = reply.send(MeshReport {
                     peers: self.core.peers(),
                     stats: self.core.stats(),
-                    nondeterministic: self.nondeterministic,
+                    nondeterministic: self.core.stats().nondeterministic,
                     running: self.core.running(),
                     steal_wait: self.steal_waits.percentiles(),
                     peer_hit: self.peer_hits.percentiles(),
@@ -286,6 +307,7 @@ impl EngineTask {
                         by: result.executed_by,
                     };
                     if let Some(state) = self.builds.get_mut(&build) {
+                        state.from_peers += 1;
                         let name = state.name(job);
                         state.emit(BuildEvent::CacheHit {
                             job,
@@ -316,6 +338,7 @@ impl EngineTask {
                 if let StolenReport::Done(result) = &report {
                     self.known.remember(id, result);
                 }
+                self.journal.end(id);
                 if self.stolen.remove(&id).is_some() {
                     let lost = match &report {
                         StolenReport::DepsLost(lost) => Some(lost.clone()),
@@ -335,6 +358,18 @@ impl EngineTask {
                 fetched,
             } => self.on_thief_outputs(now, peer, job, result, fetched),
             Command::SystemIdle(idle) => self.core.set_system_idle(now, idle),
+            Command::PeerCorrupt { peer, what } => {
+                if !self.core.is_distrusted(&peer) {
+                    warn!(%peer, %what, "a peer served corrupt data; disowned for the rest of the daemon's life");
+                    for state in self.builds.values() {
+                        state.emit(BuildEvent::Notice(format!(
+                            "`{peer}` served corrupt data ({what}); nothing more is taken from it \
+                             (`weft team trust {peer}` takes it back)"
+                        )));
+                    }
+                    self.core.distrust(now, peer);
+                }
+            }
         }
     }
 
@@ -359,6 +394,7 @@ impl EngineTask {
                         // Aborting drops the run future, whose guard kills the process
                         // group and removes the sandbox.
                         handle.abort();
+                        self.journal.end(job);
                     }
                     self.core
                         .on_job_finished(now, build, job, JobOutcome::Cancelled);
@@ -369,6 +405,19 @@ impl EngineTask {
                         tokio::task::spawn_blocking(move || durations::write(&path, &bytes));
                     }
                     if let Some(state) = self.builds.remove(&build) {
+                        // Peers were there, but none took a job or served a result: say so, as
+                        // a build with no peers does.
+                        let n_peers = self.core.peers().len();
+                        if self.context.mesh.is_some()
+                            && n_peers > 0
+                            && state.ran_here > 1
+                            && state.from_peers == 0
+                        {
+                            state.emit(BuildEvent::Notice(format!(
+                                "{n_peers} peer(s) connected, but none took a job or served a \
+                                 result: built locally (`weft peers` shows whether they share)"
+                            )));
+                        }
                         let _ = state.events.send(EngineEvent::Done {
                             outcome,
                             results: state.results,
@@ -382,7 +431,8 @@ impl EngineTask {
                     waited,
                 } => {
                     self.steal_waits.record(waited);
-                    if let Some(state) = self.builds.get(&build) {
+                    if let Some(state) = self.builds.get_mut(&build) {
+                        state.from_peers += 1;
                         let name = state.name(job);
                         state.emit(BuildEvent::Started {
                             job,
@@ -416,15 +466,55 @@ impl EngineTask {
                 Effect::CancelStolen { id } => {
                     if let Some(handle) = self.stolen.remove(&id) {
                         handle.abort();
+                        self.journal.end(id);
                         self.core
                             .on_stolen_finished(now, id, StolenOutcome::Cancelled);
                     }
                 }
                 Effect::SendRenew { origin, jobs } => self.send_renew(origin, jobs),
+                Effect::SendDone {
+                    origin,
+                    id,
+                    outcome: StolenOutcome::Refused,
+                } => self.send_refused(origin, id),
                 Effect::SendDone { origin, id, .. } | Effect::SendDepsLost { origin, id, .. } => {
                     self.send_done(origin, id)
                 }
                 Effect::Publish(gossip) => self.publish(gossip),
+                Effect::Nondeterministic { job, first, second } => {
+                    warn!(%job, %first, %second, "nondeterminism: two results of one job differ in their outputs");
+                    for state in self.builds.values() {
+                        if state.jobs.contains_key(&job) {
+                            state.emit(BuildEvent::Notice(format!(
+                                "`{}` is nondeterministic: `{first}` and `{second}` made \
+                                 different outputs; it is built here, and taken from no cache, \
+                                 until two runs here agree",
+                                state.name(job)
+                            )));
+                        }
+                    }
+                }
+                Effect::Quarantined {
+                    build,
+                    job,
+                    losses,
+                    last,
+                } => {
+                    if let Some(state) = self.builds.get(&build) {
+                        state.emit(BuildEvent::Failed(FailureReport {
+                            job,
+                            name: state.name(job),
+                            command: Vec::new(),
+                            exit_code: None,
+                            message: format!(
+                                "quarantined: it lost its worker {losses} times (last on `{last}`, \
+                                 which went away or stopped answering while it ran); it runs no \
+                                 more in this build, and the next build tries it once more"
+                            ),
+                            stderr_tail: String::new(),
+                        }));
+                    }
+                }
             }
         }
     }
@@ -483,6 +573,8 @@ impl EngineTask {
             node: self.node,
         });
         debug!(job = %id, name = %job.name, "start");
+        state.ran_here += 1;
+        self.journal.start(id, self.core.losses(&id));
         let handle = tokio::spawn(super::work::run_own(
             self.context.clone(),
             self.inbox.clone(),
@@ -503,6 +595,7 @@ impl EngineTask {
             // Cancelled meanwhile; the core already knows.
             return;
         }
+        self.journal.end(id);
         let outcome = match run {
             OwnRun::Ran(outcome) => *outcome,
             OwnRun::DepsLost(lost) => {
@@ -518,6 +611,7 @@ impl EngineTask {
             }
         };
         let name = state.name(id);
+        let mut conflict = None;
         let verdict = match outcome {
             Ok(RunOutcome {
                 mut result,
@@ -525,8 +619,15 @@ impl EngineTask {
             }) => {
                 let digest = result.signing_digest(id);
                 result.signature = self.context.sign(digest.as_bytes());
-                if let Err(e) = self.context.store.put_action(id, &result) {
-                    warn!(job = %id, error = %e, "cannot record the result in the action cache");
+                // Results are write-once: a different one already there is nondeterminism.
+                match self.context.store.put_new_action(id, &result) {
+                    Ok(PutAction::Stored | PutAction::Same) => {}
+                    Ok(PutAction::Differs(first)) => {
+                        conflict = Some(first.executed_by);
+                    }
+                    Err(e) => {
+                        warn!(job = %id, error = %e, "cannot record the result in the action cache");
+                    }
                 }
                 self.known.remember(id, &result);
                 self.durations
@@ -570,6 +671,9 @@ impl EngineTask {
                 JobOutcome::Failed
             }
         };
+        if let Some(first) = conflict {
+            self.core.on_nondeterministic(now, id, first, self.node);
+        }
         self.core.on_job_finished(now, build, id, verdict);
     }
 
@@ -586,15 +690,11 @@ impl EngineTask {
             .cloned()
             .or_else(|| self.known.get(&job).cloned());
         if let Some(known) = known
-            && known.outputs != result.outputs
+            && known.output_tree != result.output_tree
         {
-            self.nondeterministic += 1;
-            warn!(
-                %job,
-                first = %known.executed_by,
-                second = %result.executed_by,
-                "nondeterminism: two results of one job differ in their outputs"
-            );
+            let now = self.now();
+            self.core
+                .on_nondeterministic(now, job, known.executed_by, result.executed_by);
         }
         for state in self.builds.values_mut() {
             if state.jobs.contains_key(&job) {

@@ -20,7 +20,11 @@ use crate::mesh::{FetchError, peer_of};
 
 /// Fetches each dep's output tree that is not in the store, from the first holder that
 /// serves it. Returns the deps that nobody could serve.
-async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
+async fn fetch_deps(
+    context: &EngineContext,
+    inbox: &mpsc::UnboundedSender<Command>,
+    deps: &[LeaseDep],
+) -> Vec<JobId> {
     let mut lost = Vec::new();
     let local = context.node();
     for dep in deps {
@@ -39,7 +43,8 @@ async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
                         break;
                     }
                     Err(e) => {
-                        debug!(dep = %dep.job, %holder, error = %e, "fetching a dep's outputs failed")
+                        debug!(dep = %dep.job, %holder, error = %e, "fetching a dep's outputs failed");
+                        report_corrupt(inbox, *holder, &e);
                     }
                 }
             }
@@ -61,7 +66,7 @@ pub(super) async fn run_own(
     deps: Vec<LeaseDep>,
     timeout: Option<Duration>,
 ) {
-    let lost = fetch_deps(&context, &deps).await;
+    let lost = fetch_deps(&context, &inbox, &deps).await;
     let run = if lost.is_empty() {
         let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
         let request = RunRequest {
@@ -93,7 +98,7 @@ pub(super) async fn run_stolen(
     job: Arc<Job>,
     deps: Vec<LeaseDep>,
 ) {
-    let report = match prepare_stolen(&context, origin, &job, &deps).await {
+    let report = match prepare_stolen(&context, &inbox, origin, &job, &deps).await {
         Err(Unprepared::DepsLost(lost)) => {
             warn!(job = %id, name = %job.name, %origin, n_lost = lost.len(),
                 "cannot run a stolen job: no holder served its deps' outputs");
@@ -180,6 +185,7 @@ enum Unprepared {
 
 async fn prepare_stolen(
     context: &EngineContext,
+    inbox: &mpsc::UnboundedSender<Command>,
     origin: NodeId,
     job: &Job,
     deps: &[LeaseDep],
@@ -210,18 +216,37 @@ async fn prepare_stolen(
         if context.store.has(&input.digest) {
             continue;
         }
-        mesh.fetch_blob(origin_peer, input.digest)
-            .await
-            .map_err(|source| Unprepared::Input {
+        if let Err(source) = mesh.fetch_blob(origin_peer, input.digest).await {
+            report_corrupt(inbox, origin, &source);
+            return Err(Unprepared::Input {
                 path: input.path.clone(),
                 source,
-            })?;
+            });
+        }
     }
-    let lost = fetch_deps(context, deps).await;
+    let lost = fetch_deps(context, inbox, deps).await;
     if !lost.is_empty() {
         return Err(Unprepared::DepsLost(lost));
     }
     Ok(())
+}
+
+/// Tells the engine when a fetch from `peer` failed because the peer sent bad data (bytes that
+/// do not match their digest, a tree that does not decode), not because it lacked them.
+pub(super) fn report_corrupt(
+    inbox: &mpsc::UnboundedSender<Command>,
+    peer: NodeId,
+    error: &FetchError,
+) {
+    if matches!(
+        error,
+        FetchError::Corrupt { .. } | FetchError::BadTree { .. }
+    ) {
+        let _ = inbox.send(Command::PeerCorrupt {
+            peer,
+            what: error.to_string(),
+        });
+    }
 }
 
 fn failure(id: JobId, job: &Job, message: String) -> FailureReport {
