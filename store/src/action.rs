@@ -93,6 +93,12 @@ impl Store {
         Ok(PutAction::Same)
     }
 
+    /// The jobs of up to `limit` action-cache entries (for telling peers what this store
+    /// holds; an entry whose blobs are gone is a miss when they ask).
+    pub fn cached_jobs(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        self.inner.index.action_ids(limit)
+    }
+
     /// Removes the cached result of `job`; true when there was one.
     pub fn remove_action(&self, job: JobId) -> Result<bool, StoreError> {
         let removed = self.inner.index.remove_action(&job)?;
@@ -156,6 +162,24 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("open");
         (dir, store)
+    }
+
+    #[test]
+    fn the_cached_jobs_are_listed() {
+        let (_dir, store) = temp_store();
+        let log = store.put(b"").expect("put");
+        let jobs: Vec<JobId> = (0..5u8).map(|i| JobId(Digest::of(&[i]))).collect();
+        for job in &jobs {
+            store
+                .put_action(*job, &result(&[], log))
+                .expect("put action");
+        }
+        let mut listed = store.cached_jobs(10).expect("list");
+        listed.sort();
+        let mut wanted = jobs.clone();
+        wanted.sort();
+        assert_eq!(listed, wanted);
+        assert_eq!(store.cached_jobs(2).expect("list").len(), 2);
     }
 
     #[test]

@@ -252,6 +252,18 @@ impl Index {
         Ok(old.is_some())
     }
 
+    /// The job ids of up to `limit` action-cache entries, in the index's order.
+    pub(crate) fn action_ids(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let mut ids = Vec::new();
+        for key in self.actions.iter().keys().take(limit) {
+            let key = key.map_err(|e| self.error(e))?;
+            if let Some(digest) = parse_digest(&key) {
+                ids.push(JobId(digest));
+            }
+        }
+        Ok(ids)
+    }
+
     /// Every action-cache entry: the job id and the encoded result.
     pub(crate) fn actions(
         &self,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_protocol::wire::{LeaseDep, LoadBeacon, StealRequest};
-use weft_protocol::{Job, JobId, NodeId};
+use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::scheduler::{BuildEffect, BuildId};
 
@@ -105,8 +105,8 @@ pub enum Effect {
         origin: NodeId,
         /// The job.
         id: JobId,
-        /// Whether it succeeded.
-        outcome: StolenOutcome,
+        /// How it ended.
+        outcome: Reported,
     },
     /// Tell a stolen job's origin that it could not run here: nobody served the outputs of
     /// these deps.
@@ -145,6 +145,18 @@ pub enum Effect {
     },
 }
 
+/// How a run of one of this node's jobs ended, as the driver tells
+/// [`Core::on_job_finished`](super::Core::on_job_finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It succeeded; this is its output tree, in this node's store.
+    Succeeded(Digest),
+    /// It failed.
+    Failed,
+    /// It was stopped ([`BuildEffect::Cancel`]).
+    Cancelled,
+}
+
 /// How a stolen job ended, on the thief.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StolenOutcome {
@@ -154,11 +166,22 @@ pub enum StolenOutcome {
     Failed,
     /// The thief could not run it (a missing input, a different tool, a full disk).
     Infrastructure,
+    /// It was stopped.
+    Cancelled,
+}
+
+/// What a thief tells the victim about a stolen job ([`Effect::SendDone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// It succeeded; its result is in the thief's store.
+    Succeeded,
+    /// The job itself failed (a compile error, say).
+    Failed,
+    /// The thief could not run it (a missing input, a different tool, a full disk).
+    Infrastructure,
     /// The thief would not run it: it names a tool the thief does not run for peers, or it
     /// may use the network. Nothing ran.
     Refused,
-    /// It was stopped.
-    Cancelled,
 }
 
 /// What the victim made of a thief's report.

@@ -20,8 +20,8 @@ pub(super) struct PeerLookups {
 
 impl PeerLookups {
     /// The next peer to ask for `job`'s result, among those that announced it (`holders`, in
-    /// order): one not asked yet, admitted, never avoided and `trusted`. `None` when none is
-    /// left; then the lookup is over.
+    /// order): one not asked yet, admitted, not avoided since its failures were last forgiven,
+    /// and `trusted`. `None` when none is left; then the lookup is over.
     pub(super) fn next(
         &mut self,
         build: BuildId,

@@ -39,7 +39,7 @@ mod time;
 mod trust;
 
 pub use config::CoreConfig;
-pub use effect::{Effect, Gossip, Report, StolenOutcome};
+pub use effect::{Effect, Finished, Gossip, Report, Reported, StolenOutcome};
 pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use node::{Core, CoreStats};
 pub use peers::PeerView;

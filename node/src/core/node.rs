@@ -35,13 +35,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_protocol::wire::{Lease, LeaseDep, LoadBeacon, StealRequest};
+use weft_protocol::wire::{Lease, LeaseDep, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, JobId, NodeId};
 
 use super::Time;
 use super::announce::Announcer;
 use super::config::CoreConfig;
-use super::effect::{Effect, Gossip, Report, StolenOutcome};
+use super::effect::{Effect, Finished, Gossip, Report, Reported, StolenOutcome};
 use super::holders::Holders;
 use super::leases::{Borrowed, LeaseOut, Lent};
 use super::lookups::PeerLookups;
@@ -49,7 +49,7 @@ use super::peers::{PeerTable, PeerView};
 use super::scheduler::{
     BuildEffect, BuildId, BuildOptions, JobOutcome, Made, PlanError, PlannedJob, Reserve, Scheduler,
 };
-use super::steal::{self, Draw, Stealing};
+use super::steal::{Draw, Stealing};
 use super::trust::Trust;
 
 /// How a stolen job ended, as its thief reports it (the victim's side of
@@ -126,13 +126,13 @@ impl Core {
     ) -> Core {
         Core {
             scheduler: Scheduler::new(config.slots),
-            peers: PeerTable::new(config.speed),
+            peers: PeerTable::new(config.speed, platform.clone()),
             holders: Holders::default(),
             lent: Lent::default(),
             borrowed: Borrowed::default(),
             stealing: Stealing::new(local),
             lookups: PeerLookups::default(),
-            announcer: Announcer::new(config.have_delay, config.have_snapshot),
+            announcer: Announcer::new(&config),
             trust: Trust::default(),
             config,
             local,
@@ -180,8 +180,7 @@ impl Core {
         self.tools.extend(tools);
     }
 
-    /// Tells the core whether the machine is otherwise idle (for
-    /// [`SharePolicy::Idle`](weft_protocol::wire::SharePolicy::Idle)).
+    /// Tells the core whether the machine is otherwise idle (for [`SharePolicy::Idle`]).
     pub fn set_system_idle(&mut self, now: Time, idle: bool) {
         self.system_idle = idle;
         self.after_event(now);
@@ -245,14 +244,15 @@ impl Core {
         self.after_event(now);
     }
 
-    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with where its outputs
-    /// are, or a miss.
+    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with its output tree (in
+    /// this node's store), or a miss.
     ///
     /// A nondeterministic job takes no hit (it is built here), and neither it nor a job that
     /// may use the network is asked of peers.
-    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Made>) {
+    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Digest>) {
         let flagged = self.trust.is_flagged(&job);
-        if let Some(made) = hit.filter(|_| !flagged) {
+        let by = self.local;
+        if let Some(made) = hit.filter(|_| !flagged).map(|tree| Made { tree, by }) {
             self.stats.local_cache_hits += 1;
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if flagged || self.is_network(build, job) || !self.ask_next_holder(build, job) {
@@ -261,16 +261,18 @@ impl Core {
         self.after_event(now);
     }
 
-    /// The driver's answer to [`Effect::QueryPeer`]: a hit only when the result's signature
-    /// checked out and its blobs can be had (and, `with_outputs`, are here).
+    /// The driver's answer to [`Effect::QueryPeer`]: a hit (with its output tree, which
+    /// `peer` holds) only when the result's signature checked out and its blobs can be had
+    /// (and, `with_outputs`, are here).
     pub fn on_peer_cache(
         &mut self,
         now: Time,
         build: BuildId,
         job: JobId,
         peer: NodeId,
-        hit: Option<Made>,
+        hit: Option<Digest>,
     ) {
+        let hit = hit.map(|tree| Made { tree, by: peer });
         if !self.lookups.was_asked(build, job, &peer) {
             return;
         }
@@ -289,8 +291,16 @@ impl Core {
     }
 
     /// The driver's answer to [`BuildEffect::Start`] or [`BuildEffect::Cancel`]; a success
-    /// says where the outputs are (here: this node made them).
-    pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
+    /// comes with its output tree.
+    pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, finished: Finished) {
+        let outcome = match finished {
+            Finished::Succeeded(tree) => JobOutcome::Succeeded(Made {
+                tree,
+                by: self.local,
+            }),
+            Finished::Failed => JobOutcome::Failed,
+            Finished::Cancelled => JobOutcome::Cancelled,
+        };
         let ran_here = self.scheduler.runner(build, job).is_none();
         self.scheduler.on_job_finished(now, build, job, outcome);
         if let JobOutcome::Succeeded(made) = outcome {
@@ -362,8 +372,7 @@ impl Core {
 
     /// A peer's beacon.
     pub fn on_beacon(&mut self, now: Time, peer: NodeId, beacon: &LoadBeacon) {
-        let speed = self.config.speed;
-        let Some(grew) = self.peers.beacon(now, peer, beacon, speed, &self.platform) else {
+        let Some(grew) = self.peers.beacon(now, peer, beacon) else {
             return;
         };
         if grew {
@@ -396,21 +405,17 @@ impl Core {
         }
     }
 
-    /// A peer's speed, as its last beacon said.
-    pub fn peer_speed(&self, peer: &NodeId) -> Option<u32> {
-        self.peers.speed_of(peer)
-    }
-
     /// How long a job that ran for `duration` on `peer` would have run here, by this node's
     /// speed and the one the peer's last beacon gave (the same, when that is unknown).
     pub fn local_duration(&self, peer: &NodeId, duration: Duration) -> Duration {
         let here = f64::from(self.config.speed.max(1));
-        let there = self.peer_speed(peer).map_or(here, f64::from);
+        let there = self.peers.speed_of(peer).map_or(here, f64::from);
         duration.mul_f64(there / here)
     }
 
     /// The peers known to hold a job's result.
-    pub fn holders(&self, job: &JobId) -> &[NodeId] {
+    #[cfg(test)]
+    pub(crate) fn holders(&self, job: &JobId) -> &[NodeId] {
         self.holders.get(job)
     }
 
@@ -453,7 +458,7 @@ impl Core {
             .peers
             .speed_of(&peer)
             .unwrap_or(self.peers.slowest_speed());
-        let reserve = self.reserve_for(now, thief_speed, Some(peer));
+        let reserve = self.reserve_against(now, thief_speed, Some(peer));
         // A thief that jobs are reserved for takes the most critical ones, wherever their
         // inputs are; others take what they hold the inputs of first.
         let critical_first = self.peers.fast().contains(&peer);
@@ -726,7 +731,7 @@ impl Core {
                 self.effects.push_back(Effect::SendDone {
                     origin: peer,
                     id,
-                    outcome: StolenOutcome::Refused,
+                    outcome: Reported::Refused,
                 });
                 continue;
             }
@@ -764,10 +769,16 @@ impl Core {
         let Some(origin) = self.end_stolen(id) else {
             return;
         };
-        if outcome == StolenOutcome::Succeeded {
-            self.announcer.announce(now, id);
-        }
-        if outcome != StolenOutcome::Cancelled {
+        let reported = match outcome {
+            StolenOutcome::Succeeded => {
+                self.announcer.announce(now, id);
+                Some(Reported::Succeeded)
+            }
+            StolenOutcome::Failed => Some(Reported::Failed),
+            StolenOutcome::Infrastructure => Some(Reported::Infrastructure),
+            StolenOutcome::Cancelled => None,
+        };
+        if let Some(outcome) = reported {
             self.effects.push_back(Effect::SendDone {
                 origin,
                 id,
@@ -963,7 +974,7 @@ impl Core {
         // Only a node with jobs queued has anything to reserve (most nodes of a large mesh
         // have none, and would otherwise count the fast peers at every gossip message).
         if self.reserved > 0 || (!self.peers.fast().is_empty() && self.scheduler.queued() > 0) {
-            let reserve = self.reserve_for(now, self.config.speed, None);
+            let reserve = self.reserve_against(now, self.config.speed, None);
             self.reserved = reserve.count;
             self.scheduler.set_reserve(reserve);
         }
@@ -973,28 +984,28 @@ impl Core {
 
     /// Which queued jobs a taker of `speed` (this node, or the thief `except`) leaves for
     /// faster peers.
-    fn reserve_for(&self, now: Time, speed: u32, except: Option<NodeId>) -> Reserve {
-        steal::reserve(
-            now,
-            &self.peers,
-            &self.lent,
-            speed,
-            except,
-            &self.platform,
-            self.config.reserve_for,
-        )
+    fn reserve_against(&self, now: Time, speed: u32, except: Option<NodeId>) -> Reserve {
+        self.peers
+            .reserve(now, &self.lent, speed, except, self.config.reserve_for)
     }
 
-    /// Slots free for peers' jobs.
+    /// How many slots may run peers' jobs now: none when the sharing policy says no (`Idle`
+    /// means only while the machine is otherwise idle and this node builds nothing), else the
+    /// free slots, at most `max_shared_slots` with those already running peers' jobs counted.
     fn shared_slots_free(&self) -> usize {
-        steal::shared_slots_free(
-            self.config.share,
-            self.system_idle,
-            self.scheduler.is_building(),
-            self.scheduler.free_slots(),
-            self.config.max_shared_slots,
-            self.borrowed.len(),
-        )
+        let allowed = match self.config.share {
+            SharePolicy::Always => true,
+            SharePolicy::Idle => self.system_idle && !self.scheduler.is_building(),
+            SharePolicy::Never => false,
+        };
+        if !allowed {
+            return 0;
+        }
+        let left = self
+            .config
+            .max_shared_slots
+            .saturating_sub(self.borrowed.len());
+        self.scheduler.free_slots().min(left)
     }
 
     fn may_steal(&self) -> bool {
@@ -1003,13 +1014,7 @@ impl Core {
 
     fn maybe_beacon(&mut self, now: Time) {
         let queued = self.scheduler.queued();
-        let due = self.announcer.beacon_now(
-            now,
-            queued,
-            self.peers.len(),
-            self.config.beacon_interval,
-            self.config.idle_beacon_interval,
-        );
+        let due = self.announcer.beacon_now(now, queued, self.peers.len());
         if !due {
             return;
         }
@@ -1038,8 +1043,6 @@ impl Core {
             return;
         }
         let draw = Draw {
-            speed: self.config.speed,
-            platform: &self.platform,
             fanout: self.config.steal_fanout,
             backoff: self.config.steal_backoff,
         };

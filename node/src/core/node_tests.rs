@@ -11,8 +11,8 @@ use weft_protocol::wire::{LeaseDep, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
 
 use super::{
-    BuildEffect, BuildId, BuildOptions, Core, CoreConfig, Effect, Gossip, JobOutcome, Made,
-    PlannedJob, Report, StolenOutcome, Time,
+    BuildEffect, BuildId, BuildOptions, Core, CoreConfig, Effect, Finished, Gossip, PlannedJob,
+    Report, Reported, Time,
 };
 
 const CC: Digest = Digest::from_bytes([7; 32]);
@@ -103,24 +103,39 @@ fn steal_request() -> StealRequest {
     }
 }
 
-/// `a` settled (a local cache hit of a result node 3 made, also announced by node 2), and
+/// `a` settled (a hit in the cache of node 3, which announced it before node 2 did), and
 /// `b`, which depends on it: where does `b` look for `a`'s outputs?
 fn a_made_by_3_announced_by_2(core: &mut Core) -> (Job, Job) {
     let a = job("a", &[]);
     let b = job("b", &[a.id()]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
     core.on_have(Time::ZERO, node(2), &[a.id()]);
     add_build(core, &[(&a, false), (&b, false)]);
+    answer_a_from_3(core, &a, tree(9));
+    (a, b)
+}
+
+/// Answers the lookups of `a`: missing here, a hit (`tree`) at node 3.
+fn answer_a_from_3(core: &mut Core, a: &Job, tree: Digest) {
     for effect in drain(core) {
-        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
-            assert_eq!(job, a.id());
-            let made = Made {
-                tree: tree(9),
-                by: node(3),
-            };
-            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+        match effect {
+            Effect::Build(BuildEffect::LookupCache { build, job }) if job == a.id() => {
+                core.on_local_cache(Time::ZERO, build, job, None);
+            }
+            _ => {}
         }
     }
-    (a, b)
+    for effect in drain(core) {
+        match effect {
+            Effect::QueryPeer {
+                build, job, peer, ..
+            } if job == a.id() => {
+                assert_eq!(peer, node(3), "the first to announce it is asked first");
+                core.on_peer_cache(Time::ZERO, build, job, peer, Some(tree));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -158,6 +173,7 @@ fn a_lease_lists_where_the_deps_outputs_are() {
     let a = job("a", &[]);
     let b = job("b", &[a.id()]);
     let long = job("long", &[]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
     core.on_have(Time::ZERO, node(2), &[a.id()]);
     let planned = [(&a, 0), (&b, 0), (&long, 10_000)]
         .into_iter()
@@ -183,12 +199,11 @@ fn a_lease_lists_where_the_deps_outputs_are() {
         for effect in effects {
             match effect {
                 Effect::Build(BuildEffect::LookupCache { job, .. }) => {
-                    let hit = (job == a.id()).then_some(Made {
-                        tree: tree(8),
-                        by: node(3),
-                    });
-                    core.on_local_cache(Time::ZERO, BUILD, job, hit);
+                    core.on_local_cache(Time::ZERO, BUILD, job, None);
                 }
+                Effect::QueryPeer {
+                    build, job, peer, ..
+                } => core.on_peer_cache(Time::ZERO, build, job, peer, Some(tree(8))),
                 Effect::Build(BuildEffect::Start { id, .. }) => started.push(id),
                 _ => {}
             }
@@ -319,11 +334,7 @@ fn a_newcomer_hears_of_the_latest_results_newest_first() {
         }
     }
     for id in &order {
-        let made = Made {
-            tree: tree(1),
-            by: node(1),
-        };
-        core.on_job_finished(Time::ZERO, BUILD, *id, JobOutcome::Succeeded(made));
+        core.on_job_finished(Time::ZERO, BUILD, *id, Finished::Succeeded(tree(1)));
     }
     let snapshot = core.on_peer_up(Time::ZERO, node(4));
     let newest: Vec<JobId> = order.iter().rev().take(3).copied().collect();
@@ -372,11 +383,7 @@ fn only_the_tools_a_node_accepts_are_offered_not_those_of_its_own_builds() {
     add_build(&mut core, &[(&compile, false)]);
     for effect in drain(&mut core) {
         if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
-            let made = Made {
-                tree: tree(1),
-                by: node(1),
-            };
-            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+            core.on_local_cache(Time::ZERO, BUILD, job, Some(tree(1)));
         }
     }
     drain(&mut core);
@@ -397,7 +404,7 @@ fn only_the_tools_a_node_accepts_are_offered_not_those_of_its_own_builds() {
     assert!(
         effects.iter().any(|e| matches!(
             e,
-            Effect::SendDone { id: done, outcome: StolenOutcome::Refused, .. } if *done == id
+            Effect::SendDone { id: done, outcome: Reported::Refused, .. } if *done == id
         )),
         "{effects:?}"
     );
@@ -444,10 +451,7 @@ fn network_jobs_and_nondeterministic_ones_stay_home() {
     for effect in effects {
         if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
             // Even a local hit does not count for the nondeterministic job.
-            let hit = (job == flaky.id()).then_some(Made {
-                tree: tree(4),
-                by: node(1),
-            });
+            let hit = (job == flaky.id()).then_some(tree(4));
             core.on_local_cache(Time::ZERO, BUILD, job, hit);
         }
     }
@@ -571,7 +575,7 @@ fn a_job_this_daemon_died_in_three_times_sits_out_every_other_build() {
                         started = true;
                         // It dies with the daemon again: the build is left unfinished here
                         // (a restarted daemon would count the loss), so end it by hand.
-                        core.on_job_finished(Time::ZERO, build, id, JobOutcome::Failed);
+                        core.on_job_finished(Time::ZERO, build, id, Finished::Failed);
                     }
                     Effect::Build(BuildEffect::BuildDone { outcome: o, .. }) => outcome = Some(o),
                     _ => {}

@@ -1668,7 +1668,7 @@ mod tests {
             window: Duration::from_millis(100),
             min_estimate: Duration::from_millis(1000),
         };
-        // The two most critical jobs are kept back: local slots take the others.
+        // The two most critical jobs are reserved: local slots take the others.
         s.set_reserve(reserve(2, Time::from_millis(20)));
         let started: Vec<JobId> = std::iter::from_fn(|| s.poll_effect())
             .filter_map(|e| match e {

@@ -296,13 +296,19 @@ impl EngineTask {
     /// Fetches a thief's outputs, which the core wants before the job counts; the answer
     /// comes back as `Command::ThiefOutputs`.
     fn fetch_thief_outputs(&self, peer: NodeId, job: JobId, result: ActionResult) {
+        let inbox = self.inbox.clone();
+        let here = self.context.store.has_tree(&result.output_tree);
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            let _ = inbox.send(Command::ThiefOutputs {
+                peer,
+                job,
+                result,
+                fetched: here,
+            });
             return;
         };
-        let inbox = self.inbox.clone();
-        let store = self.context.store.clone();
         tokio::spawn(async move {
-            let fetched = if store.has_tree(&result.output_tree) {
+            let fetched = if here {
                 Ok(())
             } else {
                 mesh.fetch_tree(peer_id, result.output_tree).await

@@ -21,7 +21,7 @@ use super::journal::Journal;
 use super::known::KnownResults;
 use super::latencies::Latencies;
 use crate::core::{
-    BuildEffect, BuildId, Core, Effect, JobOutcome, Made, PlannedJob, StolenOutcome, Time,
+    BuildEffect, BuildId, Core, Effect, Finished, PlannedJob, Reported, StolenOutcome, Time,
 };
 use crate::exec::{RunOutcome, Toolchains};
 use crate::mesh::MeshEvent;
@@ -66,6 +66,14 @@ impl Engine {
             warn!(%job, losses, "this daemon died while the job ran; it counts towards its quarantine");
         }
         core.restore_losses(died.own);
+        // What the store holds from before: newcomers hear of it, as of what this daemon
+        // makes from now on.
+        match context.store.cached_jobs(core.config().have_snapshot) {
+            Ok(jobs) => core.restore_results(jobs),
+            Err(e) => {
+                warn!(error = %e, "cannot list the action cache; peers hear only of new results")
+            }
+        }
         let task = EngineTask {
             core,
             context,
@@ -302,10 +310,7 @@ impl EngineTask {
                     self.peer_hits.record(sent.elapsed());
                 }
                 let hit = result.map(|result| {
-                    let made = Made {
-                        tree: result.output_tree,
-                        by: result.executed_by,
-                    };
+                    let tree = result.output_tree;
                     if let Some(state) = self.builds.get_mut(&build) {
                         state.from_peers += 1;
                         let name = state.name(job);
@@ -316,7 +321,7 @@ impl EngineTask {
                         });
                         state.results.insert(job, result);
                     }
-                    made
+                    tree
                 });
                 self.core.on_peer_cache(now, build, job, peer, hit);
             }
@@ -334,20 +339,22 @@ impl EngineTask {
             },
             Command::Renewed { lost } => self.core.on_renewed(now, &lost),
             Command::StolenFinished { id, report } => {
-                let outcome = report.outcome();
                 if let StolenReport::Done(result) = &report {
                     self.known.remember(id, result);
                 }
                 self.journal.end(id);
                 if self.stolen.remove(&id).is_some() {
-                    let lost = match &report {
-                        StolenReport::DepsLost(lost) => Some(lost.clone()),
-                        _ => None,
-                    };
-                    self.stolen_reports.insert(id, report);
-                    match lost {
-                        Some(lost) => self.core.on_stolen_deps_lost(now, id, lost),
-                        None => self.core.on_stolen_finished(now, id, outcome),
+                    match &report {
+                        StolenReport::DepsLost(lost) => {
+                            let lost = lost.clone();
+                            self.stolen_reports.insert(id, report);
+                            self.core.on_stolen_deps_lost(now, id, lost);
+                        }
+                        StolenReport::Done(_) | StolenReport::Failed { .. } => {
+                            let outcome = report.outcome();
+                            self.stolen_reports.insert(id, report);
+                            self.core.on_stolen_finished(now, id, outcome);
+                        }
                     }
                 }
             }
@@ -397,7 +404,7 @@ impl EngineTask {
                         self.journal.end(job);
                     }
                     self.core
-                        .on_job_finished(now, build, job, JobOutcome::Cancelled);
+                        .on_job_finished(now, build, job, Finished::Cancelled);
                 }
                 Effect::Build(BuildEffect::Skipped { .. }) => {}
                 Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
@@ -475,7 +482,7 @@ impl EngineTask {
                 Effect::SendDone {
                     origin,
                     id,
-                    outcome: StolenOutcome::Refused,
+                    outcome: Reported::Refused,
                 } => self.send_refused(origin, id),
                 Effect::SendDone { origin, id, .. } | Effect::SendDepsLost { origin, id, .. } => {
                     self.send_done(origin, id)
@@ -519,8 +526,8 @@ impl EngineTask {
         }
     }
 
-    /// A job's result in this node's cache, with where its outputs are.
-    fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Made> {
+    /// A job's result in this node's cache: its output tree.
+    fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Digest> {
         let state = self.builds.get_mut(&build)?;
         match self.known.look_up(&self.context.store, job) {
             Ok(Some(result)) if result.success() => {
@@ -531,12 +538,9 @@ impl EngineTask {
                     name,
                     source: CacheSource::Local,
                 });
-                let made = Made {
-                    tree: result.output_tree,
-                    by: result.executed_by,
-                };
+                let tree = result.output_tree;
                 state.results.insert(job, result);
-                Some(made)
+                Some(tree)
             }
             Ok(_) => None,
             Err(e) => {
@@ -638,12 +642,9 @@ impl EngineTask {
                     node: self.node,
                     duration_ms: result.duration_ms,
                 });
-                let made = Made {
-                    tree: result.output_tree,
-                    by: self.node,
-                };
+                let tree = result.output_tree;
                 state.results.insert(id, result);
-                JobOutcome::Succeeded(made)
+                Finished::Succeeded(tree)
             }
             Ok(RunOutcome {
                 failure: Some(failure),
@@ -657,7 +658,7 @@ impl EngineTask {
                     message: failure.message,
                     stderr_tail: failure.stderr_tail,
                 }));
-                JobOutcome::Failed
+                Finished::Failed
             }
             Err(e) => {
                 state.emit(BuildEvent::Failed(FailureReport {
@@ -668,7 +669,7 @@ impl EngineTask {
                     message: format!("could not run the job: {e}"),
                     stderr_tail: String::new(),
                 }));
-                JobOutcome::Failed
+                Finished::Failed
             }
         };
         if let Some(first) = conflict {
