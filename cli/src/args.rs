@@ -159,11 +159,26 @@ pub(crate) struct DaemonArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum TeamCommand {
     /// Create a team: print its join token and join it.
-    Create,
+    Create {
+        /// When teammates' jobs may run on this machine: `always`, `idle` or `never` (until
+        /// you choose, it neither runs theirs nor lends its own).
+        #[arg(long, value_name = "POLICY")]
+        share: Option<String>,
+    },
     /// Join the team of a token made by `weft team create`.
     Join {
         /// The join token.
         token: String,
+        /// When teammates' jobs may run on this machine: `always`, `idle` or `never` (until
+        /// you choose, it neither runs theirs nor lends its own).
+        #[arg(long, value_name = "POLICY")]
+        share: Option<String>,
+    },
+    /// Choose when teammates' jobs may run on this machine: `always`, `idle` (only while it
+    /// builds nothing and is otherwise idle) or `never`.
+    Share {
+        /// The policy.
+        policy: String,
     },
     /// Show this node's team id and node id.
     Show,

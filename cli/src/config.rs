@@ -24,8 +24,9 @@ use weft_protocol::wire::SharePolicy;
 /// The mesh part of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MeshFile {
-    /// When peers may run jobs here. Default: `idle`.
-    pub(crate) share: SharePolicy,
+    /// When peers may run jobs here; `None` until the owner has chosen (then nothing is
+    /// lent or taken). Default: `None`.
+    pub(crate) share: Option<SharePolicy>,
     /// At most this many slots run peers' jobs. Default: all of them.
     pub(crate) max_shared_slots: Option<usize>,
     /// The load average under which the machine counts as idle. Default: 1.0.
@@ -100,9 +101,9 @@ fn parse(text: &str) -> Result<MeshFile> {
     let defaults = MeshFile::default();
     let share = match raw.share.as_deref() {
         None => defaults.share,
-        Some(text) => parse_share(text)?,
+        Some(text) => Some(parse_share(text)?),
     };
-    if raw.max_shared_slots == Some(0) && share != SharePolicy::Never {
+    if raw.max_shared_slots == Some(0) && share != Some(SharePolicy::Never) {
         bail!("`max_shared_slots = 0` shares nothing; write `share = \"never\"` instead");
     }
     let idle_load = raw.idle_load.unwrap_or(defaults.idle_load);
@@ -149,6 +150,47 @@ fn check_tools(tools: Vec<String>) -> Result<Vec<String>> {
     Ok(tools)
 }
 
+/// Sets `share = "policy"` in the configuration file at `path`, keeping the rest of it as it
+/// is (made when missing).
+pub(crate) fn set_share(path: &Path, policy: SharePolicy) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let line = format!("share = \"{}\"", share_name(policy));
+    let mut replaced = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or_default().trim();
+            if key == "share" && !replaced {
+                replaced = true;
+                line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !replaced {
+        lines.push(line);
+    }
+    let mut new = lines.join("\n");
+    new.push('\n');
+    // What is written must read back.
+    parse(&new).with_context(|| format!("in the daemon configuration `{}`", path.display()))?;
+    std::fs::write(path, new).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// How `config.toml` names a policy.
+pub(crate) fn share_name(policy: SharePolicy) -> &'static str {
+    match policy {
+        SharePolicy::Always => "always",
+        SharePolicy::Idle => "idle",
+        SharePolicy::Never => "never",
+    }
+}
+
 /// `always`, `idle` or `never`.
 pub(crate) fn parse_share(text: &str) -> Result<SharePolicy> {
     match text {
@@ -172,7 +214,7 @@ mod tests {
             "share = \"always\"\nmax_shared_slots = 2\npeers = [\"/ip4/10.0.0.2/udp/4455/quic-v1\"]\nmdns = false\n",
         )
         .expect("valid");
-        assert_eq!(file.share, SharePolicy::Always);
+        assert_eq!(file.share, Some(SharePolicy::Always));
         assert_eq!(file.max_shared_slots, Some(2));
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
@@ -182,6 +224,27 @@ mod tests {
                 .expect("valid")
                 .accept_tools,
             Some(vec!["gcc".to_owned(), "/opt/bin/sh".to_owned()])
+        );
+    }
+
+    #[test]
+    fn setting_the_share_policy_keeps_the_rest_of_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        set_share(&path, SharePolicy::Idle).expect("new file");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "share = \"idle\"\n"
+        );
+        std::fs::write(
+            &path,
+            "# my settings\nspeed = 1.5\nshare = \"idle\"\nmdns = false\n",
+        )
+        .expect("write");
+        set_share(&path, SharePolicy::Never).expect("replace");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "# my settings\nspeed = 1.5\nshare = \"never\"\nmdns = false\n"
         );
     }
 

@@ -52,6 +52,13 @@ fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
         lines.push(format!("  listen    {addr}"));
     }
     lines.push(format!("  peers     {} admitted", mesh.n_peers));
+    let sharing = match mesh.share.as_str() {
+        "always" => "teammates' jobs run here whenever a slot is free",
+        "idle" => "teammates' jobs run here while this machine is idle",
+        "never" => "teammates' jobs never run here",
+        _ => "nothing lent or taken until you choose (`weft team share always|idle|never`)",
+    };
+    lines.push(format!("  sharing   {}: {sharing}", mesh.share));
     lines.push(format!(
         "  speed     {:.2}× the reference machine (peers give the critical path to one a quarter faster)",
         f64::from(mesh.speed) / 1000.0
@@ -61,9 +68,15 @@ fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
         mesh.jobs_given, mesh.jobs_stolen, mesh.peer_cache_hits, mesh.leases_requeued
     ));
     lines.push(format!(
-        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
-        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
+        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs, \
+         {} quarantined",
+        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic, mesh.quarantined
     ));
+    for node in &mesh.distrusted {
+        lines.push(format!(
+            "  disowned  {node} (nothing is taken from it; `weft team trust` takes it back)"
+        ));
+    }
     let mb = |bytes: u64| bytes as f64 / 1e6;
     lines.push(format!(
         "  data      {:.1} MB in, {:.1} MB out; {} large blobs over the bulk lane (TLS on TCP)",
@@ -153,6 +166,9 @@ mod tests {
             peer_cache_hits: 90,
             leases_requeued: 3,
             nondeterministic: 0,
+            quarantined: 1,
+            distrusted: vec!["7c0f3a2b19e4d5a6".into()],
+            share: "idle".into(),
             steal_wait_us: Some((2_800, 41_250)),
             peer_hit_us: Some((1_234, 9_876)),
             bytes_in: 123_456_789,
@@ -168,9 +184,11 @@ mod tests {
               listen    /ip4/192.0.2.10/udp/7070/quic-v1
               listen    /ip6/2001:db8::10/udp/7070/quic-v1
               peers     3 admitted
+              sharing   idle: teammates' jobs run here while this machine is idle
               speed     1.50× the reference machine (peers give the critical path to one a quarter faster)
               jobs      40 lent, 12 taken, 90 results from peers' caches, 3 leases requeued
-              trouble   1 corrupt blobs rejected, 2 failed admissions, 0 nondeterministic jobs
+              trouble   1 corrupt blobs rejected, 2 failed admissions, 0 nondeterministic jobs, 1 quarantined
+              disowned  7c0f3a2b19e4d5a6 (nothing is taken from it; `weft team trust` takes it back)
               data      123.5 MB in, 0.1 MB out; 4 large blobs over the bulk lane (TLS on TCP)
               stealing  jobs waited 2.8 ms (p50), 41.2 ms (p99) before a thief took them
               peer hits 1.23 ms (p50), 9.88 ms (p99) from query to checked answer
@@ -193,6 +211,7 @@ mod tests {
             team: "5f3a9c01d2e4b677".into(),
             peer_id: "12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT".into(),
             speed: 1_000,
+            share: "not chosen".into(),
             ..MeshStatus::default()
         };
         expect![[r#"
@@ -201,9 +220,10 @@ mod tests {
             slots       8
             mesh        team 5f3a9c01d2e4b677 as 12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
               peers     0 admitted
+              sharing   not chosen: nothing lent or taken until you choose (`weft team share always|idle|never`)
               speed     1.00× the reference machine (peers give the critical path to one a quarter faster)
               jobs      0 lent, 0 taken, 0 results from peers' caches, 0 leases requeued
-              trouble   0 corrupt blobs rejected, 0 failed admissions, 0 nondeterministic jobs
+              trouble   0 corrupt blobs rejected, 0 failed admissions, 0 nondeterministic jobs, 0 quarantined
               data      0.0 MB in, 0.0 MB out; 0 large blobs over the bulk lane (TLS on TCP)
             building    /home/dev/src/app
             store       /home/dev/.local/state/weft/store

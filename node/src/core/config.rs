@@ -15,6 +15,9 @@ pub struct CoreConfig {
     pub share: SharePolicy,
     /// At most this many slots run peers' jobs. Default: all of them.
     pub max_shared_slots: usize,
+    /// Whether this node lends its queued jobs to peers that ask. Default: true (the daemon
+    /// lends nothing until its owner has chosen a `share` policy).
+    pub lend: bool,
     /// At most this many jobs per steal request. Default: 4.
     pub steal_batch: usize,
     /// How long a lease lasts without renewal. Default: 10 s.
@@ -78,6 +81,7 @@ impl CoreConfig {
             slots: slots.max(1),
             share: SharePolicy::Idle,
             max_shared_slots: slots.max(1),
+            lend: true,
             steal_batch: 4,
             lease_ttl: Duration::from_secs(10),
             beacon_interval: Duration::from_secs(1),

@@ -447,8 +447,9 @@ impl Core {
         peer: NodeId,
         request: &StealRequest,
     ) -> Vec<Lease> {
-        if self.peers.get(&peer).is_none_or(|p| p.is_avoided(now)) {
-            // Unknown, or it kept failing jobs for reasons of its own: nothing for now.
+        if !self.config.lend || self.peers.get(&peer).is_none_or(|p| p.is_avoided(now)) {
+            // Not lending, an unknown thief, or one that kept failing jobs for reasons of its
+            // own: nothing for now.
             return Vec::new();
         }
         let tools: BTreeSet<Digest> = request.tools.iter().copied().collect();

@@ -38,8 +38,9 @@ pub struct DaemonConfig {
 /// The mesh part of [`DaemonConfig`]; see `cli/src/config.rs` for the file it comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshSettings {
-    /// When peers may run jobs here. Default: [`SharePolicy::Idle`].
-    pub share: SharePolicy,
+    /// When peers may run jobs here; `None` until the owner has chosen, and then this node
+    /// neither runs peers' jobs nor lends its own. Default: `None`.
+    pub share: Option<SharePolicy>,
     /// At most this many slots run peers' jobs. Default: every slot.
     pub max_shared_slots: Option<usize>,
     /// Under this 1-minute load average (and with no build here), the machine is idle.
@@ -64,7 +65,7 @@ pub struct MeshSettings {
 impl Default for MeshSettings {
     fn default() -> MeshSettings {
         MeshSettings {
-            share: SharePolicy::Idle,
+            share: None,
             max_shared_slots: None,
             idle_load: 1.0,
             peers: Vec::new(),

@@ -533,9 +533,15 @@ mod tests {
         let mut stats = DirStat::default();
         kept.keep(&dest);
         let stamp = FileStamp::of(&mut stats, &dest).expect("stamp");
-        let mtime = std::fs::metadata(&dest).expect("stat").modified().expect("mtime");
+        let mtime = std::fs::metadata(&dest)
+            .expect("stat")
+            .modified()
+            .expect("mtime");
         std::fs::write(&dest, b"PUBLISHED").expect("edit");
-        let file = std::fs::File::options().write(true).open(&dest).expect("open");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&dest)
+            .expect("open");
         file.set_modified(mtime).expect("put the mtime back");
         drop(file);
         // Still in place: not intact (its ctime moved).

@@ -10,6 +10,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{info, warn};
+use weft_protocol::wire::SharePolicy;
 use weft_store::Store;
 
 use super::config::DaemonConfig;
@@ -129,7 +130,9 @@ pub async fn run(
         None => 1000,
     };
     let speed = core.speed;
-    core.share = config.mesh.share;
+    // Until the owner has chosen, nothing is lent or taken.
+    core.share = config.mesh.share.unwrap_or(SharePolicy::Never);
+    core.lend = config.mesh.share.is_some();
     if let Some(tools) = &config.mesh.accept_tools {
         core.accept_tools.clone_from(tools);
     }

@@ -90,6 +90,7 @@ impl Engine {
             stolen: HashMap::new(),
             stolen_reports: HashMap::new(),
             queries_sent: HashMap::new(),
+            told_not_chosen: false,
             steal_waits: Latencies::default(),
             peer_hits: Latencies::default(),
             epoch: Instant::now(),
@@ -176,6 +177,8 @@ pub(super) struct EngineTask {
     pub(super) stolen_reports: HashMap<JobId, StolenReport>,
     /// When each cache query to a peer went out.
     pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
+    /// A build was told that this node shares nothing until its owner chooses.
+    told_not_chosen: bool,
     pub(super) steal_waits: Latencies,
     pub(super) peer_hits: Latencies,
     epoch: Instant,
@@ -276,12 +279,21 @@ impl EngineTask {
                         },
                     );
                     if self.context.mesh.is_some()
-                        && self.core.peers().is_empty()
                         && let Some(state) = self.builds.get(&build)
                     {
-                        state.emit(BuildEvent::Notice(
-                            "no peers are connected: building locally".to_owned(),
-                        ));
+                        if !self.core.config().lend && !self.told_not_chosen {
+                            self.told_not_chosen = true;
+                            state.emit(BuildEvent::Notice(
+                                "this machine neither lends jobs to teammates nor runs theirs \
+                                 until you choose: `weft team share always|idle|never`"
+                                    .to_owned(),
+                            ));
+                        }
+                        if self.core.peers().is_empty() {
+                            state.emit(BuildEvent::Notice(
+                                "no peers are connected: building locally".to_owned(),
+                            ));
+                        }
                     }
                 }
                 let _ = reply.send(result);
@@ -292,6 +304,7 @@ impl EngineTask {
                     peers: self.core.peers(),
                     stats: self.core.stats(),
                     nondeterministic: self.core.stats().nondeterministic,
+                    distrusted: self.core.distrusted(),
                     running: self.core.running(),
                     steal_wait: self.steal_waits.percentiles(),
                     peer_hit: self.peer_hits.percentiles(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use weft_protocol::wire::{DaemonMessage, DaemonStatus, MeshStatus, PeerReport};
+use weft_protocol::wire::{DaemonMessage, DaemonStatus, MeshStatus, PeerReport, SharePolicy};
 
 use super::super::conn::{ConnError, ConnWriter};
 use super::super::shared::Shared;
@@ -63,6 +63,15 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         peer_cache_hits: report.stats.peer_cache_hits,
         leases_requeued: report.stats.leases_requeued,
         nondeterministic: report.nondeterministic,
+        quarantined: report.stats.quarantined,
+        distrusted: report.distrusted.iter().map(ToString::to_string).collect(),
+        share: match shared.config.mesh.share {
+            Some(SharePolicy::Always) => "always",
+            Some(SharePolicy::Idle) => "idle",
+            Some(SharePolicy::Never) => "never",
+            None => "not chosen",
+        }
+        .to_owned(),
         steal_wait_us: report.steal_wait.map(micros_pair),
         peer_hit_us: report.peer_hit.map(micros_pair),
         bytes_in: stats.bytes_in,
