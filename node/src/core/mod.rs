@@ -33,6 +33,7 @@ mod node;
 mod node_tests;
 mod peers;
 mod prefetch;
+mod rng;
 mod scheduler;
 mod steal;
 mod time;

@@ -46,6 +46,7 @@ use super::holders::Holders;
 use super::leases::{Borrowed, LeaseOut, Lent};
 use super::lookups::PeerLookups;
 use super::peers::{PeerTable, PeerView};
+use super::rng::Rng;
 use super::scheduler::{
     BuildEffect, BuildId, BuildOptions, JobOutcome, Made, PlanError, PlannedJob, Reserve, Scheduler,
 };
@@ -103,6 +104,8 @@ pub struct Core {
     lent: Lent,
     borrowed: Borrowed,
     stealing: Stealing,
+    /// The only randomness: seeded from this node's id.
+    rng: Rng,
     lookups: PeerLookups,
     announcer: Announcer,
     trust: Trust,
@@ -130,7 +133,8 @@ impl Core {
             holders: Holders::default(),
             lent: Lent::default(),
             borrowed: Borrowed::default(),
-            stealing: Stealing::new(local),
+            stealing: Stealing::new(),
+            rng: Rng::new(local),
             lookups: PeerLookups::default(),
             announcer: Announcer::new(&config),
             trust: Trust::default(),
@@ -1047,7 +1051,7 @@ impl Core {
             fanout: self.config.steal_fanout,
             backoff: self.config.steal_backoff,
         };
-        let Some(victim) = self.stealing.draw(now, &self.peers, draw) else {
+        let Some(victim) = self.stealing.draw(now, &self.peers, draw, &mut self.rng) else {
             return;
         };
         let max_jobs = self.shared_slots_free().min(self.config.steal_batch).max(1);

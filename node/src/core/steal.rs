@@ -2,7 +2,7 @@
 //! at random, in proportion to its queue, and on a large mesh only when its turn comes), and
 //! the steal request in flight.
 //!
-//! The only randomness in the core is here: a generator seeded from the node's id.
+//! Its randomness is the core's [`Rng`].
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use weft_protocol::NodeId;
 
 use super::Time;
 use super::peers::PeerTable;
+use super::rng::Rng;
 
 /// How long a steal request may go unanswered before the thief tries elsewhere.
 const STEAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +28,6 @@ pub(super) struct Stealing {
     gate: Time,
     /// This node drew its turn to ask: it asks once `gate` passes.
     turn: bool,
-    rng: u64,
 }
 
 /// The settings that shape the odds of a draw.
@@ -41,17 +41,12 @@ pub(super) struct Draw {
 }
 
 impl Stealing {
-    /// Nothing in flight; randomness seeded from the node's id.
-    pub(super) fn new(local: NodeId) -> Stealing {
-        let seed = u64::from_le_bytes([
-            local.0[0], local.0[1], local.0[2], local.0[3], local.0[4], local.0[5], local.0[6],
-            local.0[7],
-        ]);
+    /// Nothing in flight.
+    pub(super) fn new() -> Stealing {
         Stealing {
             pending: None,
             gate: Time::ZERO,
             turn: false,
-            rng: seed | 1,
         }
     }
 
@@ -98,7 +93,13 @@ impl Stealing {
     /// spread out. With many idle nodes and few queued jobs, a node asks only when its turn
     /// comes, so that about `fanout` requests chase each queued job. A victim found is the
     /// request in flight.
-    pub(super) fn draw(&mut self, now: Time, peers: &PeerTable, draw: Draw) -> Option<NodeId> {
+    pub(super) fn draw(
+        &mut self,
+        now: Time,
+        peers: &PeerTable,
+        draw: Draw,
+        rng: &mut Rng,
+    ) -> Option<NodeId> {
         // Counted and picked in two passes: this runs after every event, most often to find
         // no victim or to be turned away by the odds below.
         let total: u64 = peers
@@ -121,7 +122,7 @@ impl Stealing {
         // Rather than roll every `backoff` (a wake-up each time, on every idle node), draw
         // how many rolls it takes, and sleep until then: about idle / wanted of them.
         if wanted < idle && !std::mem::take(&mut self.turn) {
-            let rolls = self.next_random() % (2 * idle / wanted + 1);
+            let rolls = rng.next() % (2 * idle / wanted + 1);
             if rolls > 0 {
                 let backoff = draw.backoff.max(Duration::from_millis(1));
                 let wait = backoff.saturating_mul(u32::try_from(rolls).unwrap_or(u32::MAX));
@@ -131,7 +132,7 @@ impl Stealing {
             }
         }
         self.turn = false;
-        let mut pick = self.next_random() % total;
+        let mut pick = rng.next() % total;
         let mut victim = None;
         for node in peers.busy() {
             let Some(queue) = peers.steal_weight(node, now) else {
@@ -148,14 +149,5 @@ impl Stealing {
         let victim = victim?;
         self.pending = Some((victim, now));
         Some(victim)
-    }
-
-    /// splitmix64: deterministic, seeded from the node's id.
-    fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
