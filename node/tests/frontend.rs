@@ -587,6 +587,26 @@ fn target_patterns() {
 }
 
 #[test]
+fn network_is_a_job_attribute_that_defaults_to_false() {
+    let graph = load(
+        &[(
+            "BUILD",
+            "job(name = 'fetch', network = True, cmds = [exec(['curl', 'x'])])\n\
+             job(name = 'offline', cmds = [exec(['cc', 'x'])])\n",
+        )],
+        &[],
+    );
+    assert!(target(&graph, "//:fetch").network);
+    assert!(!target(&graph, "//:offline").network);
+    let err = fail(&[("BUILD", "job(name = 'x', network = 'yes')\n")], &[]);
+    assert!(
+        matches!(*err.kind, FrontendErrorKind::Starlark { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("network"), "{err}");
+}
+
+#[test]
 fn dep_templates_are_rewritten() {
     let graph = load(
         &[

@@ -1,7 +1,7 @@
 //! The built-in functions of BUILD and `.star` files.
 //!
-//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={})` declares a
-//!   target. Every argument but `name` must be passed by keyword.
+//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={}, network=False)`
+//!   declares a target. Every argument but `name` must be passed by keyword.
 //! - `exec(argv, env={}, cwd=None)` and `cat(output, template)` make commands for `cmds`.
 //! - `glob(include, exclude=[])` lists files; see [`super::glob`].
 //! - `target_info(label)` returns the `info` dict of another target.
@@ -62,6 +62,7 @@ fn weft_builtins(builder: &mut GlobalsBuilder) {
         tools: UnpackListOrTuple<String>,
         #[starlark(require = named, default = UnpackDictEntries::default())]
         info: UnpackDictEntries<String, Value<'v>>,
+        #[starlark(require = named, default = false)] network: bool,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         let ctx = context(eval)?;
@@ -102,6 +103,7 @@ fn weft_builtins(builder: &mut GlobalsBuilder) {
                 env: env.entries,
                 tools: tools.items,
                 info: raw_info,
+                network,
             };
             let target = resolve_job(&ctx.session.ws, &state.package, args, &at)?;
             state.declare(target)
