@@ -10,6 +10,8 @@
 //! mdns = true                 # find peers on the LAN (default true)
 //! speed = 1.5                 # this machine's speed against the reference (default: measured)
 //! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
+//! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
+//! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
 //! ```
 
 use std::path::Path;
@@ -17,6 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use weft_node::daemon::MeshSettings;
+use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
 use weft_protocol::wire::SharePolicy;
 
 /// The mesh part of the daemon's configuration.
@@ -38,6 +41,9 @@ pub(crate) struct MeshFile {
     pub(crate) speed: Option<f64>,
     /// Whether jobs run in namespaces of their own. Default: false.
     pub(crate) strict_sandbox: bool,
+    /// What evaluating one BUILD or `.star` file may spend. Default: 5 s
+    /// (`eval_time_limit_secs`) and 512 MiB (`eval_memory_limit_mib`).
+    pub(crate) eval: EvalLimits,
 }
 
 impl Default for MeshFile {
@@ -61,6 +67,7 @@ impl Default for MeshFile {
             mdns,
             speed,
             strict_sandbox: false,
+            eval: EvalLimits::default(),
         }
     }
 }
@@ -76,6 +83,8 @@ struct Raw {
     mdns: Option<bool>,
     speed: Option<f64>,
     strict_sandbox: Option<bool>,
+    eval_time_limit_secs: Option<f64>,
+    eval_memory_limit_mib: Option<u64>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -111,7 +120,31 @@ fn parse(text: &str) -> Result<MeshFile> {
              out to have it measured"
         );
     }
+    let mut eval = defaults.eval;
+    if let Some(secs) = raw.eval_time_limit_secs {
+        if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
+            bail!(
+                "`{TIME_SETTING} = {secs}` is not a time budget: write how many seconds one \
+                 BUILD or `.star` file may take to evaluate, more than 0 and at most 86400"
+            );
+        }
+        eval.time = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(mib) = raw.eval_memory_limit_mib {
+        let bytes = usize::try_from(mib)
+            .ok()
+            .and_then(|mib| mib.checked_mul(1 << 20))
+            .filter(|_| mib > 0);
+        let Some(bytes) = bytes else {
+            bail!(
+                "`{MEMORY_SETTING} = {mib}` is not a memory budget: write how many MiB one \
+                 BUILD or `.star` file's evaluation may hold, at least 1"
+            );
+        };
+        eval.memory = bytes;
+    }
     Ok(MeshFile {
+        eval,
         share,
         speed: raw.speed,
         max_shared_slots: raw.max_shared_slots,
@@ -151,6 +184,11 @@ mod tests {
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
         assert_eq!(parse("speed = 1.5").expect("valid").speed, Some(1.5));
+        let eval = parse("eval_time_limit_secs = 0.5\neval_memory_limit_mib = 64\n")
+            .expect("valid")
+            .eval;
+        assert_eq!(eval.time, std::time::Duration::from_millis(500));
+        assert_eq!(eval.memory, 64 << 20);
     }
 
     #[test]
@@ -163,6 +201,10 @@ mod tests {
             ("peers = \"one\"", "invalid type"),
             ("speed = 0", "is not a machine's speed"),
             ("speed = -2.0", "is not a machine's speed"),
+            ("eval_time_limit_secs = 0", "is not a time budget"),
+            ("eval_time_limit_secs = -1.0", "is not a time budget"),
+            ("eval_memory_limit_mib = 0", "is not a memory budget"),
+            ("eval_memory_limit_mib = -5", "invalid value"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

@@ -424,6 +424,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             mdns: file.mdns,
             speed: file.speed,
         },
+        eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,
         strict_sandbox: file.strict_sandbox || args.strict,
     };

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weft_node::frontend::{
-    FrontendError, FrontendErrorKind, InfoValue, Loader, Target, TargetGraph, Workspace,
+    FrontendError, FrontendErrorKind, InfoValue, LoadCancel, Loader, Target, TargetGraph, Workspace,
 };
 use weft_protocol::{Cmd, Label};
 
@@ -576,13 +576,15 @@ fn target_patterns() {
         assert_eq!(labels(&graph), *all, "{patterns:?}");
     }
     let queried = loader
-        .query_targets(&ws.ws, &["//a/...".to_owned()])
+        .query_targets(&ws.ws, &["//a/...".to_owned()], &LoadCancel::new())
         .expect("query");
     assert_eq!(
         queried.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["//a", "//a:x", "//a/b", "//a/b/c"]
     );
-    let deps = loader.query_deps(&ws.ws, "//a/b/c").expect("deps");
+    let deps = loader
+        .query_deps(&ws.ws, "//a/b/c", &LoadCancel::new())
+        .expect("deps");
     assert_eq!(deps, [label("//z")]);
 }
 

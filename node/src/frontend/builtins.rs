@@ -29,6 +29,7 @@ use starlark::values::structs::{AllocStruct, StructRef};
 use starlark::values::{Heap, UnpackValue, Value};
 use weft_protocol::Label;
 
+use super::budget::{Operator, check_operator};
 use super::declare::{JobArgs, RawCmd, resolve_job};
 use super::error::{FrontendError, FrontendErrorKind, SourceLocation};
 use super::eval::{EvalCtx, NativeError, PackageInput, PackageState, info_digest, line_number};
@@ -39,6 +40,58 @@ use super::suggest::closest;
 /// Adds weft's built-ins to `builder`.
 pub(crate) fn register(builder: &mut GlobalsBuilder) {
     weft_builtins(builder);
+    checked_operators(builder);
+    #[cfg(test)]
+    test_builtins(builder);
+}
+
+/// What the parser turns `*` and `+` into (see [`CHECKED_OPERATORS`](super::budget)): the
+/// operator, once the evaluation's memory budget has room for what it makes.
+#[starlark_module]
+fn checked_operators(builder: &mut GlobalsBuilder) {
+    /// `lhs * rhs`, with a repeated string, list or tuple sized before it is made.
+    fn _weft_mul<'v>(
+        lhs: Value<'v>,
+        rhs: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        check_budget(eval, Operator::Mul, lhs, rhs)?;
+        lhs.mul(rhs, eval.heap())
+    }
+
+    /// `lhs + rhs`, with a concatenated string, list or tuple sized before it is made.
+    fn _weft_add<'v>(
+        lhs: Value<'v>,
+        rhs: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        check_budget(eval, Operator::Add, lhs, rhs)?;
+        lhs.add(rhs, eval.heap())
+    }
+}
+
+/// Checks `lhs op rhs` against the budget of the evaluation in progress. Code that runs
+/// without weft's context (the prelude's own top level) is not checked.
+fn check_budget<'v>(
+    eval: &Evaluator<'v, '_, '_>,
+    op: Operator,
+    lhs: Value<'v>,
+    rhs: Value<'v>,
+) -> starlark::Result<()> {
+    match eval.extra.and_then(|extra| extra.downcast_ref::<EvalCtx>()) {
+        Some(ctx) => check_operator(&ctx.budget, op, lhs, rhs, eval.heap().allocated_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// Built-ins that only unit tests see.
+#[cfg(test)]
+#[starlark_module]
+fn test_builtins(builder: &mut GlobalsBuilder) {
+    /// Panics, as a bug in the evaluator would.
+    fn _weft_test_panic() -> starlark::Result<NoneType> {
+        panic!("a bug in the evaluator")
+    }
 }
 
 #[starlark_module]

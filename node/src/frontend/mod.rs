@@ -109,6 +109,7 @@
 //! Architecture invariant: this module reads the workspace but never writes to it, runs
 //! nothing, and knows nothing of the executor, the store or the network.
 
+mod budget;
 mod builtins;
 mod declare;
 mod distbuild;
@@ -122,8 +123,9 @@ mod pattern;
 mod suggest;
 mod workspace;
 
+pub use budget::{EvalLimits, LoadCancel, MEMORY_SETTING, TIME_SETTING};
 pub use distbuild::{DistGraph, DistJob, DistbuildError, DistbuildErrorKind, parse_distbuild};
-pub use error::{FrontendError, FrontendErrorKind, SourceLocation};
+pub use error::{EvalBudget, FrontendError, FrontendErrorKind, SourceLocation};
 pub use eval::{LoaderStats, MAX_NESTING};
 pub use files::BUILD_FILE_NAMES;
 pub use graph::{InfoValue, Target, TargetGraph};
