@@ -535,8 +535,8 @@ impl fmt::Display for FrontendErrorKind {
             EvalPanicked { file, message } => write!(
                 f,
                 "the Starlark interpreter crashed while evaluating `{file}` (`{message}`); the \
-                 daemon goes on. This is a bug in weft or in the starlark crate: please report \
-                 it with the line above, and change that line meanwhile"
+                 daemon goes on, but this is a bug in weft or in the starlark crate: please \
+                 report it with the line above, and change that line meanwhile"
             ),
             Unsupported {
                 construct,
