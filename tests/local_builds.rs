@@ -2,7 +2,7 @@
 //! workspaces, each test with its own home.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weft_tests::{TestEnv, alive, events_of, have_cc, names_of, text, wait_until};
 
@@ -496,4 +496,203 @@ fn job_durations_outlive_the_daemon() {
     let (output, events) = env.build(&["-j1"]);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(start_order(&events), ["//:short", "//:long", "//:tail"]);
+}
+
+/// A BUILD file that would run for hours: 10^10 steps of a loop, one statement each.
+const RUNAWAY: &str =
+    "x = 0\nfor i in range(100000):\n    for j in range(100000):\n        x = i + j\n";
+
+/// `VmHWM` of a process (its peak resident set) in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("a VmHWM line");
+    kib * 1024
+}
+
+/// The CPU time a process has used, in clock ticks (`utime + stime`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The command may hold spaces: the fields are counted after its closing parenthesis.
+    let after = &stat[stat.rfind(')').expect("a command") + 2..];
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("a number"))
+        .collect();
+    fields.iter().sum()
+}
+
+/// Runs `cmd` to its end, or kills it after `timeout` and returns `None`.
+fn output_within(
+    cmd: &mut std::process::Command,
+    timeout: Duration,
+) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("output"))
+}
+
+/// Issue 17, test 10: a BUILD file with a runaway loop and one with a huge string each fail
+/// with the budget named, and meanwhile a build of another workspace on the same daemon
+/// succeeds; the daemon's memory stays small and it goes on.
+#[test]
+fn runaway_and_huge_build_files_fail_with_their_budget_while_another_workspace_builds() {
+    let env = TestEnv::new();
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "eval_time_limit_secs = 10\n",
+    )
+    .expect("config.toml");
+    env.write("BUILD", RUNAWAY);
+    let huge =
+        weft_tests::workspace(&[("BUILD", "x = 1\ny = \"x\" * (1 << 30)\njob(name = \"h\")\n")]);
+    let other = weft_tests::workspace(&[(
+        "BUILD",
+        "job(name = \"ok\", outs = [\"o\"], cmds = [cat(\"{{OUTPUT_DIR}}/o\", \"ok\")])\n",
+    )]);
+    assert!(env.run(&["status"]).status.success(), "the daemon starts");
+    let daemon = env.daemon_pid().expect("a daemon runs");
+
+    let started = Instant::now();
+    let runaway = {
+        let mut cmd = env.cmd();
+        cmd.arg("build");
+        std::thread::spawn(move || output_within(&mut cmd, Duration::from_secs(120)))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+
+    let output = env
+        .cmd()
+        .current_dir(huge.path())
+        .arg("build")
+        .output()
+        .expect("weft runs");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "BUILD:2: `BUILD` went past its memory budget of 512 MiB: this would make a value \
+             of 1024 MiB"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`eval_memory_limit_mib`"), "{stderr}");
+
+    let output = env
+        .cmd()
+        .current_dir(other.path())
+        .arg("build")
+        .output()
+        .expect("weft runs");
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(other.path().join("weft-out/o")).expect("published"),
+        "ok"
+    );
+    let meanwhile = started.elapsed();
+
+    let output = runaway
+        .join()
+        .expect("the runaway build's thread")
+        .expect("the runaway build ends, within two minutes");
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("BUILD:4: `BUILD` ran past its time budget of 10 s"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`eval_time_limit_secs`"), "{stderr}");
+    assert!(
+        meanwhile < took,
+        "the other builds ended ({meanwhile:?}) while the runaway one evaluated ({took:?})"
+    );
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(60),
+        "{took:?}"
+    );
+
+    assert_eq!(env.daemon_pid(), Some(daemon), "the daemon goes on");
+    assert!(alive(daemon));
+    let peak = peak_rss(daemon);
+    assert!(
+        peak < 1 << 30,
+        "the daemon's peak RSS is {} MiB",
+        peak >> 20
+    );
+    // And it still builds that workspace once the file is fixed.
+    env.write(
+        "BUILD",
+        "job(name = \"fixed\", outs = [\"f\"], cmds = [cat(\"{{OUTPUT_DIR}}/f\", \"f\")])\n",
+    );
+    let output = env.run(&["build"]);
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+/// Issue 17, section 5: a killed client cancels its BUILD file's evaluation at once, and the
+/// workspace's lock is free: the next build of it does not wait (under a time budget of ten
+/// minutes, only the cancellation can free it).
+#[test]
+fn a_killed_client_cancels_its_evaluation_and_frees_the_lock_at_once() {
+    let env = TestEnv::new();
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "eval_time_limit_secs = 600\n",
+    )
+    .expect("config.toml");
+    env.write("BUILD", RUNAWAY);
+    assert!(env.run(&["status"]).status.success(), "the daemon starts");
+    let daemon = env.daemon_pid().expect("a daemon runs");
+    let mut client = env
+        .cmd()
+        .arg("build")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the daemon is busy evaluating.
+    let before = cpu_ticks(daemon);
+    wait_until(Duration::from_secs(30), "the daemon to evaluate", || {
+        cpu_ticks(daemon) > before + 20
+    });
+    client.kill().expect("kill -9 the client");
+    client.wait().expect("reap");
+
+    env.write(
+        "BUILD",
+        "job(name = \"quick\", outs = [\"q\"], cmds = [cat(\"{{OUTPUT_DIR}}/q\", \"q\")])\n",
+    );
+    let started = Instant::now();
+    let output = output_within(env.cmd().arg("build"), Duration::from_secs(30))
+        .expect("the next build does not wait for the killed one's evaluation");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.read("weft-out/q"), "q");
+
+    // Nothing evaluates any more: the daemon is idle.
+    let before = cpu_ticks(daemon);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(daemon) - before;
+    assert!(used < 30, "the daemon used {used} ticks in a second");
+    assert_eq!(env.daemon_pid(), Some(daemon));
 }

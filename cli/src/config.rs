@@ -10,6 +10,8 @@
 //! mdns = true                 # find peers on the LAN (default true)
 //! speed = 1.5                 # this machine's speed against the reference (default: measured)
 //! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
+//! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
+//! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
 //! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
 //!                             # compilers, assemblers, archivers, linkers; no shells)
 //! ```
@@ -19,6 +21,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use weft_node::daemon::MeshSettings;
+use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
 use weft_protocol::wire::SharePolicy;
 
 /// The mesh part of the daemon's configuration.
@@ -41,6 +44,9 @@ pub(crate) struct MeshFile {
     pub(crate) speed: Option<f64>,
     /// Whether jobs run in namespaces of their own. Default: false.
     pub(crate) strict_sandbox: bool,
+    /// What evaluating one BUILD or `.star` file may spend. Default: 5 s
+    /// (`eval_time_limit_secs`) and 512 MiB (`eval_memory_limit_mib`).
+    pub(crate) eval: EvalLimits,
     /// The tools peers' jobs may run here. Default: the core's list.
     pub(crate) accept_tools: Option<Vec<String>>,
 }
@@ -67,6 +73,7 @@ impl Default for MeshFile {
             mdns,
             speed,
             strict_sandbox: false,
+            eval: EvalLimits::default(),
             accept_tools,
         }
     }
@@ -83,6 +90,8 @@ struct Raw {
     mdns: Option<bool>,
     speed: Option<f64>,
     strict_sandbox: Option<bool>,
+    eval_time_limit_secs: Option<f64>,
+    eval_memory_limit_mib: Option<u64>,
     accept_tools: Option<Vec<String>>,
 }
 
@@ -119,7 +128,31 @@ fn parse(text: &str) -> Result<MeshFile> {
              out to have it measured"
         );
     }
+    let mut eval = defaults.eval;
+    if let Some(secs) = raw.eval_time_limit_secs {
+        if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
+            bail!(
+                "`{TIME_SETTING} = {secs}` is not a time budget: write how many seconds one \
+                 BUILD or `.star` file may take to evaluate, more than 0 and at most 86400"
+            );
+        }
+        eval.time = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(mib) = raw.eval_memory_limit_mib {
+        let bytes = usize::try_from(mib)
+            .ok()
+            .and_then(|mib| mib.checked_mul(1 << 20))
+            .filter(|_| mib > 0);
+        let Some(bytes) = bytes else {
+            bail!(
+                "`{MEMORY_SETTING} = {mib}` is not a memory budget: write how many MiB one \
+                 BUILD or `.star` file's evaluation may hold, at least 1"
+            );
+        };
+        eval.memory = bytes;
+    }
     Ok(MeshFile {
+        eval,
         share,
         speed: raw.speed,
         max_shared_slots: raw.max_shared_slots,
@@ -219,6 +252,11 @@ mod tests {
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
         assert_eq!(parse("speed = 1.5").expect("valid").speed, Some(1.5));
+        let eval = parse("eval_time_limit_secs = 0.5\neval_memory_limit_mib = 64\n")
+            .expect("valid")
+            .eval;
+        assert_eq!(eval.time, std::time::Duration::from_millis(500));
+        assert_eq!(eval.memory, 64 << 20);
         assert_eq!(
             parse("accept_tools = [\"gcc\", \"/opt/bin/sh\"]")
                 .expect("valid")
@@ -258,6 +296,10 @@ mod tests {
             ("peers = \"one\"", "invalid type"),
             ("speed = 0", "is not a machine's speed"),
             ("speed = -2.0", "is not a machine's speed"),
+            ("eval_time_limit_secs = 0", "is not a time budget"),
+            ("eval_time_limit_secs = -1.0", "is not a time budget"),
+            ("eval_memory_limit_mib = 0", "is not a memory budget"),
+            ("eval_memory_limit_mib = -5", "invalid value"),
             ("accept_tools = [\"bin/sh\"]", "neither a tool's name"),
             ("accept_tools = [\"\"]", "neither a tool's name"),
         ] {

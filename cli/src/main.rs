@@ -445,6 +445,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             speed: file.speed,
             accept_tools: file.accept_tools,
         },
+        eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,
         strict_sandbox: file.strict_sandbox || args.strict,
     };

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use weft_protocol::wire::SharePolicy;
 
+use crate::frontend::EvalLimits;
+
 /// How a daemon runs. The `weft` binary fills it from flags, the environment, the daemon's
 /// `config.toml` and defaults.
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ pub struct DaemonConfig {
     /// processes), through util-linux `unshare`. The daemon refuses to start when the kernel
     /// does not allow it. Default: false.
     pub strict_sandbox: bool,
+    /// What evaluating one BUILD or `.star` file may spend (time, memory). Default:
+    /// [`EvalLimits::default`] (5 s, 512 MiB; `eval_time_limit_secs` and
+    /// `eval_memory_limit_mib` in `config.toml`).
+    pub eval: EvalLimits,
     /// How this node takes part in its team's mesh (when it has joined a team).
     pub mesh: MeshSettings,
     /// Test-only: serve corrupt blobs to peers, to play a faulty node. Default: false.

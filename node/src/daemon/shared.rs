@@ -3,7 +3,7 @@
 //! workspace between builds ([`LastBuild`], the lowering memo).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,9 @@ pub(crate) struct Shared {
     pub(crate) home: Home,
     pub(crate) store: Store,
     pub(crate) engine: Engine,
-    pub(crate) loader: Mutex<Loader>,
+    /// The front end's warm loader of each workspace: one workspace's evaluation never waits
+    /// for another's.
+    loaders: Mutex<HashMap<PathBuf, Arc<Mutex<Loader>>>>,
     /// The last successful build of each workspace, for replaying no-op builds.
     pub(crate) last_builds: Mutex<HashMap<PathBuf, LastBuild>>,
     /// The last lowering of each workspace's graph.
@@ -66,7 +68,7 @@ impl Shared {
         Shared {
             kept: KeptOutputs::new(home.kept_outputs()),
             digests: SourceDigests::new(store.clone()),
-            loader: Mutex::new(Loader::new()),
+            loaders: Mutex::new(HashMap::new()),
             lowered: Mutex::new(HashMap::new()),
             last_builds: Mutex::new(HashMap::new()),
             locks: WorkspaceLocks::default(),
@@ -82,6 +84,15 @@ impl Shared {
             mesh,
             speed,
         }
+    }
+
+    /// The loader of the workspace at `root`, new when none has loaded it yet.
+    pub(crate) fn loader(&self, root: &Path) -> Arc<Mutex<Loader>> {
+        let mut loaders = self.loaders.lock().unwrap_or_else(|p| p.into_inner());
+        loaders
+            .entry(root.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Loader::with_limits(self.config.eval))))
+            .clone()
     }
 
     /// A build id no other build of this daemon has.
