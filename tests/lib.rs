@@ -241,6 +241,8 @@ pub struct NodeSpec {
     pub wrong_team: bool,
     /// Its `speed` in `config.toml`; measured at start when `None`.
     pub speed: Option<f64>,
+    /// More lines of its `config.toml`.
+    pub config: &'static str,
 }
 
 impl NodeSpec {
@@ -252,6 +254,7 @@ impl NodeSpec {
             corrupt: false,
             wrong_team: false,
             speed: None,
+            config: "",
         }
     }
 }
@@ -285,6 +288,7 @@ impl TestMesh {
             if let Some(speed) = spec.speed {
                 config.push_str(&format!("speed = {speed}\n"));
             }
+            config.push_str(spec.config);
             std::fs::write(home.path().join("config.toml"), config).expect("config.toml");
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
             let port = socket.local_addr().expect("addr").port();

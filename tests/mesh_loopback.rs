@@ -289,3 +289,56 @@ fn corrupt_blobs_from_a_peer_are_rejected_and_the_build_still_succeeds() {
     let rejected = status_count(&status, "corrupt blobs rejected");
     assert!(rejected >= 1, "{status}");
 }
+
+/// A job whose output differs on every run.
+const RANDOM_BUILD: &str = r#"
+job(
+    name = "random",
+    outs = ["r.txt"],
+    cmds = [exec(["sh", "-c", "od -An -N16 -tx1 /dev/urandom > {{OUTPUT_DIR}}/r.txt"])],
+)
+"#;
+
+#[test]
+fn a_peers_result_that_a_check_here_contradicts_is_flagged_and_built_here() {
+    let mut first = NodeSpec::sharing(2);
+    first.share = "never";
+    let mut checking = first.clone();
+    checking.config = "verify_fraction = 1.0\n";
+    let mesh = TestMesh::start(&[first, checking]);
+    let ws = workspace(&[("BUILD", RANDOM_BUILD)]);
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(events_of(&events, "Started").len(), 1);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Node 1 takes node 0's result, and runs the job itself beside the build to check it.
+    let other = workspace(&[("BUILD", RANDOM_BUILD)]);
+    let (output, events) = mesh.nodes[1].build(other.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let hits = events_of(&events, "CacheHit");
+    assert_eq!(hits.len(), 1, "{events:?}");
+    assert!(hits[0]["source"].get("Peer").is_some(), "{hits:?}");
+    wait_until(
+        Duration::from_secs(20),
+        "the check to find the difference",
+        || status_count(&mesh.nodes[1].status(), "nondeterministic jobs") == 1,
+    );
+
+    // The next build says so, naming both nodes, and builds the job here: no cache counts.
+    let (output, events) = mesh.nodes[1].build(other.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let notices: Vec<String> = events_of(&events, "Notice")
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .filter(|n| n.contains("nondeterministic"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{events:?}");
+    assert!(
+        notices[0].contains(&mesh.nodes[0].node_id[..16])
+            && notices[0].contains(&mesh.nodes[1].node_id[..16]),
+        "{notices:?}"
+    );
+    assert!(events_of(&events, "CacheHit").is_empty(), "{events:?}");
+    assert_eq!(started_nodes(&events), vec![mesh.nodes[1].node_id.clone()]);
+}

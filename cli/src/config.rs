@@ -12,6 +12,7 @@
 //! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
 //! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
 //! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
+//! verify_fraction = 0.05      # run this share of peers' cache hits here too, and compare
 //! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
 //!                             # compilers, assemblers, archivers, linkers; no shells)
 //! ```
@@ -49,6 +50,8 @@ pub(crate) struct MeshFile {
     pub(crate) eval: EvalLimits,
     /// The tools peers' jobs may run here. Default: the core's list.
     pub(crate) accept_tools: Option<Vec<String>>,
+    /// The share of peers' cache hits also run here and compared. Default: 0.
+    pub(crate) verify_fraction: f64,
 }
 
 impl Default for MeshFile {
@@ -63,6 +66,7 @@ impl Default for MeshFile {
             mdns,
             speed,
             accept_tools,
+            verify_fraction,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -75,6 +79,7 @@ impl Default for MeshFile {
             strict_sandbox: false,
             eval: EvalLimits::default(),
             accept_tools,
+            verify_fraction,
         }
     }
 }
@@ -93,6 +98,7 @@ struct Raw {
     eval_time_limit_secs: Option<f64>,
     eval_memory_limit_mib: Option<u64>,
     accept_tools: Option<Vec<String>>,
+    verify_fraction: Option<f64>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -164,6 +170,14 @@ fn parse(text: &str) -> Result<MeshFile> {
         accept_tools: match raw.accept_tools {
             Some(tools) => Some(check_tools(tools)?),
             None => defaults.accept_tools,
+        },
+        verify_fraction: match raw.verify_fraction {
+            Some(f) if (0.0..=1.0).contains(&f) => f,
+            Some(f) => bail!(
+                "`verify_fraction = {f}` is not a share of the peers' results: write a number \
+                 from 0 (check none) to 1 (run every one here too), such as 0.05"
+            ),
+            None => defaults.verify_fraction,
         },
     })
 }
@@ -302,6 +316,8 @@ mod tests {
             ("eval_memory_limit_mib = -5", "invalid value"),
             ("accept_tools = [\"bin/sh\"]", "neither a tool's name"),
             ("accept_tools = [\"\"]", "neither a tool's name"),
+            ("verify_fraction = 1.5", "is not a share"),
+            ("verify_fraction = -0.1", "is not a share"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

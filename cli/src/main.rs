@@ -444,6 +444,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             mdns: file.mdns,
             speed: file.speed,
             accept_tools: file.accept_tools,
+            verify_fraction: file.verify_fraction,
         },
         eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,

@@ -55,6 +55,7 @@ mod effect {
     pub(super) const DEPS_LOST: u8 = 16;
     pub(super) const NONDETERMINISTIC: u8 = 17;
     pub(super) const QUARANTINED: u8 = 18;
+    pub(super) const VERIFY: u8 = 19;
 }
 
 impl Sim {
@@ -104,6 +105,7 @@ impl Sim {
             }
             Effect::Nondeterministic { job, .. } => (effect::NONDETERMINISTIC, short(job)),
             Effect::Quarantined { job, .. } => (effect::QUARANTINED, short(job)),
+            Effect::Verify { id, .. } => (effect::VERIFY, short(id)),
         };
         self.trace.record(self.now, node, tag, detail);
     }
@@ -147,6 +149,13 @@ impl Sim {
             // Simulated results never differ.
             Effect::Nondeterministic { .. } => {}
             Effect::Quarantined { .. } => self.metrics.quarantined += 1,
+            // Scenarios do not check peers' results (`verify_per_million` stays 0); one that
+            // did would learn nothing from a simulated result, which never differs.
+            Effect::Verify { id, .. } => {
+                if let Some(core) = &mut self.nodes[node as usize].core {
+                    core.on_verified(now, id, None);
+                }
+            }
             Effect::Build(BuildEffect::Cancel { build, job }) => {
                 let n = &mut self.nodes[node as usize];
                 if let Some(token) = n.own_runs.remove(&(build, job)) {

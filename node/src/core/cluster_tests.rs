@@ -300,6 +300,7 @@ impl Sim {
             | Effect::Returned { .. }
             | Effect::Nondeterministic { .. }
             | Effect::Quarantined { .. }
+            | Effect::Verify { .. }
             | Effect::Build(BuildEffect::Skipped { .. }) => {}
         }
     }

@@ -72,6 +72,10 @@ pub struct CoreConfig {
     /// later build gives it one more try. A thief that goes away or goes quiet is no job's
     /// fault and does not count. Default: 3.
     pub max_job_losses: u32,
+    /// Of the results taken from peers' caches, about this many in a million are also run
+    /// here, beside the build, and compared: a difference flags the job as nondeterministic.
+    /// Default: 0 (`verify_fraction` in `config.toml`).
+    pub verify_per_million: u32,
 }
 
 impl CoreConfig {
@@ -100,6 +104,7 @@ impl CoreConfig {
                 .map(|tool| (*tool).to_owned())
                 .collect(),
             max_job_losses: 3,
+            verify_per_million: 0,
         }
     }
 

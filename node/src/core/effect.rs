@@ -120,6 +120,18 @@ pub enum Effect {
     },
     /// Gossip to the team.
     Publish(Gossip),
+    /// Run a job here beside the build, to check a result taken from `peer`'s cache; answer
+    /// with [`Core::on_verified`](super::Core::on_verified). Nothing waits for it.
+    Verify {
+        /// The job's id.
+        id: JobId,
+        /// The job.
+        job: Arc<Job>,
+        /// Where its deps' outputs are, best holder first.
+        deps: Vec<LeaseDep>,
+        /// The peer whose result it checks.
+        peer: NodeId,
+    },
     /// Two results of one job differ in their outputs: the job is flagged, built here and
     /// never taken from a cache until two runs here agree. Say so in the builds that have it.
     Nondeterministic {

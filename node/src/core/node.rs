@@ -287,6 +287,7 @@ impl Core {
         } else if let Some(made) = hit {
             self.lookups.end(build, job);
             self.stats.peer_cache_hits += 1;
+            self.maybe_verify(build, job, made);
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if !self.ask_next_holder(build, job) {
             self.missed(now, build, job);
@@ -750,7 +751,8 @@ impl Core {
                 deps: lease.deps,
             });
         }
-        self.scheduler.set_slots_for_peers(self.borrowed.len());
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
         self.after_event(now);
     }
 
@@ -831,6 +833,24 @@ impl Core {
     }
 
     // ---- trust --------------------------------------------------------------------------
+
+    /// The driver's answer to [`Effect::Verify`]: the output tree the run here made, or
+    /// `None` when it could not run (then nothing is concluded).
+    pub fn on_verified(&mut self, now: Time, job: JobId, tree: Option<Digest>) {
+        let Some((peer, expected)) = self.trust.verified(&job) else {
+            return;
+        };
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
+        if let Some(tree) = tree {
+            if tree == expected {
+                tracing::debug!(%job, %peer, "a peer's cached result checked out");
+            } else {
+                self.nondeterministic(job, peer, self.local);
+            }
+        }
+        self.after_event(now);
+    }
 
     /// The driver found two different results of `job` (a local run against the action
     /// cache's entry, a peer's against one seen before), made by `first` and `second`.
@@ -940,6 +960,31 @@ impl Core {
     /// Whether `job` of `build` may use the network (so it runs only here).
     fn is_network(&self, build: BuildId, job: JobId) -> bool {
         self.scheduler.job(build, job).is_some_and(|j| j.network)
+    }
+
+    /// Picks, at the odds of [`CoreConfig::verify_per_million`], a peer's cache hit to run
+    /// here too, beside the build.
+    fn maybe_verify(&mut self, build: BuildId, job: JobId, made: Made) {
+        if self.config.verify_per_million == 0
+            || self.trust.is_verifying(&job)
+            || !self.rng.chance(self.config.verify_per_million)
+        {
+            return;
+        }
+        let Some(spec) = self.scheduler.job(build, job).cloned() else {
+            return;
+        };
+        let mut deps = self.scheduler.dep_outputs(build, &spec);
+        self.add_holders(&mut deps);
+        self.trust.verify(job, made.by, made.tree);
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
+        self.effects.push_back(Effect::Verify {
+            id: job,
+            job: spec,
+            deps,
+            peer: made.by,
+        });
     }
 
     /// No cache has `job`: it is queued, unless its worker died once too often with it, and
@@ -1088,7 +1133,8 @@ impl Core {
     /// its origin.
     fn end_stolen(&mut self, id: JobId) -> Option<NodeId> {
         let stolen = self.borrowed.end(id)?;
-        self.scheduler.set_slots_for_peers(self.borrowed.len());
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
         Some(stolen.origin)
     }
 

@@ -417,6 +417,52 @@ fn only_the_tools_a_node_accepts_are_offered_not_those_of_its_own_builds() {
 }
 
 #[test]
+fn a_checked_peer_hit_that_differs_flags_the_job() {
+    let mut core = core(2, |c| c.verify_per_million = 1_000_000);
+    let a = job("a", &[]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
+    add_build(&mut core, &[(&a, false)]);
+    answer_a_from_3(&mut core, &a, tree(9));
+    let effects = drain(&mut core);
+    let verify = effects.iter().find_map(|e| match e {
+        Effect::Verify { id, peer, .. } => Some((*id, *peer)),
+        _ => None,
+    });
+    assert_eq!(verify, Some((a.id(), node(3))), "{effects:?}");
+    // The build did not wait for the check.
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Build(BuildEffect::BuildDone { .. })))
+    );
+    core.on_verified(Time::ZERO, a.id(), Some(tree(8)));
+    let effects = drain(&mut core);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Nondeterministic { job, first, second }
+                if *job == a.id() && *first == node(3) && *second == node(1)
+        )),
+        "{effects:?}"
+    );
+    assert!(core.is_nondeterministic(&a.id()));
+    // One that agrees concludes nothing bad.
+    let mut agreeing = core_checking_all();
+    let b = job("b", &[]);
+    agreeing.on_have(Time::ZERO, node(3), &[b.id()]);
+    add_build(&mut agreeing, &[(&b, false)]);
+    answer_a_from_3(&mut agreeing, &b, tree(9));
+    drain(&mut agreeing);
+    agreeing.on_verified(Time::ZERO, b.id(), Some(tree(9)));
+    assert!(!agreeing.is_nondeterministic(&b.id()));
+    assert_eq!(agreeing.stats().nondeterministic, 0);
+}
+
+fn core_checking_all() -> Core {
+    core(2, |c| c.verify_per_million = 1_000_000)
+}
+
+#[test]
 fn network_jobs_and_nondeterministic_ones_stay_home() {
     let mut core = core(1, |_| {});
     let fetch = Job {

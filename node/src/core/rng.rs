@@ -17,6 +17,11 @@ impl Rng {
         Rng(seed | 1)
     }
 
+    /// True with odds of `per_million` in a million.
+    pub(super) fn chance(&mut self, per_million: u32) -> bool {
+        self.next() % 1_000_000 < u64::from(per_million)
+    }
+
     pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

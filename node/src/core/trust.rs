@@ -1,7 +1,8 @@
 //! [`Trust`]: what this node no longer believes. Peers it distrusts (their results, blobs and
 //! jobs refused), jobs whose results disagree (nondeterministic: built here, never taken from
-//! a cache, until two runs here agree), and jobs that keep losing their worker (quarantined
-//! after [`super::CoreConfig::max_job_losses`]).
+//! a cache, until two runs here agree), jobs that keep losing their worker (quarantined
+//! after [`super::CoreConfig::max_job_losses`]), and peers' cache hits being checked by a run
+//! here ([`super::CoreConfig::verify_per_million`]).
 
 use weft_protocol::{Digest, JobId, NodeId};
 
@@ -18,6 +19,8 @@ pub(super) struct Trust {
     losses: IdMap<JobId, u32>,
     /// Quarantined jobs that sat out their last build: the next one tries them.
     sat_out: IdSet<JobId>,
+    /// Peers' cache hits being run again here to check them: the peer, and the tree it gave.
+    verifying: IdMap<JobId, (NodeId, Digest)>,
 }
 
 impl Trust {
@@ -81,6 +84,25 @@ impl Trust {
         let n = self.losses.entry(job).or_insert(0);
         *n = n.saturating_add(1);
         *n
+    }
+
+    /// `job`, taken from `peer`'s cache with outputs `tree`, is being run here to check it.
+    pub(super) fn verify(&mut self, job: JobId, peer: NodeId, tree: Digest) {
+        self.verifying.insert(job, (peer, tree));
+    }
+
+    pub(super) fn is_verifying(&self, job: &JobId) -> bool {
+        self.verifying.contains_key(job)
+    }
+
+    /// How many checks run now (each takes a slot).
+    pub(super) fn n_verifying(&self) -> usize {
+        self.verifying.len()
+    }
+
+    /// The check of `job` ended: whose result it checked, and its tree.
+    pub(super) fn verified(&mut self, job: &JobId) -> Option<(NodeId, Digest)> {
+        self.verifying.remove(job)
     }
 
     /// How many times `job` lost its worker.

@@ -66,6 +66,9 @@ pub struct MeshSettings {
     /// [`CoreConfig::DEFAULT_ACCEPT_TOOLS`](crate::core::CoreConfig::DEFAULT_ACCEPT_TOOLS)
     /// (compilers, assemblers, archivers, linkers; no shells or interpreters).
     pub accept_tools: Option<Vec<String>>,
+    /// The share of results taken from peers' caches that are also run here, beside the
+    /// build, and compared (0.05: one in twenty). Default: 0.
+    pub verify_fraction: f64,
 }
 
 impl Default for MeshSettings {
@@ -79,6 +82,7 @@ impl Default for MeshSettings {
             mdns: true,
             speed: None,
             accept_tools: None,
+            verify_fraction: 0.0,
         }
     }
 }

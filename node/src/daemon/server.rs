@@ -133,6 +133,7 @@ pub async fn run(
     // Until the owner has chosen, nothing is lent or taken.
     core.share = config.mesh.share.unwrap_or(SharePolicy::Never);
     core.lend = config.mesh.share.is_some();
+    core.verify_per_million = (config.mesh.verify_fraction.clamp(0.0, 1.0) * 1e6).round() as u32;
     if let Some(tools) = &config.mesh.accept_tools {
         core.accept_tools.clone_from(tools);
     }

@@ -160,6 +160,9 @@ pub(crate) struct LastBuild {
     pub(crate) results: Arc<HashMap<JobId, ActionResult>>,
     /// The store's removal counter after it published.
     pub(crate) removals: u64,
+    /// The engine's [`Engine::verdicts`] when it started: a result found nondeterministic
+    /// since is not replayed.
+    pub(crate) verdicts: u64,
     /// Each published file, as published.
     pub(crate) published: Arc<Vec<Published>>,
 }
@@ -171,15 +174,17 @@ impl LastBuild {
     }
 
     /// Whether a build of `lowered` for `graph` can replay it: the same jobs and targets,
-    /// and the store has removed nothing since (`removals` is its counter now), so every
-    /// result's outputs are still there.
+    /// the store has removed nothing since (`removals` is its counter now), so every
+    /// result's outputs are still there, and the engine has doubted no result since
+    /// (`verdicts` is its count now).
     pub(crate) fn replays(
         &self,
         lowered: &Arc<Lowered>,
         graph: &Arc<TargetGraph>,
         removals: u64,
+        verdicts: u64,
     ) -> bool {
-        self.planned(lowered, graph) && self.removals == removals
+        self.planned(lowered, graph) && self.removals == removals && self.verdicts == verdicts
     }
 }
 
@@ -214,10 +219,15 @@ mod tests {
             graph: graph.clone(),
             results: Arc::default(),
             removals: 3,
+            verdicts: 1,
             published: Arc::default(),
         };
-        assert!(last.replays(&lowered, &graph, 3));
-        assert!(!last.replays(&lowered, &graph, 4), "a gc ran");
+        assert!(last.replays(&lowered, &graph, 3, 1));
+        assert!(!last.replays(&lowered, &graph, 4, 1), "a gc ran");
+        assert!(
+            !last.replays(&lowered, &graph, 3, 2),
+            "a result was doubted"
+        );
         // Equal but not the same: lowered again, so something may have changed.
         let other = Arc::new(Lowered::default());
         assert!(!last.planned(&other, &graph));

@@ -67,6 +67,12 @@ pub(super) enum Command {
         fetched: bool,
     },
     SystemIdle(bool),
+    /// A run here of a job taken from a peer's cache, to check it, ended: its output tree,
+    /// or `None` when it could not run.
+    Verified {
+        id: JobId,
+        tree: Option<weft_protocol::Digest>,
+    },
     /// A peer sent bytes that do not match their digest (or a tree that does not decode):
     /// it is disowned for the rest of the daemon's life.
     PeerCorrupt {

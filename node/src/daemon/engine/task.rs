@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -30,6 +31,9 @@ use crate::mesh::MeshEvent;
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     inbox: mpsc::UnboundedSender<Command>,
+    /// Counts the engine's changes of mind: a job found nondeterministic, a peer disowned.
+    /// A build replayed from the last one's results needs it unchanged since.
+    verdicts: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -74,7 +78,9 @@ impl Engine {
                 warn!(error = %e, "cannot list the action cache; peers hear only of new results")
             }
         }
+        let verdicts = Arc::new(AtomicU64::new(0));
         let task = EngineTask {
+            verdicts: verdicts.clone(),
             core,
             context,
             node,
@@ -91,6 +97,7 @@ impl Engine {
             stolen_reports: HashMap::new(),
             queries_sent: HashMap::new(),
             told_not_chosen: false,
+            untold_nondeterministic: HashMap::new(),
             steal_waits: Latencies::default(),
             peer_hits: Latencies::default(),
             epoch: Instant::now(),
@@ -100,7 +107,13 @@ impl Engine {
             tokio::spawn(watch_load(inbox.clone(), config.idle_load));
         }
         tokio::spawn(task.run(commands, mesh_events));
-        Engine { inbox }
+        Engine { inbox, verdicts }
+    }
+
+    /// How many times the engine changed its mind about a result so far (see
+    /// [`Engine::verdicts`]'s field).
+    pub(crate) fn verdicts(&self) -> u64 {
+        self.verdicts.load(Ordering::Acquire)
     }
 
     /// Starts a build. Its events, ending with [`EngineEvent::Done`], go to `plan.events`.
@@ -179,6 +192,10 @@ pub(super) struct EngineTask {
     pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
     /// A build was told that this node shares nothing until its owner chooses.
     told_not_chosen: bool,
+    /// Jobs found nondeterministic when no build had them, with the two nodes: the next build
+    /// that has one says so.
+    untold_nondeterministic: HashMap<JobId, (NodeId, NodeId)>,
+    verdicts: Arc<AtomicU64>,
     pub(super) steal_waits: Latencies,
     pub(super) peer_hits: Latencies,
     epoch: Instant,
@@ -266,6 +283,13 @@ impl EngineTask {
                     .collect();
                 let result = self.core.add_build(now, build, planned, plan.options);
                 if result.is_ok() {
+                    for (id, job) in &plan.jobs {
+                        if let Some((first, second)) = self.untold_nondeterministic.remove(id) {
+                            let _ = plan.events.send(EngineEvent::Build(nondeterministic_notice(
+                                &job.name, first, second,
+                            )));
+                        }
+                    }
                     self.builds.insert(
                         build,
                         BuildState {
@@ -378,6 +402,7 @@ impl EngineTask {
                 fetched,
             } => self.on_thief_outputs(now, peer, job, result, fetched),
             Command::SystemIdle(idle) => self.core.set_system_idle(now, idle),
+            Command::Verified { id, tree } => self.core.on_verified(now, id, tree),
             Command::PeerCorrupt { peer, what } => {
                 if !self.core.is_distrusted(&peer) {
                     warn!(%peer, %what, "a peer served corrupt data; disowned for the rest of the daemon's life");
@@ -501,17 +526,35 @@ impl EngineTask {
                     self.send_done(origin, id)
                 }
                 Effect::Publish(gossip) => self.publish(gossip),
+                Effect::Verify {
+                    id,
+                    job,
+                    deps,
+                    peer,
+                } => {
+                    debug!(job = %id, name = %job.name, %peer, "checking a peer's cached result by a run here");
+                    tokio::spawn(super::work::run_check(
+                        self.context.clone(),
+                        self.inbox.clone(),
+                        id,
+                        job,
+                        deps,
+                    ));
+                }
                 Effect::Nondeterministic { job, first, second } => {
                     warn!(%job, %first, %second, "nondeterminism: two results of one job differ in their outputs");
+                    self.verdicts.fetch_add(1, Ordering::Release);
+                    let mut told = false;
                     for state in self.builds.values() {
                         if state.jobs.contains_key(&job) {
-                            state.emit(BuildEvent::Notice(format!(
-                                "`{}` is nondeterministic: `{first}` and `{second}` made \
-                                 different outputs; it is built here, and taken from no cache, \
-                                 until two runs here agree",
-                                state.name(job)
-                            )));
+                            state.emit(nondeterministic_notice(&state.name(job), first, second));
+                            told = true;
                         }
+                    }
+                    if !told {
+                        // Found after its build ended (a check of a peer's result): the next
+                        // build that has the job says so.
+                        self.untold_nondeterministic.insert(job, (first, second));
                     }
                 }
                 Effect::Quarantined {
@@ -541,6 +584,10 @@ impl EngineTask {
 
     /// A job's result in this node's cache: its output tree.
     fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Digest> {
+        if self.core.is_nondeterministic(&job) {
+            // The core takes no hit for it; the build must not say it had one.
+            return None;
+        }
         let state = self.builds.get_mut(&build)?;
         match self.known.look_up(&self.context.store, job) {
             Ok(Some(result)) if result.success() => {
@@ -716,6 +763,14 @@ impl EngineTask {
             }
         }
     }
+}
+
+/// What a build says of a job found to make different outputs.
+fn nondeterministic_notice(name: &str, first: NodeId, second: NodeId) -> BuildEvent {
+    BuildEvent::Notice(format!(
+        "`{name}` is nondeterministic: `{first}` and `{second}` made different outputs; it is \
+         built here, and taken from no cache, until two runs here agree"
+    ))
 }
 
 async fn next_mesh_event(events: &mut Option<mpsc::Receiver<MeshEvent>>) -> Option<MeshEvent> {

@@ -87,6 +87,54 @@ pub(super) async fn run_own(
     });
 }
 
+/// Runs a job whose result came from a peer's cache, to check it: fetches its deps' outputs,
+/// runs it, keeps the result (signed) when it succeeds, and reports its output tree.
+pub(super) async fn run_check(
+    context: EngineContext,
+    inbox: mpsc::UnboundedSender<Command>,
+    id: JobId,
+    job: Arc<Job>,
+    deps: Vec<LeaseDep>,
+) {
+    let lost = fetch_deps(&context, &inbox, &deps).await;
+    let tree = if lost.is_empty() {
+        let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
+        let request = RunRequest {
+            id,
+            job: &job,
+            deps: &dep_trees,
+            timeout: None,
+            node: context.node(),
+        };
+        match context.executor.run(request).await {
+            Ok(RunOutcome {
+                mut result,
+                failure: None,
+            }) => {
+                let digest = result.signing_digest(id);
+                result.signature = context.sign(digest.as_bytes());
+                if let Err(e) = context.store.put_new_action(id, &result) {
+                    warn!(job = %id, error = %e, "cannot record a checked result");
+                }
+                Some(result.output_tree)
+            }
+            Ok(RunOutcome {
+                failure: Some(f), ..
+            }) => {
+                debug!(job = %id, message = %f.message, "a check run failed; nothing is concluded");
+                None
+            }
+            Err(e) => {
+                debug!(job = %id, error = %e, "a check run could not run; nothing is concluded");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let _ = inbox.send(Command::Verified { id, tree });
+}
+
 /// Runs a job stolen from `origin`: checks that this node's tools are the ones the job was
 /// made for, fetches the inputs from the origin and the deps' outputs from their holders,
 /// runs it, signs and stores the result.

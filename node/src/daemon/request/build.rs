@@ -119,11 +119,12 @@ pub(crate) async fn build(
         max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
     };
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
+    let verdicts = shared.engine.verdicts();
     let (last, previous) = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
         let last = builds.get(&workspace.root);
         let removals = shared.store.removals();
-        let same = last.is_some_and(|last| last.replays(&lowered, &graph, removals));
+        let same = last.is_some_and(|last| last.replays(&lowered, &graph, removals, verdicts));
         let previous = last.map(|last| last.published.clone()).unwrap_or_default();
         (
             last.filter(|_| same).map(|last| last.results.clone()),
@@ -200,6 +201,7 @@ pub(crate) async fn build(
                             graph: graph.clone(),
                             results: finished.results.clone(),
                             removals: shared.store.removals(),
+                            verdicts,
                             published: published.clone(),
                         },
                     );
