@@ -16,6 +16,7 @@ pub(crate) fn status_text(status: &DaemonStatus) -> String {
         ),
         format!("home        {}", status.home),
         format!("slots       {}", status.slots),
+        sandbox_line(status.weak_sandbox.as_deref()),
     ];
     lines.extend(mesh_lines(status.mesh.as_ref()));
     if status.building.is_empty() {
@@ -35,6 +36,19 @@ pub(crate) fn info_text(version: &str, binary_id: &str, home: &Path) -> String {
         format!("binary      {binary_id}"),
         format!("home        {}", home.display()),
     ])
+}
+
+/// How jobs are sandboxed.
+pub(crate) fn sandbox_line(weak: Option<&str>) -> String {
+    match weak {
+        None => "sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the \
+                 toolchain only"
+            .to_owned(),
+        Some(reason) => format!(
+            "sandbox     weak: {reason}; jobs run without namespaces (they can read what this \
+             user can, and use the network), and peers' jobs are refused"
+        ),
+    }
 }
 
 fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
@@ -114,9 +128,22 @@ mod tests {
             uptime_secs: 3725,
             building: building.iter().map(|ws| ws.to_string()).collect(),
             slots: 8,
+            weak_sandbox: None,
             store: store(),
             mesh,
         }
+    }
+
+    #[test]
+    fn the_weak_sandbox_is_said() {
+        let mut status = status(None, &[]);
+        status.weak_sandbox = Some("cannot create the job's namespaces: EPERM".into());
+        let text = status_text(&status);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sandbox"))
+            .expect("a sandbox line");
+        expect![[r#""#]].assert_eq(line);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{info, warn};
+use weft_protocol::wire::SharePolicy;
 use weft_store::Store;
 
 use super::config::DaemonConfig;
@@ -19,7 +20,7 @@ use super::home::Home;
 use super::request;
 use super::shared::Shared;
 use crate::core::CoreConfig;
-use crate::exec::{ExecConfig, Executor, Toolchains};
+use crate::exec::{ExecConfig, Executor, SandboxMode, Toolchains};
 use crate::mesh::{Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
 /// The daemon could not start.
@@ -114,9 +115,11 @@ pub async fn run(
             sandbox_root: home.sandboxes(),
             path_env: config.job_path.clone(),
             keep_failed_sandboxes: false,
-            strict: config.strict_sandbox,
+            limits: config.job_limits.clone(),
+            test_weak_sandbox: config.test_weak_sandbox,
         },
     )?;
+    let sandbox = executor.sandbox_mode().clone();
     let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
     let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
     let mut core = CoreConfig::new(config.slots);
@@ -130,6 +133,13 @@ pub async fn run(
     };
     let speed = core.speed;
     core.share = config.mesh.share;
+    // Peers' jobs run only in the hermetic sandbox: without it this node takes none.
+    if let SandboxMode::Weak { reason } = &sandbox {
+        if config.mesh.share != SharePolicy::Never {
+            warn!(%reason, "no hermetic sandbox: this node takes no jobs from peers");
+        }
+        core.share = SharePolicy::Never;
+    }
     core.max_shared_slots = config
         .mesh
         .max_shared_slots
@@ -151,7 +161,7 @@ pub async fn run(
         mesh_events,
     );
     let shared = Arc::new(Shared::new(
-        config, home, store, engine, toolchains, mesh, speed,
+        config, home, store, engine, toolchains, mesh, speed, sandbox,
     ));
     info!(home = %shared.home.root().display(), slots = shared.config.slots, "daemon ready");
 

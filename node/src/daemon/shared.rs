@@ -20,7 +20,7 @@ use super::locks::WorkspaceLocks;
 use super::lower::{LowerMemo, Lowered};
 use super::outputs::{KeptOutputs, Published};
 use crate::core::BuildId;
-use crate::exec::{SourceDigests, Toolchains};
+use crate::exec::{SandboxMode, SourceDigests, Toolchains};
 use crate::frontend::{Loader, TargetGraph};
 use crate::mesh::Mesh;
 
@@ -44,6 +44,9 @@ pub(crate) struct Shared {
     pub(crate) kept: KeptOutputs,
     /// This machine's speed in thousandths, as its beacons say.
     pub(crate) speed: u32,
+    /// How jobs are sandboxed here, as the executor's probe found (`weft status`, and a notice
+    /// in every build when it is the weak sandbox).
+    pub(crate) sandbox: SandboxMode,
     /// When the daemon started.
     pub(crate) started: Instant,
     /// Told when a client asks the daemon to stop.
@@ -54,6 +57,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state of a daemon that starts now.
+    #[allow(clippy::too_many_arguments)] // each is a part of the daemon made by `server::run`
     pub(crate) fn new(
         config: DaemonConfig,
         home: Home,
@@ -62,6 +66,7 @@ impl Shared {
         toolchains: Arc<Toolchains>,
         mesh: Option<Mesh>,
         speed: u32,
+        sandbox: SandboxMode,
     ) -> Shared {
         Shared {
             kept: KeptOutputs::new(home.kept_outputs()),
@@ -81,6 +86,7 @@ impl Shared {
             toolchains,
             mesh,
             speed,
+            sandbox,
         }
     }
 

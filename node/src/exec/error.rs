@@ -76,12 +76,18 @@ pub enum ExecError {
         /// The path.
         path: PathBuf,
     },
-    /// The strict sandbox was asked for, but this machine cannot give it.
-    #[error(
-        "the strict sandbox is unavailable: {reason}; turn `strict` off or allow user namespaces"
-    )]
-    StrictUnavailable {
-        /// What failed.
+    /// The hermetic sandbox could not be set up for a job.
+    #[error("cannot set up the job's sandbox: cannot {what}; {fix}")]
+    Sandbox {
+        /// What failed, such as ``bind `/usr` at `<root>/usr`: Permission denied``.
+        what: String,
+        /// What to do about it.
+        fix: &'static str,
+    },
+    /// A peer's job that this node must not run.
+    #[error("refused a peer's job: {reason}")]
+    PeerJobRefused {
+        /// Why.
         reason: String,
     },
     /// A bug in the executor: a blocking task panicked or was lost.

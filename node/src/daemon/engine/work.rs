@@ -70,6 +70,7 @@ pub(super) async fn run_own(
             deps: &dep_trees,
             timeout,
             node: context.node(),
+            peer: false,
         };
         OwnRun::Ran(Box::new(context.executor.run(request).await))
     } else {
@@ -115,6 +116,7 @@ pub(super) async fn run_stolen(
                 deps: &dep_trees,
                 timeout: None,
                 node: context.node(),
+                peer: true,
             };
             match context.executor.run(request).await {
                 Ok(RunOutcome {
