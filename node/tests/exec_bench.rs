@@ -42,12 +42,7 @@ fn executor_throughput() {
         .expect("runtime");
     let exec = Executor::new(
         store.clone(),
-        ExecConfig {
-            sandbox_root: dir.path().join("sandboxes"),
-            path_env: PATH.to_owned(),
-            keep_failed_sandboxes: false,
-            strict: false,
-        },
+        ExecConfig::new(dir.path().join("sandboxes"), PATH.to_owned()),
     )
     .expect("executor");
 
@@ -241,6 +236,7 @@ async fn run_all(exec: &Executor, jobs: &[Job]) -> Duration {
                             deps: &[],
                             timeout: None,
                             node: NodeId([0; 32]),
+                            peer: false,
                         })
                         .await
                         .expect("run");
