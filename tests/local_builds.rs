@@ -4,7 +4,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use weft_tests::{TestEnv, alive, events_of, have_cc, names_of, text, wait_until};
+use weft_tests::{
+    TestEnv, alive, events_of, have_cc, hermetic_or_skip, names_of, processes_with, text,
+    wait_until,
+};
 
 const THREE_JOBS: &str = r#"
 job(
@@ -496,4 +499,181 @@ fn job_durations_outlive_the_daemon() {
     let (output, events) = env.build(&["-j1"]);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(start_order(&events), ["//:short", "//:long", "//:tail"]);
+}
+
+/// A shell loop that prints `reaches PATH` for each path the job can see.
+fn probe_paths(paths: &[String]) -> String {
+    format!(
+        "for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"reaches $p\"; fi; done",
+        paths.join(" ")
+    )
+}
+
+/// What a hostile job would look for on a node: its key, team token, store, socket and log,
+/// and files outside the sandbox and the toolchain.
+fn node_secrets(home: &std::path::Path) -> Vec<String> {
+    let home = home.display();
+    let mut paths: Vec<String> = [
+        "identity.key",
+        "team.toml",
+        "store",
+        "daemon.sock",
+        "daemon.log",
+        "config.toml",
+    ]
+    .iter()
+    .map(|file| format!("{home}/{file}"))
+    .collect();
+    for path in [
+        "/root",
+        "/home",
+        "/var",
+        "/etc/shadow",
+        "/etc/hostname",
+        "/run",
+        "/sys",
+        "/dev/shm",
+        "/dev/sda",
+        "/proc/1/root/etc",
+    ] {
+        paths.push(path.to_owned());
+    }
+    paths
+}
+
+/// Issue 17, test 1 (local runs): a job cannot read `$WEFT_HOME/identity.key`, `team.toml`,
+/// the store, the daemon's socket, nor any file outside its sandbox and the toolchain
+/// directories. It can read its declared inputs and run the toolchain.
+#[test]
+fn a_job_cannot_read_the_daemon_home_nor_files_outside_its_sandbox() {
+    let env = TestEnv::new();
+    // A team (so that there is a `team.toml`), with a mesh that stays on loopback.
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "mdns = false\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\nshare = \"never\"\n",
+    )
+    .expect("config.toml");
+    let created = env.run(&["team", "create"]);
+    assert!(created.status.success(), "{}", text(&created));
+    let status = text(&env.run(&["status"]));
+    if !hermetic_or_skip(&status, "a_job_cannot_read_the_daemon_home") {
+        return;
+    }
+    for file in ["identity.key", "team.toml", "daemon.sock", "store"] {
+        assert!(
+            env.home.path().join(file).exists(),
+            "{file} is there to steal"
+        );
+    }
+    env.write("secret.txt", "not declared\n");
+    let mut paths = node_secrets(env.home.path());
+    paths.push(env.ws.path().join("secret.txt").display().to_string());
+    paths.push(env.ws.path().join("weft.toml").display().to_string());
+    let script = format!(
+        "{} > {{{{OUTPUT_DIR}}}}/reach; cat data.txt > {{{{OUTPUT_DIR}}}}/data; \
+         cc --version > /dev/null && echo cc runs > {{{{OUTPUT_DIR}}}}/tool",
+        probe_paths(&paths)
+    );
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"probe\", srcs = [\"data.txt\"], outs = [\"reach\", \"data\", \"tool\"],\n    \
+             cmds = [exec([\"sh\", \"-c\", {script:?}])])\n"
+        ),
+    );
+    env.write("data.txt", "declared\n");
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/reach"), "", "the job reached these");
+    assert_eq!(env.read("weft-out/data"), "declared\n");
+    assert_eq!(env.read("weft-out/tool"), "cc runs\n");
+}
+
+/// Issue 17, test 2: a job has no network (TCP to 127.0.0.1 fails), sees only its own
+/// processes, and leaves none behind, not even one that left its process group.
+#[test]
+fn a_job_has_no_network_sees_only_its_processes_and_leaves_none_behind() {
+    let env = TestEnv::new();
+    let status = text(&env.run(&["status"]));
+    if !hermetic_or_skip(&status, "a_job_has_no_network") {
+        return;
+    }
+    let daemon = env.daemon_pid().expect("a daemon");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let marker = format!("weft-left-behind-{}", std::process::id());
+    let script = format!(
+        "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo connected; else echo no network; fi > {{{{OUTPUT_DIR}}}}/net; \
+         if [ -e /proc/{daemon} ]; then echo sees the daemon; fi > {{{{OUTPUT_DIR}}}}/daemon; \
+         ls /proc | grep -c '^[0-9]' > {{{{OUTPUT_DIR}}}}/n; \
+         setsid sh -c 'sleep 300; : {marker}' > /dev/null 2>&1 < /dev/null & \
+         sh -c 'sleep 300; : {marker}' > /dev/null 2>&1 & \
+         sleep 0.2"
+    );
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"net\", outs = [\"net\", \"daemon\", \"n\"],\n    \
+             cmds = [exec([\"bash\", \"-c\", {script:?}])])\n"
+        ),
+    );
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/net"), "no network\n");
+    assert!(
+        listener.accept().is_err(),
+        "the job's connection reached the test's listener"
+    );
+    assert_eq!(env.read("weft-out/daemon"), "", "the job sees the daemon");
+    // The job's own: its init, `bash`, `ls` and `grep`.
+    let n: u32 = env.read("weft-out/n").trim().parse().expect("a count");
+    assert!(n <= 4, "the job sees {n} processes");
+    wait_until(Duration::from_secs(5), "the job's processes to end", || {
+        processes_with(&marker).is_empty()
+    });
+}
+
+/// Where the kernel forbids namespaces (forced here with the test hook), local jobs still run,
+/// without namespaces, and every build and `weft status` say so.
+#[test]
+fn without_namespaces_builds_and_status_say_so() {
+    let env = TestEnv::new();
+    let mut daemon = env
+        .cmd()
+        .args(["daemon", "--no-mdns", "--test-weak-sandbox"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft daemon");
+    let socket = env.home.path().join("daemon.sock");
+    wait_until(Duration::from_secs(30), "the daemon's socket", || {
+        socket.exists()
+    });
+    let status = text(&env.run(&["status"]));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("sandbox     weak:") && l.contains("--test-weak-sandbox")),
+        "{status}"
+    );
+    env.write(
+        "BUILD",
+        "job(name = \"a\", outs = [\"a\"], cmds = [exec([\"sh\", \"-c\", \"echo a > {{OUTPUT_DIR}}/a\"])])\n",
+    );
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/a"), "a\n");
+    let notices: Vec<_> = events_of(&events, "Notice")
+        .into_iter()
+        .filter(|e| e.to_string().contains("no hermetic sandbox"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{events:?}");
+    let said = String::from_utf8_lossy(&output.stderr)
+        .matches("no hermetic sandbox")
+        .count();
+    assert_eq!(said, 1, "{}", text(&output));
+    let _ = env.run(&["shutdown"]);
+    let _ = daemon.wait();
 }
