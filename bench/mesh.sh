@@ -172,6 +172,8 @@ mesh_start() {
         HOMES+=("$dir/n$((i + 1))")
         mkdir -p "${HOMES[i]}"
         "$BIN" --home "${HOMES[i]}" team join "$TOKEN" >/dev/null
+        # The benchmark's jobs run `sh`, which daemons do not run for peers by default.
+        echo 'accept_tools = ["sh"]' >"${HOMES[i]}/config.toml"
     done
     for ((i = 0; i < n; i++)); do
         local args=(--home "${HOMES[i]}" --max-idle-secs 900 daemon --no-mdns --share "$share"

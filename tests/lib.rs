@@ -204,6 +204,10 @@ pub fn have_cc() -> bool {
     })
 }
 
+/// What the daemons of a test mesh run for each other (`accept_tools`): the shell the test
+/// jobs use, and the compiler and archiver of the example.
+pub const MESH_TOOLS: &str = r#"["sh", "cc", "gcc", "ar"]"#;
+
 /// A mesh of real daemons on loopback, each with its own home, joined by static peers.
 pub struct TestMesh {
     /// The nodes, in the order they were asked for.
@@ -237,6 +241,11 @@ pub struct NodeSpec {
     pub wrong_team: bool,
     /// Its `speed` in `config.toml`; measured at start when `None`.
     pub speed: Option<f64>,
+    /// More lines of its `config.toml`.
+    pub config: &'static str,
+    /// Whether it runs jobs in the weak sandbox (`--test-weak-sandbox`), as where the kernel
+    /// forbids namespaces.
+    pub weak_sandbox: bool,
 }
 
 impl NodeSpec {
@@ -248,6 +257,8 @@ impl NodeSpec {
             corrupt: false,
             wrong_team: false,
             speed: None,
+            config: "",
+            weak_sandbox: false,
         }
     }
 }
@@ -276,13 +287,13 @@ impl TestMesh {
                 .output()
                 .expect("weft team join");
             assert!(joined.status.success(), "{}", text(&joined));
+            // The test jobs run `sh`, which a daemon does not run for peers unless told to.
+            let mut config = format!("accept_tools = {MESH_TOOLS}\n");
             if let Some(speed) = spec.speed {
-                std::fs::write(
-                    home.path().join("config.toml"),
-                    format!("speed = {speed}\n"),
-                )
-                .expect("config.toml");
+                config.push_str(&format!("speed = {speed}\n"));
             }
+            config.push_str(spec.config);
+            std::fs::write(home.path().join("config.toml"), config).expect("config.toml");
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free port");
             let port = socket.local_addr().expect("addr").port();
             drop(socket);
@@ -317,6 +328,9 @@ impl TestMesh {
                 .stderr(log);
             if spec.corrupt {
                 cmd.arg("--test-corrupt-blobs");
+            }
+            if spec.weak_sandbox {
+                cmd.arg("--test-weak-sandbox");
             }
             for (j, port) in ports.iter().enumerate() {
                 if j != i {
@@ -558,5 +572,41 @@ pub fn tail_of(path: &Path, lines: usize) -> String {
             all[all.len().saturating_sub(lines)..].join("\n")
         }
         Err(e) => format!("(cannot read `{}`: {e})", path.display()),
+    }
+}
+
+/// The pids of the live processes whose command line holds `marker`.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let zombie =
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                    stat.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+                });
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        })
+        .collect()
+}
+
+/// Whether the `weft status` text says jobs run in the hermetic sandbox. A status without a
+/// sandbox line (a daemon from before the hermetic sandbox) counts as hermetic, so that a test
+/// of it fails there instead of skipping. When false, prints why `test` is skipped.
+pub fn hermetic_or_skip(status: &str, test: &str) -> bool {
+    match status.lines().find(|line| line.starts_with("sandbox")) {
+        Some(line) if !line.contains("hermetic") => {
+            eprintln!(
+                "skipped `{test}`: this machine cannot give the hermetic sandbox (it needs user \
+                 namespaces, or root): {line}"
+            );
+            false
+        }
+        _ => true,
     }
 }

@@ -75,6 +75,11 @@ fn daemons_on_a_lan_find_each_other_by_mdns_and_survive_a_cut_link() {
             .args(["team", "join", &token])
             .output()
             .expect("weft team join");
+        std::fs::write(
+            home.path().join("config.toml"),
+            format!("accept_tools = {}\n", weft_tests::MESH_TOOLS),
+        )
+        .expect("config.toml");
         assert!(joined.status.success(), "{}", text(&joined));
         let mut node = TestNode {
             home,

@@ -148,22 +148,37 @@ pub(crate) struct DaemonArgs {
     /// Do not look for peers with mDNS.
     #[arg(long)]
     pub(crate) no_mdns: bool,
-    /// Run every job in its own user, mount, pid and network namespaces (no network).
-    #[arg(long)]
-    pub(crate) strict: bool,
     /// Test-only: serve corrupt blobs to peers.
     #[arg(long, hide = true)]
     pub(crate) test_corrupt_blobs: bool,
+    /// Test-only: run jobs without namespaces, as where the kernel forbids them.
+    #[arg(long, hide = true)]
+    pub(crate) test_weak_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum TeamCommand {
     /// Create a team: print its join token and join it.
-    Create,
+    Create {
+        /// When teammates' jobs may run on this machine: `always`, `idle` or `never` (until
+        /// you choose, it neither runs theirs nor lends its own).
+        #[arg(long, value_name = "POLICY")]
+        share: Option<String>,
+    },
     /// Join the team of a token made by `weft team create`.
     Join {
         /// The join token.
         token: String,
+        /// When teammates' jobs may run on this machine: `always`, `idle` or `never` (until
+        /// you choose, it neither runs theirs nor lends its own).
+        #[arg(long, value_name = "POLICY")]
+        share: Option<String>,
+    },
+    /// Choose when teammates' jobs may run on this machine: `always`, `idle` (only while it
+    /// builds nothing and is otherwise idle) or `never`.
+    Share {
+        /// The policy.
+        policy: String,
     },
     /// Show this node's team id and node id.
     Show,

@@ -9,21 +9,39 @@
 //! listen = ["/ip4/0.0.0.0/udp/4455/quic-v1"]       # default: any address, a random port
 //! mdns = true                 # find peers on the LAN (default true)
 //! speed = 1.5                 # this machine's speed against the reference (default: measured)
-//! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
+//! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
+//! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
+//! verify_fraction = 0.05      # run this share of peers' cache hits here too, and compare
+//! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
+//!                             # compilers, assemblers, archivers, linkers; no shells)
+//!
+//! [job_limits]                # what one job may use; 0 turns a limit off (but the wall time)
+//! wall_secs = 7200            # when its build sets no shorter `--job-timeout`
+//! memory_mib = 32768          # address space of each of its processes
+//! processes = 4096            # processes at once
+//! output_mib = 8192           # the largest file it writes, and its outputs together
 //! ```
+//!
+//! Jobs always run in the hermetic sandbox where the kernel allows it; there is no setting to
+//! turn it off.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::time::Duration;
+
 use weft_node::daemon::MeshSettings;
+use weft_node::exec::JobLimits;
+use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
 use weft_protocol::wire::SharePolicy;
 
 /// The mesh part of the daemon's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MeshFile {
-    /// When peers may run jobs here. Default: `idle`.
-    pub(crate) share: SharePolicy,
+    /// When peers may run jobs here; `None` until the owner has chosen (then nothing is
+    /// lent or taken). Default: `None`.
+    pub(crate) share: Option<SharePolicy>,
     /// At most this many slots run peers' jobs. Default: all of them.
     pub(crate) max_shared_slots: Option<usize>,
     /// The load average under which the machine counts as idle. Default: 1.0.
@@ -36,8 +54,15 @@ pub(crate) struct MeshFile {
     pub(crate) mdns: bool,
     /// This machine's speed, relative to the reference. Default: measured at start.
     pub(crate) speed: Option<f64>,
-    /// Whether jobs run in namespaces of their own. Default: false.
-    pub(crate) strict_sandbox: bool,
+    /// What evaluating one BUILD or `.star` file may spend. Default: 5 s
+    /// (`eval_time_limit_secs`) and 512 MiB (`eval_memory_limit_mib`).
+    pub(crate) eval: EvalLimits,
+    /// The tools peers' jobs may run here. Default: the core's list.
+    pub(crate) accept_tools: Option<Vec<String>>,
+    /// The share of peers' cache hits also run here and compared. Default: 0.
+    pub(crate) verify_fraction: f64,
+    /// What one job may use (`[job_limits]`). Default: [`JobLimits::default`].
+    pub(crate) job_limits: JobLimits,
 }
 
 impl Default for MeshFile {
@@ -51,6 +76,8 @@ impl Default for MeshFile {
             listen,
             mdns,
             speed,
+            accept_tools,
+            verify_fraction,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -60,7 +87,10 @@ impl Default for MeshFile {
             listen,
             mdns,
             speed,
-            strict_sandbox: false,
+            eval: EvalLimits::default(),
+            accept_tools,
+            verify_fraction,
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -75,7 +105,20 @@ struct Raw {
     listen: Option<Vec<String>>,
     mdns: Option<bool>,
     speed: Option<f64>,
-    strict_sandbox: Option<bool>,
+    eval_time_limit_secs: Option<f64>,
+    eval_memory_limit_mib: Option<u64>,
+    accept_tools: Option<Vec<String>>,
+    verify_fraction: Option<f64>,
+    job_limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    wall_secs: Option<u64>,
+    memory_mib: Option<u64>,
+    processes: Option<u64>,
+    output_mib: Option<u64>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -93,9 +136,9 @@ fn parse(text: &str) -> Result<MeshFile> {
     let defaults = MeshFile::default();
     let share = match raw.share.as_deref() {
         None => defaults.share,
-        Some(text) => parse_share(text)?,
+        Some(text) => Some(parse_share(text)?),
     };
-    if raw.max_shared_slots == Some(0) && share != SharePolicy::Never {
+    if raw.max_shared_slots == Some(0) && share != Some(SharePolicy::Never) {
         bail!("`max_shared_slots = 0` shares nothing; write `share = \"never\"` instead");
     }
     let idle_load = raw.idle_load.unwrap_or(defaults.idle_load);
@@ -111,7 +154,31 @@ fn parse(text: &str) -> Result<MeshFile> {
              out to have it measured"
         );
     }
+    let mut eval = defaults.eval;
+    if let Some(secs) = raw.eval_time_limit_secs {
+        if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
+            bail!(
+                "`{TIME_SETTING} = {secs}` is not a time budget: write how many seconds one \
+                 BUILD or `.star` file may take to evaluate, more than 0 and at most 86400"
+            );
+        }
+        eval.time = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(mib) = raw.eval_memory_limit_mib {
+        let bytes = usize::try_from(mib)
+            .ok()
+            .and_then(|mib| mib.checked_mul(1 << 20))
+            .filter(|_| mib > 0);
+        let Some(bytes) = bytes else {
+            bail!(
+                "`{MEMORY_SETTING} = {mib}` is not a memory budget: write how many MiB one \
+                 BUILD or `.star` file's evaluation may hold, at least 1"
+            );
+        };
+        eval.memory = bytes;
+    }
     Ok(MeshFile {
+        eval,
         share,
         speed: raw.speed,
         max_shared_slots: raw.max_shared_slots,
@@ -119,8 +186,110 @@ fn parse(text: &str) -> Result<MeshFile> {
         peers: raw.peers.unwrap_or_default(),
         listen: raw.listen.unwrap_or(defaults.listen),
         mdns: raw.mdns.unwrap_or(defaults.mdns),
-        strict_sandbox: raw.strict_sandbox.unwrap_or(defaults.strict_sandbox),
+        accept_tools: match raw.accept_tools {
+            Some(tools) => Some(check_tools(tools)?),
+            None => defaults.accept_tools,
+        },
+        verify_fraction: match raw.verify_fraction {
+            Some(f) if (0.0..=1.0).contains(&f) => f,
+            Some(f) => bail!(
+                "`verify_fraction = {f}` is not a share of the peers' results: write a number \
+                 from 0 (check none) to 1 (run every one here too), such as 0.05"
+            ),
+            None => defaults.verify_fraction,
+        },
+        job_limits: parse_limits(raw.job_limits, defaults.job_limits)?,
     })
+}
+
+/// `[job_limits]`: each value replaces the default; 0 turns a limit off (not the wall time).
+fn parse_limits(raw: Option<RawLimits>, defaults: JobLimits) -> Result<JobLimits> {
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let mib = |value: Option<u64>, default: Option<u64>, name: &str| -> Result<Option<u64>> {
+        match value {
+            None => Ok(default),
+            Some(0) => Ok(None),
+            Some(n) => n
+                .checked_mul(1 << 20)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("`job_limits.{name} = {n}` is too large")),
+        }
+    };
+    let wall_time = match raw.wall_secs {
+        None => defaults.wall_time,
+        Some(0) => {
+            bail!("`job_limits.wall_secs = 0` leaves a job no time; write a number of seconds")
+        }
+        Some(secs) => Duration::from_secs(secs),
+    };
+    Ok(JobLimits {
+        wall_time,
+        memory_bytes: mib(raw.memory_mib, defaults.memory_bytes, "memory_mib")?,
+        max_processes: match raw.processes {
+            None => defaults.max_processes,
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
+        output_bytes: mib(raw.output_mib, defaults.output_bytes, "output_mib")?,
+    })
+}
+
+/// `accept_tools`: names (`gcc`) and absolute paths (`/usr/bin/gcc`), nothing else.
+fn check_tools(tools: Vec<String>) -> Result<Vec<String>> {
+    for tool in &tools {
+        let name_ok = !tool.is_empty() && !tool.contains('/');
+        let path_ok = tool.starts_with('/') && !tool.ends_with('/');
+        if !(name_ok || path_ok) {
+            bail!(
+                "`accept_tools` entry `{tool}` is neither a tool's name (`gcc`) nor an absolute \
+                 path (`/usr/bin/gcc`)"
+            );
+        }
+    }
+    Ok(tools)
+}
+
+/// Sets `share = "policy"` in the configuration file at `path`, keeping the rest of it as it
+/// is (made when missing).
+pub(crate) fn set_share(path: &Path, policy: SharePolicy) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    let line = format!("share = \"{}\"", share_name(policy));
+    let mut replaced = false;
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or_default().trim();
+            if key == "share" && !replaced {
+                replaced = true;
+                line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !replaced {
+        lines.push(line);
+    }
+    let mut new = lines.join("\n");
+    new.push('\n');
+    // What is written must read back.
+    parse(&new).with_context(|| format!("in the daemon configuration `{}`", path.display()))?;
+    std::fs::write(path, new).with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// How `config.toml` names a policy.
+pub(crate) fn share_name(policy: SharePolicy) -> &'static str {
+    match policy {
+        SharePolicy::Always => "always",
+        SharePolicy::Idle => "idle",
+        SharePolicy::Never => "never",
+    }
 }
 
 /// `always`, `idle` or `never`.
@@ -146,11 +315,54 @@ mod tests {
             "share = \"always\"\nmax_shared_slots = 2\npeers = [\"/ip4/10.0.0.2/udp/4455/quic-v1\"]\nmdns = false\n",
         )
         .expect("valid");
-        assert_eq!(file.share, SharePolicy::Always);
+        assert_eq!(file.share, Some(SharePolicy::Always));
         assert_eq!(file.max_shared_slots, Some(2));
         assert_eq!(file.peers.len(), 1);
         assert!(!file.mdns);
         assert_eq!(parse("speed = 1.5").expect("valid").speed, Some(1.5));
+        let eval = parse("eval_time_limit_secs = 0.5\neval_memory_limit_mib = 64\n")
+            .expect("valid")
+            .eval;
+        assert_eq!(eval.time, std::time::Duration::from_millis(500));
+        assert_eq!(eval.memory, 64 << 20);
+        assert_eq!(
+            parse("accept_tools = [\"gcc\", \"/opt/bin/sh\"]")
+                .expect("valid")
+                .accept_tools,
+            Some(vec!["gcc".to_owned(), "/opt/bin/sh".to_owned()])
+        );
+    }
+
+    #[test]
+    fn setting_the_share_policy_keeps_the_rest_of_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        set_share(&path, SharePolicy::Idle).expect("new file");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "share = \"idle\"\n"
+        );
+        std::fs::write(
+            &path,
+            "# my settings\nspeed = 1.5\nshare = \"idle\"\nmdns = false\n",
+        )
+        .expect("write");
+        set_share(&path, SharePolicy::Never).expect("replace");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "# my settings\nspeed = 1.5\nshare = \"never\"\nmdns = false\n"
+        );
+        let limits = parse("[job_limits]\nwall_secs = 60\nmemory_mib = 0\nprocesses = 100\n")
+            .expect("valid")
+            .job_limits;
+        assert_eq!(limits.wall_time, Duration::from_secs(60));
+        assert_eq!(limits.memory_bytes, None);
+        assert_eq!(limits.max_processes, Some(100));
+        assert_eq!(limits.output_bytes, JobLimits::default().output_bytes);
+        let limits = parse("[job_limits]\noutput_mib = 2\n")
+            .expect("valid")
+            .job_limits;
+        assert_eq!(limits.output_bytes, Some(2 << 20));
     }
 
     #[test]
@@ -163,6 +375,17 @@ mod tests {
             ("peers = \"one\"", "invalid type"),
             ("speed = 0", "is not a machine's speed"),
             ("speed = -2.0", "is not a machine's speed"),
+            ("eval_time_limit_secs = 0", "is not a time budget"),
+            ("eval_time_limit_secs = -1.0", "is not a time budget"),
+            ("eval_memory_limit_mib = 0", "is not a memory budget"),
+            ("eval_memory_limit_mib = -5", "invalid value"),
+            ("accept_tools = [\"bin/sh\"]", "neither a tool's name"),
+            ("accept_tools = [\"\"]", "neither a tool's name"),
+            ("verify_fraction = 1.5", "is not a share"),
+            ("verify_fraction = -0.1", "is not a share"),
+            ("strict_sandbox = true", "unknown field `strict_sandbox`"),
+            ("[job_limits]\nwall_secs = 0", "leaves a job no time"),
+            ("[job_limits]\nmemory = 5", "unknown field `memory`"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

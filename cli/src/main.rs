@@ -305,7 +305,7 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
     home.create()
         .with_context(|| format!("cannot create the home `{}`", home.root().display()))?;
     match command {
-        TeamCommand::Create => {
+        TeamCommand::Create { share } => {
             if let Some(existing) = team::load(home.root())? {
                 bail!(
                     "this node is already in team {}; its token is in `{}`",
@@ -323,12 +323,20 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
             println!("    weft team join {token}");
             println!();
             println!("keep the token secret: anyone with it can join the mesh");
+            println!();
+            choose_share(home, share.as_deref())?;
             restart_daemon(home);
         }
-        TeamCommand::Join { token } => {
+        TeamCommand::Join { token, share } => {
             let secret = team::parse_token(token)?;
             team::store(home.root(), &secret)?;
             println!("joined team {}", secret.team_id());
+            println!();
+            choose_share(home, share.as_deref())?;
+            restart_daemon(home);
+        }
+        TeamCommand::Share { policy } => {
+            choose_share(home, Some(policy))?;
             restart_daemon(home);
         }
         TeamCommand::Show => {
@@ -344,6 +352,18 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records the sharing policy when one is given, and says in plain words what sharing means
+/// and what this machine does now.
+fn choose_share(home: &Home, policy: Option<&str>) -> Result<()> {
+    let path = home.root().join("config.toml");
+    if let Some(policy) = policy {
+        config::set_share(&path, config::parse_share(policy)?)?;
+    }
+    let chosen = config::load(&path)?.share;
+    print!("{}", render::share_text(chosen, &path));
+    Ok(())
 }
 
 /// Stops a running daemon, so that the next command starts one with the new team.
@@ -393,7 +413,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
         file.listen = args.listen.clone();
     }
     if let Some(share) = &args.share {
-        file.share = config::parse_share(share)?;
+        file.share = Some(config::parse_share(share)?);
     }
     if args.no_mdns {
         file.mdns = false;
@@ -423,9 +443,13 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             listen: file.listen,
             mdns: file.mdns,
             speed: file.speed,
+            accept_tools: file.accept_tools,
+            verify_fraction: file.verify_fraction,
         },
+        eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,
-        strict_sandbox: file.strict_sandbox || args.strict,
+        test_weak_sandbox: args.test_weak_sandbox,
+        job_limits: file.job_limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

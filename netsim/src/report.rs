@@ -46,6 +46,8 @@ pub struct Report {
     pub deps_lost: u64,
     /// Stolen runs that could not fetch their inputs or deps.
     pub stolen_infra_failures: u64,
+    /// Jobs that failed their build because they lost their worker too often.
+    pub quarantined: u64,
     /// Payload bytes fetched (outputs and inputs).
     pub bytes_data: u64,
     /// Bytes of rpcs other than fetched payloads.
@@ -287,6 +289,7 @@ impl Report {
             cancelled_runs: m.cancelled_runs,
             deps_lost: m.deps_lost,
             stolen_infra_failures: m.stolen_infra_failures,
+            quarantined: m.quarantined,
             bytes_data: m.bytes_data,
             bytes_rpc: m.bytes_rpc,
             bytes_gossip: m.bytes_gossip,
@@ -376,10 +379,11 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "             deps' outputs lost {}, stolen runs without inputs {}; slot \
-             utilisation {:.1}%",
+            "             deps' outputs lost {}, stolen runs without inputs {}, quarantined {}; \
+             slot utilisation {:.1}%",
             self.deps_lost,
             self.stolen_infra_failures,
+            self.quarantined,
             self.utilisation * 100.0
         )?;
         for (i, g) in self.groups.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weft_node::frontend::{
-    FrontendError, FrontendErrorKind, InfoValue, Loader, Target, TargetGraph, Workspace,
+    FrontendError, FrontendErrorKind, InfoValue, LoadCancel, Loader, Target, TargetGraph, Workspace,
 };
 use weft_protocol::{Cmd, Label};
 
@@ -576,14 +576,36 @@ fn target_patterns() {
         assert_eq!(labels(&graph), *all, "{patterns:?}");
     }
     let queried = loader
-        .query_targets(&ws.ws, &["//a/...".to_owned()])
+        .query_targets(&ws.ws, &["//a/...".to_owned()], &LoadCancel::new())
         .expect("query");
     assert_eq!(
         queried.iter().map(ToString::to_string).collect::<Vec<_>>(),
         ["//a", "//a:x", "//a/b", "//a/b/c"]
     );
-    let deps = loader.query_deps(&ws.ws, "//a/b/c").expect("deps");
+    let deps = loader
+        .query_deps(&ws.ws, "//a/b/c", &LoadCancel::new())
+        .expect("deps");
     assert_eq!(deps, [label("//z")]);
+}
+
+#[test]
+fn network_is_a_job_attribute_that_defaults_to_false() {
+    let graph = load(
+        &[(
+            "BUILD",
+            "job(name = 'fetch', network = True, cmds = [exec(['curl', 'x'])])\n\
+             job(name = 'offline', cmds = [exec(['cc', 'x'])])\n",
+        )],
+        &[],
+    );
+    assert!(target(&graph, "//:fetch").network);
+    assert!(!target(&graph, "//:offline").network);
+    let err = fail(&[("BUILD", "job(name = 'x', network = 'yes')\n")], &[]);
+    assert!(
+        matches!(*err.kind, FrontendErrorKind::Starlark { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("network"), "{err}");
 }
 
 #[test]

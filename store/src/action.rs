@@ -12,6 +12,17 @@ use weft_protocol::{ActionResult, JobId, wire};
 use crate::error::StoreError;
 use crate::store::Store;
 
+/// What [`Store::put_new_action`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutAction {
+    /// The result is the job's entry now.
+    Stored,
+    /// The job had an entry with the same outputs; it stays.
+    Same,
+    /// The job had an entry with other outputs; it stays, and this is it.
+    Differs(Box<ActionResult>),
+}
+
 impl Store {
     /// The cached result of `job`, if there is one whose blobs are all present. A hit counts
     /// as a use of each of those blobs for GC.
@@ -39,6 +50,53 @@ impl Store {
         }
         tracing::trace!(%job, "put action result");
         Ok(())
+    }
+
+    /// Records `result` as the result of `job` unless the cache has one already: results are
+    /// write-once. A valid entry with the same outputs (the same output tree) stays as it is
+    /// ([`PutAction::Same`]); one with other outputs stays too, and comes back
+    /// ([`PutAction::Differs`]): the job is nondeterministic. An entry that does not decode
+    /// or names a missing blob is no result, and is replaced.
+    pub fn put_new_action(
+        &self,
+        job: JobId,
+        result: &ActionResult,
+    ) -> Result<PutAction, StoreError> {
+        let encoded = wire::encode(result).map_err(|e| StoreError::BadAction {
+            job,
+            reason: e.to_string(),
+        })?;
+        // Twice at most: a put between the lookup and the swap is looked at as an entry.
+        for _ in 0..2 {
+            if let Some(existing) = self.lookup_action(job)? {
+                return Ok(if existing.output_tree == result.output_tree {
+                    PutAction::Same
+                } else {
+                    PutAction::Differs(Box::new(existing))
+                });
+            }
+            if self
+                .inner
+                .index
+                .insert_new_action(&job, &encoded)?
+                .is_none()
+            {
+                self.inner.n_actions.fetch_add(1, Ordering::Relaxed);
+                if self.inner.options.durable {
+                    self.inner.index.flush()?;
+                }
+                tracing::trace!(%job, "put action result");
+                return Ok(PutAction::Stored);
+            }
+        }
+        // An entry came and went twice meanwhile: leave whatever is there.
+        Ok(PutAction::Same)
+    }
+
+    /// The jobs of up to `limit` action-cache entries (for telling peers what this store
+    /// holds; an entry whose blobs are gone is a miss when they ask).
+    pub fn cached_jobs(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        self.inner.index.action_ids(limit)
     }
 
     /// Removes the cached result of `job`; true when there was one.
@@ -104,6 +162,68 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("open");
         (dir, store)
+    }
+
+    #[test]
+    fn the_cached_jobs_are_listed() {
+        let (_dir, store) = temp_store();
+        let log = store.put(b"").expect("put");
+        let jobs: Vec<JobId> = (0..5u8).map(|i| JobId(Digest::of(&[i]))).collect();
+        for job in &jobs {
+            store
+                .put_action(*job, &result(&[], log))
+                .expect("put action");
+        }
+        let mut listed = store.cached_jobs(10).expect("list");
+        listed.sort();
+        let mut wanted = jobs.clone();
+        wanted.sort();
+        assert_eq!(listed, wanted);
+        assert_eq!(store.cached_jobs(2).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn results_are_write_once() {
+        let (_dir, store) = temp_store();
+        let a = store.put(b"a").expect("put");
+        let b = store.put(b"b").expect("put");
+        let log = store.put(b"").expect("put");
+        let job = JobId(Digest::of(b"job"));
+        let first = ActionResult {
+            output_tree: a,
+            ..result(&[a], log)
+        };
+        assert_eq!(
+            store.put_new_action(job, &first).expect("put"),
+            PutAction::Stored
+        );
+        // The same outputs from another node: the first entry stays.
+        let again = ActionResult {
+            executed_by: NodeId([2; 32]),
+            ..first.clone()
+        };
+        assert_eq!(
+            store.put_new_action(job, &again).expect("put"),
+            PutAction::Same
+        );
+        // Other outputs: refused, and the entry there comes back.
+        let other = ActionResult {
+            output_tree: b,
+            ..result(&[b], log)
+        };
+        assert_eq!(
+            store.put_new_action(job, &other).expect("put"),
+            PutAction::Differs(Box::new(first.clone()))
+        );
+        assert_eq!(store.get_action(job).expect("get"), Some(first));
+        assert_eq!(store.stats().n_actions, 1);
+        // An entry whose blobs are gone is no result: it is replaced.
+        store.delete(&a).expect("delete");
+        assert_eq!(
+            store.put_new_action(job, &other).expect("put"),
+            PutAction::Stored
+        );
+        assert_eq!(store.get_action(job).expect("get"), Some(other));
     }
 
     #[test]

@@ -229,6 +229,20 @@ impl Index {
         Ok(old.is_none())
     }
 
+    /// Stores an encoded action result only if `job` has no entry; returns the entry that is
+    /// there instead.
+    pub(crate) fn insert_new_action(
+        &self,
+        job: &JobId,
+        encoded: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let swapped = self
+            .actions
+            .compare_and_swap(job.digest().as_bytes(), None::<&[u8]>, Some(encoded))
+            .map_err(|e| self.error(e))?;
+        Ok(swapped.err().and_then(|e| e.current.map(|v| v.to_vec())))
+    }
+
     /// Removes the entry of `job`; true when there was one.
     pub(crate) fn remove_action(&self, job: &JobId) -> Result<bool, StoreError> {
         let old = self
@@ -236,6 +250,18 @@ impl Index {
             .remove(job.digest().as_bytes())
             .map_err(|e| self.error(e))?;
         Ok(old.is_some())
+    }
+
+    /// The job ids of up to `limit` action-cache entries, in the index's order.
+    pub(crate) fn action_ids(&self, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let mut ids = Vec::new();
+        for key in self.actions.iter().keys().take(limit) {
+            let key = key.map_err(|e| self.error(e))?;
+            if let Some(digest) = parse_digest(&key) {
+                ids.push(JobId(digest));
+            }
+        }
+        Ok(ids)
     }
 
     /// Every action-cache entry: the job id and the encoded result.

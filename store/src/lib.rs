@@ -75,6 +75,7 @@ mod store;
 mod tree;
 mod verify;
 
+pub use action::PutAction;
 pub use error::{StoreError, is_disk_full};
 pub use gc::GcReport;
 pub use read::{Blob, Verify};

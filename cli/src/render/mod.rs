@@ -9,9 +9,11 @@ mod peers;
 mod progress;
 mod status;
 mod store;
+mod team;
 
 pub(crate) use build::Renderer;
 pub(crate) use error::{error_text, refusal_text};
 pub(crate) use peers::peers_text;
 pub(crate) use status::{info_text, status_text};
 pub(crate) use store::{cache_text, store_text};
+pub(crate) use team::share_text;

@@ -16,6 +16,7 @@ pub(crate) fn status_text(status: &DaemonStatus) -> String {
         ),
         format!("home        {}", status.home),
         format!("slots       {}", status.slots),
+        sandbox_line(status.weak_sandbox.as_deref()),
     ];
     lines.extend(mesh_lines(status.mesh.as_ref()));
     if status.building.is_empty() {
@@ -37,6 +38,19 @@ pub(crate) fn info_text(version: &str, binary_id: &str, home: &Path) -> String {
     ])
 }
 
+/// How jobs are sandboxed.
+pub(crate) fn sandbox_line(weak: Option<&str>) -> String {
+    match weak {
+        None => "sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the \
+                 toolchain only"
+            .to_owned(),
+        Some(reason) => format!(
+            "sandbox     weak: {reason}; jobs run without namespaces (they can read what this \
+             user can, and use the network), and peers' jobs are refused"
+        ),
+    }
+}
+
 fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
     let Some(mesh) = mesh else {
         return vec![
@@ -52,6 +66,13 @@ fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
         lines.push(format!("  listen    {addr}"));
     }
     lines.push(format!("  peers     {} admitted", mesh.n_peers));
+    let sharing = match mesh.share.as_str() {
+        "always" => "teammates' jobs run here whenever a slot is free",
+        "idle" => "teammates' jobs run here while this machine is idle",
+        "never" => "teammates' jobs never run here",
+        _ => "nothing lent or taken until you choose (`weft team share always|idle|never`)",
+    };
+    lines.push(format!("  sharing   {}: {sharing}", mesh.share));
     lines.push(format!(
         "  speed     {:.2}× the reference machine (peers give the critical path to one a quarter faster)",
         f64::from(mesh.speed) / 1000.0
@@ -61,9 +82,15 @@ fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
         mesh.jobs_given, mesh.jobs_stolen, mesh.peer_cache_hits, mesh.leases_requeued
     ));
     lines.push(format!(
-        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs",
-        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic
+        "  trouble   {} corrupt blobs rejected, {} failed admissions, {} nondeterministic jobs, \
+         {} quarantined",
+        mesh.corrupt_blobs, mesh.admissions_failed, mesh.nondeterministic, mesh.quarantined
     ));
+    for node in &mesh.distrusted {
+        lines.push(format!(
+            "  disowned  {node} (nothing is taken from it; `weft team trust` takes it back)"
+        ));
+    }
     let mb = |bytes: u64| bytes as f64 / 1e6;
     lines.push(format!(
         "  data      {:.1} MB in, {:.1} MB out; {} large blobs over the bulk lane (TLS on TCP)",
@@ -114,9 +141,22 @@ mod tests {
             uptime_secs: 3725,
             building: building.iter().map(|ws| ws.to_string()).collect(),
             slots: 8,
+            weak_sandbox: None,
             store: store(),
             mesh,
         }
+    }
+
+    #[test]
+    fn the_weak_sandbox_is_said() {
+        let mut status = status(None, &[]);
+        status.weak_sandbox = Some("cannot create the job's namespaces: EPERM".into());
+        let text = status_text(&status);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sandbox"))
+            .expect("a sandbox line");
+        expect!["sandbox     weak: cannot create the job's namespaces: EPERM; jobs run without namespaces (they can read what this user can, and use the network), and peers' jobs are refused"].assert_eq(line);
     }
 
     #[test]
@@ -125,6 +165,7 @@ mod tests {
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        off: this node has joined no team (`weft team create`, `weft team join`)
             building    nothing
             store       /home/dev/.local/state/weft/store
@@ -153,6 +194,9 @@ mod tests {
             peer_cache_hits: 90,
             leases_requeued: 3,
             nondeterministic: 0,
+            quarantined: 1,
+            distrusted: vec!["7c0f3a2b19e4d5a6".into()],
+            share: "idle".into(),
             steal_wait_us: Some((2_800, 41_250)),
             peer_hit_us: Some((1_234, 9_876)),
             bytes_in: 123_456_789,
@@ -164,13 +208,16 @@ mod tests {
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        team 5f3a9c01d2e4b677 as 12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
               listen    /ip4/192.0.2.10/udp/7070/quic-v1
               listen    /ip6/2001:db8::10/udp/7070/quic-v1
               peers     3 admitted
+              sharing   idle: teammates' jobs run here while this machine is idle
               speed     1.50× the reference machine (peers give the critical path to one a quarter faster)
               jobs      40 lent, 12 taken, 90 results from peers' caches, 3 leases requeued
-              trouble   1 corrupt blobs rejected, 2 failed admissions, 0 nondeterministic jobs
+              trouble   1 corrupt blobs rejected, 2 failed admissions, 0 nondeterministic jobs, 1 quarantined
+              disowned  7c0f3a2b19e4d5a6 (nothing is taken from it; `weft team trust` takes it back)
               data      123.5 MB in, 0.1 MB out; 4 large blobs over the bulk lane (TLS on TCP)
               stealing  jobs waited 2.8 ms (p50), 41.2 ms (p99) before a thief took them
               peer hits 1.23 ms (p50), 9.88 ms (p99) from query to checked answer
@@ -193,17 +240,20 @@ mod tests {
             team: "5f3a9c01d2e4b677".into(),
             peer_id: "12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT".into(),
             speed: 1_000,
+            share: "not chosen".into(),
             ..MeshStatus::default()
         };
         expect![[r#"
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        team 5f3a9c01d2e4b677 as 12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
               peers     0 admitted
+              sharing   not chosen: nothing lent or taken until you choose (`weft team share always|idle|never`)
               speed     1.00× the reference machine (peers give the critical path to one a quarter faster)
               jobs      0 lent, 0 taken, 0 results from peers' caches, 0 leases requeued
-              trouble   0 corrupt blobs rejected, 0 failed admissions, 0 nondeterministic jobs
+              trouble   0 corrupt blobs rejected, 0 failed admissions, 0 nondeterministic jobs, 0 quarantined
               data      0.0 MB in, 0.0 MB out; 0 large blobs over the bulk lane (TLS on TCP)
             building    /home/dev/src/app
             store       /home/dev/.local/state/weft/store

@@ -14,8 +14,8 @@
 //! - `SendSteal`: a `Steal` rpc; the victim's `on_steal_request` gives the leases, each with
 //!   where its deps' outputs are; a failed rpc is `on_steal_failed`.
 //! - `RunStolen`: the thief fetches the job's inputs from the origin and its deps' outputs
-//!   from the lease's holders, then runs it; a missing input or dep is an infrastructure
-//!   failure.
+//!   from the lease's holders, then runs it; a missing input is an infrastructure failure
+//!   (`on_stolen_finished`), deps' outputs nobody serves go to `on_stolen_deps_lost`.
 //! - `SendRenew`: a `Renew` rpc, answered by `on_renew`; the answer goes to `on_renewed`.
 //! - `SendDone`: a `Done` rpc; when the origin's core answers `FetchOutputs`, the origin
 //!   fetches the outputs from the thief (unless its store has them) and tells
@@ -25,14 +25,14 @@
 //!   returned.
 
 use weft_node::core::{
-    BuildEffect, BuildId, Effect, JobOutcome, Made, Report, StolenOutcome, Time,
+    BuildEffect, BuildId, Effect, Finished, Report, Reported, StolenOutcome, Time,
 };
 use weft_protocol::wire::{Lease, LeaseDep};
 use weft_protocol::{Digest, JobId, NodeId};
 
 use super::metrics::short;
 use super::net::micros;
-use super::state::{Ev, FetchFor, Item, Reply, RpcKind, Run, RunKind, Step, StolenJob};
+use super::state::{Ev, FetchFor, Item, Reply, RpcKind, Run, RunKind, Step};
 use super::world::{Sim, kind};
 
 /// Trace record kinds for effects.
@@ -53,6 +53,9 @@ mod effect {
     pub(super) const HAVE: u8 = 14;
     pub(super) const RETURNED: u8 = 15;
     pub(super) const DEPS_LOST: u8 = 16;
+    pub(super) const NONDETERMINISTIC: u8 = 17;
+    pub(super) const QUARANTINED: u8 = 18;
+    pub(super) const VERIFY: u8 = 19;
 }
 
 impl Sim {
@@ -100,6 +103,9 @@ impl Sim {
             Effect::Publish(weft_node::core::Gossip::Have(jobs)) => {
                 (effect::HAVE, jobs.len() as u64)
             }
+            Effect::Nondeterministic { job, .. } => (effect::NONDETERMINISTIC, short(job)),
+            Effect::Quarantined { job, .. } => (effect::QUARANTINED, short(job)),
+            Effect::Verify { id, .. } => (effect::VERIFY, short(id)),
         };
         self.trace.record(self.now, node, tag, detail);
     }
@@ -109,7 +115,7 @@ impl Sim {
         match effect {
             Effect::Build(BuildEffect::LookupCache { build, job }) => {
                 let n = &mut self.nodes[node as usize];
-                let hit = n.store.results.contains(&job).then(|| made(job, n.id));
+                let hit = n.store.results.contains(&job).then_some(tree_of(job));
                 if let Some(core) = &mut n.core {
                     core.on_local_cache(now, build, job, hit);
                 }
@@ -140,6 +146,16 @@ impl Sim {
             Effect::GivenAway { .. }
             | Effect::Returned { .. }
             | Effect::Build(BuildEffect::Skipped { .. }) => {}
+            // Simulated results never differ.
+            Effect::Nondeterministic { .. } => {}
+            Effect::Quarantined { .. } => self.metrics.quarantined += 1,
+            // Scenarios do not check peers' results (`verify_per_million` stays 0); one that
+            // did would learn nothing from a simulated result, which never differs.
+            Effect::Verify { id, .. } => {
+                if let Some(core) = &mut self.nodes[node as usize].core {
+                    core.on_verified(now, id, None);
+                }
+            }
             Effect::Build(BuildEffect::Cancel { build, job }) => {
                 let n = &mut self.nodes[node as usize];
                 if let Some(token) = n.own_runs.remove(&(build, job)) {
@@ -149,7 +165,7 @@ impl Sim {
                     self.metrics.cancelled_runs += 1;
                 }
                 if let Some(core) = &mut self.nodes[node as usize].core {
-                    core.on_job_finished(now, build, job, JobOutcome::Cancelled);
+                    core.on_job_finished(now, build, job, Finished::Cancelled);
                 }
             }
             Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
@@ -163,10 +179,8 @@ impl Sim {
             }
             Effect::CancelStolen { id } => {
                 let n = &mut self.nodes[node as usize];
-                if let Some(stolen) = n.stolen.remove(&id) {
-                    if let Some(token) = stolen.token
-                        && let Some(run) = n.runs.remove(&token)
-                    {
+                if let Some(token) = n.stolen.remove(&id) {
+                    if let Some(run) = n.runs.remove(&token) {
                         count_busy(n, &run, now);
                         self.metrics.cancelled_runs += 1;
                     }
@@ -252,7 +266,7 @@ impl Sim {
         steps.extend(self.dep_steps(deps));
         let token = self.new_token();
         let n = &mut self.nodes[node as usize];
-        n.stolen.insert(id, StolenJob { token: Some(token) });
+        n.stolen.insert(id, token);
         n.runs
             .insert(token, Run::new(RunKind::Stolen { origin }, id, steps));
         self.advance_run(node, token);
@@ -303,15 +317,27 @@ impl Sim {
                     );
                     return;
                 }
-                None => {
-                    // Nobody can serve it.
-                    let missing = match step.item {
-                        Item::Output(job) | Item::Input(job) => job,
-                    };
-                    run.lost.push(missing);
-                    run.step += 1;
-                    run.next_holder = 0;
-                }
+                None => match step.item {
+                    // Nobody can serve it: a dep's outputs are lost (more may be), ...
+                    Item::Output(dep) => {
+                        run.lost.push(dep);
+                        run.step += 1;
+                        run.next_holder = 0;
+                    }
+                    // ... while a stolen job whose own inputs cannot be had stops there, as
+                    // the daemon's does: the thief could not run it.
+                    Item::Input(_) => {
+                        let job = run.job;
+                        n.runs.remove(&token);
+                        n.stolen.remove(&job);
+                        self.metrics.stolen_infra_failures += 1;
+                        if let Some(core) = &mut self.nodes[node as usize].core {
+                            core.on_stolen_finished(now, job, StolenOutcome::Infrastructure);
+                        }
+                        self.drain(node);
+                        return;
+                    }
+                },
             }
         }
         // Prepared.
@@ -370,7 +396,7 @@ impl Sim {
         match run.kind {
             RunKind::Own { build } => {
                 n.own_runs.remove(&(build, job));
-                let outcome = JobOutcome::Succeeded(made(job, n.id));
+                let outcome = Finished::Succeeded(tree_of(job));
                 if let Some(core) = &mut n.core {
                     core.on_job_finished(now, build, job, outcome);
                 }
@@ -460,13 +486,13 @@ impl Sim {
 
     /// A thief's report reached its victim (the daemon's `on_request` for `Done` and
     /// `JobFailed`).
-    fn on_thief_report(&mut self, origin: u32, thief: u32, job: JobId, outcome: StolenOutcome) {
+    fn on_thief_report(&mut self, origin: u32, thief: u32, job: JobId, outcome: Reported) {
         let now = self.now;
         let thief_id = self.nodes[thief as usize].id;
         let n = &mut self.nodes[origin as usize];
         let Some(core) = &mut n.core else { return };
         match outcome {
-            StolenOutcome::Succeeded => {
+            Reported::Succeeded => {
                 if core.on_thief_done(now, thief_id, job, tree_of(job)) == Report::FetchOutputs {
                     if n.store.trees.contains(&job) {
                         core.on_thief_outputs(now, thief_id, job, tree_of(job), true);
@@ -489,11 +515,10 @@ impl Sim {
                     }
                 }
             }
-            StolenOutcome::Failed | StolenOutcome::Infrastructure => {
-                let infrastructure = outcome == StolenOutcome::Infrastructure;
+            Reported::Failed | Reported::Infrastructure | Reported::Refused => {
+                let infrastructure = outcome != Reported::Failed;
                 core.on_thief_failed(now, thief_id, job, infrastructure);
             }
-            StolenOutcome::Cancelled => return,
         }
         self.drain(origin);
     }
@@ -541,7 +566,7 @@ impl Sim {
                     return;
                 }
                 if let Some(core) = n.core.as_mut() {
-                    let hit = hit.then(|| made(job, server_id));
+                    let hit = hit.then_some(tree_of(job));
                     core.on_peer_cache(now, build, job, server_id, hit);
                 }
                 self.drain(client);
@@ -611,7 +636,7 @@ impl Sim {
             FetchFor::CacheHit { build, job, peer } => {
                 let peer_id = self.nodes[peer as usize].id;
                 if let Some(core) = self.nodes[client as usize].core.as_mut() {
-                    core.on_peer_cache(now, build, job, peer_id, ok.then(|| made(job, peer_id)));
+                    core.on_peer_cache(now, build, job, peer_id, ok.then_some(tree_of(job)));
                 }
                 self.drain(client);
             }
@@ -641,14 +666,6 @@ impl Sim {
 /// A result's output tree in the simulation: the job's id stands for it.
 fn tree_of(job: JobId) -> Digest {
     job.0
-}
-
-/// The outputs of `job`, as `by` made them.
-fn made(job: JobId, by: NodeId) -> Made {
-    Made {
-        tree: tree_of(job),
-        by,
-    }
 }
 
 fn count_busy(n: &mut super::state::SimNode, run: &Run, now: Time) {

@@ -20,6 +20,8 @@ pub(crate) struct Metrics {
     pub(crate) deps_lost: u64,
     /// Stolen runs that failed for want of inputs or deps.
     pub(crate) stolen_infra_failures: u64,
+    /// Jobs that failed their build for losing their worker too often.
+    pub(crate) quarantined: u64,
     /// Jobs that completed at least once.
     pub(crate) completed: IdSet<JobId>,
     /// Payload bytes of fetches (outputs and inputs).

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use weft_node::core::{IdMap, IdSet};
 
-use weft_node::core::{
-    BuildId, BuildOutcome, Core, CoreConfig, CoreStats, Gossip, StolenOutcome, Time,
-};
+use weft_node::core::{BuildId, BuildOutcome, Core, CoreConfig, CoreStats, Gossip, Reported, Time};
 use weft_protocol::wire::{Lease, SharePolicy, StealRequest};
 use weft_protocol::{JobId, NodeId};
 
@@ -201,13 +199,6 @@ impl Run {
     }
 }
 
-/// A stolen job as the thief's engine knows it.
-#[derive(Debug, Default)]
-pub(crate) struct StolenJob {
-    /// Its run.
-    pub(crate) token: Option<u64>,
-}
-
 /// One simulated node.
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
@@ -221,7 +212,8 @@ pub(crate) struct SimNode {
     pub(crate) builds: BTreeMap<BuildId, NodeBuild>,
     pub(crate) runs: IdMap<u64, Run>,
     pub(crate) own_runs: IdMap<(BuildId, JobId), u64>,
-    pub(crate) stolen: IdMap<JobId, StolenJob>,
+    /// Peers' jobs running here, by the token of their run.
+    pub(crate) stolen: IdMap<JobId, u64>,
     /// When each result made here was finished, until it is announced (for convergence).
     pub(crate) finished_at: IdMap<JobId, Time>,
     /// When this node's link is free again, each direction.
@@ -267,7 +259,7 @@ pub(crate) enum RpcKind {
     },
     Done {
         job: JobId,
-        outcome: StolenOutcome,
+        outcome: Reported,
     },
     Query {
         build: BuildId,

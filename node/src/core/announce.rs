@@ -8,6 +8,7 @@ use std::time::Duration;
 use weft_protocol::JobId;
 
 use super::Time;
+use super::config::CoreConfig;
 
 /// How soon after a peer comes up a busy node beacons (peers that come up together get one
 /// beacon).
@@ -31,6 +32,9 @@ const IDLE_BEACON_SPACING: Duration = Duration::from_millis(100);
 pub(super) struct Announcer {
     /// How long new results wait to be announced together.
     have_delay: Duration,
+    /// How often a beacon goes out while this node has jobs queued, and while it has none.
+    busy_interval: Duration,
+    idle_interval: Duration,
     /// The most results a newcomer's first `Have` lists.
     snapshot_len: usize,
     pending_have: Vec<JobId>,
@@ -48,12 +52,13 @@ pub(super) struct Announcer {
 }
 
 impl Announcer {
-    /// Announcements batched for `have_delay`; newcomers hear of the last `snapshot_len`
-    /// results.
-    pub(super) fn new(have_delay: Duration, snapshot_len: usize) -> Announcer {
+    /// Beacons and announcements as `config` says.
+    pub(super) fn new(config: &CoreConfig) -> Announcer {
         Announcer {
-            have_delay,
-            snapshot_len,
+            have_delay: config.have_delay,
+            busy_interval: config.beacon_interval,
+            idle_interval: config.idle_beacon_interval,
+            snapshot_len: config.have_snapshot,
             pending_have: Vec::new(),
             have_due: None,
             beacon_due: Time::ZERO,
@@ -126,16 +131,9 @@ impl Announcer {
     }
 
     /// Whether a beacon goes out now, for a node with `queued` jobs queued and `n_peers`
-    /// peers; when it does, the next is due after `busy_interval` (jobs queued) or
-    /// `idle_interval`, spaced out on a large mesh.
-    pub(super) fn beacon_now(
-        &mut self,
-        now: Time,
-        queued: usize,
-        n_peers: usize,
-        busy_interval: Duration,
-        idle_interval: Duration,
-    ) -> bool {
+    /// peers; when it does, the next is due after the busy interval (jobs queued) or the idle
+    /// one, spaced out on a large mesh.
+    pub(super) fn beacon_now(&mut self, now: Time, queued: usize, n_peers: usize) -> bool {
         let busy = queued > 0;
         let grew = self.turned_away.is_some_and(|at| queued > at);
         let mut changed = self.last_beacon != Some(busy) || grew;
@@ -152,12 +150,12 @@ impl Announcer {
             }
         }
         let interval = if busy {
-            busy_interval
+            self.busy_interval
         } else {
             // Every idle beacon goes to every node: on a large mesh, space them out so that
             // a node receives about ten a second, whatever the mesh's size.
             let per_peer = IDLE_BEACON_SPACING.saturating_mul(n_peers as u32);
-            idle_interval.max(per_peer)
+            self.idle_interval.max(per_peer)
         };
         if !changed && now < self.beacon_due {
             return false;

@@ -9,8 +9,8 @@ use weft_protocol::wire::SharePolicy;
 use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
 
 use super::{
-    BuildEffect, BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, Gossip, JobOutcome,
-    Made, PlannedJob, Report, StolenOutcome, Time,
+    BuildEffect, BuildId, BuildOptions, BuildOutcome, Core, CoreConfig, Effect, Finished, Gossip,
+    PlannedJob, Report, Reported, StolenOutcome, Time,
 };
 
 const CC: Digest = Digest::from_bytes([7; 32]);
@@ -41,25 +41,15 @@ fn job(name: &str, ms: u64, deps: &[JobId]) -> Job {
     }
 }
 
-/// The outputs of `job` as `by` made them (the tree stands for the job's own).
-fn made(job: JobId, by: NodeId) -> Made {
-    Made { tree: job.0, by }
-}
-
 /// A thief's report reaches its victim, as the wire carries it (outputs are never wanted
 /// here, so a success counts at once).
-fn report(
-    victim: &mut Core,
-    now: Time,
-    thief: NodeId,
-    job: JobId,
-    outcome: StolenOutcome,
-) -> Report {
+fn report(victim: &mut Core, now: Time, thief: NodeId, job: JobId, outcome: Reported) -> Report {
     match outcome {
-        StolenOutcome::Succeeded => victim.on_thief_done(now, thief, job, job.0),
-        StolenOutcome::Failed => victim.on_thief_failed(now, thief, job, false),
-        StolenOutcome::Infrastructure => victim.on_thief_failed(now, thief, job, true),
-        StolenOutcome::Cancelled => unreachable!("a cancelled run is not reported"),
+        Reported::Succeeded => victim.on_thief_done(now, thief, job, job.0),
+        Reported::Failed => victim.on_thief_failed(now, thief, job, false),
+        Reported::Infrastructure | Reported::Refused => {
+            victim.on_thief_failed(now, thief, job, true)
+        }
     }
 }
 
@@ -79,7 +69,7 @@ struct Sim {
     /// Each node's speed in thousandths: a job runs `1000 / speed` times its named time.
     speeds: BTreeMap<NodeId, u32>,
     /// Results each node holds.
-    held: BTreeMap<NodeId, HashSet<JobId>>,
+    results: BTreeMap<NodeId, HashSet<JobId>>,
     /// Nodes that crashed: they take no events and send nothing.
     crashed: BTreeSet<NodeId>,
     /// (finish time, node, what): jobs running.
@@ -89,7 +79,7 @@ struct Sim {
     done: BTreeMap<BuildId, BuildOutcome>,
     /// Thief reports to delay: when set, a thief's report waits until this time.
     hold_reports_until: Option<Time>,
-    delayed: Vec<(Time, NodeId, NodeId, JobId, StolenOutcome)>,
+    delayed: Vec<(Time, NodeId, NodeId, JobId, Reported)>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,7 +99,7 @@ impl Sim {
             now: Time::ZERO,
             cores: BTreeMap::new(),
             speeds: BTreeMap::new(),
-            held: BTreeMap::new(),
+            results: BTreeMap::new(),
             crashed: BTreeSet::new(),
             running: Vec::new(),
             ran: Vec::new(),
@@ -133,7 +123,7 @@ impl Sim {
             };
             sim.cores
                 .insert(node(*n), Core::new(node(*n), "linux".into(), tools, config));
-            sim.held.insert(node(*n), HashSet::new());
+            sim.results.insert(node(*n), HashSet::new());
         }
         let ids: Vec<NodeId> = sim.cores.keys().copied().collect();
         for a in &ids {
@@ -206,14 +196,14 @@ impl Sim {
         let now = self.now;
         match effect {
             Effect::Build(BuildEffect::LookupCache { build, job }) => {
-                let hit = self.held[&id].contains(&job).then(|| made(job, id));
+                let hit = self.results[&id].contains(&job).then_some(job.0);
                 self.core(id).on_local_cache(now, build, job, hit);
             }
             Effect::QueryPeer {
                 build, job, peer, ..
             } => {
-                let hit = (!self.crashed.contains(&peer) && self.held[&peer].contains(&job))
-                    .then(|| made(job, peer));
+                let hit = (!self.crashed.contains(&peer) && self.results[&peer].contains(&job))
+                    .then_some(job.0);
                 self.core(id).on_peer_cache(now, build, job, peer, hit);
             }
             Effect::Build(BuildEffect::Start {
@@ -253,7 +243,7 @@ impl Sim {
             Effect::Build(BuildEffect::Cancel { build, job }) => {
                 self.running.retain(|(_, n, r)| !(*n == id && matches!(r, Running::Own { build: b, job: j } if *b == build && *j == job)));
                 self.core(id)
-                    .on_job_finished(now, build, job, JobOutcome::Cancelled);
+                    .on_job_finished(now, build, job, Finished::Cancelled);
             }
             Effect::SendSteal { peer, request } => {
                 if self.crashed.contains(&peer) {
@@ -308,6 +298,9 @@ impl Sim {
             }
             Effect::GivenAway { .. }
             | Effect::Returned { .. }
+            | Effect::Nondeterministic { .. }
+            | Effect::Quarantined { .. }
+            | Effect::Verify { .. }
             | Effect::Build(BuildEffect::Skipped { .. }) => {}
         }
     }
@@ -350,17 +343,17 @@ impl Sim {
                 match what {
                     Running::Own { build, job } => {
                         self.ran.push((node, job));
-                        self.held.get_mut(&node).expect("node").insert(job);
+                        self.results.get_mut(&node).expect("node").insert(job);
                         self.core(node).on_job_finished(
                             now,
                             build,
                             job,
-                            JobOutcome::Succeeded(made(job, node)),
+                            Finished::Succeeded(job.0),
                         );
                     }
                     Running::Stolen { id, outcome } => {
                         self.ran.push((node, id));
-                        self.held.get_mut(&node).expect("node").insert(id);
+                        self.results.get_mut(&node).expect("node").insert(id);
                         self.core(node).on_stolen_finished(now, id, outcome);
                     }
                 }
@@ -558,7 +551,7 @@ fn a_thief_that_keeps_failing_for_its_own_reasons_is_avoided() {
             now,
             node(2),
             lease.job.id(),
-            StolenOutcome::Infrastructure,
+            Reported::Infrastructure,
         );
         failures += 1;
     }
@@ -593,13 +586,7 @@ fn a_thief_that_cannot_fetch_a_deps_outputs_has_the_dep_run_again_not_the_job_le
     };
     assert_eq!(steal(&mut sim), a.id());
     let now = sim.now;
-    report(
-        sim.core(node(1)),
-        now,
-        node(2),
-        a.id(),
-        StolenOutcome::Succeeded,
-    );
+    report(sim.core(node(1)), now, node(2), a.id(), Reported::Succeeded);
     sim.settle();
     assert_eq!(steal(&mut sim), b.id());
     // The thief cannot get `a`'s outputs from anyone: `a` runs again, and `b` waits for it.
@@ -630,7 +617,10 @@ fn dependents_prefer_the_thief_that_holds_their_deps() {
     let base = job("base", 10, &[]);
     let now = sim.now;
     sim.core(node(1)).on_have(now, node(2), &[base.id()]);
-    sim.held.get_mut(&node(1)).expect("node").insert(base.id());
+    sim.results
+        .get_mut(&node(1))
+        .expect("node")
+        .insert(base.id());
     let jobs = vec![
         base.clone(),
         job("blocker", 1000, &[]),

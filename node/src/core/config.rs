@@ -1,6 +1,7 @@
 //! [`CoreConfig`]: how a node takes part in the mesh. `bench/RESULTS.md` has why each tuned
 //! default is what it is (the netsim runs that chose it).
 
+use std::path::Path;
 use std::time::Duration;
 
 use weft_protocol::wire::SharePolicy;
@@ -14,6 +15,9 @@ pub struct CoreConfig {
     pub share: SharePolicy,
     /// At most this many slots run peers' jobs. Default: all of them.
     pub max_shared_slots: usize,
+    /// Whether this node lends its queued jobs to peers that ask. Default: true (the daemon
+    /// lends nothing until its owner has chosen a `share` policy).
+    pub lend: bool,
     /// At most this many jobs per steal request. Default: 4.
     pub steal_batch: usize,
     /// How long a lease lasts without renewal. Default: 10 s.
@@ -56,10 +60,22 @@ pub struct CoreConfig {
     /// The most results listed in the first `Have` a newly admitted peer is sent (the latest
     /// this node made). Default: 50,000.
     pub have_snapshot: usize,
-    /// The tools, by name, that this node offers to run for peers: those found on its `PATH`
-    /// are advertised, with the tools of its own builds. Default:
-    /// [`CoreConfig::DEFAULT_ACCEPT_TOOLS`].
+    /// The tools that peers' jobs may run here, each a name (`gcc`: a tool the job names
+    /// `gcc`, or `…/gcc`) or an absolute path (the binary a name resolves to). Only these are
+    /// advertised to peers, and a lent job that names another tool is refused before anything
+    /// runs ([`CoreConfig::accepts_tool`]). Default: [`CoreConfig::DEFAULT_ACCEPT_TOOLS`],
+    /// compilers, assemblers, archivers and linkers; no shells or interpreters.
     pub accept_tools: Vec<String>,
+    /// A job whose worker died this many times while it ran (a daemon, this one or a thief,
+    /// that died with its machine still up: the record of runs in progress says so when it
+    /// starts again) is quarantined: it fails its build instead of running again, and each
+    /// later build gives it one more try. A thief that goes away or goes quiet is no job's
+    /// fault and does not count. Default: 3.
+    pub max_job_losses: u32,
+    /// Of the results taken from peers' caches, about this many in a million are also run
+    /// here, beside the build, and compared: a difference flags the job as nondeterministic.
+    /// Default: 0 (`verify_fraction` in `config.toml`).
+    pub verify_per_million: u32,
 }
 
 impl CoreConfig {
@@ -69,6 +85,7 @@ impl CoreConfig {
             slots: slots.max(1),
             share: SharePolicy::Idle,
             max_shared_slots: slots.max(1),
+            lend: true,
             steal_batch: 4,
             lease_ttl: Duration::from_secs(10),
             beacon_interval: Duration::from_secs(1),
@@ -86,13 +103,51 @@ impl CoreConfig {
                 .iter()
                 .map(|tool| (*tool).to_owned())
                 .collect(),
+            max_job_losses: 3,
+            verify_per_million: 0,
         }
     }
 
-    /// The tools a node offers peers by default: the usual compilers and shell tools.
+    /// The tools a node runs for peers by default: C and C++ compilers and their
+    /// preprocessor, assemblers, archivers and linkers, and the Rust and Go compilers. A job
+    /// that needs a shell or an interpreter runs where it was asked for, unless the owner
+    /// adds one.
     pub const DEFAULT_ACCEPT_TOOLS: &[&str] = &[
-        "cc", "c++", "gcc", "g++", "clang", "clang++", "ar", "ld", "as", "ranlib", "strip", "sh",
-        "bash", "cp", "cat", "mv", "ln", "mkdir", "touch", "true", "false", "echo", "sleep", "sed",
-        "awk", "tr", "python3", "make", "rustc", "go",
+        "cc", "c++", "gcc", "g++", "cpp", "clang", "clang++", "as", "ar", "ranlib", "ld", "ld.bfd",
+        "ld.gold", "ld.lld", "lld", "strip", "nm", "objcopy", "rustc", "go",
     ];
+
+    /// Whether a peer's job may run the tool it names `name`, which resolves here to
+    /// `resolved`: an entry without a `/` matches the last component of the name, an entry
+    /// with one matches the resolved path.
+    pub fn accepts_tool(&self, name: &str, resolved: &Path) -> bool {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        self.accept_tools.iter().any(|entry| {
+            if entry.contains('/') {
+                Path::new(entry) == resolved
+            } else {
+                entry == base
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_are_accepted_by_name_or_by_resolved_path() {
+        let mut config = CoreConfig::new(1);
+        let gcc = Path::new("/usr/bin/gcc");
+        assert!(config.accepts_tool("gcc", gcc));
+        assert!(config.accepts_tool("/usr/bin/gcc", gcc));
+        assert!(!config.accepts_tool("sh", Path::new("/usr/bin/sh")));
+        assert!(!config.accepts_tool("bash", Path::new("/usr/bin/bash")));
+        assert!(!config.accepts_tool("python3", Path::new("/usr/bin/python3")));
+        config.accept_tools = vec!["/opt/bin/sh".into()];
+        assert!(config.accepts_tool("sh", Path::new("/opt/bin/sh")));
+        assert!(!config.accepts_tool("sh", Path::new("/usr/bin/sh")));
+        assert!(!config.accepts_tool("gcc", gcc));
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_protocol::wire::{LeaseDep, LoadBeacon, StealRequest};
-use weft_protocol::{Job, JobId, NodeId};
+use weft_protocol::{Digest, Job, JobId, NodeId};
 
 use super::scheduler::{BuildEffect, BuildId};
 
@@ -105,8 +105,8 @@ pub enum Effect {
         origin: NodeId,
         /// The job.
         id: JobId,
-        /// Whether it succeeded.
-        outcome: StolenOutcome,
+        /// How it ended.
+        outcome: Reported,
     },
     /// Tell a stolen job's origin that it could not run here: nobody served the outputs of
     /// these deps.
@@ -120,6 +120,53 @@ pub enum Effect {
     },
     /// Gossip to the team.
     Publish(Gossip),
+    /// Run a job here beside the build, to check a result taken from `peer`'s cache; answer
+    /// with [`Core::on_verified`](super::Core::on_verified). Nothing waits for it.
+    Verify {
+        /// The job's id.
+        id: JobId,
+        /// The job.
+        job: Arc<Job>,
+        /// Where its deps' outputs are, best holder first.
+        deps: Vec<LeaseDep>,
+        /// The peer whose result it checks.
+        peer: NodeId,
+    },
+    /// Two results of one job differ in their outputs: the job is flagged, built here and
+    /// never taken from a cache until two runs here agree. Say so in the builds that have it.
+    Nondeterministic {
+        /// The job.
+        job: JobId,
+        /// The node that made one result.
+        first: NodeId,
+        /// The node that made the other.
+        second: NodeId,
+    },
+    /// A job lost its worker (hung it, or took its daemon down) too often (see
+    /// [`CoreConfig::max_job_losses`](super::CoreConfig::max_job_losses)) and failed its build
+    /// instead of running again.
+    Quarantined {
+        /// The build.
+        build: BuildId,
+        /// The job.
+        job: JobId,
+        /// How many times it lost its worker.
+        losses: u32,
+        /// The node it last ran on.
+        last: NodeId,
+    },
+}
+
+/// How a run of one of this node's jobs ended, as the driver tells
+/// [`Core::on_job_finished`](super::Core::on_job_finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It succeeded; this is its output tree, in this node's store.
+    Succeeded(Digest),
+    /// It failed.
+    Failed,
+    /// It was stopped ([`BuildEffect::Cancel`]).
+    Cancelled,
 }
 
 /// How a stolen job ended, on the thief.
@@ -133,6 +180,20 @@ pub enum StolenOutcome {
     Infrastructure,
     /// It was stopped.
     Cancelled,
+}
+
+/// What a thief tells the victim about a stolen job ([`Effect::SendDone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// It succeeded; its result is in the thief's store.
+    Succeeded,
+    /// The job itself failed (a compile error, say).
+    Failed,
+    /// The thief could not run it (a missing input, a different tool, a full disk).
+    Infrastructure,
+    /// The thief would not run it: it names a tool the thief does not run for peers, or it
+    /// may use the network. Nothing ran.
+    Refused,
 }
 
 /// What the victim made of a thief's report.

@@ -135,7 +135,7 @@ impl Lent {
 
 /// A peer's job that runs here.
 #[derive(Debug)]
-pub(super) struct Stolen {
+pub(super) struct BorrowedJob {
     pub(super) origin: NodeId,
     next_renew: Time,
 }
@@ -143,7 +143,7 @@ pub(super) struct Stolen {
 /// The peers' jobs that run here.
 #[derive(Debug, Default)]
 pub(super) struct Borrowed {
-    stolen: BTreeMap<JobId, Stolen>,
+    stolen: BTreeMap<JobId, BorrowedJob>,
     /// The stolen jobs by when their lease is renewed next.
     renewals: Deadlines<JobId>,
 }
@@ -157,6 +157,15 @@ impl Borrowed {
         self.stolen.contains_key(id)
     }
 
+    /// The jobs stolen from `origin`, in id order.
+    pub(super) fn from(&self, origin: &NodeId) -> Vec<JobId> {
+        self.stolen
+            .iter()
+            .filter(|(_, s)| s.origin == *origin)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// When the next renewal is due.
     pub(super) fn next_renewal(&self) -> Option<Time> {
         self.renewals.first_time()
@@ -166,12 +175,12 @@ impl Borrowed {
     /// `renew_every`.
     pub(super) fn insert(&mut self, now: Time, id: JobId, origin: NodeId, renew_every: Duration) {
         let next_renew = now + renew_every;
-        self.stolen.insert(id, Stolen { origin, next_renew });
+        self.stolen.insert(id, BorrowedJob { origin, next_renew });
         self.renewals.insert(next_renew, id);
     }
 
     /// A stolen job ended here: no more renewals.
-    pub(super) fn end(&mut self, id: JobId) -> Option<Stolen> {
+    pub(super) fn end(&mut self, id: JobId) -> Option<BorrowedJob> {
         let stolen = self.stolen.remove(&id)?;
         self.renewals.remove(stolen.next_renew, id);
         Some(stolen)

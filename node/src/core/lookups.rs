@@ -20,14 +20,15 @@ pub(super) struct PeerLookups {
 
 impl PeerLookups {
     /// The next peer to ask for `job`'s result, among those that announced it (`holders`, in
-    /// order): one not asked yet, admitted and never avoided. `None` when none is left; then
-    /// the lookup is over.
+    /// order): one not asked yet, admitted, not avoided since its failures were last forgiven,
+    /// and `trusted`. `None` when none is left; then the lookup is over.
     pub(super) fn next(
         &mut self,
         build: BuildId,
         job: JobId,
         holders: &[NodeId],
         peers: &PeerTable,
+        trusted: impl Fn(&NodeId) -> bool,
     ) -> Option<NodeId> {
         let asked = self.asked.entry((build, job)).or_default();
         let next = if asked.len() >= MAX_CACHE_QUERIES {
@@ -38,6 +39,7 @@ impl PeerLookups {
                     && peers
                         .get(peer)
                         .is_some_and(|state| state.avoid_until.is_none())
+                    && trusted(peer)
             })
         };
         match next {

@@ -33,12 +33,14 @@ mod node;
 mod node_tests;
 mod peers;
 mod prefetch;
+mod rng;
 mod scheduler;
 mod steal;
 mod time;
+mod trust;
 
 pub use config::CoreConfig;
-pub use effect::{Effect, Gossip, Report, StolenOutcome};
+pub use effect::{Effect, Finished, Gossip, Report, Reported, StolenOutcome};
 pub use id_hash::{IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use node::{Core, CoreStats};
 pub use peers::PeerView;

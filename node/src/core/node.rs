@@ -35,21 +35,23 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use weft_protocol::wire::{Lease, LeaseDep, LoadBeacon, StealRequest};
+use weft_protocol::wire::{Lease, LeaseDep, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Digest, JobId, NodeId};
 
 use super::Time;
 use super::announce::Announcer;
 use super::config::CoreConfig;
-use super::effect::{Effect, Gossip, Report, StolenOutcome};
+use super::effect::{Effect, Finished, Gossip, Report, Reported, StolenOutcome};
 use super::holders::Holders;
 use super::leases::{Borrowed, LeaseOut, Lent};
 use super::lookups::PeerLookups;
 use super::peers::{PeerTable, PeerView};
+use super::rng::Rng;
 use super::scheduler::{
     BuildEffect, BuildId, BuildOptions, JobOutcome, Made, PlanError, PlannedJob, Reserve, Scheduler,
 };
-use super::steal::{self, Draw, Stealing};
+use super::steal::{Draw, Stealing};
+use super::trust::Trust;
 
 /// How a stolen job ended, as its thief reports it (the victim's side of
 /// [`StolenOutcome`]).
@@ -82,6 +84,10 @@ pub struct CoreStats {
     /// Jobs given back by a thief that could not fetch their deps' outputs: the deps ran
     /// again.
     pub deps_lost_by_thieves: u64,
+    /// Jobs found to make different outputs on different runs (each counted once).
+    pub nondeterministic: u64,
+    /// Jobs that failed their build because they kept losing their worker.
+    pub quarantined: u64,
 }
 
 /// One node's decisions: its builds and its part in the mesh.
@@ -98,8 +104,11 @@ pub struct Core {
     lent: Lent,
     borrowed: Borrowed,
     stealing: Stealing,
+    /// The only randomness: seeded from this node's id.
+    rng: Rng,
     lookups: PeerLookups,
     announcer: Announcer,
+    trust: Trust,
     system_idle: bool,
     /// How many jobs the reserve last given to the scheduler keeps back (what beacons call
     /// `reserved`). With no fast peer and none reserved, neither the reserve nor its expiry
@@ -120,13 +129,15 @@ impl Core {
     ) -> Core {
         Core {
             scheduler: Scheduler::new(config.slots),
-            peers: PeerTable::new(config.speed),
+            peers: PeerTable::new(config.speed, platform.clone()),
             holders: Holders::default(),
             lent: Lent::default(),
             borrowed: Borrowed::default(),
-            stealing: Stealing::new(local),
+            stealing: Stealing::new(),
+            rng: Rng::new(local),
             lookups: PeerLookups::default(),
-            announcer: Announcer::new(config.have_delay, config.have_snapshot),
+            announcer: Announcer::new(&config),
+            trust: Trust::default(),
             config,
             local,
             platform,
@@ -173,8 +184,7 @@ impl Core {
         self.tools.extend(tools);
     }
 
-    /// Tells the core whether the machine is otherwise idle (for
-    /// [`SharePolicy::Idle`](weft_protocol::wire::SharePolicy::Idle)).
+    /// Tells the core whether the machine is otherwise idle (for [`SharePolicy::Idle`]).
     pub fn set_system_idle(&mut self, now: Time, idle: bool) {
         self.system_idle = idle;
         self.after_event(now);
@@ -222,11 +232,6 @@ impl Core {
         jobs: Vec<PlannedJob>,
         options: BuildOptions,
     ) -> Result<(), PlanError> {
-        // The tools this node's builds use are tools it has.
-        for planned in &jobs {
-            self.tools
-                .extend(planned.job.toolchain.tools.values().copied());
-        }
         self.scheduler.add_build(now, build, jobs, options)?;
         self.after_event(now);
         Ok(())
@@ -243,48 +248,72 @@ impl Core {
         self.after_event(now);
     }
 
-    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with where its outputs
-    /// are, or a miss.
-    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Made>) {
-        if let Some(made) = hit {
+    /// The driver's answer to [`BuildEffect::LookupCache`]: a hit, with its output tree (in
+    /// this node's store), or a miss.
+    ///
+    /// A nondeterministic job takes no hit (it is built here), and neither it nor a job that
+    /// may use the network is asked of peers.
+    pub fn on_local_cache(&mut self, now: Time, build: BuildId, job: JobId, hit: Option<Digest>) {
+        let flagged = self.trust.is_flagged(&job);
+        let by = self.local;
+        if let Some(made) = hit.filter(|_| !flagged).map(|tree| Made { tree, by }) {
             self.stats.local_cache_hits += 1;
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
-        } else if !self.ask_next_holder(build, job) {
-            self.scheduler.on_cache_lookup(now, build, job, None);
+        } else if flagged || self.is_network(build, job) || !self.ask_next_holder(build, job) {
+            self.missed(now, build, job);
         }
         self.after_event(now);
     }
 
-    /// The driver's answer to [`Effect::QueryPeer`]: a hit only when the result's signature
-    /// checked out and its blobs can be had (and, `with_outputs`, are here).
+    /// The driver's answer to [`Effect::QueryPeer`]: a hit (with its output tree, which
+    /// `peer` holds) only when the result's signature checked out and its blobs can be had
+    /// (and, `with_outputs`, are here).
     pub fn on_peer_cache(
         &mut self,
         now: Time,
         build: BuildId,
         job: JobId,
         peer: NodeId,
-        hit: Option<Made>,
+        hit: Option<Digest>,
     ) {
+        let hit = hit.map(|tree| Made { tree, by: peer });
         if !self.lookups.was_asked(build, job, &peer) {
             return;
         }
-        if let Some(made) = hit {
+        if hit.is_some() && (self.trust.is_flagged(&job) || self.trust.is_distrusted(&peer)) {
+            // Flagged or disowned since it was asked: not from a cache after all.
+            self.lookups.end(build, job);
+            self.missed(now, build, job);
+        } else if let Some(made) = hit {
             self.lookups.end(build, job);
             self.stats.peer_cache_hits += 1;
+            self.maybe_verify(build, job, made);
             self.scheduler.on_cache_lookup(now, build, job, Some(made));
         } else if !self.ask_next_holder(build, job) {
-            self.scheduler.on_cache_lookup(now, build, job, None);
+            self.missed(now, build, job);
         }
         self.after_event(now);
     }
 
     /// The driver's answer to [`BuildEffect::Start`] or [`BuildEffect::Cancel`]; a success
-    /// says where the outputs are (here: this node made them).
-    pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, outcome: JobOutcome) {
+    /// comes with its output tree.
+    pub fn on_job_finished(&mut self, now: Time, build: BuildId, job: JobId, finished: Finished) {
+        let outcome = match finished {
+            Finished::Succeeded(tree) => JobOutcome::Succeeded(Made {
+                tree,
+                by: self.local,
+            }),
+            Finished::Failed => JobOutcome::Failed,
+            Finished::Cancelled => JobOutcome::Cancelled,
+        };
         let ran_here = self.scheduler.runner(build, job).is_none();
         self.scheduler.on_job_finished(now, build, job, outcome);
-        if ran_here && matches!(outcome, JobOutcome::Succeeded(_)) {
-            self.announcer.announce(now, job);
+        if let JobOutcome::Succeeded(made) = outcome {
+            self.trust.succeeded(&job);
+            if ran_here {
+                self.announcer.announce(now, job);
+                self.trust.ran_here(job, made.tree);
+            }
         }
         self.after_event(now);
     }
@@ -303,6 +332,9 @@ impl Core {
     /// newest first); later ones reach it by gossip.
     #[must_use = "the newcomer is told what this node holds"]
     pub fn on_peer_up(&mut self, now: Time, peer: NodeId) -> Vec<Vec<JobId>> {
+        if self.trust.is_distrusted(&peer) {
+            return Vec::new();
+        }
         self.peers.up(now, peer);
         self.holders.peer_up(peer);
         self.announcer.peer_up(now, self.scheduler.queued());
@@ -325,6 +357,8 @@ impl Core {
         self.holders.peer_down(peer);
         for (job, build) in self.lent.of_thief(&peer) {
             self.lent.remove(&job);
+            // Gone with its machine or its network, or left: the job goes back to the queue,
+            // and is not blamed (a thief whose daemon died says so when it is back).
             if self.scheduler.requeue(now, build, job) {
                 self.stats.leases_requeued += 1;
                 self.effects
@@ -335,7 +369,7 @@ impl Core {
         // Lookups waiting on it move on.
         for (build, job) in self.lookups.waiting_on(&peer) {
             if !self.ask_next_holder(build, job) {
-                self.scheduler.on_cache_lookup(now, build, job, None);
+                self.missed(now, build, job);
             }
         }
         self.after_event(now);
@@ -343,8 +377,7 @@ impl Core {
 
     /// A peer's beacon.
     pub fn on_beacon(&mut self, now: Time, peer: NodeId, beacon: &LoadBeacon) {
-        let speed = self.config.speed;
-        let Some(grew) = self.peers.beacon(now, peer, beacon, speed, &self.platform) else {
+        let Some(grew) = self.peers.beacon(now, peer, beacon) else {
             return;
         };
         if grew {
@@ -355,6 +388,9 @@ impl Core {
 
     /// A peer announced results it holds.
     pub fn on_have(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
+        if self.trust.is_distrusted(&peer) {
+            return;
+        }
         if !self
             .holders
             .announced(jobs, peer, self.config.max_holder_entries)
@@ -374,21 +410,17 @@ impl Core {
         }
     }
 
-    /// A peer's speed, as its last beacon said.
-    pub fn peer_speed(&self, peer: &NodeId) -> Option<u32> {
-        self.peers.speed_of(peer)
-    }
-
     /// How long a job that ran for `duration` on `peer` would have run here, by this node's
     /// speed and the one the peer's last beacon gave (the same, when that is unknown).
     pub fn local_duration(&self, peer: &NodeId, duration: Duration) -> Duration {
         let here = f64::from(self.config.speed.max(1));
-        let there = self.peer_speed(peer).map_or(here, f64::from);
+        let there = self.peers.speed_of(peer).map_or(here, f64::from);
         duration.mul_f64(there / here)
     }
 
     /// The peers known to hold a job's result.
-    pub fn holders(&self, job: &JobId) -> &[NodeId] {
+    #[cfg(test)]
+    pub(crate) fn holders(&self, job: &JobId) -> &[NodeId] {
         self.holders.get(job)
     }
 
@@ -420,8 +452,9 @@ impl Core {
         peer: NodeId,
         request: &StealRequest,
     ) -> Vec<Lease> {
-        if self.peers.get(&peer).is_none_or(|p| p.is_avoided(now)) {
-            // Unknown, or it kept failing jobs for reasons of its own: nothing for now.
+        if !self.config.lend || self.peers.get(&peer).is_none_or(|p| p.is_avoided(now)) {
+            // Not lending, an unknown thief, or one that kept failing jobs for reasons of its
+            // own: nothing for now.
             return Vec::new();
         }
         let tools: BTreeSet<Digest> = request.tools.iter().copied().collect();
@@ -431,13 +464,19 @@ impl Core {
             .peers
             .speed_of(&peer)
             .unwrap_or(self.peers.slowest_speed());
-        let reserve = self.reserve_for(now, thief_speed, Some(peer));
+        let reserve = self.reserve_against(now, thief_speed, Some(peer));
         // A thief that jobs are reserved for takes the most critical ones, wherever their
         // inputs are; others take what they hold the inputs of first.
         let critical_first = self.peers.fast().contains(&peer);
         let holders = &self.holders;
         let lent = &self.lent;
+        let trust = &self.trust;
         let given = self.scheduler.take_for_peer(peer, max, reserve, |id, job| {
+            // A job that may use the network runs where it was asked for, and a
+            // nondeterministic one is built here until it agrees with itself.
+            if job.network || trust.is_flagged(&id) {
+                return None;
+            }
             let runnable = job.toolchain.platform == request.platform
                 && job
                     .toolchain
@@ -585,7 +624,17 @@ impl Core {
         job: JobId,
         outcome: ThiefOutcome,
     ) -> Report {
+        if self.trust.is_distrusted(&peer) {
+            // Its leases went back to the queue when it was disowned; nothing it says counts.
+            return Report::Unknown;
+        }
         if let ThiefOutcome::Succeeded(made) = outcome {
+            if let Some(known) = self.scheduler.made_of(job)
+                && known.tree != made.tree
+            {
+                self.nondeterministic(job, known.by, made.by);
+            }
+            self.trust.succeeded(&job);
             // Every build with the job takes its outputs from the thief from now on.
             self.scheduler.set_made(job, made);
         }
@@ -658,6 +707,11 @@ impl Core {
 
     /// The victim's answer to [`Effect::SendSteal`].
     pub fn on_granted(&mut self, now: Time, peer: NodeId, leases: Vec<Lease>) {
+        let leases = if self.trust.is_distrusted(&peer) {
+            Vec::new()
+        } else {
+            leases
+        };
         self.stealing.answered(&peer);
         self.peers
             .steal_answered(now, peer, leases.is_empty(), self.config.steal_backoff);
@@ -667,6 +721,24 @@ impl Core {
         for lease in leases {
             let id = lease.job.id();
             if self.borrowed.contains(&id) {
+                continue;
+            }
+            let tools = &self.tools;
+            let acceptable = !lease.job.network
+                && lease
+                    .job
+                    .toolchain
+                    .tools
+                    .values()
+                    .all(|digest| tools.contains(digest));
+            if !acceptable {
+                // A victim lends only what the thief's request said it runs: this one did not
+                // listen. Nothing runs; it runs the job elsewhere.
+                self.effects.push_back(Effect::SendDone {
+                    origin: peer,
+                    id,
+                    outcome: Reported::Refused,
+                });
                 continue;
             }
             let renew_every = Duration::from_millis(lease.ttl_ms / 3).max(Duration::from_millis(1));
@@ -679,7 +751,8 @@ impl Core {
                 deps: lease.deps,
             });
         }
-        self.scheduler.set_slots_for_peers(self.borrowed.len());
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
         self.after_event(now);
     }
 
@@ -703,10 +776,16 @@ impl Core {
         let Some(origin) = self.end_stolen(id) else {
             return;
         };
-        if outcome == StolenOutcome::Succeeded {
-            self.announcer.announce(now, id);
-        }
-        if outcome != StolenOutcome::Cancelled {
+        let reported = match outcome {
+            StolenOutcome::Succeeded => {
+                self.announcer.announce(now, id);
+                Some(Reported::Succeeded)
+            }
+            StolenOutcome::Failed => Some(Reported::Failed),
+            StolenOutcome::Infrastructure => Some(Reported::Infrastructure),
+            StolenOutcome::Cancelled => None,
+        };
+        if let Some(outcome) = reported {
             self.effects.push_back(Effect::SendDone {
                 origin,
                 id,
@@ -753,7 +832,188 @@ impl Core {
         self.after_event(now);
     }
 
+    // ---- trust --------------------------------------------------------------------------
+
+    /// The driver's answer to [`Effect::Verify`]: the output tree the run here made, or
+    /// `None` when it could not run (then nothing is concluded).
+    pub fn on_verified(&mut self, now: Time, job: JobId, tree: Option<Digest>) {
+        let Some((peer, expected)) = self.trust.verified(&job) else {
+            return;
+        };
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
+        if let Some(tree) = tree {
+            if tree == expected {
+                tracing::debug!(%job, %peer, "a peer's cached result checked out");
+            } else {
+                self.nondeterministic(job, peer, self.local);
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// The driver found two different results of `job` (a local run against the action
+    /// cache's entry, a peer's against one seen before), made by `first` and `second`.
+    pub fn on_nondeterministic(&mut self, now: Time, job: JobId, first: NodeId, second: NodeId) {
+        self.nondeterministic(job, first, second);
+        self.after_event(now);
+    }
+
+    /// Whether `job` is flagged as nondeterministic (its results are not served to peers).
+    pub fn is_nondeterministic(&self, job: &JobId) -> bool {
+        self.trust.is_flagged(job)
+    }
+
+    /// The jobs flagged as nondeterministic, sorted.
+    pub fn nondeterministic_jobs(&self) -> Vec<JobId> {
+        self.trust.flagged()
+    }
+
+    /// Disowns `peer` (by its owner's word, or because it served corrupt bytes): no result,
+    /// job or lookup goes to or comes from it any more; what it ran for this node goes back
+    /// to the queue, and what this node runs for it stops.
+    pub fn distrust(&mut self, now: Time, peer: NodeId) {
+        if !self.trust.distrust(peer) {
+            return;
+        }
+        self.peers.down(&peer);
+        self.holders.peer_down(peer);
+        for (job, build) in self.lent.of_thief(&peer) {
+            self.lent.remove(&job);
+            if self.scheduler.requeue(now, build, job) {
+                self.stats.leases_requeued += 1;
+                self.effects
+                    .push_back(Effect::Returned { build, job, peer });
+            }
+        }
+        self.stealing.answered(&peer);
+        for id in self.borrowed.from(&peer) {
+            self.effects.push_back(Effect::CancelStolen { id });
+        }
+        for (build, job) in self.lookups.waiting_on(&peer) {
+            if !self.ask_next_holder(build, job) {
+                self.missed(now, build, job);
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// Trusts `peer` again. It counts from its next admission on (the driver reports it
+    /// with [`Core::on_peer_up`] when it is connected now).
+    pub fn trust(&mut self, peer: &NodeId) -> bool {
+        self.trust.trust(peer)
+    }
+
+    /// How many times `job` lost its worker (for the driver's record of runs in progress).
+    pub fn losses(&self, job: &JobId) -> u32 {
+        self.trust.losses(job)
+    }
+
+    /// Whether `peer` is disowned.
+    pub fn is_distrusted(&self, peer: &NodeId) -> bool {
+        self.trust.is_distrusted(peer)
+    }
+
+    /// The disowned peers, sorted.
+    pub fn distrusted(&self) -> Vec<NodeId> {
+        self.trust.distrusted()
+    }
+
+    /// A thief that came back says its daemon died while it ran these jobs of this node's
+    /// (its machine did not restart, so they are the likely cause). Each counts towards
+    /// quarantine; one that has lost its worker once too often and waits in a queue fails its
+    /// build now.
+    pub fn on_worker_died(&mut self, now: Time, peer: NodeId, jobs: &[JobId]) {
+        if self.trust.is_distrusted(&peer) {
+            return;
+        }
+        for job in jobs {
+            let losses = self.trust.lost(*job);
+            if losses < self.config.max_job_losses {
+                continue;
+            }
+            for build in self.scheduler.builds_with(*job) {
+                if self.scheduler.fail_queued(now, build, *job) {
+                    self.stats.quarantined += 1;
+                    self.effects.push_back(Effect::Quarantined {
+                        build,
+                        job: *job,
+                        losses,
+                        last: peer,
+                    });
+                }
+            }
+        }
+        self.after_event(now);
+    }
+
+    /// Runs that lost their worker before this core started (this daemon died while they
+    /// ran), by job: they count towards quarantine.
+    pub fn restore_losses(&mut self, losses: impl IntoIterator<Item = (JobId, u32)>) {
+        for (job, n) in losses {
+            self.trust.restore_losses(job, n);
+        }
+    }
+
     // ---- internals ----------------------------------------------------------------------
+
+    /// Whether `job` of `build` may use the network (so it runs only here).
+    fn is_network(&self, build: BuildId, job: JobId) -> bool {
+        self.scheduler.job(build, job).is_some_and(|j| j.network)
+    }
+
+    /// Picks, at the odds of [`CoreConfig::verify_per_million`], a peer's cache hit to run
+    /// here too, beside the build.
+    fn maybe_verify(&mut self, build: BuildId, job: JobId, made: Made) {
+        if self.config.verify_per_million == 0
+            || self.trust.is_verifying(&job)
+            || !self.rng.chance(self.config.verify_per_million)
+        {
+            return;
+        }
+        let Some(spec) = self.scheduler.job(build, job).cloned() else {
+            return;
+        };
+        let mut deps = self.scheduler.dep_outputs(build, &spec);
+        self.add_holders(&mut deps);
+        self.trust.verify(job, made.by, made.tree);
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
+        self.effects.push_back(Effect::Verify {
+            id: job,
+            job: spec,
+            deps,
+            peer: made.by,
+        });
+    }
+
+    /// No cache has `job`: it is queued, unless its worker died once too often with it, and
+    /// this build is one that does not try it (every other one does).
+    fn missed(&mut self, now: Time, build: BuildId, job: JobId) {
+        self.scheduler.on_cache_lookup(now, build, job, None);
+        let losses = self.trust.losses(&job);
+        if losses >= self.config.max_job_losses
+            && self.trust.sit_out(job)
+            && self.scheduler.fail_queued(now, build, job)
+        {
+            self.stats.quarantined += 1;
+            self.effects.push_back(Effect::Quarantined {
+                build,
+                job,
+                losses,
+                last: self.local,
+            });
+        }
+    }
+
+    /// Flags `job`: two of its results differ.
+    fn nondeterministic(&mut self, job: JobId, first: NodeId, second: NodeId) {
+        if self.trust.flag(job) {
+            self.stats.nondeterministic += 1;
+            self.effects
+                .push_back(Effect::Nondeterministic { job, first, second });
+        }
+    }
 
     /// What every event ends with: beacons and announcements when due, and a steal attempt
     /// when this node has room.
@@ -764,7 +1024,7 @@ impl Core {
         // Only a node with jobs queued has anything to reserve (most nodes of a large mesh
         // have none, and would otherwise count the fast peers at every gossip message).
         if self.reserved > 0 || (!self.peers.fast().is_empty() && self.scheduler.queued() > 0) {
-            let reserve = self.reserve_for(now, self.config.speed, None);
+            let reserve = self.reserve_against(now, self.config.speed, None);
             self.reserved = reserve.count;
             self.scheduler.set_reserve(reserve);
         }
@@ -774,28 +1034,28 @@ impl Core {
 
     /// Which queued jobs a taker of `speed` (this node, or the thief `except`) leaves for
     /// faster peers.
-    fn reserve_for(&self, now: Time, speed: u32, except: Option<NodeId>) -> Reserve {
-        steal::reserve(
-            now,
-            &self.peers,
-            &self.lent,
-            speed,
-            except,
-            &self.platform,
-            self.config.reserve_for,
-        )
+    fn reserve_against(&self, now: Time, speed: u32, except: Option<NodeId>) -> Reserve {
+        self.peers
+            .reserve(now, &self.lent, speed, except, self.config.reserve_for)
     }
 
-    /// Slots free for peers' jobs.
+    /// How many slots may run peers' jobs now: none when the sharing policy says no (`Idle`
+    /// means only while the machine is otherwise idle and this node builds nothing), else the
+    /// free slots, at most `max_shared_slots` with those already running peers' jobs counted.
     fn shared_slots_free(&self) -> usize {
-        steal::shared_slots_free(
-            self.config.share,
-            self.system_idle,
-            self.scheduler.is_building(),
-            self.scheduler.free_slots(),
-            self.config.max_shared_slots,
-            self.borrowed.len(),
-        )
+        let allowed = match self.config.share {
+            SharePolicy::Always => true,
+            SharePolicy::Idle => self.system_idle && !self.scheduler.is_building(),
+            SharePolicy::Never => false,
+        };
+        if !allowed {
+            return 0;
+        }
+        let left = self
+            .config
+            .max_shared_slots
+            .saturating_sub(self.borrowed.len());
+        self.scheduler.free_slots().min(left)
     }
 
     fn may_steal(&self) -> bool {
@@ -804,13 +1064,7 @@ impl Core {
 
     fn maybe_beacon(&mut self, now: Time) {
         let queued = self.scheduler.queued();
-        let due = self.announcer.beacon_now(
-            now,
-            queued,
-            self.peers.len(),
-            self.config.beacon_interval,
-            self.config.idle_beacon_interval,
-        );
+        let due = self.announcer.beacon_now(now, queued, self.peers.len());
         if !due {
             return;
         }
@@ -839,12 +1093,10 @@ impl Core {
             return;
         }
         let draw = Draw {
-            speed: self.config.speed,
-            platform: &self.platform,
             fanout: self.config.steal_fanout,
             backoff: self.config.steal_backoff,
         };
-        let Some(victim) = self.stealing.draw(now, &self.peers, draw) else {
+        let Some(victim) = self.stealing.draw(now, &self.peers, draw, &mut self.rng) else {
             return;
         };
         let max_jobs = self.shared_slots_free().min(self.config.steal_batch).max(1);
@@ -862,7 +1114,9 @@ impl Core {
     /// Asks the next peer that announced the job's result; false when none is left.
     fn ask_next_holder(&mut self, build: BuildId, job: JobId) -> bool {
         let holders = self.holders.get(&job);
-        let Some(peer) = self.lookups.next(build, job, holders, &self.peers) else {
+        let trust = &self.trust;
+        let trusted = |peer: &NodeId| !trust.is_distrusted(peer);
+        let Some(peer) = self.lookups.next(build, job, holders, &self.peers, trusted) else {
             return false;
         };
         let with_outputs = self.scheduler.is_wanted(build, job);
@@ -879,7 +1133,8 @@ impl Core {
     /// its origin.
     fn end_stolen(&mut self, id: JobId) -> Option<NodeId> {
         let stolen = self.borrowed.end(id)?;
-        self.scheduler.set_slots_for_peers(self.borrowed.len());
+        self.scheduler
+            .set_slots_for_peers(self.borrowed.len() + self.trust.n_verifying());
         Some(stolen.origin)
     }
 

@@ -11,8 +11,8 @@ use weft_protocol::wire::{LeaseDep, LoadBeacon, SharePolicy, StealRequest};
 use weft_protocol::{Cmd, Digest, Job, JobId, NodeId, Toolchain};
 
 use super::{
-    BuildEffect, BuildId, BuildOptions, Core, CoreConfig, Effect, Gossip, JobOutcome, Made,
-    PlannedJob, Report, Time,
+    BuildEffect, BuildId, BuildOptions, Core, CoreConfig, Effect, Finished, Gossip, PlannedJob,
+    Report, Reported, Time,
 };
 
 const CC: Digest = Digest::from_bytes([7; 32]);
@@ -103,24 +103,39 @@ fn steal_request() -> StealRequest {
     }
 }
 
-/// `a` settled (a local cache hit of a result node 3 made, also announced by node 2), and
+/// `a` settled (a hit in the cache of node 3, which announced it before node 2 did), and
 /// `b`, which depends on it: where does `b` look for `a`'s outputs?
 fn a_made_by_3_announced_by_2(core: &mut Core) -> (Job, Job) {
     let a = job("a", &[]);
     let b = job("b", &[a.id()]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
     core.on_have(Time::ZERO, node(2), &[a.id()]);
     add_build(core, &[(&a, false), (&b, false)]);
+    answer_a_from_3(core, &a, tree(9));
+    (a, b)
+}
+
+/// Answers the lookups of `a`: missing here, a hit (`tree`) at node 3.
+fn answer_a_from_3(core: &mut Core, a: &Job, tree: Digest) {
     for effect in drain(core) {
-        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
-            assert_eq!(job, a.id());
-            let made = Made {
-                tree: tree(9),
-                by: node(3),
-            };
-            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+        match effect {
+            Effect::Build(BuildEffect::LookupCache { build, job }) if job == a.id() => {
+                core.on_local_cache(Time::ZERO, build, job, None);
+            }
+            _ => {}
         }
     }
-    (a, b)
+    for effect in drain(core) {
+        match effect {
+            Effect::QueryPeer {
+                build, job, peer, ..
+            } if job == a.id() => {
+                assert_eq!(peer, node(3), "the first to announce it is asked first");
+                core.on_peer_cache(Time::ZERO, build, job, peer, Some(tree));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[test]
@@ -158,6 +173,7 @@ fn a_lease_lists_where_the_deps_outputs_are() {
     let a = job("a", &[]);
     let b = job("b", &[a.id()]);
     let long = job("long", &[]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
     core.on_have(Time::ZERO, node(2), &[a.id()]);
     let planned = [(&a, 0), (&b, 0), (&long, 10_000)]
         .into_iter()
@@ -183,12 +199,11 @@ fn a_lease_lists_where_the_deps_outputs_are() {
         for effect in effects {
             match effect {
                 Effect::Build(BuildEffect::LookupCache { job, .. }) => {
-                    let hit = (job == a.id()).then_some(Made {
-                        tree: tree(8),
-                        by: node(3),
-                    });
-                    core.on_local_cache(Time::ZERO, BUILD, job, hit);
+                    core.on_local_cache(Time::ZERO, BUILD, job, None);
                 }
+                Effect::QueryPeer {
+                    build, job, peer, ..
+                } => core.on_peer_cache(Time::ZERO, build, job, peer, Some(tree(8))),
                 Effect::Build(BuildEffect::Start { id, .. }) => started.push(id),
                 _ => {}
             }
@@ -319,11 +334,7 @@ fn a_newcomer_hears_of_the_latest_results_newest_first() {
         }
     }
     for id in &order {
-        let made = Made {
-            tree: tree(1),
-            by: node(1),
-        };
-        core.on_job_finished(Time::ZERO, BUILD, *id, JobOutcome::Succeeded(made));
+        core.on_job_finished(Time::ZERO, BUILD, *id, Finished::Succeeded(tree(1)));
     }
     let snapshot = core.on_peer_up(Time::ZERO, node(4));
     let newest: Vec<JobId> = order.iter().rev().take(3).copied().collect();
@@ -351,13 +362,13 @@ fn a_thief_s_run_time_counts_here_at_this_node_s_speed() {
 }
 
 #[test]
-fn the_tools_of_a_node_s_own_builds_are_offered_to_peers() {
+fn only_the_tools_a_node_accepts_are_offered_not_those_of_its_own_builds() {
     let mut settings = CoreConfig::new(1);
     settings.share = SharePolicy::Always;
     let mut core = Core::new(node(1), "linux".into(), BTreeSet::new(), settings);
     let _ = core.on_peer_up(Time::ZERO, node(2));
     drain(&mut core);
-    // A busy peer: an idle node asks it for work, with the tools it has.
+    // A busy peer: an idle node asks it for work, with the tools it runs for peers.
     core.on_beacon(Time::ZERO, node(2), &beacon(3, 1000));
     let asked = |effects: Vec<Effect>| {
         effects.into_iter().find_map(|e| match e {
@@ -367,16 +378,12 @@ fn the_tools_of_a_node_s_own_builds_are_offered_to_peers() {
     };
     let tools = asked(drain(&mut core)).expect("an idle sharing node asks for work");
     assert!(tools.is_empty());
-    // A build of its own that uses `cc` (here all from its cache): it has `cc`.
+    // A build of its own that uses `cc` (all from its cache) does not make it offer `cc`.
     let compile = job("compile", &[]);
     add_build(&mut core, &[(&compile, false)]);
     for effect in drain(&mut core) {
         if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
-            let made = Made {
-                tree: tree(1),
-                by: node(1),
-            };
-            core.on_local_cache(Time::ZERO, BUILD, job, Some(made));
+            core.on_local_cache(Time::ZERO, BUILD, job, Some(tree(1)));
         }
     }
     drain(&mut core);
@@ -384,5 +391,247 @@ fn the_tools_of_a_node_s_own_builds_are_offered_to_peers() {
     drain(&mut core);
     core.tick(Time::from_millis(10_000));
     let tools = asked(drain(&mut core)).expect("it asks again");
-    assert_eq!(tools, vec![CC]);
+    assert!(tools.is_empty());
+    // A victim that lends it a `cc` job anyway is refused: nothing runs.
+    let lease = weft_protocol::wire::Lease {
+        job: job("lent", &[]),
+        ttl_ms: 10_000,
+        deps: vec![],
+    };
+    let id = lease.job.id();
+    core.on_granted(Time::from_millis(10_001), node(2), vec![lease]);
+    let effects = drain(&mut core);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::SendDone { id: done, outcome: Reported::Refused, .. } if *done == id
+        )),
+        "{effects:?}"
+    );
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::RunStolen { .. }))
+    );
+    assert_eq!(core.running(), 0);
+}
+
+#[test]
+fn a_checked_peer_hit_that_differs_flags_the_job() {
+    let mut core = core(2, |c| c.verify_per_million = 1_000_000);
+    let a = job("a", &[]);
+    core.on_have(Time::ZERO, node(3), &[a.id()]);
+    add_build(&mut core, &[(&a, false)]);
+    answer_a_from_3(&mut core, &a, tree(9));
+    let effects = drain(&mut core);
+    let verify = effects.iter().find_map(|e| match e {
+        Effect::Verify { id, peer, .. } => Some((*id, *peer)),
+        _ => None,
+    });
+    assert_eq!(verify, Some((a.id(), node(3))), "{effects:?}");
+    // The build did not wait for the check.
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Build(BuildEffect::BuildDone { .. })))
+    );
+    core.on_verified(Time::ZERO, a.id(), Some(tree(8)));
+    let effects = drain(&mut core);
+    assert!(
+        effects.iter().any(|e| matches!(
+            e,
+            Effect::Nondeterministic { job, first, second }
+                if *job == a.id() && *first == node(3) && *second == node(1)
+        )),
+        "{effects:?}"
+    );
+    assert!(core.is_nondeterministic(&a.id()));
+    // One that agrees concludes nothing bad.
+    let mut agreeing = core_checking_all();
+    let b = job("b", &[]);
+    agreeing.on_have(Time::ZERO, node(3), &[b.id()]);
+    add_build(&mut agreeing, &[(&b, false)]);
+    answer_a_from_3(&mut agreeing, &b, tree(9));
+    drain(&mut agreeing);
+    agreeing.on_verified(Time::ZERO, b.id(), Some(tree(9)));
+    assert!(!agreeing.is_nondeterministic(&b.id()));
+    assert_eq!(agreeing.stats().nondeterministic, 0);
+}
+
+fn core_checking_all() -> Core {
+    core(2, |c| c.verify_per_million = 1_000_000)
+}
+
+#[test]
+fn network_jobs_and_nondeterministic_ones_stay_home() {
+    let mut core = core(1, |_| {});
+    let fetch = Job {
+        network: true,
+        ..job("fetch", &[])
+    };
+    let flaky = job("flaky", &[]);
+    let long = job("long", &[]);
+    core.on_have(Time::ZERO, node(2), &[fetch.id(), flaky.id()]);
+    core.on_nondeterministic(Time::ZERO, flaky.id(), node(2), node(3));
+    let planned = [(&long, 10_000), (&fetch, 0), (&flaky, 0)]
+        .into_iter()
+        .map(|(job, ms)| PlannedJob {
+            id: job.id(),
+            job: Arc::new(job.clone()),
+            estimate: Duration::from_millis(ms),
+            wanted: false,
+        })
+        .collect();
+    let options = BuildOptions {
+        keep_going: false,
+        max_parallel: 8,
+    };
+    core.add_build(Time::ZERO, BUILD, planned, options)
+        .expect("a valid graph");
+    let effects = drain(&mut core);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Nondeterministic { job, .. } if *job == flaky.id()))
+    );
+    for effect in effects {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            // Even a local hit does not count for the nondeterministic job.
+            let hit = (job == flaky.id()).then_some(tree(4));
+            core.on_local_cache(Time::ZERO, BUILD, job, hit);
+        }
+    }
+    let effects = drain(&mut core);
+    // Neither is asked of node 2, which announced both.
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::QueryPeer { .. })),
+        "{effects:?}"
+    );
+    // `long` runs here; a thief gets neither of the others.
+    let leases = core.on_steal_request(Time::ZERO, node(2), &steal_request());
+    assert!(leases.is_empty(), "{leases:?}");
+    assert_eq!(core.stats().nondeterministic, 1);
+}
+
+/// Node 1 with `first` running in its one slot and `lent` queued, for a thief to take.
+fn one_to_lend() -> Core {
+    let mut core = core(1, |c| c.share = SharePolicy::Never);
+    let first = job("first", &[]);
+    let lent = job("lent", &[]);
+    add_build(&mut core, &[(&first, false), (&lent, false)]);
+    for effect in drain(&mut core) {
+        if let Effect::Build(BuildEffect::LookupCache { job, .. }) = effect {
+            core.on_local_cache(Time::ZERO, BUILD, job, None);
+        }
+    }
+    drain(&mut core);
+    core
+}
+
+fn quarantined(effects: Vec<Effect>) -> Option<(JobId, u32)> {
+    effects.into_iter().find_map(|e| match e {
+        Effect::Quarantined { job, losses, .. } => Some((job, losses)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_thief_that_goes_away_or_goes_quiet_does_not_get_its_jobs_quarantined() {
+    // Machines leave, crash and lose their network: that is no job's fault.
+    let mut core = one_to_lend();
+    let mut now = Time::ZERO;
+    for round in 0..4 {
+        let _ = core.on_peer_up(now, node(2));
+        drain(&mut core);
+        let leases = core.on_steal_request(now, node(2), &steal_request());
+        assert_eq!(leases.len(), 1, "round {round}");
+        if round % 2 == 0 {
+            core.on_peer_down(now, node(2));
+        } else {
+            // Its renewals stop coming (the lease is 10 s).
+            now = now + Duration::from_secs(11);
+            core.tick(now);
+        }
+        assert_eq!(quarantined(drain(&mut core)), None, "round {round}");
+    }
+    assert_eq!(core.stats().leases_requeued, 4);
+}
+
+#[test]
+fn a_job_whose_thieves_daemons_died_running_it_is_quarantined() {
+    // Thieves that come back say their daemon died while the job ran (their machine did not
+    // restart): the third such report fails the job, queued again meanwhile.
+    let mut core = one_to_lend();
+    let mut lent = None;
+    for round in 0..3 {
+        let now = Time::from_millis(round * 100);
+        let _ = core.on_peer_up(now, node(2));
+        drain(&mut core);
+        let leases = core.on_steal_request(now, node(2), &steal_request());
+        let id = leases[0].job.id();
+        lent = Some(id);
+        core.on_peer_down(now, node(2));
+        drain(&mut core);
+        let _ = core.on_peer_up(now, node(2));
+        core.on_worker_died(now, node(2), &[id]);
+        let found = quarantined(drain(&mut core));
+        if round < 2 {
+            assert_eq!(found, None, "round {round}");
+        } else {
+            assert_eq!(found, Some((id, 3)));
+        }
+    }
+    // A restarted daemon of its own counts as well.
+    let mut other = one_to_lend();
+    other.restore_losses(lent.map(|id| (id, 2)));
+    assert_eq!(other.losses(&lent.expect("a job")), 2);
+}
+
+#[test]
+fn a_job_this_daemon_died_in_three_times_sits_out_every_other_build() {
+    let crasher = job("crasher", &[]);
+    let mut core = core(2, |_| {});
+    core.restore_losses([(crasher.id(), 3)]);
+    let mut outcomes = Vec::new();
+    for round in 0..3 {
+        let build = BuildId(10 + round);
+        let planned = vec![PlannedJob {
+            id: crasher.id(),
+            job: Arc::new(crasher.clone()),
+            estimate: Duration::ZERO,
+            wanted: false,
+        }];
+        let options = BuildOptions {
+            keep_going: false,
+            max_parallel: 8,
+        };
+        core.add_build(Time::ZERO, build, planned, options)
+            .expect("a valid graph");
+        let mut started = false;
+        let mut outcome = None;
+        for _ in 0..3 {
+            for effect in drain(&mut core) {
+                match effect {
+                    Effect::Build(BuildEffect::LookupCache { job, .. }) => {
+                        core.on_local_cache(Time::ZERO, build, job, None)
+                    }
+                    Effect::Build(BuildEffect::Start { id, .. }) => {
+                        started = true;
+                        // It dies with the daemon again: the build is left unfinished here
+                        // (a restarted daemon would count the loss), so end it by hand.
+                        core.on_job_finished(Time::ZERO, build, id, Finished::Failed);
+                    }
+                    Effect::Build(BuildEffect::BuildDone { outcome: o, .. }) => outcome = Some(o),
+                    _ => {}
+                }
+            }
+        }
+        assert!(outcome.is_some_and(|o| !o.success), "round {round}");
+        outcomes.push(started);
+    }
+    // Quarantined (not run), tried once more, quarantined again.
+    assert_eq!(outcomes, [false, true, false]);
+    assert_eq!(core.stats().quarantined, 2);
 }

@@ -6,10 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use weft_protocol::NodeId;
-use weft_protocol::wire::LoadBeacon;
+use weft_protocol::wire::{LoadBeacon, SharePolicy};
 
 use super::Time;
 use super::id_hash::IdMap;
+use super::leases::Lent;
+use super::scheduler::Reserve;
 
 /// How much faster than another a node must be to be given the jobs that other would take
 /// ([`faster`]): a quarter, so that two machines of one kind, whose measured speeds differ by a
@@ -19,6 +21,11 @@ const FASTER: (u32, u32) = (5, 4);
 /// The longest a thief waits before asking a victim that turned it away again (the backoff
 /// doubles from [`super::CoreConfig::steal_backoff`] up to this).
 const MAX_STEAL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Jobs expected to run less than this many reserve windows
+/// ([`super::CoreConfig::reserve_for`]) are never reserved for a faster peer: the wait could
+/// cost more than the faster run saves.
+const MIN_RESERVED_JOB_IN_WINDOWS: u32 = 10;
 
 /// Whether `speed` is at least [`FASTER`] times `than`.
 pub(super) fn faster(speed: u32, than: u32) -> bool {
@@ -59,9 +66,14 @@ impl PeerState {
     }
 }
 
-/// Every admitted peer, with the indexes the core reads after every event.
+/// Every admitted peer, with the indexes the core reads after every event, as a node of one
+/// speed on one platform sees them.
 #[derive(Debug)]
 pub(super) struct PeerTable {
+    /// This node's speed.
+    speed: u32,
+    /// This node's platform: busy peers on another have no work for it.
+    platform: String,
     /// Only looked up (every gossip message looks its sender up); listed sorted.
     peers: IdMap<NodeId, PeerState>,
     /// Peers whose last beacon said they have jobs queued on this platform that this node may
@@ -81,9 +93,11 @@ pub(super) struct PeerTable {
 }
 
 impl PeerTable {
-    /// No peers yet, beside a node of `speed`.
-    pub(super) fn new(speed: u32) -> PeerTable {
+    /// No peers yet, beside a node of `speed` on `platform`.
+    pub(super) fn new(speed: u32, platform: String) -> PeerTable {
         PeerTable {
+            speed,
+            platform,
             peers: IdMap::default(),
             busy: BTreeMap::new(),
             busy_ready: None,
@@ -133,16 +147,10 @@ impl PeerTable {
         self.set_busy(*peer, None);
     }
 
-    /// A peer's beacon, as seen by a node of `speed` on `platform`. Returns whether the jobs
-    /// this node may be given there grew, or `None` for a peer that is not admitted.
-    pub(super) fn beacon(
-        &mut self,
-        now: Time,
-        peer: NodeId,
-        beacon: &LoadBeacon,
-        speed: u32,
-        platform: &str,
-    ) -> Option<bool> {
+    /// A peer's beacon. Returns whether the jobs this node may be given there grew, or
+    /// `None` for a peer that is not admitted.
+    pub(super) fn beacon(&mut self, now: Time, peer: NodeId, beacon: &LoadBeacon) -> Option<bool> {
+        let (speed, platform) = (self.speed, self.platform.as_str());
         let state = self.peers.get_mut(&peer)?;
         let before = state.beacon.as_ref().map_or(0, |b| open_queue(b, speed));
         let queue_len = open_queue(beacon, speed);
@@ -225,22 +233,75 @@ impl PeerTable {
         self.busy_ready
     }
 
-    /// A busy peer's queue, as a node of `speed` on `platform` may take from it, when it may
-    /// be asked for work at `now`.
-    pub(super) fn steal_weight(
-        &self,
-        node: &NodeId,
-        now: Time,
-        speed: u32,
-        platform: &str,
-    ) -> Option<u64> {
+    /// A busy peer's queue, as far as this node may take from it, when it may be asked for
+    /// work at `now`.
+    pub(super) fn steal_weight(&self, node: &NodeId, now: Time) -> Option<u64> {
         let p = self.peers.get(node)?;
         if p.is_avoided(now) || p.steal_backoff_until > now {
             return None;
         }
         let beacon = p.beacon.as_ref()?;
-        let queue_len = open_queue(beacon, speed);
-        (queue_len > 0 && beacon.platform == platform).then_some(u64::from(queue_len))
+        let queue_len = open_queue(beacon, self.speed);
+        (queue_len > 0 && beacon.platform == self.platform).then_some(u64::from(queue_len))
+    }
+
+    /// Whether this node is one the others reserve jobs for (a quarter faster than the
+    /// slowest).
+    pub(super) fn is_fast_here(&self) -> bool {
+        faster(self.speed, self.slowest_speed)
+    }
+
+    /// Which queued jobs a taker of `speed` (this node, or the thief `except`) should leave
+    /// for faster peers: as many as those peers have slots free, as far as this node knows,
+    /// and at least one each, for at most `window`. A peer counts while its last beacon said
+    /// it had nothing queued (so it is looking for work), it shares, it is on this platform
+    /// and it is not avoided; its free slots are those of that beacon less the jobs `lent`
+    /// to it since.
+    ///
+    /// One job is reserved even for a fast peer that looks full: one of its slots frees
+    /// soon, and the critical path gains more from waiting for it than from a slow start now;
+    /// beacons are not sent when only free slots change, so "full" is often stale too
+    /// (`bench/RESULTS.md` has the netsim runs behind this rule).
+    pub(super) fn reserve(
+        &self,
+        now: Time,
+        lent: &Lent,
+        speed: u32,
+        except: Option<NodeId>,
+        window: Duration,
+    ) -> Reserve {
+        if self.fast.is_empty() {
+            return Reserve::NONE;
+        }
+        let mut count = 0usize;
+        for node in &self.fast {
+            if Some(*node) == except {
+                continue;
+            }
+            let Some(state) = self.peers.get(node) else {
+                continue;
+            };
+            let Some(beacon) = state.beacon.as_ref() else {
+                continue;
+            };
+            let looking = beacon.queue_len == 0
+                && beacon.share != SharePolicy::Never
+                && beacon.platform == self.platform
+                && !state.is_avoided(now);
+            if !looking || !faster(beacon.speed, speed) {
+                continue;
+            }
+            count += beacon.free_slots.saturating_sub(lent.count(node)).max(1) as usize;
+        }
+        if count == 0 {
+            return Reserve::NONE;
+        }
+        Reserve {
+            count,
+            now,
+            window,
+            min_estimate: window.saturating_mul(MIN_RESERVED_JOB_IN_WINDOWS),
+        }
     }
 
     /// The fast peers, sorted.

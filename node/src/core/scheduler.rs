@@ -894,7 +894,10 @@ impl Scheduler {
             return;
         };
         for ready in std::mem::take(&mut b.ready) {
-            if let Some(entry) = b.jobs.get_mut(&ready.job) {
+            // Only what is still queued: a heap entry can be stale (its job settled since).
+            if let Some(entry) = b.jobs.get_mut(&ready.job)
+                && entry.state == State::Queued
+            {
                 entry.state = State::Skipped;
                 b.left -= 1;
                 b.outcome.n_skipped += 1;
@@ -991,6 +994,36 @@ impl Scheduler {
             .get(&build)
             .map(|b| b.dep_outputs(job))
             .unwrap_or_default()
+    }
+
+    /// Fails a queued job (it will not run in this build); false when it is not queued.
+    pub fn fail_queued(&mut self, now: Time, build: BuildId, job: JobId) -> bool {
+        let Some(entry) = self
+            .builds
+            .get_mut(&build)
+            .and_then(|b| b.jobs.get_mut(&job))
+        else {
+            return false;
+        };
+        if entry.state != State::Queued {
+            return false;
+        }
+        // Its heap entry is skipped when popped; `settle` counts it as running no more.
+        entry.state = State::Running(None);
+        self.running += 1;
+        if let Some(b) = self.builds.get_mut(&build) {
+            b.running += 1;
+            b.in_flight += 1;
+        }
+        self.on_job_finished(now, build, job, JobOutcome::Failed);
+        true
+    }
+
+    /// Where a settled result of `job` is, in the first build that has one.
+    pub fn made_of(&self, job: JobId) -> Option<Made> {
+        self.builds
+            .values()
+            .find_map(|b| b.jobs.get(&job).and_then(|e| e.made))
     }
 
     /// Records that a result of `job` made elsewhere is in: every build that has the job
@@ -1635,7 +1668,7 @@ mod tests {
             window: Duration::from_millis(100),
             min_estimate: Duration::from_millis(1000),
         };
-        // The two most critical jobs are kept back: local slots take the others.
+        // The two most critical jobs are reserved: local slots take the others.
         s.set_reserve(reserve(2, Time::from_millis(20)));
         let started: Vec<JobId> = std::iter::from_fn(|| s.poll_effect())
             .filter_map(|e| match e {

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use weft_protocol::wire::SharePolicy;
 
+use crate::exec::JobLimits;
+use crate::frontend::EvalLimits;
+
 /// How a daemon runs. The `weft` binary fills it from flags, the environment, the daemon's
 /// `config.toml` and defaults.
 #[derive(Debug, Clone)]
@@ -24,22 +27,30 @@ pub struct DaemonConfig {
     /// The `PATH` jobs get, and where tools are looked up. Default: the daemon's own `PATH`
     /// when it starts.
     pub job_path: String,
-    /// Run every job in Linux user, mount, pid and network namespaces (no network, no other
-    /// processes), through util-linux `unshare`. The daemon refuses to start when the kernel
-    /// does not allow it. Default: false.
-    pub strict_sandbox: bool,
+    /// What evaluating one BUILD or `.star` file may spend (time, memory). Default:
+    /// [`EvalLimits::default`] (5 s, 512 MiB; `eval_time_limit_secs` and
+    /// `eval_memory_limit_mib` in `config.toml`).
+    pub eval: EvalLimits,
+    /// What one job may use: wall time, memory, processes, output size. Default:
+    /// [`JobLimits::default`] (`[job_limits]` of `config.toml`).
+    pub job_limits: JobLimits,
     /// How this node takes part in its team's mesh (when it has joined a team).
     pub mesh: MeshSettings,
     /// Test-only: serve corrupt blobs to peers, to play a faulty node. Default: false.
     #[doc(hidden)]
     pub test_corrupt_blobs: bool,
+    /// Test-only: run jobs in the weak sandbox even where the hermetic one works (and so take
+    /// no peers' jobs), to test that path. Default: false.
+    #[doc(hidden)]
+    pub test_weak_sandbox: bool,
 }
 
 /// The mesh part of [`DaemonConfig`]; see `cli/src/config.rs` for the file it comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeshSettings {
-    /// When peers may run jobs here. Default: [`SharePolicy::Idle`].
-    pub share: SharePolicy,
+    /// When peers may run jobs here; `None` until the owner has chosen, and then this node
+    /// neither runs peers' jobs nor lends its own. Default: `None`.
+    pub share: Option<SharePolicy>,
     /// At most this many slots run peers' jobs. Default: every slot.
     pub max_shared_slots: Option<usize>,
     /// Under this 1-minute load average (and with no build here), the machine is idle.
@@ -55,18 +66,27 @@ pub struct MeshSettings {
     /// the critical path to a machine a quarter faster than the others. Default: measured
     /// at start.
     pub speed: Option<f64>,
+    /// The tools peers' jobs may run here, by name or by absolute path. Default:
+    /// [`CoreConfig::DEFAULT_ACCEPT_TOOLS`](crate::core::CoreConfig::DEFAULT_ACCEPT_TOOLS)
+    /// (compilers, assemblers, archivers, linkers; no shells or interpreters).
+    pub accept_tools: Option<Vec<String>>,
+    /// The share of results taken from peers' caches that are also run here, beside the
+    /// build, and compared (0.05: one in twenty). Default: 0.
+    pub verify_fraction: f64,
 }
 
 impl Default for MeshSettings {
     fn default() -> MeshSettings {
         MeshSettings {
-            share: SharePolicy::Idle,
+            share: None,
             max_shared_slots: None,
             idle_load: 1.0,
             peers: Vec::new(),
             listen: vec!["/ip4/0.0.0.0/udp/0/quic-v1".to_owned()],
             mdns: true,
             speed: None,
+            accept_tools: None,
+            verify_fraction: 0.0,
         }
     }
 }

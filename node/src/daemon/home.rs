@@ -81,6 +81,11 @@ impl Home {
         self.root.join("system-digests.json")
     }
 
+    /// The jobs running now, written before each starts (see `engine/journal.rs`).
+    pub fn running_journal(&self) -> PathBuf {
+        self.root.join("running.log")
+    }
+
     /// Where job sandboxes are made.
     pub fn sandboxes(&self) -> PathBuf {
         self.root.join("sandbox")

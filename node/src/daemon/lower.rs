@@ -275,7 +275,7 @@ fn lower_with(
             env: target.env.clone(),
             outs: target.outs.clone(),
             toolchain,
-            network: false,
+            network: target.network,
         };
         job.validate().map_err(|source| LowerError::Invalid {
             label: label.to_string(),
@@ -393,6 +393,7 @@ pub(crate) fn lower_graph(
             env: Default::default(),
             outs: Vec::new(),
             toolchain,
+            // The distbuild format (seed 003) has no such field.
             network: false,
         };
         job.validate().map_err(|e| GraphLowerError::Invalid {
@@ -502,6 +503,7 @@ mod tests {
             outs: Vec::new(),
             tools: Vec::new(),
             info: BTreeMap::new(),
+            network: false,
         };
         let targets = [
             target("//:app", &["//lib:b", "//lib:a"]),
@@ -563,6 +565,7 @@ mod tests {
             outs: Vec::new(),
             tools: Vec::new(),
             info: BTreeMap::new(),
+            network: false,
         };
         let graph = Arc::new(TargetGraph {
             requested: vec![label.clone()],
@@ -579,6 +582,56 @@ mod tests {
         let second = lower(&mut memo);
         assert_ne!(second.ids[&label], first.ids[&label]);
         assert!(Arc::ptr_eq(&lower(&mut memo), &second));
+    }
+
+    #[test]
+    fn network_reaches_the_job_and_changes_its_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("weft.toml"), "").expect("weft.toml");
+        let workspace = Workspace::find(dir.path()).expect("workspace");
+        let store = Store::open(&dir.path().join("store")).expect("store");
+        let digests = SourceDigests::new(store);
+        let toolchains = Toolchains::new(String::new());
+        let label = Label::parse("//:fetch").expect("label");
+        let lower = |network: bool| {
+            let target = Target {
+                label: label.clone(),
+                defined_at: SourceLocation {
+                    file: "BUILD".into(),
+                    line: 1,
+                },
+                srcs: Vec::new(),
+                deps: Vec::new(),
+                cmds: vec![Cmd::Cat {
+                    output: "{{OUTPUT_DIR}}/o".into(),
+                    template: "o".into(),
+                }],
+                env: BTreeMap::new(),
+                outs: vec!["o".into()],
+                tools: Vec::new(),
+                info: BTreeMap::new(),
+                network,
+            };
+            let graph = TargetGraph {
+                requested: vec![label.clone()],
+                targets: BTreeMap::from([(label.clone(), target)]),
+            };
+            let lowered = lower_with(
+                &workspace,
+                &graph,
+                &digests,
+                &toolchains,
+                &mut ToolchainMemo::default(),
+            )
+            .expect("lower");
+            lowered.jobs[0].clone()
+        };
+        let (offline_id, offline) = lower(false);
+        let (online_id, online) = lower(true);
+        assert!(!offline.network);
+        assert!(online.network, "`network = True` reaches the job");
+        assert_ne!(offline_id, online_id, "and its id");
+        assert_eq!(online_id, online.id());
     }
 
     fn dist(id: &str, deps: &[&str], inputs: &[&str], template: &str) -> DistJob {

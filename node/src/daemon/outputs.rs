@@ -105,7 +105,8 @@ pub(crate) struct Published {
     /// What it holds.
     digest: Digest,
     executable: bool,
-    /// Its inode, size and mtime as published: while they are the same, so is the file.
+    /// Its inode, size, mtime and ctime as published: while they are the same, so is the
+    /// file (an edit changes the ctime even when it puts the mtime back).
     stamp: Option<FileStamp>,
 }
 
@@ -281,9 +282,9 @@ fn place(
     earlier: Option<FileStamp>,
 ) -> Result<(), PublishError> {
     if let Some(stamp) = earlier
-        && kept.restore(stats, &entry.dest, stamp)
+        && let Some(restored) = kept.restore(stats, &entry.dest, stamp, &entry.digest)
     {
-        entry.stamp = Some(stamp);
+        entry.stamp = Some(restored);
         return Ok(());
     }
     store
@@ -346,6 +347,9 @@ pub(crate) struct FileStamp {
     ino: u64,
     size: u64,
     mtime_ns: i128,
+    /// Changed by any write or metadata change (nobody can set it back), and also by a link
+    /// being made or removed: a kept link's ctime moves when `weft clean` removes its copy.
+    ctime_ns: i128,
 }
 
 impl FileStamp {
@@ -357,7 +361,29 @@ impl FileStamp {
             ino: meta.ino,
             size: meta.size,
             mtime_ns: i128::from(meta.mtime) * 1_000_000_000 + i128::from(meta.mtime_nsec),
+            ctime_ns: i128::from(meta.ctime) * 1_000_000_000 + i128::from(meta.ctime_nsec),
         })
+    }
+
+    /// The same file, as far as its inode, size and mtime go (not its ctime, which a link
+    /// made or removed moves).
+    fn same_file(&self, other: &FileStamp) -> bool {
+        (self.ino, self.size, self.mtime_ns) == (other.ino, other.size, other.mtime_ns)
+    }
+}
+
+/// The digest of the file at `path`'s content.
+fn file_digest(path: &Path) -> io::Result<Digest> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = weft_protocol::DigestHasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
     }
 }
 
@@ -379,25 +405,37 @@ impl KeptOutputs {
             .join(Digest::of(dest.as_os_str().as_bytes()).to_string())
     }
 
-    /// Links the kept copy of `dest` back at `dest` when it still has `stamp`, the stamp it
-    /// was published with, replacing whatever is at `dest`. False when there is no such kept
-    /// copy (none kept, or changed since), or it cannot be linked: then `dest` must be copied.
-    pub(crate) fn restore(&self, stats: &mut DirStat, dest: &Path, stamp: FileStamp) -> bool {
+    /// Links the kept copy of `dest` back at `dest` when it is still the file published with
+    /// `stamp` and still holds `digest`, replacing whatever is at `dest`, and returns its
+    /// stamp now. `None` when there is no such kept copy (none kept, changed since, even with
+    /// its mtime put back), or it cannot be linked: then `dest` must be copied.
+    ///
+    /// The content is hashed: its ctime cannot tell an edit from `weft clean` removing the
+    /// other link, and hashing costs a read, where a copy costs a read, a write and a new
+    /// file.
+    pub(crate) fn restore(
+        &self,
+        stats: &mut DirStat,
+        dest: &Path,
+        stamp: FileStamp,
+        digest: &Digest,
+    ) -> Option<FileStamp> {
         let kept = self.kept_path(dest);
-        if FileStamp::of(stats, &kept) != Some(stamp) {
-            return false;
+        if !FileStamp::of(stats, &kept).is_some_and(|now| now.same_file(&stamp)) {
+            return None;
         }
-        if let Some(parent) = dest.parent()
-            && std::fs::create_dir_all(parent).is_err()
-        {
-            return false;
+        if file_digest(&kept).ok().as_ref() != Some(digest) {
+            tracing::info!(dest = %dest.display(), "a published copy was edited in place: it is copied again");
+            return None;
         }
-        if remove_if_present(dest).is_err() {
-            return false;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).ok()?;
         }
+        remove_if_present(dest).ok()?;
         // Between the check and the link, an edit through `dest`'s old link would show as a
         // changed stamp on the next build, like any edit after publishing.
-        std::fs::hard_link(&kept, dest).is_ok() && FileStamp::of(stats, dest) == Some(stamp)
+        std::fs::hard_link(&kept, dest).ok()?;
+        FileStamp::of(stats, dest).filter(|now| now.same_file(&stamp))
     }
 
     /// Keeps a second link of the copy just published at `dest`, replacing the kept link of
@@ -458,6 +496,8 @@ mod tests {
         (dir, kept, dest)
     }
 
+    const PUBLISHED: &[u8] = b"published";
+
     #[test]
     fn a_removed_copy_is_linked_back() {
         let (_dir, kept, dest) = setup();
@@ -465,9 +505,10 @@ mod tests {
         kept.keep(&dest);
         let stamp = FileStamp::of(&mut stats, &dest).expect("stamp");
         std::fs::remove_dir_all(dest.parent().expect("parent")).expect("clean");
-        assert!(kept.restore(&mut stats, &dest, stamp));
-        assert_eq!(std::fs::read(&dest).expect("read"), b"published");
-        assert_eq!(FileStamp::of(&mut stats, &dest), Some(stamp));
+        let restored = kept.restore(&mut stats, &dest, stamp, &Digest::of(PUBLISHED));
+        assert!(restored.is_some_and(|now| now.same_file(&stamp)));
+        assert_eq!(std::fs::read(&dest).expect("read"), PUBLISHED);
+        assert_eq!(FileStamp::of(&mut stats, &dest), restored);
     }
 
     #[test]
@@ -479,8 +520,40 @@ mod tests {
         // An edit in place goes through both links.
         std::fs::write(&dest, b"edited by hand, and longer").expect("edit");
         std::fs::remove_file(&dest).expect("clean");
-        assert!(!kept.restore(&mut stats, &dest, stamp));
+        assert!(
+            kept.restore(&mut stats, &dest, stamp, &Digest::of(PUBLISHED))
+                .is_none()
+        );
         assert!(!dest.exists());
+    }
+
+    #[test]
+    fn an_edit_of_the_same_size_with_its_mtime_put_back_is_seen() {
+        let (_dir, kept, dest) = setup();
+        let mut stats = DirStat::default();
+        kept.keep(&dest);
+        let stamp = FileStamp::of(&mut stats, &dest).expect("stamp");
+        let mtime = std::fs::metadata(&dest)
+            .expect("stat")
+            .modified()
+            .expect("mtime");
+        std::fs::write(&dest, b"PUBLISHED").expect("edit");
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&dest)
+            .expect("open");
+        file.set_modified(mtime).expect("put the mtime back");
+        drop(file);
+        // Still in place: not intact (its ctime moved).
+        let now = FileStamp::of(&mut stats, &dest).expect("stamp");
+        assert!(now.same_file(&stamp));
+        assert_ne!(now, stamp);
+        // After `weft clean`: not linked back (its content differs).
+        std::fs::remove_file(&dest).expect("clean");
+        assert!(
+            kept.restore(&mut stats, &dest, stamp, &Digest::of(PUBLISHED))
+                .is_none()
+        );
     }
 
     #[test]
@@ -488,13 +561,14 @@ mod tests {
         let (_dir, kept, dest) = setup();
         let mut stats = DirStat::default();
         let stamp = FileStamp::of(&mut stats, &dest).expect("stamp");
+        let digest = Digest::of(PUBLISHED);
         let other = dest.with_file_name("other.txt");
-        assert!(!kept.restore(&mut stats, &other, stamp));
+        assert!(kept.restore(&mut stats, &other, stamp, &digest).is_none());
         kept.keep(&dest);
         assert_eq!(kept.prune(), 0, "the published copy is still there");
         std::fs::remove_file(&dest).expect("clean");
         assert_eq!(kept.prune(), 1);
-        assert!(!kept.restore(&mut stats, &dest, stamp));
+        assert!(kept.restore(&mut stats, &dest, stamp, &digest).is_none());
     }
 
     /// A workspace, a store, kept links, and two requested targets `//:a` (out `a.out`,

@@ -10,6 +10,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tracing::{info, warn};
+use weft_protocol::wire::SharePolicy;
 use weft_store::Store;
 
 use super::config::DaemonConfig;
@@ -19,7 +20,7 @@ use super::home::Home;
 use super::request;
 use super::shared::Shared;
 use crate::core::CoreConfig;
-use crate::exec::{ExecConfig, Executor, SystemConfig, Toolchains};
+use crate::exec::{ExecConfig, Executor, SandboxMode, SourceDigests, SystemConfig, Toolchains};
 use crate::mesh::{Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
 /// The daemon could not start.
@@ -114,9 +115,11 @@ pub async fn run(
             sandbox_root: home.sandboxes(),
             path_env: config.job_path.clone(),
             keep_failed_sandboxes: false,
-            strict: config.strict_sandbox,
+            limits: config.job_limits.clone(),
+            test_weak_sandbox: config.test_weak_sandbox,
         },
     )?;
+    let sandbox = executor.sandbox_mode().clone();
     let toolchains = Arc::new(Toolchains::with_system(
         config.job_path.clone(),
         SystemConfig {
@@ -124,8 +127,20 @@ pub async fn run(
             ..SystemConfig::host()
         },
     ));
+    let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
+    let mut core = CoreConfig::new(config.slots);
+    // Only peers care how fast this machine is: measured only when there are any.
+    core.speed = match config.mesh.speed {
+        Some(speed) => (speed * 1000.0).round().clamp(1.0, 1_000_000.0) as u32,
+        None if mesh.is_some() => tokio::task::spawn_blocking(super::speed::measure)
+            .await
+            .unwrap_or(1000),
+        None => 1000,
+    };
+    let speed = core.speed;
     // The system digest is computed (or checked against the cache file) while the daemon
-    // starts serving; the first build that needs it waits for it.
+    // starts serving; the first build that needs it waits for it. After the speed
+    // measurement, which its hashing threads would slow down.
     let warming = toolchains.clone();
     tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
@@ -142,28 +157,32 @@ pub async fn run(
             "toolchain system digest ready"
         );
     });
-    let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
-    let mut core = CoreConfig::new(config.slots);
-    // Only peers care how fast this machine is: measured only when there are any.
-    core.speed = match config.mesh.speed {
-        Some(speed) => (speed * 1000.0).round().clamp(1.0, 1_000_000.0) as u32,
-        None if mesh.is_some() => tokio::task::spawn_blocking(super::speed::measure)
-            .await
-            .unwrap_or(1000),
-        None => 1000,
-    };
-    let speed = core.speed;
-    core.share = config.mesh.share;
+    // Until the owner has chosen, nothing is lent or taken.
+    core.share = config.mesh.share.unwrap_or(SharePolicy::Never);
+    core.lend = config.mesh.share.is_some();
+    core.verify_per_million = (config.mesh.verify_fraction.clamp(0.0, 1.0) * 1e6).round() as u32;
+    if let Some(tools) = &config.mesh.accept_tools {
+        core.accept_tools.clone_from(tools);
+    }
+    // Peers' jobs run only in the hermetic sandbox: without it this node takes none.
+    if let SandboxMode::Weak { reason } = &sandbox {
+        if core.share != SharePolicy::Never {
+            warn!(%reason, "no hermetic sandbox: this node takes no jobs from peers");
+        }
+        core.share = SharePolicy::Never;
+    }
     core.max_shared_slots = config
         .mesh
         .max_shared_slots
         .unwrap_or(config.slots)
         .min(config.slots);
+    let digests = Arc::new(SourceDigests::new(store.clone()));
     let engine = Engine::spawn(
         EngineContext {
             store: store.clone(),
             executor,
             toolchains: toolchains.clone(),
+            sources: digests.clone(),
             keypair,
             mesh: mesh.clone(),
         },
@@ -171,11 +190,12 @@ pub async fn run(
             core,
             idle_load: config.mesh.idle_load,
             durations: Some(home.durations()),
+            journal: Some(home.running_journal()),
         },
         mesh_events,
     );
     let shared = Arc::new(Shared::new(
-        config, home, store, engine, toolchains, mesh, speed,
+        config, home, store, engine, toolchains, digests, mesh, speed, sandbox,
     ));
     info!(home = %shared.home.root().display(), slots = shared.config.slots, "daemon ready");
 

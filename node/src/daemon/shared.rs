@@ -3,7 +3,7 @@
 //! workspace between builds ([`LastBuild`], the lowering memo).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use super::locks::WorkspaceLocks;
 use super::lower::{LowerMemo, Lowered};
 use super::outputs::{KeptOutputs, Published};
 use crate::core::BuildId;
-use crate::exec::{SourceDigests, Toolchains};
+use crate::exec::{SandboxMode, SourceDigests, Toolchains};
 use crate::frontend::{Loader, TargetGraph};
 use crate::mesh::Mesh;
 
@@ -30,12 +30,14 @@ pub(crate) struct Shared {
     pub(crate) home: Home,
     pub(crate) store: Store,
     pub(crate) engine: Engine,
-    pub(crate) loader: Mutex<Loader>,
+    /// The front end's warm loader of each workspace: one workspace's evaluation never waits
+    /// for another's.
+    loaders: Mutex<HashMap<PathBuf, Arc<Mutex<Loader>>>>,
     /// The last successful build of each workspace, for replaying no-op builds.
     pub(crate) last_builds: Mutex<HashMap<PathBuf, LastBuild>>,
     /// The last lowering of each workspace's graph.
     pub(crate) lowered: Mutex<HashMap<PathBuf, Option<LowerMemo>>>,
-    pub(crate) digests: SourceDigests,
+    pub(crate) digests: Arc<SourceDigests>,
     pub(crate) toolchains: Arc<Toolchains>,
     /// The mesh, when this node has a team.
     pub(crate) mesh: Option<Mesh>,
@@ -44,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) kept: KeptOutputs,
     /// This machine's speed in thousandths, as its beacons say.
     pub(crate) speed: u32,
+    /// How jobs are sandboxed here, as the executor's probe found (`weft status`, and a notice
+    /// in every build when it is the weak sandbox).
+    pub(crate) sandbox: SandboxMode,
     /// When the daemon started.
     pub(crate) started: Instant,
     /// Told when a client asks the daemon to stop.
@@ -54,19 +59,22 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state of a daemon that starts now.
+    #[allow(clippy::too_many_arguments)] // each is a part of the daemon made by `server::run`
     pub(crate) fn new(
         config: DaemonConfig,
         home: Home,
         store: Store,
         engine: Engine,
         toolchains: Arc<Toolchains>,
+        digests: Arc<SourceDigests>,
         mesh: Option<Mesh>,
         speed: u32,
+        sandbox: SandboxMode,
     ) -> Shared {
         Shared {
             kept: KeptOutputs::new(home.kept_outputs()),
-            digests: SourceDigests::new(store.clone()),
-            loader: Mutex::new(Loader::new()),
+            digests,
+            loaders: Mutex::new(HashMap::new()),
             lowered: Mutex::new(HashMap::new()),
             last_builds: Mutex::new(HashMap::new()),
             locks: WorkspaceLocks::default(),
@@ -81,7 +89,17 @@ impl Shared {
             toolchains,
             mesh,
             speed,
+            sandbox,
         }
+    }
+
+    /// The loader of the workspace at `root`, new when none has loaded it yet.
+    pub(crate) fn loader(&self, root: &Path) -> Arc<Mutex<Loader>> {
+        let mut loaders = self.loaders.lock().unwrap_or_else(|p| p.into_inner());
+        loaders
+            .entry(root.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Loader::with_limits(self.config.eval))))
+            .clone()
     }
 
     /// A build id no other build of this daemon has.
@@ -149,6 +167,9 @@ pub(crate) struct LastBuild {
     pub(crate) results: Arc<HashMap<JobId, ActionResult>>,
     /// The store's removal counter after it published.
     pub(crate) removals: u64,
+    /// The engine's [`Engine::verdicts`] when it started: a result found nondeterministic
+    /// since is not replayed.
+    pub(crate) verdicts: u64,
     /// Each published file, as published.
     pub(crate) published: Arc<Vec<Published>>,
 }
@@ -160,15 +181,17 @@ impl LastBuild {
     }
 
     /// Whether a build of `lowered` for `graph` can replay it: the same jobs and targets,
-    /// and the store has removed nothing since (`removals` is its counter now), so every
-    /// result's outputs are still there.
+    /// the store has removed nothing since (`removals` is its counter now), so every
+    /// result's outputs are still there, and the engine has doubted no result since
+    /// (`verdicts` is its count now).
     pub(crate) fn replays(
         &self,
         lowered: &Arc<Lowered>,
         graph: &Arc<TargetGraph>,
         removals: u64,
+        verdicts: u64,
     ) -> bool {
-        self.planned(lowered, graph) && self.removals == removals
+        self.planned(lowered, graph) && self.removals == removals && self.verdicts == verdicts
     }
 }
 
@@ -203,10 +226,15 @@ mod tests {
             graph: graph.clone(),
             results: Arc::default(),
             removals: 3,
+            verdicts: 1,
             published: Arc::default(),
         };
-        assert!(last.replays(&lowered, &graph, 3));
-        assert!(!last.replays(&lowered, &graph, 4), "a gc ran");
+        assert!(last.replays(&lowered, &graph, 3, 1));
+        assert!(!last.replays(&lowered, &graph, 4, 1), "a gc ran");
+        assert!(
+            !last.replays(&lowered, &graph, 3, 2),
+            "a result was doubted"
+        );
         // Equal but not the same: lowered again, so something may have changed.
         let other = Arc::new(Lowered::default());
         assert!(!last.planned(&other, &graph));

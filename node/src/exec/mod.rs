@@ -7,7 +7,8 @@
 //!   (`system/`): what a job can read from the system header and library directories and
 //!   from each compiler's own files, kept current with inotify ([`SystemConfig`]).
 //! - [`Executor`]: runs one job in a fresh sandbox directory and collects its outputs into the
-//!   store.
+//!   store; by default in the hermetic sandbox (its own namespaces and root, see
+//!   [`SandboxMode`]), with [`JobLimits`].
 //!
 //! Architecture invariant: nothing here reads the daemon's environment. The `PATH` of jobs
 //! and tool lookups comes from [`ExecConfig::path_env`] and [`Toolchains::new`].
@@ -16,18 +17,21 @@ mod cat_tree;
 mod context;
 mod error;
 mod executor;
+mod hermetic;
+mod limits;
 mod process;
 mod request;
 mod run;
 mod sandbox;
 mod sources;
-mod strict;
 mod system;
 mod toolchain;
 
-pub use context::ExecConfig;
+pub use context::{ExecConfig, SandboxMode};
 pub use error::ExecError;
 pub use executor::Executor;
+pub use hermetic::TOOLCHAIN_DIRS;
+pub use limits::JobLimits;
 pub use request::{CmdFailure, RunOutcome, RunRequest};
 pub use sources::{DEFAULT_RACY_WINDOW, SourceDigests, SourceStats};
 pub(crate) use sources::{SourceStamp, Stamped};

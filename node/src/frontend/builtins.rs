@@ -1,7 +1,7 @@
 //! The built-in functions of BUILD and `.star` files.
 //!
-//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={})` declares a
-//!   target. Every argument but `name` must be passed by keyword.
+//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={}, network=False)`
+//!   declares a target. Every argument but `name` must be passed by keyword.
 //! - `exec(argv, env={}, cwd=None)` and `cat(output, template)` make commands for `cmds`.
 //! - `glob(include, exclude=[])` lists files; see [`super::glob`].
 //! - `target_info(label)` returns the `info` dict of another target.
@@ -29,9 +29,11 @@ use starlark::values::structs::{AllocStruct, StructRef};
 use starlark::values::{Heap, UnpackValue, Value};
 use weft_protocol::Label;
 
+use super::budget::{Operator, check_operator};
 use super::declare::{JobArgs, RawCmd, resolve_job};
 use super::error::{FrontendError, FrontendErrorKind, SourceLocation};
-use super::eval::{EvalCtx, NativeError, PackageInput, PackageState, info_digest, line_number};
+use super::error::{NativeError, line_number};
+use super::eval::{EvalCtx, PackageInput, PackageState, info_digest};
 use super::glob::GlobPattern;
 use super::graph::InfoValue;
 use super::suggest::closest;
@@ -39,6 +41,58 @@ use super::suggest::closest;
 /// Adds weft's built-ins to `builder`.
 pub(crate) fn register(builder: &mut GlobalsBuilder) {
     weft_builtins(builder);
+    checked_operators(builder);
+    #[cfg(test)]
+    test_builtins(builder);
+}
+
+/// What the parser turns `*` and `+` into (see [`CHECKED_OPERATORS`](super::budget)): the
+/// operator, once the evaluation's memory budget has room for what it makes.
+#[starlark_module]
+fn checked_operators(builder: &mut GlobalsBuilder) {
+    /// `lhs * rhs`, with a repeated string, list or tuple sized before it is made.
+    fn _weft_mul<'v>(
+        lhs: Value<'v>,
+        rhs: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        check_budget(eval, Operator::Mul, lhs, rhs)?;
+        lhs.mul(rhs, eval.heap())
+    }
+
+    /// `lhs + rhs`, with a concatenated string, list or tuple sized before it is made.
+    fn _weft_add<'v>(
+        lhs: Value<'v>,
+        rhs: Value<'v>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        check_budget(eval, Operator::Add, lhs, rhs)?;
+        lhs.add(rhs, eval.heap())
+    }
+}
+
+/// Checks `lhs op rhs` against the budget of the evaluation in progress. Code that runs
+/// without weft's context (the prelude's own top level) is not checked.
+fn check_budget<'v>(
+    eval: &Evaluator<'v, '_, '_>,
+    op: Operator,
+    lhs: Value<'v>,
+    rhs: Value<'v>,
+) -> starlark::Result<()> {
+    match eval.extra.and_then(|extra| extra.downcast_ref::<EvalCtx>()) {
+        Some(ctx) => check_operator(&ctx.budget, op, lhs, rhs, eval.heap().allocated_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// Built-ins that only unit tests see.
+#[cfg(test)]
+#[starlark_module]
+fn test_builtins(builder: &mut GlobalsBuilder) {
+    /// Panics, as a bug in the evaluator would.
+    fn _weft_test_panic() -> starlark::Result<NoneType> {
+        panic!("a bug in the evaluator")
+    }
 }
 
 #[starlark_module]
@@ -62,6 +116,7 @@ fn weft_builtins(builder: &mut GlobalsBuilder) {
         tools: UnpackListOrTuple<String>,
         #[starlark(require = named, default = UnpackDictEntries::default())]
         info: UnpackDictEntries<String, Value<'v>>,
+        #[starlark(require = named, default = false)] network: bool,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         let ctx = context(eval)?;
@@ -102,6 +157,7 @@ fn weft_builtins(builder: &mut GlobalsBuilder) {
                 env: env.entries,
                 tools: tools.items,
                 info: raw_info,
+                network,
             };
             let target = resolve_job(&ctx.session.ws, &state.package, args, &at)?;
             state.declare(target)

@@ -31,6 +31,7 @@ pub(crate) struct JobArgs {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) tools: Vec<String>,
     pub(crate) info: Vec<(String, InfoValue)>,
+    pub(crate) network: bool,
 }
 
 /// A command as `exec()` or `cat()` made it.
@@ -192,6 +193,7 @@ pub(crate) fn resolve_job(
         outs: args.outs,
         tools,
         info: args.info.into_iter().collect(),
+        network: args.network,
     })
 }
 

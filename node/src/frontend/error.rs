@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use weft_protocol::{Label, LabelError, PackagePath, TemplateError};
 
@@ -274,6 +275,33 @@ pub enum FrontendErrorKind {
         /// The function.
         function: &'static str,
     },
+    /// Evaluating a BUILD or `.star` file went past one of its budgets
+    /// ([`EvalLimits`](super::EvalLimits)).
+    OverBudget {
+        /// The file being evaluated.
+        file: String,
+        /// Which budget, and what went past it.
+        budget: EvalBudget,
+    },
+    /// The load was cancelled ([`LoadCancel`](super::LoadCancel)): its client went away.
+    Cancelled,
+    /// The Starlark interpreter panicked while it evaluated a file. The load fails; the
+    /// loader (and the daemon) go on.
+    EvalPanicked {
+        /// The file being evaluated.
+        file: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// A construct that BUILD and `.star` files may not use.
+    Unsupported {
+        /// The construct, as `x *= n`.
+        construct: &'static str,
+        /// Why not.
+        reason: &'static str,
+        /// What to write instead.
+        instead: &'static str,
+    },
     /// A broken invariant of the front end itself.
     Internal {
         /// What broke.
@@ -471,6 +499,54 @@ impl fmt::Display for FrontendErrorKind {
                 "`{function}()` can only be called while a BUILD file is evaluated (from the \
                  BUILD file or a function it calls), not at the top level of a `.star` file"
             ),
+            OverBudget { file, budget } => match budget {
+                EvalBudget::Time { limit } => write!(
+                    f,
+                    "`{file}` ran past its time budget of {}: one BUILD or `.star` file gets \
+                     that long to evaluate (the files it waits on have their own); look for a \
+                     loop that never ends, or raise `{}` in the daemon's `config.toml`",
+                    seconds(*limit),
+                    TIME_SETTING
+                ),
+                EvalBudget::Memory { limit, held, value } => {
+                    write!(
+                        f,
+                        "`{file}` went past its memory budget of {}: ",
+                        size(*limit)
+                    )?;
+                    match value {
+                        Some(value) => write!(
+                            f,
+                            "this would make a value of {} beside the {} its Starlark heap holds",
+                            size(*value),
+                            size(*held)
+                        )?,
+                        None => write!(f, "its Starlark heap holds {}", size(*held))?,
+                    }
+                    write!(
+                        f,
+                        "; look for a value that grows without bound, or raise `{}` (in MiB) in \
+                         the daemon's `config.toml`",
+                        MEMORY_SETTING
+                    )
+                }
+            },
+            Cancelled => write!(f, "the load was cancelled: its client went away"),
+            EvalPanicked { file, message } => write!(
+                f,
+                "the Starlark interpreter crashed while evaluating `{file}` (`{message}`); the \
+                 daemon goes on, but this is a bug in weft or in the starlark crate: please \
+                 report it with the line above, and change that line meanwhile"
+            ),
+            Unsupported {
+                construct,
+                reason,
+                instead,
+            } => write!(
+                f,
+                "`{construct}` is not allowed in BUILD and `.star` files ({reason}); write \
+                 `{instead}`"
+            ),
             Internal { message } => {
                 write!(
                     f,
@@ -478,6 +554,48 @@ impl fmt::Display for FrontendErrorKind {
                 )
             }
         }
+    }
+}
+
+/// Which budget of [`EvalLimits`](super::EvalLimits) an evaluation went past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalBudget {
+    /// It ran longer than `limit`.
+    Time {
+        /// The time budget.
+        limit: Duration,
+    },
+    /// Its Starlark heap would hold more than `limit` bytes.
+    Memory {
+        /// The memory budget, in bytes.
+        limit: usize,
+        /// What the heap held, in bytes.
+        held: usize,
+        /// The size of the one value that would not fit, when that is what was refused.
+        value: Option<usize>,
+    },
+}
+
+/// `5 s`, or `1.5 s` for a time that is not whole seconds.
+fn seconds(time: Duration) -> String {
+    if time.subsec_nanos() == 0 {
+        format!("{} s", time.as_secs())
+    } else {
+        format!("{:.1} s", time.as_secs_f64())
+    }
+}
+
+/// Bytes in MiB (`512 MiB`, `1.5 MiB`), in KiB below 1 MiB, in bytes below 1 KiB.
+fn size(bytes: usize) -> String {
+    const MIB: usize = 1 << 20;
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if bytes < MIB {
+        format!("{} KiB", bytes / 1024)
+    } else if bytes.is_multiple_of(MIB) || bytes >= 100 * MIB {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / MIB as f64)
     }
 }
 
@@ -500,4 +618,23 @@ pub(crate) fn join_path(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// The `config.toml` setting of [`EvalLimits::time`](super::EvalLimits::time), in seconds;
+/// errors name it.
+pub const TIME_SETTING: &str = "eval_time_limit_secs";
+
+/// The `config.toml` setting of [`EvalLimits::memory`](super::EvalLimits::memory), in MiB;
+/// errors name it.
+pub const MEMORY_SETTING: &str = "eval_memory_limit_mib";
+
+/// The message of an error raised from a built-in; the structured error waits in
+/// the evaluation's context (`EvalCtx::pending`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct NativeError(pub(crate) String);
+
+/// A 0-based line from starlark as a 1-based line number.
+pub(crate) fn line_number(line: usize) -> u32 {
+    u32::try_from(line.saturating_add(1)).unwrap_or(u32::MAX)
 }

@@ -20,12 +20,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use starlark::environment::{FrozenModule, Globals, Module};
-use starlark::eval::{Evaluator, FileLoader};
+use starlark::eval::{BeforeStmtFunc, Evaluator, FileLoader};
+use starlark::syntax::ast::{AssignOp, AstStmt, StmtP};
 use starlark::syntax::{AstModule, Dialect};
 use weft_protocol::{Digest, DigestHasher, Label, PackagePath};
 
+use super::budget::{Budget, CHECKED_OPERATORS, EvalLimits, LoadCancel, StatementCheck, Stop};
 use super::declare::{PackageDir, parse_file_label};
-use super::error::{FrontendError, FrontendErrorKind, SourceLocation, join_path};
+use super::error::{
+    FrontendError, FrontendErrorKind, NativeError, SourceLocation, join_path, line_number,
+};
 use super::files::{FsCache, KeptListings};
 use super::glob::{GlobPattern, GlobRoot, glob};
 use super::graph::{InfoValue, Target};
@@ -147,6 +151,10 @@ pub(crate) struct Session {
     ws_key: Digest,
     globals: Globals,
     prelude: FrozenModule,
+    limits: EvalLimits,
+    cancel: LoadCancel,
+    /// The budgets of the evaluations in progress, outermost first: each waits on the next.
+    budgets: RefCell<Vec<Rc<Budget>>>,
     pub(crate) fs: FsCache,
     caches: RefCell<Caches>,
     stats: Cell<LoaderStats>,
@@ -163,6 +171,7 @@ impl Session {
         ws: &Workspace,
         globals: Globals,
         prelude: FrozenModule,
+        (limits, cancel): (EvalLimits, LoadCancel),
         mut caches: Caches,
         stats: LoaderStats,
     ) -> Rc<Session> {
@@ -180,6 +189,9 @@ impl Session {
             ws_key: hasher.finalize(),
             globals,
             prelude,
+            limits,
+            cancel,
+            budgets: RefCell::new(Vec::new()),
             fs: FsCache::with_kept(std::mem::take(&mut caches.listings)),
             caches: RefCell::new(caches),
             stats: Cell::new(stats),
@@ -209,6 +221,7 @@ impl Session {
         self: &Rc<Self>,
         dir: &PackagePath,
     ) -> Result<Arc<EvaluatedPackage>, FrontendError> {
+        self.check_cancelled()?;
         match self.packages.borrow().get(dir) {
             Some(Slot::Done(package)) => return Ok(package.clone()),
             Some(Slot::InProgress) => {
@@ -239,6 +252,19 @@ impl Session {
             }
         }
         result
+    }
+
+    /// Fails once the load is cancelled, so that nothing more is evaluated.
+    fn check_cancelled(&self) -> Result<(), FrontendError> {
+        if self.cancel.is_cancelled() {
+            return Err(FrontendError::new(FrontendErrorKind::Cancelled));
+        }
+        Ok(())
+    }
+
+    /// The budget of an evaluation that starts now.
+    fn budget(&self) -> Rc<Budget> {
+        Rc::new(Budget::start(self.limits, self.cancel.clone()))
     }
 
     /// The workspace-relative directory of `dir` and the name of its BUILD file.
@@ -332,6 +358,7 @@ impl Session {
                 ),
             }),
             pending: RefCell::new(None),
+            budget: self.budget(),
         };
         let result = self.run(ast, &loads, &ctx, &package.build_file);
         self.count(|s| s.n_build_evals += 1);
@@ -354,9 +381,44 @@ impl Session {
         })
     }
 
-    /// Evaluates `ast` in a fresh module that sees the prelude and the `loads`, and returns the
-    /// frozen module.
+    /// Evaluates `ast` in a fresh module that sees the prelude and the `loads`, under
+    /// `ctx.budget`, and returns the frozen module. A panic inside the evaluator is caught here,
+    /// on the loader's thread, and becomes an error in `file`: the session (and its caches) go
+    /// on.
     fn run(
+        &self,
+        ast: AstModule,
+        loads: &[ResolvedLoad],
+        ctx: &EvalCtx,
+        file: &str,
+    ) -> Result<FrozenModule, FrontendError> {
+        let budget = ctx.budget.clone();
+        self.budgets.borrow_mut().push(budget.clone());
+        // Unwind safety: what the evaluation may leave half-changed is its own module and
+        // heap, dropped on the way out, and `ctx`, which the caller drops on an error. The
+        // session's own cells are only borrowed for moments inside built-ins, and a borrow
+        // ends as the panic unwinds.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.evaluate(ast, loads, ctx, file)
+        }));
+        self.budgets.borrow_mut().pop();
+        if let Some(outer) = self.budgets.borrow().last() {
+            outer.waited(budget.elapsed());
+        }
+        result.unwrap_or_else(|panic| {
+            tracing::error!(target: "weft::frontend", file, "the starlark evaluator panicked");
+            Err(FrontendError::at(
+                FrontendErrorKind::EvalPanicked {
+                    file: file.to_owned(),
+                    message: panic_message(&*panic),
+                },
+                budget.location(),
+            ))
+        })
+    }
+
+    /// [`run`](Self::run) without the guards.
+    fn evaluate(
         &self,
         ast: AstModule,
         loads: &[ResolvedLoad],
@@ -372,6 +434,7 @@ impl Session {
         let print = TracingPrint {
             file: file.to_owned(),
         };
+        let budget = &ctx.budget;
         Module::with_temp_heap(|module| {
             module.import_public_symbols(&self.prelude);
             {
@@ -379,8 +442,25 @@ impl Session {
                 eval.set_loader(&loader);
                 eval.set_print_handler(&print);
                 eval.extra = Some(ctx);
-                eval.eval_module(ast, &self.globals)
-                    .map_err(|e| starlark_error(file, e))?;
+                // Every 1,000 calls and loop steps, comprehensions included.
+                let heap = module.heap();
+                let ticks = budget.clone();
+                eval.set_check_cancelled(Box::new(move || {
+                    ticks.check(heap.allocated_bytes()).is_some()
+                }));
+                // Before every statement.
+                eval.before_stmt_for_dap(BeforeStmtFunc::from_dyn(Box::new(StatementCheck(
+                    budget.clone(),
+                ))));
+                if let Err(e) = eval.eval_module(ast, &self.globals) {
+                    return Err(match budget.stopped() {
+                        Some(stop) => {
+                            let at = budget.location().or_else(|| error_location(&e));
+                            stopped_error(file, stop, at)
+                        }
+                        None => starlark_error(file, e),
+                    });
+                }
             }
             module.freeze().map_err(|e| {
                 FrontendError::new(FrontendErrorKind::Starlark {
@@ -406,8 +486,14 @@ impl Session {
             return Ok(ast.clone());
         }
         self.count(|s| s.n_parses += 1);
-        let ast = AstModule::parse(shown, text.to_owned(), &dialect())
+        let mut ast = AstModule::parse(shown, text.to_owned(), &dialect())
             .map_err(|e| starlark_error(shown, e))?;
+        refuse_unchecked(&ast)?;
+        let checked: HashMap<String, String> = CHECKED_OPERATORS
+            .iter()
+            .map(|(op, function)| ((*op).to_owned(), (*function).to_owned()))
+            .collect();
+        ast.replace_binary_operators(&checked);
         self.caches
             .borrow_mut()
             .asts
@@ -505,6 +591,7 @@ impl Session {
             }
             None => {}
         }
+        self.check_cancelled()?;
         if let Some(error) = too_deep("load", &self.star_stack.borrow(), &file.shown) {
             return Err(error.or_at(at));
         }
@@ -565,6 +652,7 @@ impl Session {
             session: self.clone(),
             package: None,
             pending: RefCell::new(None),
+            budget: self.budget(),
         };
         let result = self.run(ast, &loads, &ctx, &file.path);
         self.count(|s| s.n_star_evals += 1);
@@ -638,12 +726,6 @@ impl starlark::PrintHandler for TracingPrint {
     }
 }
 
-/// The message of an error raised from a built-in; the structured error waits in
-/// [`EvalCtx::pending`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct NativeError(pub(crate) String);
-
 /// What the built-ins see through `eval.extra`.
 ///
 /// The `ProvidesStaticType` derive expands to an `unsafe impl`: it is how the starlark crate
@@ -652,13 +734,14 @@ pub(crate) struct NativeError(pub(crate) String);
 mod ctx {
     use super::*;
 
-    /// The session, the package being evaluated (none for a `.star` file), and the first
-    /// error a built-in raised.
+    /// The session, the package being evaluated (none for a `.star` file), the first
+    /// error a built-in raised, and the evaluation's budget.
     #[derive(starlark::values::ProvidesStaticType)]
     pub(crate) struct EvalCtx {
         pub(crate) session: Rc<Session>,
         pub(crate) package: Option<PackageState>,
         pub(crate) pending: RefCell<Option<FrontendError>>,
+        pub(crate) budget: Rc<Budget>,
     }
 }
 pub(crate) use ctx::EvalCtx;
@@ -753,15 +836,72 @@ pub(crate) fn info_digest(info: &std::collections::BTreeMap<String, InfoValue>) 
     hasher.finalize()
 }
 
+/// Refuses what no budget check would see before it allocates: `x *= n` (the parser turns
+/// `*` into a checked call, but not `*=`).
+fn refuse_unchecked(ast: &AstModule) -> Result<(), FrontendError> {
+    fn find(stmt: &AstStmt, found: &mut Option<starlark::codemap::Span>) {
+        if found.is_some() {
+            return;
+        }
+        if let StmtP::AssignModify(_, AssignOp::Multiply, _) = &stmt.node {
+            *found = Some(stmt.span);
+            return;
+        }
+        stmt.visit_stmt(|inner| find(inner, found));
+    }
+    let mut found = None;
+    find(ast.statement(), &mut found);
+    let Some(span) = found else {
+        return Ok(());
+    };
+    let span = ast.file_span(span);
+    Err(FrontendError::at(
+        FrontendErrorKind::Unsupported {
+            construct: "x *= n",
+            reason: "the memory budget cannot size what it makes before it is made",
+            instead: "x = x * n",
+        },
+        Some(SourceLocation {
+            file: span.filename().to_owned(),
+            line: line_number(span.resolve_span().begin.line),
+        }),
+    ))
+}
+
+/// The error of an evaluation of `file` that was stopped at `at`.
+fn stopped_error(file: &str, stop: Stop, at: Option<SourceLocation>) -> FrontendError {
+    match stop {
+        Stop::Over(budget) => FrontendError::at(
+            FrontendErrorKind::OverBudget {
+                file: file.to_owned(),
+                budget,
+            },
+            at,
+        ),
+        Stop::Cancelled => FrontendError::new(FrontendErrorKind::Cancelled),
+    }
+}
+
+/// A panic's message, when it has one.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
+}
+
+/// Where starlark's error points, when it has a span.
+fn error_location(error: &starlark::Error) -> Option<SourceLocation> {
+    error.span().map(|span| SourceLocation {
+        file: span.filename().to_owned(),
+        line: line_number(span.resolve_span().begin.line),
+    })
+}
+
 /// Starlark's error, with its diagnostic, located at its span when it has one.
 pub(crate) fn starlark_error(file: &str, error: starlark::Error) -> FrontendError {
-    let at = error.span().map(|span| {
-        let resolved = span.resolve_span();
-        SourceLocation {
-            file: span.filename().to_owned(),
-            line: line_number(resolved.begin.line),
-        }
-    });
+    let at = error_location(&error);
     FrontendError::at(
         FrontendErrorKind::Starlark {
             file: file.to_owned(),
@@ -769,11 +909,6 @@ pub(crate) fn starlark_error(file: &str, error: starlark::Error) -> FrontendErro
         },
         at,
     )
-}
-
-/// A 0-based line from starlark as a 1-based line number.
-pub(crate) fn line_number(line: usize) -> u32 {
-    u32::try_from(line.saturating_add(1)).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn internal(message: &str) -> FrontendError {

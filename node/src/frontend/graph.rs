@@ -31,6 +31,9 @@ pub struct Target {
     pub tools: Vec<String>,
     /// What other BUILD files read with `target_info()`. Not part of the job.
     pub info: BTreeMap<String, InfoValue>,
+    /// The commands may use the host's network (`network = True`); it becomes the job's
+    /// [`network`](weft_protocol::Job::network), so it is part of the job's id.
+    pub network: bool,
 }
 
 /// A value of a target's `info` dict.

@@ -9,10 +9,12 @@ use starlark::eval::Evaluator;
 use starlark::syntax::AstModule;
 use weft_protocol::{Label, PackagePath};
 
+use super::budget::{EvalLimits, LoadCancel};
 use super::builtins;
 use super::error::{FrontendError, FrontendErrorKind, join_path};
 use super::eval::{
-    Caches, EvaluatedPackage, LoaderStats, Session, dialect, internal, starlark_error,
+    Caches, EvaluatedPackage, LoaderStats, Session, dialect, internal, panic_message,
+    starlark_error,
 };
 use super::files::EntryKind;
 use super::graph::{Target, TargetGraph, check_acyclic};
@@ -38,6 +40,7 @@ const PRELUDE_NAME: &str = "<weft prelude>";
 pub struct Loader {
     globals: Globals,
     prelude: Option<FrozenModule>,
+    limits: EvalLimits,
     caches: Caches,
     stats: LoaderStats,
     /// The latest graphs, reused while nothing they came from has changed.
@@ -74,8 +77,13 @@ impl std::fmt::Debug for Loader {
 }
 
 impl Loader {
-    /// A loader with empty caches.
+    /// A loader with empty caches and the default [`EvalLimits`].
     pub fn new() -> Loader {
+        Loader::with_limits(EvalLimits::default())
+    }
+
+    /// A loader with empty caches that evaluates each file under `limits`.
+    pub fn with_limits(limits: EvalLimits) -> Loader {
         let globals = GlobalsBuilder::extended_by(&[
             LibraryExtension::StructType,
             LibraryExtension::Map,
@@ -89,6 +97,7 @@ impl Loader {
         Loader {
             globals,
             prelude: None,
+            limits,
             caches: Caches::default(),
             stats: LoaderStats::default(),
             graphs: VecDeque::new(),
@@ -107,10 +116,22 @@ impl Loader {
         ws: &Workspace,
         patterns: &[String],
     ) -> Result<Arc<TargetGraph>, FrontendError> {
+        self.load_cancellable(ws, patterns, &LoadCancel::new())
+    }
+
+    /// [`load`](Self::load), stopped with [`FrontendErrorKind::Cancelled`] soon after `cancel`
+    /// is cancelled (from another thread): the evaluation in progress stops at its next
+    /// budget check, and nothing more is evaluated.
+    pub fn load_cancellable(
+        &mut self,
+        ws: &Workspace,
+        patterns: &[String],
+        cancel: &LoadCancel,
+    ) -> Result<Arc<TargetGraph>, FrontendError> {
         let start = std::time::Instant::now();
         let before = self.stats;
         let result = self.on_load_thread(|loader| {
-            let session = loader.session(ws)?;
+            let session = loader.session(ws, cancel)?;
             let result = loader.graph(&session, ws, patterns);
             loader.finish(&session);
             result
@@ -135,8 +156,12 @@ impl Loader {
         &mut self,
         ws: &Workspace,
         patterns: &[String],
+        cancel: &LoadCancel,
     ) -> Result<Vec<Label>, FrontendError> {
-        Ok(self.load(ws, patterns)?.requested.clone())
+        Ok(self
+            .load_cancellable(ws, patterns, cancel)?
+            .requested
+            .clone())
     }
 
     /// Everything the targets `pattern` names depend on, directly or not, and that it does
@@ -145,8 +170,9 @@ impl Loader {
         &mut self,
         ws: &Workspace,
         pattern: &str,
+        cancel: &LoadCancel,
     ) -> Result<Vec<Label>, FrontendError> {
-        let graph = self.load(ws, &[pattern.to_owned()])?;
+        let graph = self.load_cancellable(ws, &[pattern.to_owned()], cancel)?;
         let requested: BTreeSet<&Label> = graph.requested.iter().collect();
         Ok(graph
             .targets
@@ -177,15 +203,13 @@ impl Loader {
                 Ok(handle) => match handle.join() {
                     Ok(result) => result,
                     // A bug (here or in starlark) must not take the daemon down: report it.
-                    // The caches went with the thread, so the next load starts cold.
-                    Err(panic) => {
-                        let message = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "no message".to_owned());
-                        Err(internal(&format!("the load panicked: {message}")))
-                    }
+                    // A panic inside an evaluation is caught closer, in its file (see
+                    // `Session::run`); one elsewhere takes the caches with the thread, so the
+                    // next load starts cold.
+                    Err(panic) => Err(internal(&format!(
+                        "the load panicked: {}",
+                        panic_message(&*panic)
+                    ))),
                 },
                 Err(e) => Err(internal(&format!("cannot start the load thread: {e}"))),
             }
@@ -240,12 +264,17 @@ impl Loader {
         Ok(graph)
     }
 
-    fn session(&mut self, ws: &Workspace) -> Result<Rc<Session>, FrontendError> {
+    fn session(
+        &mut self,
+        ws: &Workspace,
+        cancel: &LoadCancel,
+    ) -> Result<Rc<Session>, FrontendError> {
         let prelude = self.prelude()?;
         Ok(Session::new(
             ws,
             self.globals.clone(),
             prelude,
+            (self.limits, cancel.clone()),
             std::mem::take(&mut self.caches),
             self.stats,
         ))
@@ -504,4 +533,307 @@ fn find_packages(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::frontend::{EvalBudget, InfoValue, MEMORY_SETTING, SourceLocation, TIME_SETTING};
+
+    /// A temporary workspace with `files`, and its `Workspace`.
+    fn workspace(files: &[(&str, &str)]) -> (tempfile::TempDir, Workspace) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("weft.toml"), "").expect("weft.toml");
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+        let ws = Workspace::find(dir.path()).expect("workspace");
+        (dir, ws)
+    }
+
+    fn limits(time_ms: u64, memory: usize) -> EvalLimits {
+        EvalLimits {
+            time: Duration::from_millis(time_ms),
+            memory,
+        }
+    }
+
+    /// The error of loading `//...` of `build` (the root BUILD file) under `limits`, and how
+    /// long the load took.
+    fn fail(build: &str, limits: EvalLimits) -> (FrontendError, Duration) {
+        let (_dir, ws) = workspace(&[("BUILD", build)]);
+        let start = Instant::now();
+        let result = Loader::with_limits(limits).load(&ws, &[]);
+        let elapsed = start.elapsed();
+        match result {
+            Ok(graph) => panic!("loaded {:?}", graph.targets.keys()),
+            Err(e) => (e, elapsed),
+        }
+    }
+
+    fn at(line: u32) -> Option<SourceLocation> {
+        Some(SourceLocation {
+            file: "BUILD".into(),
+            line,
+        })
+    }
+
+    #[test]
+    fn a_runaway_loop_fails_with_the_time_budget_named() {
+        let loops = [
+            // Statements in a loop: the statement hook sees them.
+            (
+                "x = 0\nfor i in range(100000):\n    for j in range(100000):\n        x = i\n",
+                4,
+            ),
+            // A comprehension has no statements: starlark's periodic check sees its steps.
+            (
+                "x = [i for i in range(100000) for j in range(100000) if False]\n",
+                1,
+            ),
+        ];
+        for (build, line) in loops {
+            let (err, elapsed) = fail(build, limits(200, 64 << 20));
+            assert_eq!(
+                *err.kind,
+                FrontendErrorKind::OverBudget {
+                    file: "BUILD".into(),
+                    budget: EvalBudget::Time {
+                        limit: Duration::from_millis(200)
+                    },
+                },
+                "{build}: {err}"
+            );
+            assert_eq!(err.at, at(line), "{build}");
+            assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "BUILD:{line}: `BUILD` ran past its time budget of 0.2 s"
+                )),
+                "{message}"
+            );
+            assert!(message.contains(&format!("`{TIME_SETTING}`")), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_huge_value_is_refused_before_it_is_made() {
+        let cases = [
+            // One go: sized by the checked `*`.
+            ("x = 1\ny = \"x\" * (1 << 30)\n", 2, Some(1 << 30)),
+            ("y = [None] * (1 << 28)\n", 1, Some(8 << 28)),
+            ("y = (1, 2) * (1 << 28)\n", 1, Some(16 << 28)),
+            // Doubling, one statement at a time: sized by the checked `+`...
+            (
+                "s = \"x\"\nfor i in range(64):\n    s = s + s\n",
+                3,
+                Some(1 << 19),
+            ),
+            // ... or seen by the statement hook after one doubling too many.
+            (
+                "s = \"x\"\nfor i in range(64):\n    s = \"%s%s\" % (s, s)\n",
+                3,
+                None,
+            ),
+        ];
+        for (build, line, value) in cases {
+            let start = Instant::now();
+            let (err, _) = fail(build, limits(60_000, 1 << 20));
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{build}: fails fast"
+            );
+            let FrontendErrorKind::OverBudget {
+                file,
+                budget:
+                    EvalBudget::Memory {
+                        limit, value: v, ..
+                    },
+            } = &*err.kind
+            else {
+                panic!("{build}: {err}");
+            };
+            assert_eq!((file.as_str(), *limit), ("BUILD", 1 << 20), "{build}");
+            assert_eq!(*v, value, "{build}: {err}");
+            assert_eq!(err.at, at(line), "{build}: {err}");
+            let message = err.to_string();
+            assert!(
+                message.contains("`BUILD` went past its memory budget of 1 MiB"),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("`{MEMORY_SETTING}`")),
+                "{message}"
+            );
+        }
+        let (err, _) = fail("x = \"x\" * (1 << 30)\n", EvalLimits::default());
+        assert!(
+            err.to_string().starts_with(
+                "BUILD:1: `BUILD` went past its memory budget of 512 MiB: this would make a \
+                 value of 1024 MiB beside the "
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checked_operators_keep_their_meaning() {
+        let build = "a = [1] + [2] * 2\nb = 'ab' * 2 + 'c'\nc = 3 * (1, 2)\nd = 6 * 7 + 1\n\
+                     e = 2 * ['x']\njob(name = 't', info = {'v': [str(a), b, str(c), str(d), str(e)]})\n";
+        let (_dir, ws) = workspace(&[("BUILD", build)]);
+        let graph = Loader::new().load(&ws, &[]).expect("load");
+        let target = graph.targets.values().next().expect("a target");
+        assert_eq!(
+            target.info.get("v"),
+            Some(&InfoValue::List(vec![
+                "[1, 2, 2]".into(),
+                "ababc".into(),
+                "(1, 2, 1, 2, 1, 2)".into(),
+                "43".into(),
+                "[\"x\", \"x\"]".into(),
+            ]))
+        );
+        let (err, _) = fail("x = 1\ny = 1 + 'a'\n", EvalLimits::default());
+        assert_eq!(err.at, at(2), "{err}");
+        assert!(
+            err.to_string()
+                .contains("not supported for types `int` and `string`")
+                && !err.to_string().contains("_weft_"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn repeating_in_place_is_refused_at_parse() {
+        let (err, _) = fail("x = 'ab'\nx *= 3\n", EvalLimits::default());
+        assert_eq!(err.at, at(2));
+        assert_eq!(
+            err.to_string(),
+            "BUILD:2: `x *= n` is not allowed in BUILD and `.star` files (the memory budget \
+             cannot size what it makes before it is made); write `x = x * n`"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_load_stops_at_once() {
+        let (_dir, ws) = workspace(&[(
+            "BUILD",
+            "x = 0\nfor i in range(100000):\n    for j in range(100000):\n        x = i\n",
+        )]);
+        let cancel = LoadCancel::new();
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                cancel.cancel();
+                Instant::now()
+            })
+        };
+        let result =
+            Loader::with_limits(limits(3_600_000, 64 << 20)).load_cancellable(&ws, &[], &cancel);
+        let stopped = Instant::now();
+        let cancelled_at = canceller.join().expect("canceller");
+        let err = result.expect_err("cancelled");
+        assert_eq!(*err.kind, FrontendErrorKind::Cancelled);
+        assert!(
+            stopped.duration_since(cancelled_at) < Duration::from_secs(2),
+            "stopped {:?} after the cancel",
+            stopped.duration_since(cancelled_at)
+        );
+    }
+
+    #[test]
+    fn a_panic_in_the_evaluator_is_an_error_in_its_file_and_the_loader_goes_on() {
+        let (_dir, ws) = workspace(&[
+            ("ok/BUILD", "job(name = 'a')\n"),
+            ("bad/BUILD", "job(name = 'b')\n_weft_test_panic()\n"),
+            ("star/BUILD", "load(':defs.star', 'v')\njob(name = 'c')\n"),
+            ("star/defs.star", "v = 1\n_weft_test_panic()\n"),
+        ]);
+        let mut loader = Loader::new();
+        loader.load(&ws, &["//ok:all".into()]).expect("ok loads");
+        let err = loader
+            .load(&ws, &["//bad:all".into()])
+            .expect_err("the panic is an error");
+        assert_eq!(
+            *err.kind,
+            FrontendErrorKind::EvalPanicked {
+                file: "bad/BUILD".into(),
+                message: "a bug in the evaluator".into(),
+            }
+        );
+        assert_eq!(
+            err.at,
+            Some(SourceLocation {
+                file: "bad/BUILD".into(),
+                line: 2
+            })
+        );
+        assert!(
+            err.to_string().starts_with(
+                "bad/BUILD:2: the Starlark interpreter crashed while evaluating `bad/BUILD` \
+                 (`a bug in the evaluator`); the daemon goes on"
+            ),
+            "{err}"
+        );
+        let err = loader
+            .load(&ws, &["//star:all".into()])
+            .expect_err("the panic is an error");
+        assert!(
+            matches!(&*err.kind, FrontendErrorKind::EvalPanicked { file, .. } if file == "star/defs.star"),
+            "{err}"
+        );
+        // The caches survived: the package evaluated before is not evaluated again.
+        let before = loader.stats();
+        loader.load(&ws, &["//ok:all".into()]).expect("ok loads");
+        assert_eq!(loader.stats().n_build_evals, before.n_build_evals);
+        assert_eq!(loader.stats().n_package_hits, before.n_package_hits + 1);
+    }
+
+    #[test]
+    fn time_spent_in_another_package_does_not_count() {
+        // `//top` waits on five packages through `target_info`; each takes a while, and all
+        // of them together take longer than one package's budget. Only `//top`'s own few
+        // statements count against it.
+        let slow = "x = 0\nfor i in range(2000):\n    for j in range(100):\n        x = i\n\
+                    job(name = 's', info = {'k': 'v'})\n";
+        let n = 5;
+        let mut files: Vec<(String, String)> = (0..n)
+            .map(|i| (format!("slow{i}/BUILD"), slow.to_owned()))
+            .collect();
+        let top: String = (0..n)
+            .map(|i| format!("v{i} = target_info('//slow{i}:s')\n"))
+            .collect();
+        files.push(("top/BUILD".into(), format!("{top}job(name = 't')\n")));
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let (_dir, ws) = workspace(&files);
+        // How long one of them takes alone, at best of three.
+        let alone = (0..3)
+            .map(|_| {
+                let start = Instant::now();
+                Loader::new()
+                    .load(&ws, &["//slow0:all".into()])
+                    .expect("slow loads");
+                start.elapsed()
+            })
+            .min()
+            .expect("three runs");
+        // Room for each of them, not for all five.
+        let budget = alone * 5 / 2;
+        let mut loader = Loader::with_limits(EvalLimits {
+            time: budget,
+            memory: 64 << 20,
+        });
+        loader
+            .load(&ws, &["//top:all".into()])
+            .unwrap_or_else(|e| panic!("with a budget of {budget:?} ({alone:?} alone): {e}"));
+    }
 }

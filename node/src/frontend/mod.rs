@@ -51,8 +51,8 @@
 //!
 //! # Built-ins
 //!
-//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={})`: the one
-//!   primitive rule; one target, which becomes one protocol job.
+//! - `job(name, srcs=[], deps=[], outs=[], cmds=[], env={}, tools=[], info={},
+//!   network=False)`: the one primitive rule; one target, which becomes one protocol job.
 //!   - `srcs`: paths relative to the BUILD file's directory (`/` allowed, `..` not), or file
 //!     labels such as `//lib:util.h` or `@curl//include:curl/curl.h` for files elsewhere.
 //!   - `deps`: labels; `:name` and `name` are in the same package.
@@ -65,6 +65,10 @@
 //!   - `tools`: program names, besides each exec's `argv[0]`, for the toolchain fingerprint.
 //!   - `info`: a dict of strings or lists of strings that other BUILD files read with
 //!     `target_info(label)`; not part of the job.
+//!   - `network`: `True` lets the commands use the host's network (a download, say); every
+//!     other job runs with none. It is part of the job's id. Such a job runs only on this
+//!     machine: it is never lent to a peer, and its result is never taken from a peer's
+//!     cache.
 //! - `glob(include, exclude=[])`: `*`, `?` and `**`; see the [`glob`](self#glob) rules below.
 //! - `load("//path:file.star", "sym", alias = "sym2")`: `.star` files of the workspace or of
 //!   an `@package`; `:file.star` is relative to the loading file's directory.
@@ -105,6 +109,7 @@
 //! Architecture invariant: this module reads the workspace but never writes to it, runs
 //! nothing, and knows nothing of the executor, the store or the network.
 
+mod budget;
 mod builtins;
 mod declare;
 mod distbuild;
@@ -118,8 +123,10 @@ mod pattern;
 mod suggest;
 mod workspace;
 
+pub use budget::{EvalLimits, LoadCancel};
 pub use distbuild::{DistGraph, DistJob, DistbuildError, DistbuildErrorKind, parse_distbuild};
-pub use error::{FrontendError, FrontendErrorKind, SourceLocation};
+pub use error::{EvalBudget, FrontendError, FrontendErrorKind, SourceLocation};
+pub use error::{MEMORY_SETTING, TIME_SETTING};
 pub use eval::{LoaderStats, MAX_NESTING};
 pub use files::BUILD_FILE_NAMES;
 pub use graph::{InfoValue, Target, TargetGraph};

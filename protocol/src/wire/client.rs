@@ -255,6 +255,9 @@ pub struct DaemonStatus {
     pub building: Vec<String>,
     /// How many jobs run at once.
     pub slots: u32,
+    /// `None` when jobs run in the hermetic sandbox (their own namespaces); otherwise why they
+    /// cannot here, and so run in the weak one while peers' jobs are refused.
+    pub weak_sandbox: Option<String>,
     /// The store's contents.
     pub store: StoreReport,
     /// The mesh; `None` when this node has joined no team.
@@ -288,6 +291,13 @@ pub struct MeshStatus {
     pub leases_requeued: u64,
     /// Jobs for which two different results were seen.
     pub nondeterministic: u64,
+    /// Jobs that failed their build because their worker kept dying with them.
+    pub quarantined: u64,
+    /// Peers this node has disowned.
+    pub distrusted: Vec<String>,
+    /// When teammates' jobs run here: `always`, `idle`, `never`, or `not chosen` (then this
+    /// node neither runs theirs nor lends its own).
+    pub share: String,
     /// How long lent jobs waited in the queue before a thief took them, in microseconds:
     /// (p50, p99) of the latest ones.
     pub steal_wait_us: Option<(u64, u64)>,

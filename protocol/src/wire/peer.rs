@@ -107,6 +107,13 @@ pub enum PeerMessage {
         /// The deps whose outputs could not be had.
         lost: Vec<JobId>,
     },
+    /// From a thief whose daemon died (its machine did not restart) while it ran these jobs
+    /// of the victim's, sent once it is admitted again: they count towards the jobs'
+    /// quarantine. Answered with `Ack`.
+    WorkerDied {
+        /// The jobs.
+        jobs: Vec<JobId>,
+    },
 }
 
 /// What one daemon gossips to its whole team, on the team's gossipsub topic.

@@ -47,6 +47,7 @@ pub(crate) struct MeshReport {
     pub(crate) peers: Vec<PeerView>,
     pub(crate) stats: CoreStats,
     pub(crate) nondeterministic: u64,
+    pub(crate) distrusted: Vec<weft_protocol::NodeId>,
     pub(crate) running: usize,
     /// How long lent jobs waited in the queue before a thief took them: (p50, p99).
     pub(crate) steal_wait: Option<(Duration, Duration)>,

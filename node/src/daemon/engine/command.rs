@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 use weft_protocol::wire::{FailureReport, InlineBlob, Lease};
-use weft_protocol::{ActionResult, JobId, NodeId};
+use weft_protocol::{ActionResult, Digest, JobId, NodeId};
 
 use super::api::{BuildPlan, MeshReport};
 use crate::core::{BuildId, PlanError, StolenOutcome};
@@ -67,6 +67,18 @@ pub(super) enum Command {
         fetched: bool,
     },
     SystemIdle(bool),
+    /// A run here of a job taken from a peer's cache, to check it, ended: its output tree,
+    /// or `None` when it could not run.
+    Verified {
+        id: JobId,
+        tree: Option<weft_protocol::Digest>,
+    },
+    /// A peer sent bytes that do not match their digest (or a tree that does not decode):
+    /// it is disowned for the rest of the daemon's life.
+    PeerCorrupt {
+        peer: NodeId,
+        what: String,
+    },
 }
 
 /// How a run of one of this node's jobs ended.
@@ -74,8 +86,12 @@ pub(super) enum Command {
 pub(crate) enum OwnRun {
     /// It ran (successfully or not), or the executor could not run it.
     Ran(Box<Result<RunOutcome, ExecError>>),
-    /// It did not run: the outputs of these deps could not be had from anyone.
+    /// It did not run: the outputs of these deps could not be had from anyone, or were
+    /// found corrupt in the store.
     DepsLost(Vec<JobId>),
+    /// It did not run: the blob of one of its inputs was found corrupt in the store (and
+    /// removed). The run's error says where.
+    CorruptInput { blob: Digest, error: ExecError },
 }
 
 /// How a stolen job ended here.
@@ -93,18 +109,21 @@ pub(crate) enum StolenReport {
 }
 
 impl StolenReport {
+    /// How the run ended, for the core's `on_stolen_finished` (a run that could not fetch its
+    /// deps' outputs goes to `on_stolen_deps_lost` instead, and counts as the thief's own
+    /// failure only if it ever reached here).
     pub(super) fn outcome(&self) -> StolenOutcome {
         match self {
             StolenReport::Done(_) => StolenOutcome::Succeeded,
+            StolenReport::Failed {
+                infrastructure: false,
+                ..
+            } => StolenOutcome::Failed,
             StolenReport::Failed {
                 infrastructure: true,
                 ..
             }
             | StolenReport::DepsLost(_) => StolenOutcome::Infrastructure,
-            StolenReport::Failed {
-                infrastructure: false,
-                ..
-            } => StolenOutcome::Failed,
         }
     }
 }
@@ -130,12 +149,8 @@ mod tests {
     #[test]
     fn what_a_thief_tells_its_victim() {
         // A job that failed on its own merits fails the build; anything the thief could not
-        // do (including fetching the deps' outputs) sends the job elsewhere.
+        // do sends the job elsewhere.
         assert_eq!(failure(false).outcome(), StolenOutcome::Failed);
         assert_eq!(failure(true).outcome(), StolenOutcome::Infrastructure);
-        assert_eq!(
-            StolenReport::DepsLost(vec![]).outcome(),
-            StolenOutcome::Infrastructure
-        );
     }
 }

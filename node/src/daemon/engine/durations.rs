@@ -1,7 +1,7 @@
 //! [`Durations`]: how long each job (by name) took last time, kept across daemon restarts.
 //!
 //! The scheduler orders ready jobs by their longest remaining chain of estimated durations,
-//! and a job kept back for a faster peer must be expected to run a while; both need these
+//! and a job reserved for a faster peer must be expected to run a while; both need these
 //! estimates. The daemon stops after hours idle, and without this file the first build of
 //! each day would be planned blind. `$WEFT_HOME/durations.json` maps names to milliseconds;
 //! it is read at start and written (to a temporary file, then renamed over it) after a build

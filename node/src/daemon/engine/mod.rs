@@ -11,8 +11,9 @@
 //! - `api`: what sessions hand in and get back (plans, events, the mesh report);
 //! - `context`: what the engine works with (store, executor, key, mesh) and its settings;
 //! - `command`: what reaches the loop from sessions and from the tasks it spawned;
-//! - `durations`, `known`, `latencies`: what the engine remembers (job durations across
-//!   restarts, results checked against the store, latency samples);
+//! - `durations`, `journal`, `known`, `latencies`: what the engine remembers (job durations
+//!   across restarts, the runs in progress, results checked against the store, latency
+//!   samples);
 //! - `work`: running jobs, this node's own and peers' stolen ones, after fetching their deps'
 //!   outputs;
 //! - `task`: the loop, and this node's builds;
@@ -22,6 +23,7 @@ mod api;
 mod command;
 mod context;
 mod durations;
+mod journal;
 mod known;
 mod latencies;
 mod peers;

@@ -54,6 +54,9 @@ impl EngineTask {
                 self.members.insert(node);
                 let snapshot = self.core.on_peer_up(now, node);
                 self.send_have_snapshot(node, snapshot);
+                if let Some(jobs) = self.died_running.remove(&node) {
+                    self.send_worker_died(node, jobs);
+                }
             }
             MeshEvent::PeerLost { peer } => {
                 if let Some(node) = node_id_of(&peer) {
@@ -77,6 +80,14 @@ impl EngineTask {
                 let Some(node) = node_id_of(&peer) else {
                     return;
                 };
+                if self.core.is_distrusted(&node) {
+                    let _ = reply.send(PeerMessage::Refused {
+                        reason: "this node has disowned you; its owner can run `weft team \
+                                 trust` with your node id"
+                            .to_owned(),
+                    });
+                    return;
+                }
                 if let PeerMessage::CacheQuery { job, inline_limit } = msg {
                     self.answer_cache_query(job, inline_limit, reply);
                     return;
@@ -96,6 +107,15 @@ impl EngineTask {
         inline_limit: u32,
         reply: tokio::sync::oneshot::Sender<PeerMessage>,
     ) {
+        if self.core.is_nondeterministic(&job) {
+            // Its results disagree: none of them is served until they agree again.
+            let _ = reply.send(PeerMessage::CacheAnswer {
+                job,
+                result: None,
+                inline: Vec::new(),
+            });
+            return;
+        }
         let store = self.context.store.clone();
         let mesh = self.context.mesh.clone();
         tokio::task::spawn_blocking(move || {
@@ -163,6 +183,11 @@ impl EngineTask {
             }
             PeerMessage::Have { jobs } => {
                 self.core.on_have(now, peer, &jobs);
+                PeerMessage::Ack
+            }
+            PeerMessage::WorkerDied { jobs } => {
+                warn!(%peer, n_jobs = jobs.len(), "a thief's daemon died while it ran jobs of this node's");
+                self.core.on_worker_died(now, peer, &jobs);
                 PeerMessage::Ack
             }
             PeerMessage::DepsLost { job, lost } => {
@@ -271,19 +296,26 @@ impl EngineTask {
     /// Fetches a thief's outputs, which the core wants before the job counts; the answer
     /// comes back as `Command::ThiefOutputs`.
     fn fetch_thief_outputs(&self, peer: NodeId, job: JobId, result: ActionResult) {
+        let inbox = self.inbox.clone();
+        let here = self.context.store.has_tree(&result.output_tree);
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
+            let _ = inbox.send(Command::ThiefOutputs {
+                peer,
+                job,
+                result,
+                fetched: here,
+            });
             return;
         };
-        let inbox = self.inbox.clone();
-        let store = self.context.store.clone();
         tokio::spawn(async move {
-            let fetched = if store.has_tree(&result.output_tree) {
+            let fetched = if here {
                 Ok(())
             } else {
                 mesh.fetch_tree(peer_id, result.output_tree).await
             };
             if let Err(e) = &fetched {
                 warn!(%peer, %job, error = %e, "cannot fetch a thief's outputs");
+                super::work::report_corrupt(&inbox, peer, e);
             }
             let _ = inbox.send(Command::ThiefOutputs {
                 peer,
@@ -392,6 +424,7 @@ impl EngineTask {
             };
             if let Err(e) = &fetched {
                 debug!(%peer, %job, error = %e, "a cache hit's outputs cannot be had: a miss");
+                super::work::report_corrupt(&inbox, peer, e);
             }
             let result = fetched.ok().map(|()| result);
             let _ = inbox.send(Command::PeerCache {
@@ -440,6 +473,7 @@ impl EngineTask {
         deps: Vec<LeaseDep>,
     ) {
         debug!(job = %id, name = %job.name, %origin, "running a stolen job");
+        self.journal.start_stolen(id, origin);
         let handle = tokio::spawn(super::work::run_stolen(
             self.context.clone(),
             self.inbox.clone(),
@@ -467,6 +501,46 @@ impl EngineTask {
                 }
                 Ok(other) => debug!(%origin, ?other, "an odd answer to a renewal"),
                 Err(e) => debug!(%origin, error = %e, "a lease renewal failed"),
+            }
+        });
+    }
+
+    /// Tells `origin` that the last daemon here died while it ran these jobs of its.
+    fn send_worker_died(&self, origin: NodeId, jobs: Vec<JobId>) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&origin)) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let message = PeerMessage::WorkerDied { jobs };
+            if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
+                debug!(%origin, error = %e, "cannot tell a peer which of its jobs this daemon died in");
+            }
+        });
+    }
+
+    /// Tells `origin` that this node would not run a job it lent (it names a tool this node
+    /// does not run for peers, or may use the network): nothing ran.
+    pub(super) fn send_refused(&mut self, origin: NodeId, id: JobId) {
+        let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&origin)) else {
+            return;
+        };
+        let message = PeerMessage::JobFailed {
+            job: id,
+            infrastructure: true,
+            report: FailureReport {
+                job: id,
+                name: id.short(12),
+                command: Vec::new(),
+                exit_code: None,
+                message: "refused before it ran: it names a tool this node does not run for \
+                          peers (`accept_tools`), or it may use the network"
+                    .to_owned(),
+                stderr_tail: String::new(),
+            },
+        };
+        tokio::spawn(async move {
+            if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
+                warn!(%origin, job = %id, error = %e, "cannot tell a job's origin it was refused");
             }
         });
     }
@@ -544,6 +618,9 @@ impl EngineTask {
         if !self.members.contains(&result.executed_by) {
             return Err(ResultRefused::NotAMember(result.executed_by));
         }
+        if self.core.is_distrusted(&result.executed_by) {
+            return Err(ResultRefused::Distrusted(result.executed_by));
+        }
         let signature = result.signature.ok_or(ResultRefused::Unsigned)?;
         let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&result.executed_by.0)
             .map_err(ResultRefused::MalformedKey)?;
@@ -579,6 +656,9 @@ enum ResultRefused {
     /// The signer was not admitted to the team since this daemon started.
     #[error("its signer `{0}` is not a known team member")]
     NotAMember(NodeId),
+    /// The signer is disowned (`weft team distrust`, or it served corrupt data).
+    #[error("its signer `{0}` is disowned")]
+    Distrusted(NodeId),
     #[error("it is not signed")]
     Unsigned,
     #[error("its signer's key is malformed: {0}")]

@@ -2,8 +2,9 @@
 //! the core's timer, each followed by carrying out the core's effects; and this node's builds:
 //! their cache lookups, runs and results.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -11,15 +12,17 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, LeaseDep};
 use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
+use weft_store::PutAction;
 
 use super::api::{AddBuildError, BuildPlan, EngineEvent, MeshReport};
 use super::command::{Command, OwnRun, StolenReport};
 use super::context::{EngineConfig, EngineContext};
 use super::durations::{self, Durations};
+use super::journal::Journal;
 use super::known::KnownResults;
 use super::latencies::Latencies;
 use crate::core::{
-    BuildEffect, BuildId, Core, Effect, JobOutcome, Made, PlannedJob, StolenOutcome, Time,
+    BuildEffect, BuildId, Core, Effect, Finished, PlannedJob, Reported, StolenOutcome, Time,
 };
 use crate::exec::{RunOutcome, Toolchains};
 use crate::mesh::MeshEvent;
@@ -28,6 +31,9 @@ use crate::mesh::MeshEvent;
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     inbox: mpsc::UnboundedSender<Command>,
+    /// Counts the engine's changes of mind: a job found nondeterministic, a peer disowned.
+    /// A build replayed from the last one's results needs it unchanged since.
+    verdicts: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -46,7 +52,8 @@ impl Engine {
             Default::default(),
             config.core,
         );
-        // The tools this node offers peers, as its `PATH` resolves them.
+        // The tools this node runs for peers, as its `PATH` resolves them (an entry that is a
+        // path names its binary).
         let offered: Vec<Digest> = core
             .config()
             .accept_tools
@@ -55,7 +62,25 @@ impl Engine {
             .map(|(_, digest)| digest)
             .collect();
         core.add_tools(offered);
+        let (journal, died) = match &config.journal {
+            Some(path) => Journal::open(path.clone()),
+            None => (Journal::none(), Default::default()),
+        };
+        for (job, losses) in &died.own {
+            warn!(%job, losses, "this daemon died while the job ran; it counts towards its quarantine");
+        }
+        core.restore_losses(died.own);
+        // What the store holds from before: newcomers hear of it, as of what this daemon
+        // makes from now on.
+        match context.store.cached_jobs(core.config().have_snapshot) {
+            Ok(jobs) => core.restore_results(jobs),
+            Err(e) => {
+                warn!(error = %e, "cannot list the action cache; peers hear only of new results")
+            }
+        }
+        let verdicts = Arc::new(AtomicU64::new(0));
         let task = EngineTask {
+            verdicts: verdicts.clone(),
             core,
             context,
             node,
@@ -65,11 +90,14 @@ impl Engine {
                 None => Durations::default(),
             },
             known: KnownResults::default(),
+            journal,
+            died_running: died.stolen,
             members: std::collections::HashSet::from([node]),
             stolen: HashMap::new(),
             stolen_reports: HashMap::new(),
-            nondeterministic: 0,
             queries_sent: HashMap::new(),
+            told_not_chosen: false,
+            untold_nondeterministic: HashMap::new(),
             steal_waits: Latencies::default(),
             peer_hits: Latencies::default(),
             epoch: Instant::now(),
@@ -79,7 +107,13 @@ impl Engine {
             tokio::spawn(watch_load(inbox.clone(), config.idle_load));
         }
         tokio::spawn(task.run(commands, mesh_events));
-        Engine { inbox }
+        Engine { inbox, verdicts }
+    }
+
+    /// How many times the engine changed its mind about a result so far (see
+    /// [`Engine::verdicts`]'s field).
+    pub(crate) fn verdicts(&self) -> u64 {
+        self.verdicts.load(Ordering::Acquire)
     }
 
     /// Starts a build. Its events, ending with [`EngineEvent::Done`], go to `plan.events`.
@@ -143,16 +177,25 @@ pub(super) struct EngineTask {
     pub(super) durations: Durations,
     /// Results checked against the store, for no-op builds that look up every job.
     pub(super) known: KnownResults,
+    /// The jobs running here now, on disk.
+    pub(super) journal: Journal,
+    /// Peers' jobs the last daemon died running, by origin: told to each origin when it is
+    /// admitted.
+    pub(super) died_running: std::collections::BTreeMap<NodeId, Vec<JobId>>,
     /// This node and every peer admitted since the daemon started: whose signatures count.
     pub(super) members: std::collections::HashSet<NodeId>,
     /// Peers' jobs running here, by the handle of their run.
     pub(super) stolen: HashMap<JobId, AbortHandle>,
     /// How stolen jobs ended, until the core says to send the report.
     pub(super) stolen_reports: HashMap<JobId, StolenReport>,
-    /// Jobs for which two different results were seen.
-    pub(super) nondeterministic: u64,
     /// When each cache query to a peer went out.
     pub(super) queries_sent: HashMap<(BuildId, JobId), Instant>,
+    /// A build was told that this node shares nothing until its owner chooses.
+    told_not_chosen: bool,
+    /// Jobs found nondeterministic when no build had them, with the two nodes: the next build
+    /// that has one says so.
+    untold_nondeterministic: HashMap<JobId, (NodeId, NodeId)>,
+    verdicts: Arc<AtomicU64>,
     pub(super) steal_waits: Latencies,
     pub(super) peer_hits: Latencies,
     epoch: Instant,
@@ -161,9 +204,15 @@ pub(super) struct EngineTask {
 
 pub(super) struct BuildState {
     events: mpsc::UnboundedSender<EngineEvent>,
+    /// Jobs of this build that ran here, and those peers ran or served: whether a mesh with
+    /// peers helped at all.
+    ran_here: u64,
+    from_peers: u64,
     pub(super) jobs: HashMap<JobId, Arc<Job>>,
     pub(super) results: HashMap<JobId, ActionResult>,
     pub(super) running: HashMap<JobId, AbortHandle>,
+    /// Jobs whose corrupt input blob was stored again in this build (each is, once).
+    pub(super) restored: HashSet<JobId>,
     pub(super) job_timeout: Option<Duration>,
 }
 
@@ -236,23 +285,42 @@ impl EngineTask {
                     .collect();
                 let result = self.core.add_build(now, build, planned, plan.options);
                 if result.is_ok() {
+                    for (id, job) in &plan.jobs {
+                        if let Some((first, second)) = self.untold_nondeterministic.remove(id) {
+                            let _ = plan.events.send(EngineEvent::Build(nondeterministic_notice(
+                                &job.name, first, second,
+                            )));
+                        }
+                    }
                     self.builds.insert(
                         build,
                         BuildState {
                             events: plan.events,
+                            ran_here: 0,
+                            from_peers: 0,
                             jobs: plan.jobs.into_iter().collect(),
                             results: HashMap::new(),
                             running: HashMap::new(),
+                            restored: HashSet::new(),
                             job_timeout: plan.job_timeout,
                         },
                     );
                     if self.context.mesh.is_some()
-                        && self.core.peers().is_empty()
                         && let Some(state) = self.builds.get(&build)
                     {
-                        state.emit(BuildEvent::Notice(
-                            "no peers are connected: building locally".to_owned(),
-                        ));
+                        if !self.core.config().lend && !self.told_not_chosen {
+                            self.told_not_chosen = true;
+                            state.emit(BuildEvent::Notice(
+                                "this machine neither lends jobs to teammates nor runs theirs \
+                                 until you choose: `weft team share always|idle|never`"
+                                    .to_owned(),
+                            ));
+                        }
+                        if self.core.peers().is_empty() {
+                            state.emit(BuildEvent::Notice(
+                                "no peers are connected: building locally".to_owned(),
+                            ));
+                        }
                     }
                 }
                 let _ = reply.send(result);
@@ -262,7 +330,8 @@ impl EngineTask {
                 let _ = reply.send(MeshReport {
                     peers: self.core.peers(),
                     stats: self.core.stats(),
-                    nondeterministic: self.nondeterministic,
+                    nondeterministic: self.core.stats().nondeterministic,
+                    distrusted: self.core.distrusted(),
                     running: self.core.running(),
                     steal_wait: self.steal_waits.percentiles(),
                     peer_hit: self.peer_hits.percentiles(),
@@ -281,11 +350,9 @@ impl EngineTask {
                     self.peer_hits.record(sent.elapsed());
                 }
                 let hit = result.map(|result| {
-                    let made = Made {
-                        tree: result.output_tree,
-                        by: result.executed_by,
-                    };
+                    let tree = result.output_tree;
                     if let Some(state) = self.builds.get_mut(&build) {
+                        state.from_peers += 1;
                         let name = state.name(job);
                         state.emit(BuildEvent::CacheHit {
                             job,
@@ -294,7 +361,7 @@ impl EngineTask {
                         });
                         state.results.insert(job, result);
                     }
-                    made
+                    tree
                 });
                 self.core.on_peer_cache(now, build, job, peer, hit);
             }
@@ -312,19 +379,22 @@ impl EngineTask {
             },
             Command::Renewed { lost } => self.core.on_renewed(now, &lost),
             Command::StolenFinished { id, report } => {
-                let outcome = report.outcome();
                 if let StolenReport::Done(result) = &report {
                     self.known.remember(id, result);
                 }
+                self.journal.end(id);
                 if self.stolen.remove(&id).is_some() {
-                    let lost = match &report {
-                        StolenReport::DepsLost(lost) => Some(lost.clone()),
-                        _ => None,
-                    };
-                    self.stolen_reports.insert(id, report);
-                    match lost {
-                        Some(lost) => self.core.on_stolen_deps_lost(now, id, lost),
-                        None => self.core.on_stolen_finished(now, id, outcome),
+                    match &report {
+                        StolenReport::DepsLost(lost) => {
+                            let lost = lost.clone();
+                            self.stolen_reports.insert(id, report);
+                            self.core.on_stolen_deps_lost(now, id, lost);
+                        }
+                        StolenReport::Done(_) | StolenReport::Failed { .. } => {
+                            let outcome = report.outcome();
+                            self.stolen_reports.insert(id, report);
+                            self.core.on_stolen_finished(now, id, outcome);
+                        }
                     }
                 }
             }
@@ -335,6 +405,19 @@ impl EngineTask {
                 fetched,
             } => self.on_thief_outputs(now, peer, job, result, fetched),
             Command::SystemIdle(idle) => self.core.set_system_idle(now, idle),
+            Command::Verified { id, tree } => self.core.on_verified(now, id, tree),
+            Command::PeerCorrupt { peer, what } => {
+                if !self.core.is_distrusted(&peer) {
+                    warn!(%peer, %what, "a peer served corrupt data; disowned for the rest of the daemon's life");
+                    for state in self.builds.values() {
+                        state.emit(BuildEvent::Notice(format!(
+                            "`{peer}` served corrupt data ({what}); nothing more is taken from it \
+                             (`weft team trust {peer}` takes it back)"
+                        )));
+                    }
+                    self.core.distrust(now, peer);
+                }
+            }
         }
     }
 
@@ -359,9 +442,10 @@ impl EngineTask {
                         // Aborting drops the run future, whose guard kills the process
                         // group and removes the sandbox.
                         handle.abort();
+                        self.journal.end(job);
                     }
                     self.core
-                        .on_job_finished(now, build, job, JobOutcome::Cancelled);
+                        .on_job_finished(now, build, job, Finished::Cancelled);
                 }
                 Effect::Build(BuildEffect::Skipped { .. }) => {}
                 Effect::Build(BuildEffect::BuildDone { build, outcome }) => {
@@ -369,6 +453,19 @@ impl EngineTask {
                         tokio::task::spawn_blocking(move || durations::write(&path, &bytes));
                     }
                     if let Some(state) = self.builds.remove(&build) {
+                        // Peers were there, but none took a job or served a result: say so, as
+                        // a build with no peers does.
+                        let n_peers = self.core.peers().len();
+                        if self.context.mesh.is_some()
+                            && n_peers > 0
+                            && state.ran_here > 1
+                            && state.from_peers == 0
+                        {
+                            state.emit(BuildEvent::Notice(format!(
+                                "{n_peers} peer(s) connected, but none took a job or served a \
+                                 result: built locally (`weft peers` shows whether they share)"
+                            )));
+                        }
                         let _ = state.events.send(EngineEvent::Done {
                             outcome,
                             results: state.results,
@@ -382,7 +479,8 @@ impl EngineTask {
                     waited,
                 } => {
                     self.steal_waits.record(waited);
-                    if let Some(state) = self.builds.get(&build) {
+                    if let Some(state) = self.builds.get_mut(&build) {
+                        state.from_peers += 1;
                         let name = state.name(job);
                         state.emit(BuildEvent::Started {
                             job,
@@ -416,21 +514,83 @@ impl EngineTask {
                 Effect::CancelStolen { id } => {
                     if let Some(handle) = self.stolen.remove(&id) {
                         handle.abort();
+                        self.journal.end(id);
                         self.core
                             .on_stolen_finished(now, id, StolenOutcome::Cancelled);
                     }
                 }
                 Effect::SendRenew { origin, jobs } => self.send_renew(origin, jobs),
+                Effect::SendDone {
+                    origin,
+                    id,
+                    outcome: Reported::Refused,
+                } => self.send_refused(origin, id),
                 Effect::SendDone { origin, id, .. } | Effect::SendDepsLost { origin, id, .. } => {
                     self.send_done(origin, id)
                 }
                 Effect::Publish(gossip) => self.publish(gossip),
+                Effect::Verify {
+                    id,
+                    job,
+                    deps,
+                    peer,
+                } => {
+                    debug!(job = %id, name = %job.name, %peer, "checking a peer's cached result by a run here");
+                    tokio::spawn(super::work::run_check(
+                        self.context.clone(),
+                        self.inbox.clone(),
+                        id,
+                        job,
+                        deps,
+                    ));
+                }
+                Effect::Nondeterministic { job, first, second } => {
+                    warn!(%job, %first, %second, "nondeterminism: two results of one job differ in their outputs");
+                    self.verdicts.fetch_add(1, Ordering::Release);
+                    let mut told = false;
+                    for state in self.builds.values() {
+                        if state.jobs.contains_key(&job) {
+                            state.emit(nondeterministic_notice(&state.name(job), first, second));
+                            told = true;
+                        }
+                    }
+                    if !told {
+                        // Found after its build ended (a check of a peer's result): the next
+                        // build that has the job says so.
+                        self.untold_nondeterministic.insert(job, (first, second));
+                    }
+                }
+                Effect::Quarantined {
+                    build,
+                    job,
+                    losses,
+                    last,
+                } => {
+                    if let Some(state) = self.builds.get(&build) {
+                        state.emit(BuildEvent::Failed(FailureReport {
+                            job,
+                            name: state.name(job),
+                            command: Vec::new(),
+                            exit_code: None,
+                            message: format!(
+                                "quarantined: it lost its worker {losses} times (last on `{last}`, \
+                                 which went away or stopped answering while it ran); it runs no \
+                                 more in this build, and the next build tries it once more"
+                            ),
+                            stderr_tail: String::new(),
+                        }));
+                    }
+                }
             }
         }
     }
 
-    /// A job's result in this node's cache, with where its outputs are.
-    fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Made> {
+    /// A job's result in this node's cache: its output tree.
+    fn look_up(&mut self, build: BuildId, job: JobId) -> Option<Digest> {
+        if self.core.is_nondeterministic(&job) {
+            // The core takes no hit for it; the build must not say it had one.
+            return None;
+        }
         let state = self.builds.get_mut(&build)?;
         match self.known.look_up(&self.context.store, job) {
             Ok(Some(result)) if result.success() => {
@@ -441,12 +601,9 @@ impl EngineTask {
                     name,
                     source: CacheSource::Local,
                 });
-                let made = Made {
-                    tree: result.output_tree,
-                    by: result.executed_by,
-                };
+                let tree = result.output_tree;
                 state.results.insert(job, result);
-                Some(made)
+                Some(tree)
             }
             Ok(_) => None,
             Err(e) => {
@@ -483,6 +640,8 @@ impl EngineTask {
             node: self.node,
         });
         debug!(job = %id, name = %job.name, "start");
+        state.ran_here += 1;
+        self.journal.start(id, self.core.losses(&id));
         let handle = tokio::spawn(super::work::run_own(
             self.context.clone(),
             self.inbox.clone(),
@@ -503,21 +662,38 @@ impl EngineTask {
             // Cancelled meanwhile; the core already knows.
             return;
         }
+        self.journal.end(id);
         let outcome = match run {
             OwnRun::Ran(outcome) => *outcome,
             OwnRun::DepsLost(lost) => {
                 let name = state.name(id);
                 warn!(job = %id, %name, n_lost = lost.len(), "deps' outputs are gone; running them again");
                 state.emit(BuildEvent::Notice(format!(
-                    "`{name}`: the outputs of {} of its deps are gone with the peer that held \
-                     them; building them again",
+                    "`{name}`: the outputs of {} of its deps are gone (with the peer that held \
+                     them, or found corrupt in the store); building them again",
                     lost.len()
                 )));
                 self.core.on_deps_lost(now, build, id, &lost);
                 return;
             }
+            OwnRun::CorruptInput { blob, error } => {
+                let name = state.name(id);
+                // Once per job and build: a store that keeps corrupting what it is given
+                // fails the job rather than loop.
+                if state.restored.insert(id) && self.context.sources.restore(&blob) {
+                    warn!(job = %id, %name, %blob, "an input's blob was corrupt; stored it again from the workspace");
+                    state.emit(BuildEvent::Notice(format!(
+                        "`{name}`: an input was corrupt in the store ({error}); stored it again \
+                         from the workspace and running the job again"
+                    )));
+                    self.core.on_deps_lost(now, build, id, &[]);
+                    return;
+                }
+                Err(error)
+            }
         };
         let name = state.name(id);
+        let mut conflict = None;
         let verdict = match outcome {
             Ok(RunOutcome {
                 mut result,
@@ -525,8 +701,15 @@ impl EngineTask {
             }) => {
                 let digest = result.signing_digest(id);
                 result.signature = self.context.sign(digest.as_bytes());
-                if let Err(e) = self.context.store.put_action(id, &result) {
-                    warn!(job = %id, error = %e, "cannot record the result in the action cache");
+                // Results are write-once: a different one already there is nondeterminism.
+                match self.context.store.put_new_action(id, &result) {
+                    Ok(PutAction::Stored | PutAction::Same) => {}
+                    Ok(PutAction::Differs(first)) => {
+                        conflict = Some(first.executed_by);
+                    }
+                    Err(e) => {
+                        warn!(job = %id, error = %e, "cannot record the result in the action cache");
+                    }
                 }
                 self.known.remember(id, &result);
                 self.durations
@@ -537,12 +720,9 @@ impl EngineTask {
                     node: self.node,
                     duration_ms: result.duration_ms,
                 });
-                let made = Made {
-                    tree: result.output_tree,
-                    by: self.node,
-                };
+                let tree = result.output_tree;
                 state.results.insert(id, result);
-                JobOutcome::Succeeded(made)
+                Finished::Succeeded(tree)
             }
             Ok(RunOutcome {
                 failure: Some(failure),
@@ -556,7 +736,7 @@ impl EngineTask {
                     message: failure.message,
                     stderr_tail: failure.stderr_tail,
                 }));
-                JobOutcome::Failed
+                Finished::Failed
             }
             Err(e) => {
                 state.emit(BuildEvent::Failed(FailureReport {
@@ -567,9 +747,12 @@ impl EngineTask {
                     message: format!("could not run the job: {e}"),
                     stderr_tail: String::new(),
                 }));
-                JobOutcome::Failed
+                Finished::Failed
             }
         };
+        if let Some(first) = conflict {
+            self.core.on_nondeterministic(now, id, first, self.node);
+        }
         self.core.on_job_finished(now, build, id, verdict);
     }
 
@@ -586,15 +769,11 @@ impl EngineTask {
             .cloned()
             .or_else(|| self.known.get(&job).cloned());
         if let Some(known) = known
-            && known.outputs != result.outputs
+            && known.output_tree != result.output_tree
         {
-            self.nondeterministic += 1;
-            warn!(
-                %job,
-                first = %known.executed_by,
-                second = %result.executed_by,
-                "nondeterminism: two results of one job differ in their outputs"
-            );
+            let now = self.now();
+            self.core
+                .on_nondeterministic(now, job, known.executed_by, result.executed_by);
         }
         for state in self.builds.values_mut() {
             if state.jobs.contains_key(&job) {
@@ -602,6 +781,14 @@ impl EngineTask {
             }
         }
     }
+}
+
+/// What a build says of a job found to make different outputs.
+fn nondeterministic_notice(name: &str, first: NodeId, second: NodeId) -> BuildEvent {
+    BuildEvent::Notice(format!(
+        "`{name}` is nondeterministic: `{first}` and `{second}` made different outputs; it is \
+         built here, and taken from no cache, until two runs here agree"
+    ))
 }
 
 async fn next_mesh_event(events: &mut Option<mpsc::Receiver<MeshEvent>>) -> Option<MeshEvent> {

@@ -20,7 +20,11 @@ use crate::mesh::{FetchError, peer_of};
 
 /// Fetches each dep's output tree that is not in the store, from the first holder that
 /// serves it. Returns the deps that nobody could serve.
-async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
+async fn fetch_deps(
+    context: &EngineContext,
+    inbox: &mpsc::UnboundedSender<Command>,
+    deps: &[LeaseDep],
+) -> Vec<JobId> {
     let mut lost = Vec::new();
     let local = context.node();
     for dep in deps {
@@ -39,7 +43,8 @@ async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
                         break;
                     }
                     Err(e) => {
-                        debug!(dep = %dep.job, %holder, error = %e, "fetching a dep's outputs failed")
+                        debug!(dep = %dep.job, %holder, error = %e, "fetching a dep's outputs failed");
+                        report_corrupt(inbox, *holder, &e);
                     }
                 }
             }
@@ -49,6 +54,14 @@ async fn fetch_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
         }
     }
     lost
+}
+
+/// The deps whose output trees are not whole in the store.
+fn incomplete_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
+    deps.iter()
+        .filter(|dep| !context.store.has_tree(&dep.tree))
+        .map(|dep| dep.job)
+        .collect()
 }
 
 /// Runs one of this node's jobs: fetches its deps' outputs, runs it, reports back.
@@ -61,7 +74,7 @@ pub(super) async fn run_own(
     deps: Vec<LeaseDep>,
     timeout: Option<Duration>,
 ) {
-    let lost = fetch_deps(&context, &deps).await;
+    let lost = fetch_deps(&context, &inbox, &deps).await;
     let run = if lost.is_empty() {
         let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
         let request = RunRequest {
@@ -70,8 +83,24 @@ pub(super) async fn run_own(
             deps: &dep_trees,
             timeout,
             node: context.node(),
+            peer: false,
         };
-        OwnRun::Ran(Box::new(context.executor.run(request).await))
+        match context.executor.run(request).await {
+            Err(error) => match error.corrupt_blob() {
+                // The store removed the bad blob: a dep's outputs are then incomplete (the core
+                // runs the dep again), or an input's blob is gone (the engine stores it again).
+                Some(blob) => {
+                    let lost = incomplete_deps(&context, &deps);
+                    if lost.is_empty() {
+                        OwnRun::CorruptInput { blob, error }
+                    } else {
+                        OwnRun::DepsLost(lost)
+                    }
+                }
+                None => OwnRun::Ran(Box::new(Err(error))),
+            },
+            ran => OwnRun::Ran(Box::new(ran)),
+        }
     } else {
         OwnRun::DepsLost(lost)
     };
@@ -80,6 +109,55 @@ pub(super) async fn run_own(
         job: id,
         run,
     });
+}
+
+/// Runs a job whose result came from a peer's cache, to check it: fetches its deps' outputs,
+/// runs it, keeps the result (signed) when it succeeds, and reports its output tree.
+pub(super) async fn run_check(
+    context: EngineContext,
+    inbox: mpsc::UnboundedSender<Command>,
+    id: JobId,
+    job: Arc<Job>,
+    deps: Vec<LeaseDep>,
+) {
+    let lost = fetch_deps(&context, &inbox, &deps).await;
+    let tree = if lost.is_empty() {
+        let dep_trees: Vec<(JobId, Digest)> = deps.iter().map(|d| (d.job, d.tree)).collect();
+        let request = RunRequest {
+            id,
+            job: &job,
+            deps: &dep_trees,
+            timeout: None,
+            node: context.node(),
+            peer: false,
+        };
+        match context.executor.run(request).await {
+            Ok(RunOutcome {
+                mut result,
+                failure: None,
+            }) => {
+                let digest = result.signing_digest(id);
+                result.signature = context.sign(digest.as_bytes());
+                if let Err(e) = context.store.put_new_action(id, &result) {
+                    warn!(job = %id, error = %e, "cannot record a checked result");
+                }
+                Some(result.output_tree)
+            }
+            Ok(RunOutcome {
+                failure: Some(f), ..
+            }) => {
+                debug!(job = %id, message = %f.message, "a check run failed; nothing is concluded");
+                None
+            }
+            Err(e) => {
+                debug!(job = %id, error = %e, "a check run could not run; nothing is concluded");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let _ = inbox.send(Command::Verified { id, tree });
 }
 
 /// Runs a job stolen from `origin`: checks that this node's tools are the ones the job was
@@ -93,7 +171,7 @@ pub(super) async fn run_stolen(
     job: Arc<Job>,
     deps: Vec<LeaseDep>,
 ) {
-    let report = match prepare_stolen(&context, origin, &job, &deps).await {
+    let report = match prepare_stolen(&context, &inbox, origin, &job, &deps).await {
         Err(Unprepared::DepsLost(lost)) => {
             warn!(job = %id, name = %job.name, %origin, n_lost = lost.len(),
                 "cannot run a stolen job: no holder served its deps' outputs");
@@ -115,6 +193,7 @@ pub(super) async fn run_stolen(
                 deps: &dep_trees,
                 timeout: None,
                 node: context.node(),
+                peer: true,
             };
             match context.executor.run(request).await {
                 Ok(RunOutcome {
@@ -144,6 +223,12 @@ pub(super) async fn run_stolen(
                         stderr_tail: f.stderr_tail,
                     },
                 },
+                Err(e)
+                    if e.corrupt_blob().is_some()
+                        && !incomplete_deps(&context, &deps).is_empty() =>
+                {
+                    StolenReport::DepsLost(incomplete_deps(&context, &deps))
+                }
                 Err(e) => StolenReport::Failed {
                     infrastructure: true,
                     report: failure(id, &job, format!("could not run the job: {e}")),
@@ -180,6 +265,7 @@ enum Unprepared {
 
 async fn prepare_stolen(
     context: &EngineContext,
+    inbox: &mpsc::UnboundedSender<Command>,
     origin: NodeId,
     job: &Job,
     deps: &[LeaseDep],
@@ -210,18 +296,37 @@ async fn prepare_stolen(
         if context.store.has(&input.digest) {
             continue;
         }
-        mesh.fetch_blob(origin_peer, input.digest)
-            .await
-            .map_err(|source| Unprepared::Input {
+        if let Err(source) = mesh.fetch_blob(origin_peer, input.digest).await {
+            report_corrupt(inbox, origin, &source);
+            return Err(Unprepared::Input {
                 path: input.path.clone(),
                 source,
-            })?;
+            });
+        }
     }
-    let lost = fetch_deps(context, deps).await;
+    let lost = fetch_deps(context, inbox, deps).await;
     if !lost.is_empty() {
         return Err(Unprepared::DepsLost(lost));
     }
     Ok(())
+}
+
+/// Tells the engine when a fetch from `peer` failed because the peer sent bad data (bytes that
+/// do not match their digest, a tree that does not decode), not because it lacked them.
+pub(super) fn report_corrupt(
+    inbox: &mpsc::UnboundedSender<Command>,
+    peer: NodeId,
+    error: &FetchError,
+) {
+    if matches!(
+        error,
+        FetchError::Corrupt { .. } | FetchError::BadTree { .. }
+    ) {
+        let _ = inbox.send(Command::PeerCorrupt {
+            peer,
+            what: error.to_string(),
+        });
+    }
 }
 
 fn failure(id: JobId, job: &Job, message: String) -> FailureReport {

@@ -2,8 +2,9 @@
 //! last build when nothing changed), and publish the requested targets' outputs.
 //!
 //! A build holds its workspace's lock from start to end, streams the engine's events to the
-//! client, and cancels itself when the client goes away: the engine kills its processes,
-//! nothing partial is published, and the lock is released.
+//! client, and cancels itself when the client goes away: while the BUILD files load, their
+//! evaluation stops at its next budget check (see [`LoadCancel`]); while jobs run, the engine
+//! kills their processes; nothing partial is published, and the lock is released at once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinError;
 use tracing::info;
-use weft_protocol::wire::{BuildEvent, BuildRequest, DaemonMessage};
+use weft_protocol::wire::{BuildEvent, BuildRequest, ClientMessage, DaemonMessage};
 use weft_protocol::{ActionResult, JobId};
 
 use super::super::conn::{ConnError, ConnReader, ConnWriter};
@@ -23,7 +24,7 @@ use super::lock::lock;
 use super::reply::{EventSink, send_all, send_error, send_outputs, summary};
 use super::run::{Finished, PlanSpec, run_plan};
 use crate::core::{BuildOptions, BuildOutcome};
-use crate::frontend::{FrontendError, TargetGraph, Workspace};
+use crate::frontend::{FrontendError, FrontendErrorKind, LoadCancel, TargetGraph, Workspace};
 
 /// A build that cannot run, or whose outputs cannot be published.
 #[derive(Debug, thiserror::Error)]
@@ -89,11 +90,24 @@ pub(crate) async fn build(
             tokio::task::spawn_blocking(move || outputs::intact(&published))
         })
     };
-    let planned = {
+    let cancel = LoadCancel::new();
+    let mut planned = {
         let shared = shared.clone();
         let workspace = workspace.clone();
         let patterns = request.targets.clone();
-        tokio::task::spawn_blocking(move || plan_build(&shared, &workspace, &patterns)).await
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || plan_build(&shared, &workspace, &patterns, &cancel))
+    };
+    let planned = tokio::select! {
+        planned = &mut planned => planned,
+        // A client says nothing during a build; anything, or the end of the stream, means it
+        // is gone. The evaluation stops at its next check and lowers nothing; the lock goes
+        // now, with this function's guard.
+        message = reader.recv::<ClientMessage>() => {
+            info!(closed = matches!(message, Ok(None)), "client hung up while loading; cancelling the load");
+            cancel.cancel();
+            return Ok(());
+        }
     };
     let (graph, lowered) = match planned {
         Ok(Ok(planned)) => planned,
@@ -105,11 +119,12 @@ pub(crate) async fn build(
         max_parallel: request.jobs.map_or(shared.config.slots, |j| j as usize),
     };
     let timeout = request.job_timeout_secs.map(Duration::from_secs);
+    let verdicts = shared.engine.verdicts();
     let (last, previous) = {
         let builds = shared.last_builds.lock().unwrap_or_else(|p| p.into_inner());
         let last = builds.get(&workspace.root);
         let removals = shared.store.removals();
-        let same = last.is_some_and(|last| last.replays(&lowered, &graph, removals));
+        let same = last.is_some_and(|last| last.replays(&lowered, &graph, removals, verdicts));
         let previous = last.map(|last| last.published.clone()).unwrap_or_default();
         (
             last.filter(|_| same).map(|last| last.results.clone()),
@@ -186,6 +201,7 @@ pub(crate) async fn build(
                             graph: graph.clone(),
                             results: finished.results.clone(),
                             removals: shared.store.removals(),
+                            verdicts,
                             published: published.clone(),
                         },
                     );
@@ -227,17 +243,27 @@ async fn replay(
     })
 }
 
-/// Loads the targets and lowers them to jobs, on a blocking thread.
+/// Loads the targets and lowers them to jobs, on a blocking thread; stops with an error once
+/// `cancel` is cancelled.
 fn plan_build(
     shared: &Shared,
     workspace: &Workspace,
     patterns: &[String],
+    cancel: &LoadCancel,
 ) -> Result<(Arc<TargetGraph>, Arc<Lowered>), BuildError> {
     let started = Instant::now();
     let graph = {
-        let mut loader = shared.loader.lock().unwrap_or_else(|p| p.into_inner());
-        loader.load(workspace, patterns).map_err(BuildError::Load)?
+        let loader = shared.loader(&workspace.root);
+        let mut loader = loader.lock().unwrap_or_else(|p| p.into_inner());
+        loader
+            .load_cancellable(workspace, patterns, cancel)
+            .map_err(BuildError::Load)?
     };
+    if cancel.is_cancelled() {
+        return Err(BuildError::Load(FrontendError::new(
+            FrontendErrorKind::Cancelled,
+        )));
+    }
     let loaded = started.elapsed();
     let lowered = {
         // The workspace's lock is held, so no other build of it uses this memo meanwhile.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinError;
-use weft_protocol::wire::{BuildEvent, DaemonMessage, GraphRunRequest};
+use weft_protocol::wire::{BuildEvent, ClientMessage, DaemonMessage, GraphRunRequest};
 
 use super::super::conn::{ConnError, ConnReader, ConnWriter};
 use super::super::lower::{self, GraphLowerError, LoweredGraph};
@@ -66,10 +66,15 @@ pub(crate) async fn graph_run(
     let Some(_guard) = lock(shared, &out_dir, pid, true, &mut reader, &mut writer).await? else {
         return Ok(());
     };
-    let planned = {
+    let mut planned = {
         let shared = shared.clone();
         let request = request.clone();
-        tokio::task::spawn_blocking(move || plan_graph(&shared, &request)).await
+        tokio::task::spawn_blocking(move || plan_graph(&shared, &request))
+    };
+    let planned = tokio::select! {
+        planned = &mut planned => planned,
+        // The client is gone: the lock goes now, and the plan's result with its task.
+        _ = reader.recv::<ClientMessage>() => return Ok(()),
     };
     let graph = match planned {
         Ok(Ok(graph)) => graph,

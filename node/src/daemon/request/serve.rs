@@ -53,7 +53,7 @@ async fn respond(
     shared: &Arc<Shared>,
     request: ClientMessage,
     pid: u32,
-    reader: ConnReader,
+    mut reader: ConnReader,
     mut writer: ConnWriter,
 ) -> Result<(), ConnError> {
     match request {
@@ -62,7 +62,9 @@ async fn respond(
         ClientMessage::GraphRun(request) => {
             graph::graph_run(shared, request, pid, reader, writer).await
         }
-        ClientMessage::Query(request) => query::query(shared, request, &mut writer).await,
+        ClientMessage::Query(request) => {
+            query::query(shared, request, &mut reader, &mut writer).await
+        }
         ClientMessage::Status => status::status(shared, &mut writer).await,
         ClientMessage::Peers => status::peers(shared, &mut writer).await,
         ClientMessage::CacheStats => cache::cache(shared, CacheCommand::Stats, &mut writer).await,

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use weft_protocol::wire::{DaemonMessage, DaemonStatus, MeshStatus, PeerReport};
+use weft_protocol::wire::{DaemonMessage, DaemonStatus, MeshStatus, PeerReport, SharePolicy};
 
 use super::super::conn::{ConnError, ConnWriter};
 use super::super::shared::Shared;
+use crate::exec::SandboxMode;
 use crate::mesh::{Admission, team};
 
 /// Serves `weft status`.
@@ -23,6 +24,10 @@ pub(crate) async fn status(shared: &Shared, writer: &mut ConnWriter) -> Result<(
         uptime_secs: shared.started.elapsed().as_secs(),
         building,
         slots: u32::try_from(shared.config.slots).unwrap_or(u32::MAX),
+        weak_sandbox: match &shared.sandbox {
+            SandboxMode::Hermetic => None,
+            SandboxMode::Weak { reason } => Some(reason.clone()),
+        },
         store: shared.store_report(),
         mesh: mesh_status(shared).await,
     };
@@ -63,6 +68,15 @@ async fn mesh_status(shared: &Shared) -> Option<MeshStatus> {
         peer_cache_hits: report.stats.peer_cache_hits,
         leases_requeued: report.stats.leases_requeued,
         nondeterministic: report.nondeterministic,
+        quarantined: report.stats.quarantined,
+        distrusted: report.distrusted.iter().map(ToString::to_string).collect(),
+        share: match shared.config.mesh.share {
+            Some(SharePolicy::Always) => "always",
+            Some(SharePolicy::Idle) => "idle",
+            Some(SharePolicy::Never) => "never",
+            None => "not chosen",
+        }
+        .to_owned(),
         steal_wait_us: report.steal_wait.map(micros_pair),
         peer_hit_us: report.peer_hit.map(micros_pair),
         bytes_in: stats.bytes_in,
