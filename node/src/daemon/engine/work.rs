@@ -255,41 +255,45 @@ enum Unprepared {
     },
     #[error(transparent)]
     NoTool(ExecError),
+    /// What the job can read of this node's toolchain directories (system headers and
+    /// libraries, the compilers' own files) differs from the origin's.
+    #[error(
+        "this node's system headers, libraries or compiler files differ from those the job was \
+         made for (toolchain system digest {}, here {})",
+        show(.job),
+        show(.here)
+    )]
+    OtherSystem {
+        job: Option<Digest>,
+        here: Option<Digest>,
+    },
+    #[error("cannot compute this node's toolchain digest: {0}")]
+    SystemDigest(String),
     #[error("this node has no mesh")]
     NoMesh,
     #[error("the origin's id is not an ed25519 key")]
     BadOrigin,
     #[error("cannot fetch input `{path}`: {source}")]
-    Input { path: String, source: FetchError },
+    Input {
+        path: String,
+        source: Box<FetchError>,
+    },
 }
 
 async fn prepare_stolen(
     context: &EngineContext,
     inbox: &mpsc::UnboundedSender<Command>,
     origin: NodeId,
-    job: &Job,
+    job: &Arc<Job>,
     deps: &[LeaseDep],
 ) -> Result<(), Unprepared> {
-    // The job's id names its tools by digest: running other binaries would file a result
-    // under an id it does not belong to.
-    if job.toolchain.platform != Toolchains::platform() {
-        return Err(Unprepared::OtherPlatform {
-            job: job.toolchain.platform.clone(),
-            node: Toolchains::platform(),
-        });
-    }
-    for (tool, wanted) in &job.toolchain.tools {
-        match context.toolchains.resolve(tool) {
-            Ok((_, digest)) if digest == *wanted => {}
-            Ok((path, _)) => {
-                return Err(Unprepared::OtherTool {
-                    tool: tool.clone(),
-                    path,
-                });
-            }
-            Err(e) => return Err(Unprepared::NoTool(e)),
-        }
-    }
+    // Off the runtime: a tool seen for the first time is hashed, a compiler asked for its
+    // files and those hashed too.
+    let toolchains = context.toolchains.clone();
+    let checked = job.clone();
+    tokio::task::spawn_blocking(move || check_toolchain(&toolchains, &checked))
+        .await
+        .map_err(|e| Unprepared::SystemDigest(e.to_string()))??;
     let mesh = context.mesh.as_ref().ok_or(Unprepared::NoMesh)?;
     let origin_peer = peer_of(&origin).ok_or(Unprepared::BadOrigin)?;
     for input in &job.inputs {
@@ -300,13 +304,48 @@ async fn prepare_stolen(
             report_corrupt(inbox, origin, &source);
             return Err(Unprepared::Input {
                 path: input.path.clone(),
-                source,
+                source: Box::new(source),
             });
         }
     }
     let lost = fetch_deps(context, inbox, deps).await;
     if !lost.is_empty() {
         return Err(Unprepared::DepsLost(lost));
+    }
+    Ok(())
+}
+
+/// Whether this node's toolchain is the one a stolen job was made for, as its id says: the
+/// platform, each tool's binary, and the system digest (other headers, libraries or compiler
+/// files here could make other outputs under the same id).
+fn check_toolchain(toolchains: &Toolchains, job: &Job) -> Result<(), Unprepared> {
+    if job.toolchain.platform != Toolchains::platform() {
+        return Err(Unprepared::OtherPlatform {
+            job: job.toolchain.platform.clone(),
+            node: Toolchains::platform(),
+        });
+    }
+    for (tool, wanted) in &job.toolchain.tools {
+        match toolchains.resolve(tool) {
+            Ok((_, digest)) if digest == *wanted => {}
+            Ok((path, _)) => {
+                return Err(Unprepared::OtherTool {
+                    tool: tool.clone(),
+                    path,
+                });
+            }
+            Err(e) => return Err(Unprepared::NoTool(e)),
+        }
+    }
+    let tools: Vec<String> = job.toolchain.tools.keys().cloned().collect();
+    let here = toolchains
+        .toolchain(&job.cmds, &tools)
+        .map_err(Unprepared::NoTool)?;
+    if here.system != job.toolchain.system {
+        return Err(Unprepared::OtherSystem {
+            job: job.toolchain.system,
+            here: here.system,
+        });
     }
     Ok(())
 }
@@ -329,6 +368,11 @@ pub(super) fn report_corrupt(
     }
 }
 
+/// A system digest for a message: `none` for a job that runs no process.
+fn show(digest: &Option<Digest>) -> String {
+    digest.map_or_else(|| "none".to_owned(), |d| format!("`{d}`"))
+}
+
 fn failure(id: JobId, job: &Job, message: String) -> FailureReport {
     FailureReport {
         job: id,
@@ -337,5 +381,98 @@ fn failure(id: JobId, job: &Job, message: String) -> FailureReport {
         exit_code: None,
         message,
         stderr_tail: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use weft_protocol::{Cmd, Job};
+
+    use super::{Unprepared, check_toolchain};
+    use crate::exec::{SystemConfig, Toolchains};
+
+    const PATH: &str = "/usr/bin:/bin";
+
+    /// A node whose system headers are `include/` under `root`, holding `stdio` as stdio.h.
+    fn node(root: &Path, stdio: &str) -> Toolchains {
+        let include = root.join("include");
+        std::fs::create_dir_all(&include).expect("mkdir");
+        std::fs::write(include.join("stdio.h"), stdio).expect("write");
+        Toolchains::with_system(
+            PATH.into(),
+            SystemConfig {
+                include_dirs: vec![include],
+                library_dirs: Vec::new(),
+                cache_file: None,
+                watch: false,
+            },
+        )
+    }
+
+    fn job(origin: &Toolchains) -> Job {
+        let cmds = vec![Cmd::Exec {
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+        }];
+        Job {
+            name: "//:hello".into(),
+            inputs: Vec::new(),
+            deps: Vec::new(),
+            toolchain: origin.toolchain(&cmds, &[]).expect("toolchain"),
+            cmds,
+            env: BTreeMap::new(),
+            outs: Vec::new(),
+            network: false,
+        }
+    }
+
+    #[test]
+    fn a_thief_with_other_system_headers_refuses_the_job() {
+        let dirs = [(); 3].map(|()| tempfile::tempdir().expect("tempdir"));
+        let origin = node(dirs[0].path(), "int printf();");
+        let job = job(&origin);
+        // A thief that sees the same files (here the very same directory).
+        let thief = Toolchains::with_system(
+            PATH.into(),
+            SystemConfig {
+                include_dirs: vec![dirs[0].path().join("include")],
+                library_dirs: Vec::new(),
+                cache_file: None,
+                watch: true,
+            },
+        );
+        check_toolchain(&thief, &job).expect("the same system");
+        // Its header changes: it refuses the job made before.
+        std::fs::write(
+            dirs[0].path().join("include/stdio.h"),
+            "int printf(const char *, ...);",
+        )
+        .expect("write");
+        let err = check_toolchain(&thief, &job).expect_err("another header");
+        assert!(matches!(err, Unprepared::OtherSystem { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("this node's system headers, libraries or compiler files differ"),
+            "{err}"
+        );
+        // So does a thief whose headers are elsewhere.
+        assert!(matches!(
+            check_toolchain(&node(dirs[1].path(), "int printf();"), &job),
+            Err(Unprepared::OtherSystem { .. })
+        ));
+        // A job made for another `sh` is refused by its tool first.
+        let mut other_sh = job.clone();
+        other_sh
+            .toolchain
+            .tools
+            .insert("sh".into(), weft_protocol::Digest::of(b"another sh"));
+        assert!(matches!(
+            check_toolchain(&node(dirs[2].path(), "x"), &other_sh),
+            Err(Unprepared::OtherTool { .. })
+        ));
     }
 }
