@@ -20,7 +20,9 @@ pub struct SystemConfig {
     /// has it built in (`ld --verbose`): `/usr/local/lib/<t>`, `/lib/<t>`, `/usr/lib/<t>`,
     /// `/usr/lib/<t>64`, `/usr/local/lib64`, `/lib64`, `/usr/lib64`, `/usr/local/lib`,
     /// `/lib`, `/usr/lib`, `/usr/<t>/lib64` and `/usr/<t>/lib`, where `<t>` is
-    /// `<arch>-linux-gnu`.
+    /// `<arch>-linux-gnu`; then the multilib directories a `-m32` or `-mx32` link searches,
+    /// `/lib32`, `/usr/lib32`, `/libx32` and `/usr/libx32` (the hermetic sandbox shows every
+    /// `/lib*`).
     pub library_dirs: Vec<PathBuf>,
     /// Where the covered files' digests are kept across restarts, so that a restarted daemon
     /// reads only files that changed. Default: none (the daemon uses
@@ -50,6 +52,10 @@ impl SystemConfig {
             "/usr/lib".to_owned(),
             format!("/usr/{triplet}/lib64"),
             format!("/usr/{triplet}/lib"),
+            "/lib32".to_owned(),
+            "/usr/lib32".to_owned(),
+            "/libx32".to_owned(),
+            "/usr/libx32".to_owned(),
         ];
         SystemConfig {
             include_dirs: vec!["/usr/local/include".into(), "/usr/include".into()],
