@@ -196,6 +196,10 @@ pub async fn run(
             }
         }
     }
+    // Peers hear that this node leaves (its connections closed) rather than time it out.
+    if let Some(mesh) = shared.mesh.clone() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), mesh.shutdown()).await;
+    }
     let _ = shared.store.flush();
     Ok(())
 }
