@@ -13,6 +13,8 @@
 //! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
 //! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
 //! verify_fraction = 0.05      # run this share of peers' cache hits here too, and compare
+//! follow_distrust = "any"     # whose `weft team distrust` applies here: "any" teammate's
+//!                             # (default) or "never" (only this node's own)
 //! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
 //!                             # compilers, assemblers, archivers, linkers; no shells)
 //! ```
@@ -21,6 +23,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use weft_node::core::FollowDistrust;
 use weft_node::daemon::MeshSettings;
 use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
 use weft_protocol::wire::SharePolicy;
@@ -52,6 +55,8 @@ pub(crate) struct MeshFile {
     pub(crate) accept_tools: Option<Vec<String>>,
     /// The share of peers' cache hits also run here and compared. Default: 0.
     pub(crate) verify_fraction: f64,
+    /// Whose distrusts apply here. Default: any teammate's.
+    pub(crate) follow_distrust: FollowDistrust,
 }
 
 impl Default for MeshFile {
@@ -67,6 +72,7 @@ impl Default for MeshFile {
             speed,
             accept_tools,
             verify_fraction,
+            follow_distrust,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -80,6 +86,7 @@ impl Default for MeshFile {
             eval: EvalLimits::default(),
             accept_tools,
             verify_fraction,
+            follow_distrust,
         }
     }
 }
@@ -99,6 +106,7 @@ struct Raw {
     eval_memory_limit_mib: Option<u64>,
     accept_tools: Option<Vec<String>>,
     verify_fraction: Option<f64>,
+    follow_distrust: Option<String>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -178,6 +186,15 @@ fn parse(text: &str) -> Result<MeshFile> {
                  from 0 (check none) to 1 (run every one here too), such as 0.05"
             ),
             None => defaults.verify_fraction,
+        },
+        follow_distrust: match raw.follow_distrust.as_deref() {
+            None => defaults.follow_distrust,
+            Some("any") => FollowDistrust::Any,
+            Some("never") => FollowDistrust::Never,
+            Some(other) => bail!(
+                "`follow_distrust = \"{other}\"` is not a policy: write \"any\" (a teammate's \
+                 `weft team distrust` applies here too) or \"never\" (only this node's own)"
+            ),
         },
     })
 }
@@ -277,6 +294,13 @@ mod tests {
                 .accept_tools,
             Some(vec!["gcc".to_owned(), "/opt/bin/sh".to_owned()])
         );
+        assert_eq!(MeshFile::default().follow_distrust, FollowDistrust::Any);
+        assert_eq!(
+            parse("follow_distrust = \"never\"")
+                .expect("valid")
+                .follow_distrust,
+            FollowDistrust::Never
+        );
     }
 
     #[test]
@@ -318,6 +342,11 @@ mod tests {
             ("accept_tools = [\"\"]", "neither a tool's name"),
             ("verify_fraction = 1.5", "is not a share"),
             ("verify_fraction = -0.1", "is not a share"),
+            (
+                "follow_distrust = \"some\"",
+                "is not a policy: write \"any\"",
+            ),
+            ("follow_distrust = true", "invalid type"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");
