@@ -246,6 +246,9 @@ pub struct NodeSpec {
     pub speed: Option<f64>,
     /// More lines of its `config.toml`.
     pub config: &'static str,
+    /// Whether it runs jobs in the weak sandbox (`--test-weak-sandbox`), as where the kernel
+    /// forbids namespaces.
+    pub weak_sandbox: bool,
 }
 
 impl NodeSpec {
@@ -258,6 +261,7 @@ impl NodeSpec {
             wrong_team: false,
             speed: None,
             config: "",
+            weak_sandbox: false,
         }
     }
 }
@@ -323,6 +327,9 @@ impl TestMesh {
             args.push(format!("/ip4/127.0.0.1/udp/{}/quic-v1", node.port));
             if spec.corrupt {
                 args.push("--test-corrupt-blobs".to_owned());
+            }
+            if spec.weak_sandbox {
+                args.push("--test-weak-sandbox".to_owned());
             }
             for (j, port) in ports.iter().enumerate() {
                 if j != i {
@@ -431,7 +438,10 @@ impl TestNode {
     /// Starts the daemon again as it was first started, and waits for its socket (not for
     /// any admission).
     pub fn restart(&mut self) {
-        assert!(!self.daemon_args.is_empty(), "this daemon was not started by `TestMesh`");
+        assert!(
+            !self.daemon_args.is_empty(),
+            "this daemon was not started by `TestMesh`"
+        );
         self.stop();
         self.spawn_daemon();
         self.wait_for_socket();
@@ -609,5 +619,41 @@ pub fn tail_of(path: &Path, lines: usize) -> String {
             all[all.len().saturating_sub(lines)..].join("\n")
         }
         Err(e) => format!("(cannot read `{}`: {e})", path.display()),
+    }
+}
+
+/// The pids of the live processes whose command line holds `marker`.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let zombie =
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                    stat.rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+                });
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+        })
+        .collect()
+}
+
+/// Whether the `weft status` text says jobs run in the hermetic sandbox. A status without a
+/// sandbox line (a daemon from before the hermetic sandbox) counts as hermetic, so that a test
+/// of it fails there instead of skipping. When false, prints why `test` is skipped.
+pub fn hermetic_or_skip(status: &str, test: &str) -> bool {
+    match status.lines().find(|line| line.starts_with("sandbox")) {
+        Some(line) if !line.contains("hermetic") => {
+            eprintln!(
+                "skipped `{test}`: this machine cannot give the hermetic sandbox (it needs user \
+                 namespaces, or root): {line}"
+            );
+            false
+        }
+        _ => true,
     }
 }

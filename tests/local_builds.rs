@@ -4,7 +4,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use weft_tests::{TestEnv, alive, events_of, have_cc, names_of, text, wait_until};
+use weft_tests::{
+    TestEnv, alive, events_of, have_cc, hermetic_or_skip, names_of, processes_with, text,
+    wait_until,
+};
 
 const THREE_JOBS: &str = r#"
 job(
@@ -181,15 +184,21 @@ fn cycles_and_bad_labels_are_reported_with_file_and_line() {
     assert!(stderr.contains("did you mean `//:nape`?"), "{stderr}");
 }
 
+/// A word no other test's job has in its command line: `what` and the test's home.
+fn unique_marker(env: &TestEnv, what: &str) -> String {
+    let home = env.home.path().file_name().expect("a home name");
+    format!("weft-test-{what}-{}", home.to_string_lossy())
+}
+
 #[test]
 fn one_build_per_workspace_waits_or_fails_fast() {
     let env = TestEnv::new();
-    let marker = env.home.path().join("slow.started");
+    // A job cannot write outside its sandbox: it is seen running by a word in its command line.
+    let marker = unique_marker(&env, "slow");
     env.write(
         "BUILD",
         &format!(
-            "job(name = \"slow\", cmds = [exec([\"sh\", \"-c\", \"touch {}; sleep 2\"])])\n",
-            marker.display()
+            "job(name = \"slow\", cmds = [exec([\"sh\", \"-c\", \": {marker}; sleep 2\"])])\n"
         ),
     );
     let mut first = env
@@ -201,7 +210,7 @@ fn one_build_per_workspace_waits_or_fails_fast() {
     wait_until(
         Duration::from_secs(30),
         "the first build to start its job",
-        || marker.exists(),
+        || !processes_with(&marker).is_empty(),
     );
 
     let output = env.run(&["build", "--no-block-for-lock"]);
@@ -289,13 +298,12 @@ fn an_idle_daemon_shuts_down() {
 #[test]
 fn a_killed_client_cancels_its_build_and_the_daemon_goes_on() {
     let env = TestEnv::new();
-    let pid_file = env.home.path().join("job.pid");
+    let marker = unique_marker(&env, "slow");
     env.write(
         "BUILD",
         &format!(
-            "job(name = \"slow\", outs = [\"o\"], cmds = [exec([\"sh\", \"-c\", \"echo $$ > {}; \
-             sleep 60; touch {{{{OUTPUT_DIR}}}}/o\"])])\n",
-            pid_file.display()
+            "job(name = \"slow\", outs = [\"o\"], cmds = [exec([\"sh\", \"-c\", \": {marker}; \
+             sleep 60; touch {{{{OUTPUT_DIR}}}}/o\"])])\n"
         ),
     );
     let mut client = env
@@ -305,13 +313,9 @@ fn a_killed_client_cancels_its_build_and_the_daemon_goes_on() {
         .spawn()
         .expect("spawn");
     wait_until(Duration::from_secs(30), "the job to start", || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+        !processes_with(&marker).is_empty()
     });
-    let job_pid: u32 = std::fs::read_to_string(&pid_file)
-        .expect("pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let job_pid: u32 = processes_with(&marker)[0];
     assert!(alive(job_pid));
     client.kill().expect("kill -9 the client");
     client.wait().expect("reap");
@@ -695,4 +699,267 @@ fn a_killed_client_cancels_its_evaluation_and_frees_the_lock_at_once() {
     let used = cpu_ticks(daemon) - before;
     assert!(used < 30, "the daemon used {used} ticks in a second");
     assert_eq!(env.daemon_pid(), Some(daemon));
+}
+
+/// A shell loop that prints `reaches PATH` for each path the job can see.
+fn probe_paths(paths: &[String]) -> String {
+    format!(
+        "for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"reaches $p\"; fi; done",
+        paths.join(" ")
+    )
+}
+
+/// What a hostile job would look for on a node: its key, team token, store, socket and log,
+/// and files outside the sandbox and the toolchain.
+fn node_secrets(home: &std::path::Path) -> Vec<String> {
+    let home = home.display();
+    let mut paths: Vec<String> = [
+        "identity.key",
+        "team.toml",
+        "store",
+        "daemon.sock",
+        "daemon.log",
+        "config.toml",
+    ]
+    .iter()
+    .map(|file| format!("{home}/{file}"))
+    .collect();
+    for path in [
+        "/root",
+        "/home",
+        "/var",
+        "/etc/shadow",
+        "/etc/hostname",
+        "/run",
+        "/sys",
+        "/dev/shm",
+        "/dev/sda",
+        "/proc/1/root/etc",
+    ] {
+        paths.push(path.to_owned());
+    }
+    paths
+}
+
+/// Issue 17, test 1 (local runs): a job cannot read `$WEFT_HOME/identity.key`, `team.toml`,
+/// the store, the daemon's socket, nor any file outside its sandbox and the toolchain
+/// directories. It can read its declared inputs and run the toolchain.
+#[test]
+fn a_job_cannot_read_the_daemon_home_nor_files_outside_its_sandbox() {
+    let env = TestEnv::new();
+    // A team (so that there is a `team.toml`), with a mesh that stays on loopback.
+    std::fs::write(
+        env.home.path().join("config.toml"),
+        "mdns = false\nlisten = [\"/ip4/127.0.0.1/udp/0/quic-v1\"]\nshare = \"never\"\n",
+    )
+    .expect("config.toml");
+    let created = env.run(&["team", "create"]);
+    assert!(created.status.success(), "{}", text(&created));
+    let status = text(&env.run(&["status"]));
+    if !hermetic_or_skip(&status, "a_job_cannot_read_the_daemon_home") {
+        return;
+    }
+    for file in ["identity.key", "team.toml", "daemon.sock", "store"] {
+        assert!(
+            env.home.path().join(file).exists(),
+            "{file} is there to steal"
+        );
+    }
+    env.write("secret.txt", "not declared\n");
+    let mut paths = node_secrets(env.home.path());
+    paths.push(env.ws.path().join("secret.txt").display().to_string());
+    paths.push(env.ws.path().join("weft.toml").display().to_string());
+    let script = format!(
+        "{} > {{{{OUTPUT_DIR}}}}/reach; cat data.txt > {{{{OUTPUT_DIR}}}}/data; \
+         cc --version > /dev/null && echo cc runs > {{{{OUTPUT_DIR}}}}/tool",
+        probe_paths(&paths)
+    );
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"probe\", srcs = [\"data.txt\"], outs = [\"reach\", \"data\", \"tool\"],\n    \
+             cmds = [exec([\"sh\", \"-c\", {script:?}])])\n"
+        ),
+    );
+    env.write("data.txt", "declared\n");
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/reach"), "", "the job reached these");
+    assert_eq!(env.read("weft-out/data"), "declared\n");
+    assert_eq!(env.read("weft-out/tool"), "cc runs\n");
+}
+
+/// Issue 17, test 2: a job has no network (TCP to 127.0.0.1 fails), sees only its own
+/// processes, and leaves none behind, not even one that left its process group.
+#[test]
+fn a_job_has_no_network_sees_only_its_processes_and_leaves_none_behind() {
+    let env = TestEnv::new();
+    let status = text(&env.run(&["status"]));
+    if !hermetic_or_skip(&status, "a_job_has_no_network") {
+        return;
+    }
+    let daemon = env.daemon_pid().expect("a daemon");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let marker = format!("weft-left-behind-{}", std::process::id());
+    let script = format!(
+        "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo connected; else echo no network; fi > {{{{OUTPUT_DIR}}}}/net; \
+         if [ -e /proc/{daemon} ]; then echo sees the daemon; fi > {{{{OUTPUT_DIR}}}}/daemon; \
+         ls /proc | grep -c '^[0-9]' > {{{{OUTPUT_DIR}}}}/n; \
+         setsid sh -c 'sleep 300; : {marker}' > /dev/null 2>&1 < /dev/null & \
+         sh -c 'sleep 300; : {marker}' > /dev/null 2>&1 & \
+         sleep 0.2"
+    );
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"net\", outs = [\"net\", \"daemon\", \"n\"],\n    \
+             cmds = [exec([\"bash\", \"-c\", {script:?}])])\n"
+        ),
+    );
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/net"), "no network\n");
+    assert!(
+        listener.accept().is_err(),
+        "the job's connection reached the test's listener"
+    );
+    assert_eq!(env.read("weft-out/daemon"), "", "the job sees the daemon");
+    // The job's own: its init, `bash`, `ls` and `grep`.
+    let n: u32 = env.read("weft-out/n").trim().parse().expect("a count");
+    assert!(n <= 4, "the job sees {n} processes");
+    wait_until(Duration::from_secs(5), "the job's processes to end", || {
+        processes_with(&marker).is_empty()
+    });
+}
+
+/// Where the kernel forbids namespaces (forced here with the test hook), local jobs still run,
+/// without namespaces, and every build and `weft status` say so.
+#[test]
+fn without_namespaces_builds_and_status_say_so() {
+    let env = TestEnv::new();
+    let mut daemon = env
+        .cmd()
+        .args(["daemon", "--no-mdns", "--test-weak-sandbox"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft daemon");
+    let socket = env.home.path().join("daemon.sock");
+    wait_until(Duration::from_secs(30), "the daemon's socket", || {
+        socket.exists()
+    });
+    let status = text(&env.run(&["status"]));
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("sandbox     weak:") && l.contains("--test-weak-sandbox")),
+        "{status}"
+    );
+    env.write(
+        "BUILD",
+        "job(name = \"a\", outs = [\"a\"], cmds = [exec([\"sh\", \"-c\", \"echo a > {{OUTPUT_DIR}}/a\"])])\n",
+    );
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(env.read("weft-out/a"), "a\n");
+    let notices: Vec<_> = events_of(&events, "Notice")
+        .into_iter()
+        .filter(|e| e.to_string().contains("no hermetic sandbox"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{events:?}");
+    let said = String::from_utf8_lossy(&output.stderr)
+        .matches("no hermetic sandbox")
+        .count();
+    assert_eq!(said, 1, "{}", text(&output));
+    let _ = env.run(&["shutdown"]);
+    let _ = daemon.wait();
+}
+
+/// A dep's output, and a job that reads it and two sources.
+const CORRUPTIBLE: &str = r#"
+job(
+    name = "lib",
+    srcs = ["lib.txt"],
+    outs = ["lib.out"],
+    cmds = [exec(["sh", "-c", "(echo LIB; cat lib.txt) > {{OUTPUT_DIR}}/lib.out"])],
+)
+
+job(
+    name = "app",
+    srcs = ["app.txt", "flags.txt"],
+    deps = [":lib"],
+    outs = ["app.out"],
+    cmds = [exec(["sh", "-c", "cat {{DEP::lib}}/lib.out app.txt flags.txt > {{OUTPUT_DIR}}/app.out"])],
+)
+"#;
+
+/// Flips the first byte of the store's blob that holds `content` (the size stays).
+fn corrupt_blob(env: &TestEnv, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let cas = env.home.path().join("store").join("cas");
+    let blob = std::fs::read_dir(&cas)
+        .expect("the store's cas directory")
+        .flat_map(|fanout| std::fs::read_dir(fanout.expect("entry").path()).expect("fan-out"))
+        .map(|entry| entry.expect("entry").path())
+        .find(|path| std::fs::read(path).is_ok_and(|bytes| bytes == content.as_bytes()))
+        .unwrap_or_else(|| panic!("no blob holds {content:?}"));
+    std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut bytes = content.as_bytes().to_vec();
+    bytes[0] ^= 0x20;
+    std::fs::write(&blob, bytes).expect("corrupt the blob");
+}
+
+/// Issue 17, test 9: a blob found corrupt in the store in the middle of a build is made again
+/// within that build, as a deleted one is: a dep's output by running the dep again, a
+/// source's from the workspace file.
+#[test]
+fn a_blob_found_corrupt_mid_build_is_made_again_in_the_same_build() {
+    let env = TestEnv::new();
+    env.write("BUILD", CORRUPTIBLE);
+    env.write("lib.txt", "library source\n");
+    env.write("app.txt", "application source\n");
+    env.write("flags.txt", "-O1\n");
+    // Old enough for their digests to be cached by stamp: then nothing but the sandbox
+    // would look at their blobs again.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (output, _) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // The dep's output blob goes bad; `//:app` must run again, and finds it.
+    corrupt_blob(&env, "LIB\nlibrary source\n");
+    env.write("flags.txt", "-O2\n");
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    // (sorted) `//:app` started, found the bad blob, `//:lib` ran again, then `//:app`.
+    assert_eq!(names_of(&events, "Started"), ["//:app", "//:app", "//:lib"]);
+    assert_eq!(
+        env.read("weft-out/app.out"),
+        "LIB\nlibrary source\napplication source\n-O2\n"
+    );
+    let said = |events: &[serde_json::Value], what: &str| {
+        events_of(events, "Notice")
+            .iter()
+            .filter(|n| n.as_str().is_some_and(|n| n.contains(what)))
+            .count()
+    };
+    assert_eq!(said(&events, "found corrupt in the store"), 1, "{events:?}");
+
+    // A source's blob goes bad; the workspace file is unchanged, so it is stored again.
+    corrupt_blob(&env, "application source\n");
+    env.write("flags.txt", "-O3\n");
+    let (output, events) = env.build(&[]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(names_of(&events, "Started"), ["//:app", "//:app"]);
+    assert_eq!(
+        env.read("weft-out/app.out"),
+        "LIB\nlibrary source\napplication source\n-O3\n"
+    );
+    assert_eq!(
+        said(&events, "stored it again from the workspace"),
+        1,
+        "{events:?}"
+    );
 }

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use weft_tests::{
-    NodeSpec, TestEnv, TestMesh, events_of, names_of, read_events, started_nodes, status_count,
-    text, tree_contents, wait_until, workspace,
+    NodeSpec, TestEnv, TestMesh, events_of, hermetic_or_skip, names_of, read_events, started_nodes,
+    status_count, text, tree_contents, wait_until, workspace,
 };
 
 /// Twelve independent jobs that take a while, and one that needs them all.
@@ -341,4 +341,92 @@ fn a_peers_result_that_a_check_here_contradicts_is_flagged_and_built_here() {
     );
     assert!(events_of(&events, "CacheHit").is_empty(), "{events:?}");
     assert_eq!(started_nodes(&events), vec![mesh.nodes[1].node_id.clone()]);
+}
+
+/// Issue 17, test 1 (stolen runs): a job a peer took cannot read the key, the team token, the
+/// store or the socket of either node, nor files outside its sandbox; it runs as pid 2 of its
+/// own pid namespace, as local jobs do.
+#[test]
+fn a_stolen_job_cannot_read_either_nodes_home_nor_files_outside_its_sandbox() {
+    let mesh = TestMesh::start(&[NodeSpec::sharing(1), NodeSpec::sharing(2)]);
+    if !hermetic_or_skip(&mesh.nodes[1].status(), "a_stolen_job_cannot_read") {
+        return;
+    }
+    let mut paths = Vec::new();
+    for node in &mesh.nodes {
+        let home = node.home.path().display();
+        for file in [
+            "identity.key",
+            "team.toml",
+            "store",
+            "daemon.sock",
+            "daemon.log",
+        ] {
+            paths.push(format!("{home}/{file}"));
+        }
+    }
+    paths.extend(["/root", "/home", "/var", "/etc/shadow", "/run"].map(str::to_owned));
+    let probe = format!(
+        "for p in {}; do if [ -e \"$p\" ]; then echo \"reaches $p\"; fi; done",
+        paths.join(" ")
+    );
+    let build = format!(
+        r#"
+[job(
+    name = "p" + str(i),
+    outs = ["reach" + str(i), "pid" + str(i)],
+    cmds = [exec(["sh", "-c", "sleep 0.4; " + {probe:?} + " > {{{{OUTPUT_DIR}}}}/reach" + str(i) + "; echo $$ > {{{{OUTPUT_DIR}}}}/pid" + str(i)])],
+) for i in range(8)]
+"#
+    );
+    let ws = workspace(&[("BUILD", &build)]);
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let thief = &mesh.nodes[1].node_id;
+    let stolen: Vec<String> = events_of(&events, "Started")
+        .iter()
+        .filter(|e| e["node"].as_str() == Some(thief.as_str()))
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!stolen.is_empty(), "the peer took no job: {events:?}");
+    for i in 0..8 {
+        let out = |name: &str| {
+            std::fs::read_to_string(ws.path().join(format!("weft-out/{name}{i}")))
+                .unwrap_or_else(|e| panic!("{name}{i}: {e}"))
+        };
+        assert_eq!(out("reach"), "", "job p{i} reached these");
+        assert_eq!(
+            out("pid"),
+            "2\n",
+            "job p{i} is pid 2 of its own pid namespace"
+        );
+    }
+}
+
+/// A node without the hermetic sandbox (forced with the test hook) takes no job from its
+/// peers, whatever its `share`, and its status says why.
+#[test]
+fn a_node_without_namespaces_takes_no_peers_jobs() {
+    let mut weak = NodeSpec::sharing(2);
+    weak.weak_sandbox = true;
+    let mesh = TestMesh::start(&[NodeSpec::sharing(1), weak]);
+    let status = mesh.nodes[1].status();
+    assert!(
+        status.lines().any(|l| l.starts_with("sandbox     weak:")),
+        "{status}"
+    );
+    let spec = fan_in("0.3");
+    let ws = workspace(&files(&spec));
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let nodes: BTreeSet<String> = started_nodes(&events).into_iter().collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from([mesh.nodes[0].node_id.clone()]),
+        "every job ran on the origin"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("weft-out/all.txt")).expect("all.txt"),
+        ALL
+    );
 }

@@ -154,12 +154,12 @@ pub(crate) struct DaemonArgs {
     /// Do not look for peers with mDNS.
     #[arg(long)]
     pub(crate) no_mdns: bool,
-    /// Run every job in its own user, mount, pid and network namespaces (no network).
-    #[arg(long)]
-    pub(crate) strict: bool,
     /// Test-only: serve corrupt blobs to peers.
     #[arg(long, hide = true)]
     pub(crate) test_corrupt_blobs: bool,
+    /// Test-only: run jobs without namespaces, as where the kernel forbids them.
+    #[arg(long, hide = true)]
+    pub(crate) test_weak_sandbox: bool,
 }
 
 #[derive(Debug, Subcommand)]

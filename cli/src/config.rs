@@ -9,7 +9,6 @@
 //! listen = ["/ip4/0.0.0.0/udp/4455/quic-v1"]       # default: any address, a random port
 //! mdns = true                 # find peers on the LAN (default true)
 //! speed = 1.5                 # this machine's speed against the reference (default: measured)
-//! strict_sandbox = false      # jobs in their own user, mount, pid and network namespaces
 //! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
 //! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
 //! verify_fraction = 0.05      # run this share of peers' cache hits here too, and compare
@@ -17,14 +16,26 @@
 //!                             # (default) or "never" (only this node's own)
 //! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
 //!                             # compilers, assemblers, archivers, linkers; no shells)
+//!
+//! [job_limits]                # what one job may use; 0 turns a limit off (but the wall time)
+//! wall_secs = 7200            # when its build sets no shorter `--job-timeout`
+//! memory_mib = 32768          # address space of each of its processes
+//! processes = 4096            # processes at once
+//! output_mib = 8192           # the largest file it writes, and its outputs together
 //! ```
+//!
+//! Jobs always run in the hermetic sandbox where the kernel allows it; there is no setting to
+//! turn it off.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+use std::time::Duration;
+
 use weft_node::core::FollowDistrust;
 use weft_node::daemon::MeshSettings;
+use weft_node::exec::JobLimits;
 use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
 use weft_protocol::wire::SharePolicy;
 
@@ -46,8 +57,6 @@ pub(crate) struct MeshFile {
     pub(crate) mdns: bool,
     /// This machine's speed, relative to the reference. Default: measured at start.
     pub(crate) speed: Option<f64>,
-    /// Whether jobs run in namespaces of their own. Default: false.
-    pub(crate) strict_sandbox: bool,
     /// What evaluating one BUILD or `.star` file may spend. Default: 5 s
     /// (`eval_time_limit_secs`) and 512 MiB (`eval_memory_limit_mib`).
     pub(crate) eval: EvalLimits,
@@ -57,6 +66,8 @@ pub(crate) struct MeshFile {
     pub(crate) verify_fraction: f64,
     /// Whose distrusts apply here. Default: any teammate's.
     pub(crate) follow_distrust: FollowDistrust,
+    /// What one job may use (`[job_limits]`). Default: [`JobLimits::default`].
+    pub(crate) job_limits: JobLimits,
 }
 
 impl Default for MeshFile {
@@ -82,11 +93,11 @@ impl Default for MeshFile {
             listen,
             mdns,
             speed,
-            strict_sandbox: false,
             eval: EvalLimits::default(),
             accept_tools,
             verify_fraction,
             follow_distrust,
+            job_limits: JobLimits::default(),
         }
     }
 }
@@ -101,12 +112,21 @@ struct Raw {
     listen: Option<Vec<String>>,
     mdns: Option<bool>,
     speed: Option<f64>,
-    strict_sandbox: Option<bool>,
     eval_time_limit_secs: Option<f64>,
     eval_memory_limit_mib: Option<u64>,
     accept_tools: Option<Vec<String>>,
     verify_fraction: Option<f64>,
     follow_distrust: Option<String>,
+    job_limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    wall_secs: Option<u64>,
+    memory_mib: Option<u64>,
+    processes: Option<u64>,
+    output_mib: Option<u64>,
 }
 
 /// Reads `path`; a missing file means the defaults.
@@ -174,7 +194,6 @@ fn parse(text: &str) -> Result<MeshFile> {
         peers: raw.peers.unwrap_or_default(),
         listen: raw.listen.unwrap_or(defaults.listen),
         mdns: raw.mdns.unwrap_or(defaults.mdns),
-        strict_sandbox: raw.strict_sandbox.unwrap_or(defaults.strict_sandbox),
         accept_tools: match raw.accept_tools {
             Some(tools) => Some(check_tools(tools)?),
             None => defaults.accept_tools,
@@ -196,6 +215,41 @@ fn parse(text: &str) -> Result<MeshFile> {
                  `weft team distrust` applies here too) or \"never\" (only this node's own)"
             ),
         },
+        job_limits: parse_limits(raw.job_limits, defaults.job_limits)?,
+    })
+}
+
+/// `[job_limits]`: each value replaces the default; 0 turns a limit off (not the wall time).
+fn parse_limits(raw: Option<RawLimits>, defaults: JobLimits) -> Result<JobLimits> {
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let mib = |value: Option<u64>, default: Option<u64>, name: &str| -> Result<Option<u64>> {
+        match value {
+            None => Ok(default),
+            Some(0) => Ok(None),
+            Some(n) => n
+                .checked_mul(1 << 20)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("`job_limits.{name} = {n}` is too large")),
+        }
+    };
+    let wall_time = match raw.wall_secs {
+        None => defaults.wall_time,
+        Some(0) => {
+            bail!("`job_limits.wall_secs = 0` leaves a job no time; write a number of seconds")
+        }
+        Some(secs) => Duration::from_secs(secs),
+    };
+    Ok(JobLimits {
+        wall_time,
+        memory_bytes: mib(raw.memory_mib, defaults.memory_bytes, "memory_mib")?,
+        max_processes: match raw.processes {
+            None => defaults.max_processes,
+            Some(0) => None,
+            Some(n) => Some(n),
+        },
+        output_bytes: mib(raw.output_mib, defaults.output_bytes, "output_mib")?,
     })
 }
 
@@ -322,6 +376,17 @@ mod tests {
             std::fs::read_to_string(&path).expect("read"),
             "# my settings\nspeed = 1.5\nshare = \"never\"\nmdns = false\n"
         );
+        let limits = parse("[job_limits]\nwall_secs = 60\nmemory_mib = 0\nprocesses = 100\n")
+            .expect("valid")
+            .job_limits;
+        assert_eq!(limits.wall_time, Duration::from_secs(60));
+        assert_eq!(limits.memory_bytes, None);
+        assert_eq!(limits.max_processes, Some(100));
+        assert_eq!(limits.output_bytes, JobLimits::default().output_bytes);
+        let limits = parse("[job_limits]\noutput_mib = 2\n")
+            .expect("valid")
+            .job_limits;
+        assert_eq!(limits.output_bytes, Some(2 << 20));
     }
 
     #[test]
@@ -347,6 +412,9 @@ mod tests {
                 "is not a policy: write \"any\"",
             ),
             ("follow_distrust = true", "invalid type"),
+            ("strict_sandbox = true", "unknown field `strict_sandbox`"),
+            ("[job_limits]\nwall_secs = 0", "leaves a job no time"),
+            ("[job_limits]\nmemory = 5", "unknown field `memory`"),
         ] {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(wanted), "{text}: {err}");

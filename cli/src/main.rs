@@ -528,7 +528,8 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
         },
         eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,
-        strict_sandbox: file.strict_sandbox || args.strict,
+        test_weak_sandbox: args.test_weak_sandbox,
+        job_limits: file.job_limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use weft_node::exec::{
-    ExecConfig, ExecError, Executor, RunOutcome, RunRequest, SourceDigests, Toolchains,
+    ExecConfig, ExecError, Executor, JobLimits, RunOutcome, RunRequest, SandboxMode, SourceDigests,
+    Toolchains,
 };
 use weft_protocol::{Cmd, Digest, Input, Job, JobId, NodeId, Toolchain};
 use weft_store::{Store, Verify};
@@ -28,30 +29,47 @@ impl Fixture {
     }
 
     fn with_keep(keep_failed_sandboxes: bool) -> Fixture {
+        Fixture::with(|config| config.keep_failed_sandboxes = keep_failed_sandboxes)
+    }
+
+    /// The weak sandbox, as where the kernel forbids namespaces.
+    fn weak() -> Fixture {
+        Fixture::with(|config| config.test_weak_sandbox = true)
+    }
+
+    /// An executor whose default configuration `change` changed.
+    fn with(change: impl FnOnce(&mut ExecConfig)) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("store")).expect("open store");
-        let exec = Executor::new(
-            store.clone(),
-            ExecConfig {
-                sandbox_root: dir.path().join("sandboxes"),
-                path_env: PATH.to_owned(),
-                keep_failed_sandboxes,
-                strict: false,
-            },
-        )
-        .expect("executor");
+        let mut config = ExecConfig::new(dir.path().join("sandboxes"), PATH.to_owned());
+        change(&mut config);
+        let exec = Executor::new(store.clone(), config).expect("executor");
         Fixture { dir, store, exec }
+    }
+
+    /// The hermetic sandbox, or `None` (and a note why the test is skipped) where the kernel
+    /// forbids it.
+    fn hermetic(test: &str) -> Option<Fixture> {
+        let f = Fixture::new();
+        match f.exec.sandbox_mode() {
+            SandboxMode::Hermetic => Some(f),
+            SandboxMode::Weak { reason } => {
+                eprintln!("skipped `{test}`: the hermetic sandbox needs user namespaces: {reason}");
+                None
+            }
+        }
     }
 
     fn sandbox_root(&self) -> PathBuf {
         self.exec.config().sandbox_root.clone()
     }
 
-    /// The sandboxes that are left.
+    /// The sandboxes that are left (not the hermetic sandbox's mount point, `.root`).
     fn sandboxes(&self) -> Vec<PathBuf> {
         fs::read_dir(self.sandbox_root())
             .expect("read sandbox root")
             .map(|e| e.expect("entry").path())
+            .filter(|path| !path.ends_with(".root"))
             .collect()
     }
 
@@ -120,6 +138,21 @@ impl Fixture {
                 deps,
                 timeout,
                 node: NodeId([7; 32]),
+                peer: false,
+            })
+            .await
+    }
+
+    /// Runs `job` as a peer's.
+    async fn run_for_peer(&self, job: &Job) -> Result<RunOutcome, ExecError> {
+        self.exec
+            .run(RunRequest {
+                id: job.id(),
+                job,
+                deps: &[],
+                timeout: None,
+                node: NodeId([7; 32]),
+                peer: true,
             })
             .await
     }
@@ -210,25 +243,6 @@ fn is_dead(pid: u32) -> bool {
             .rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
     }
-}
-
-fn wait_dead(pid: u32) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if is_dead(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-fn read_pids(path: &Path) -> Vec<u32> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .collect()
 }
 
 #[tokio::test]
@@ -461,8 +475,10 @@ async fn inputs_are_materialized_read_only_with_their_exec_bits() {
         "555 tools/gen.sh\n444 data/in.txt\n"
     );
     assert_eq!(f.output(&outcome, "copy"), "payload");
-    // Root ignores modes, so the executor does not bother making `src/` read-only for it.
-    let expected = if is_root() {
+    // Root ignores modes, so the executor does not bother making `src/` read-only for it; the
+    // hermetic sandbox mounts it read-only, for root too.
+    let hermetic = f.exec.hermetic();
+    let expected = if is_root() && !hermetic {
         "writable\nwritable\n"
     } else {
         "read-only\nread-only\n"
@@ -539,15 +555,36 @@ async fn a_missing_tool_is_a_clear_failure() {
     f.assert_idle();
 }
 
+/// A marker no other process of the machine has in its command line.
+fn marker(test: &str) -> String {
+    format!("weft-{test}-{}-{:?}", std::process::id(), Instant::now())
+        .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "")
+}
+
+/// Waits up to 5 s for every process with `marker` to be gone.
+fn all_gone(marker: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if processes_with(marker).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+// The three tests below find the job's processes by a marker in their command lines: a job
+// cannot write their pids outside its sandbox (it did in the weak sandbox, which these tests
+// were first written for), and inside its pid namespace it sees other numbers.
+
 #[tokio::test]
 async fn a_timeout_kills_the_whole_process_group() {
     let f = Fixture::new();
-    let pid_file = f.dir.path().join("pids");
+    let marker = marker("timeout");
     let job = job(
-        vec![exec_env(
-            &["sh", "-c", "sleep 100 & echo $! > \"$PID_FILE\"; wait"],
-            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
-        )],
+        vec![sh(&format!(
+            "sh -c 'sleep 100; : {marker}-bg' & sleep 100; : {marker}"
+        ))],
         &[],
     );
     let started = Instant::now();
@@ -559,11 +596,9 @@ async fn a_timeout_kills_the_whole_process_group() {
     let failure = outcome.failure.expect("failure");
     assert_eq!(failure.message, "timed out after 500ms");
     assert_eq!(outcome.result.exit_code, -1);
-    let pids = read_pids(&pid_file);
-    assert_eq!(pids.len(), 1, "the grandchild wrote its pid");
     assert!(
-        wait_dead(pids[0]),
-        "the grandchild `sleep` survived the timeout"
+        all_gone(&marker),
+        "a process of the job survived the timeout"
     );
     f.assert_idle();
 }
@@ -571,34 +606,27 @@ async fn a_timeout_kills_the_whole_process_group() {
 #[tokio::test]
 async fn background_processes_do_not_outlive_their_command() {
     let f = Fixture::new();
-    let pid_file = f.dir.path().join("pids");
+    let marker = marker("background");
     let job = job(
-        vec![exec_env(
-            &["sh", "-c", "sleep 100 & echo $! > \"$PID_FILE\""],
-            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
-        )],
+        vec![sh(&format!(
+            "sh -c 'sleep 100; : {marker}' & sleep 0.2; echo started"
+        ))],
         &[],
     );
     let outcome = f.run(&job).await;
     assert_eq!(outcome.failure, None);
-    let pids = read_pids(&pid_file);
-    assert_eq!(pids.len(), 1);
-    assert!(wait_dead(pids[0]), "the background `sleep` survived");
+    assert_eq!(f.blob(&outcome.result.stdout), "started\n");
+    assert!(all_gone(&marker), "the background process survived");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_run_kills_the_processes_and_removes_the_sandbox() {
     let f = Fixture::new();
-    let pid_file = f.dir.path().join("pids");
+    let marker = marker("drop");
     let job = job(
-        vec![exec_env(
-            &[
-                "sh",
-                "-c",
-                "echo $$ > \"$PID_FILE\"; sleep 100 & echo $! >> \"$PID_FILE\"; wait",
-            ],
-            &[("PID_FILE", pid_file.to_str().expect("utf-8"))],
-        )],
+        vec![sh(&format!(
+            "sh -c 'sleep 100; : {marker}-bg' & sleep 100; : {marker}"
+        ))],
         &[],
     );
     let exec = f.exec.clone();
@@ -609,11 +637,12 @@ async fn dropping_the_run_kills_the_processes_and_removes_the_sandbox() {
             deps: &[],
             timeout: None,
             node: NodeId([0; 32]),
+            peer: false,
         };
         exec.run(request).await
     });
     let started = Instant::now();
-    while read_pids(&pid_file).len() < 2 {
+    while processes_with(&marker).len() < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "the job never started"
@@ -628,9 +657,7 @@ async fn dropping_the_run_kills_the_processes_and_removes_the_sandbox() {
     task.abort();
     let joined = task.await;
     assert!(joined.is_err_and(|e| e.is_cancelled()));
-    for pid in read_pids(&pid_file) {
-        assert!(wait_dead(pid), "process {pid} survived the cancellation");
-    }
+    assert!(all_gone(&marker), "a process survived the cancellation");
     assert_eq!(f.sandboxes(), Vec::<PathBuf>::new());
 }
 
@@ -785,16 +812,7 @@ fn stale_sandboxes_are_removed_when_an_executor_starts() {
     let unrelated = root.join("notes");
     fs::create_dir_all(&unrelated).expect("mkdir");
     let store = Store::open(&dir.path().join("store")).expect("store");
-    Executor::new(
-        store,
-        ExecConfig {
-            sandbox_root: root.clone(),
-            path_env: PATH.to_owned(),
-            keep_failed_sandboxes: false,
-            strict: false,
-        },
-    )
-    .expect("executor");
+    Executor::new(store, ExecConfig::new(root.clone(), PATH.to_owned())).expect("executor");
     assert!(!stale.exists());
     assert!(live.exists());
     assert!(unrelated.exists());
@@ -998,15 +1016,23 @@ async fn a_reused_sandbox_is_as_good_as_new() {
     let check = job(
         vec![sh(
             "pwd; ls -A ..; echo -; ls -A .; echo -; ls -A $TMPDIR; echo -; ls -A {{OUTPUT_DIR}}; \
-             stat -c %a {{OUTPUT_DIR}}; wc -c < ../stderr",
+             stat -c %a {{OUTPUT_DIR}}",
         )],
         &[],
     );
     let outcome = f.run(&check).await;
     assert_eq!(outcome.failure, None);
+    // The stream files were emptied (the last job's `err` is not in this one's).
+    assert_eq!(f.blob(&outcome.result.stderr), "");
     let sandbox = &f.sandboxes()[0];
+    // A hermetic job does not see the stream files, which are the daemon's.
+    let streams = if f.exec.hermetic() {
+        ""
+    } else {
+        "stderr\nstdout\n"
+    };
     let expected = format!(
-        "{}/src\nout\nsrc\nstderr\nstdout\ntmp\n-\n-\n-\n755\n0\n",
+        "{}/src\nout\nsrc\n{streams}tmp\n-\n-\n-\n755\n",
         sandbox.display()
     );
     assert_eq!(
@@ -1026,7 +1052,13 @@ async fn dropping_the_executor_removes_idle_sandboxes() {
     let root = f.sandbox_root();
     let Fixture { dir, store, exec } = f;
     drop(exec);
-    assert_eq!(fs::read_dir(&root).expect("read").count(), 0);
+    // What is left is the hermetic sandbox's (empty) mount point.
+    let left: Vec<_> = fs::read_dir(&root)
+        .expect("read")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|name| name != ".root")
+        .collect();
+    assert_eq!(left, Vec::<std::ffi::OsString>::new());
     drop((dir, store));
 }
 
@@ -1094,44 +1126,35 @@ fn processes_with(marker: &str) -> Vec<u32> {
 }
 
 #[tokio::test]
-async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("store")).expect("store");
-    let config = ExecConfig {
-        sandbox_root: dir.path().join("sandboxes"),
-        path_env: PATH.to_owned(),
-        keep_failed_sandboxes: false,
-        strict: true,
+async fn the_hermetic_sandbox_has_no_network_and_sees_no_other_process() {
+    let Some(f) = Fixture::hermetic("the_hermetic_sandbox_has_no_network") else {
+        return;
     };
-    let executor = match Executor::new(store.clone(), config) {
-        Ok(executor) => executor,
-        Err(ExecError::StrictUnavailable { reason }) => {
-            eprintln!(
-                "skipped: the strict sandbox needs user namespaces, unavailable here: {reason}"
-            );
-            return;
-        }
-        Err(err) => panic!("{err}"),
-    };
-    let f = Fixture {
-        dir,
-        store,
-        exec: executor,
-    };
+    // The job is pid 2 (under the sandbox's init), its uid is the fixed job uid, and its
+    // network namespace has a loopback interface only, which is down.
     let script = format!(
         "echo pid=$$; echo uid=$(id -u); tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; \
-         test -e /proc/{} && echo sees-the-daemon; echo out > {{{{OUTPUT_DIR}}}}/o",
+         cat /sys/class/net/lo/operstate 2>/dev/null; \
+         test -e /proc/{} && echo sees-the-daemon; ls /proc | grep -c '^[0-9]'; \
+         echo out > {{{{OUTPUT_DIR}}}}/o",
         std::process::id()
     );
     let outcome = f.run(&job(vec![sh(&script)], &["o"])).await;
     assert_eq!(outcome.failure, None, "{}", f.blob(&outcome.result.stderr));
-    assert_eq!(f.blob(&outcome.result.stdout), "pid=1\nuid=0\nlo\n");
+    // Processes: the init, the shell, `ls` and `grep`.
+    assert_eq!(f.blob(&outcome.result.stdout), "pid=2\nuid=1000\nlo\n4\n");
     assert_eq!(f.output(&outcome, "o"), "out\n");
 
     let outcome = f.run(&job(vec![sh("exit 7")], &[])).await;
     assert_eq!(
         outcome.failure.expect("failure").message,
         "exited with code 7"
+    );
+    // A signal the job sends itself kills it as it would outside (it is not pid 1).
+    let outcome = f.run(&job(vec![sh("kill -TERM $$; sleep 5")], &[])).await;
+    assert_eq!(
+        outcome.failure.expect("failure").message,
+        "killed by signal 15"
     );
     let outcome = f
         .run(&job(vec![exec(&["no-such-tool-for-weft"])], &[]))
@@ -1143,8 +1166,7 @@ async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
             .message
             .contains("not found on PATH")
     );
-
-    let marker = format!("weft-strict-marker-{}", std::process::id());
+    let marker = marker("hermetic");
     let outcome = f
         .run_with(
             &job(vec![sh(&format!("sleep 100 & sleep 100; : {marker}"))], &[]),
@@ -1157,15 +1179,233 @@ async fn the_strict_sandbox_has_no_network_and_sees_no_other_process() {
         outcome.failure.expect("failure").message,
         "timed out after 300ms"
     );
-    let started = Instant::now();
-    while !processes_with(&marker).is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the namespace outlived its timeout"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(all_gone(&marker), "the namespace outlived its timeout");
     f.assert_idle();
+}
+
+#[tokio::test]
+async fn a_hermetic_job_sees_only_its_sandbox_and_the_toolchain() {
+    let Some(f) = Fixture::hermetic("a_hermetic_job_sees_only_its_sandbox") else {
+        return;
+    };
+    let secret = f.dir.path().join("secret");
+    fs::write(&secret, "the team token").expect("write");
+    let secret = secret.to_str().expect("utf-8");
+    let store = f.dir.path().join("store");
+    let store = store.to_str().expect("utf-8");
+    let script = format!(
+        "ls / > {{{{OUTPUT_DIR}}}}/root; ls /dev > {{{{OUTPUT_DIR}}}}/dev; \
+         ls /etc > {{{{OUTPUT_DIR}}}}/etc; ls .. > {{{{OUTPUT_DIR}}}}/sandbox; \
+         for path in {secret} {store} /root /home /var /tmp/x /usr/x data.txt /proc/sys/kernel/x; do \
+           if cat $path >/dev/null 2>&1 || ls $path >/dev/null 2>&1; then echo \"reads $path\"; fi; \
+           if touch $path 2>/dev/null; then echo \"writes $path\"; fi; \
+         done > {{{{OUTPUT_DIR}}}}/reach; \
+         echo written > $TMPDIR/t && cat $TMPDIR/t > {{{{OUTPUT_DIR}}}}/tmp"
+    );
+    let mut listing = job(
+        vec![sh(&script)],
+        &["root", "dev", "etc", "sandbox", "reach", "tmp"],
+    );
+    listing.inputs.push(f.input("data.txt", "input", false));
+    let outcome = f.run(&listing).await;
+    assert_eq!(outcome.failure, None, "{}", f.blob(&outcome.result.stderr));
+    // `/`: the toolchain directories there are, `/etc`, `/dev`, `/proc`, and the first
+    // directory of the sandbox's path.
+    let mut expected: Vec<String> = ["dev", "etc", "proc", "usr", "bin"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for entry in fs::read_dir("/").expect("ls /") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8");
+        if name.starts_with("lib") {
+            expected.push(name);
+        }
+    }
+    let top = f.sandbox_root();
+    let first = top.components().nth(1).expect("a first directory");
+    expected.push(first.as_os_str().to_str().expect("utf-8").to_owned());
+    expected.sort();
+    expected.dedup();
+    let mut root: Vec<String> = f
+        .output(&outcome, "root")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    root.sort();
+    assert_eq!(root, expected);
+    assert_eq!(
+        f.output(&outcome, "dev"),
+        "fd\nfull\nnull\nstderr\nstdin\nstdout\nurandom\nzero\n"
+    );
+    let etc = f.output(&outcome, "etc");
+    for name in ["group", "passwd"] {
+        assert!(etc.lines().any(|l| l == name), "{etc}");
+    }
+    assert!(
+        etc.lines()
+            .all(|l| ["alternatives", "group", "ld.so.cache", "passwd"].contains(&l)),
+        "{etc}"
+    );
+    // The sandbox shows its directories, not the stream files.
+    assert_eq!(f.output(&outcome, "sandbox"), "out\nsrc\ntmp\n");
+    // Only the declared input is readable, and nothing outside `out/` and `tmp/` is writable.
+    assert_eq!(f.output(&outcome, "reach"), "reads data.txt\n");
+    assert_eq!(f.output(&outcome, "tmp"), "written\n");
+    f.assert_idle();
+}
+
+#[tokio::test]
+async fn a_peer_job_needs_the_hermetic_sandbox_and_no_network() {
+    let weak = Fixture::weak();
+    let SandboxMode::Weak { reason } = weak.exec.sandbox_mode() else {
+        panic!("the test hook asks for the weak sandbox");
+    };
+    assert!(reason.contains("--test-weak-sandbox"), "{reason}");
+    assert!(!weak.exec.hermetic());
+    let plain = job(vec![sh("echo hi")], &[]);
+    let refused = weak.run_for_peer(&plain).await;
+    assert!(
+        matches!(&refused, Err(ExecError::PeerJobRefused { reason }) if reason.contains("no hermetic sandbox")),
+        "{refused:?}"
+    );
+    // Local jobs still run, as before: without namespaces.
+    let outcome = weak
+        .run(&job(
+            vec![sh(&format!(
+                "test -e /proc/{} && echo sees",
+                std::process::id()
+            ))],
+            &[],
+        ))
+        .await;
+    assert_eq!(outcome.failure, None);
+    assert_eq!(weak.blob(&outcome.result.stdout), "sees\n");
+
+    let Some(f) = Fixture::hermetic("a_peer_job_needs_the_hermetic_sandbox") else {
+        return;
+    };
+    let outcome = f.run_for_peer(&plain).await.expect("run");
+    assert_eq!(outcome.failure, None);
+    let mut network = plain.clone();
+    network.network = true;
+    let refused = f.run_for_peer(&network).await;
+    assert!(
+        matches!(&refused, Err(ExecError::PeerJobRefused { reason }) if reason.contains("network")),
+        "{refused:?}"
+    );
+    // A local job with `network` keeps the host's network namespace.
+    let outcome = f
+        .run(&{
+            let mut job = job(
+                vec![sh(
+                    "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | grep -vx lo | wc -l",
+                )],
+                &[],
+            );
+            job.network = true;
+            job
+        })
+        .await;
+    assert_eq!(outcome.failure, None, "{}", f.blob(&outcome.result.stderr));
+    let host_interfaces = fs::read_to_string("/proc/net/dev")
+        .expect("read")
+        .lines()
+        .skip(2)
+        .filter(|l| l.split(':').next().is_some_and(|n| n.trim() != "lo"))
+        .count();
+    assert_eq!(
+        f.blob(&outcome.result.stdout).trim(),
+        host_interfaces.to_string()
+    );
+}
+
+#[tokio::test]
+async fn hitting_a_limit_names_the_limit_and_its_setting() {
+    let limits = JobLimits {
+        wall_time: Duration::from_millis(400),
+        memory_bytes: Some(256 << 20),
+        max_processes: Some(50),
+        output_bytes: Some(1 << 20),
+    };
+    let failure = |outcome: RunOutcome| outcome.failure.expect("a failure").message;
+    // Wall time, when the build asks for no shorter timeout.
+    let f = Fixture::with(|config| config.limits = limits.clone());
+    let message = failure(f.run(&job(vec![sh("sleep 5")], &[])).await);
+    assert_eq!(
+        message,
+        "timed out after 400ms: the wall-time limit (`job_limits.wall_secs` in the daemon's `config.toml`)"
+    );
+    let f = Fixture::with(|config| {
+        config.limits = JobLimits {
+            wall_time: Duration::from_secs(60),
+            ..limits
+        }
+    });
+    if !f.exec.hermetic() {
+        eprintln!(
+            "skipped the rest of `hitting_a_limit_names_the_limit`: no hermetic sandbox here"
+        );
+        return;
+    }
+    // One file past the output limit: the writer gets SIGXFSZ.
+    let message = failure(
+        f.run(&job(
+            vec![sh("exec head -c 2000000 /dev/zero > {{OUTPUT_DIR}}/big")],
+            &[],
+        ))
+        .await,
+    );
+    assert!(
+        message.contains("SIGXFSZ")
+            && message.contains("output limit of 1 MiB")
+            && message.contains("`job_limits.output_mib`"),
+        "{message}"
+    );
+    // Outputs past the limit together.
+    let message = failure(
+        f.run(&job(
+            vec![sh(
+                "for i in 1 2 3; do head -c 600000 /dev/zero > {{OUTPUT_DIR}}/f$i; done",
+            )],
+            &[],
+        ))
+        .await,
+    );
+    assert!(
+        message.contains("over the output limit of 1 MiB")
+            && message.contains("`job_limits.output_mib`"),
+        "{message}"
+    );
+    // Processes: the kernel refuses the fork.
+    let message = failure(
+        f.run(&job(
+            vec![sh(
+                "i=0; while [ $i -lt 400 ]; do sleep 3 & i=$((i+1)); done; wait",
+            )],
+            &[],
+        ))
+        .await,
+    );
+    assert!(
+        message.contains("processes") && message.contains("`job_limits.processes`"),
+        "{message}"
+    );
+    // Memory: an allocation fails.
+    let message = failure(
+        f.run(&job(
+            vec![exec(&["python3", "-c", "b = bytearray(600 << 20)"])],
+            &[],
+        ))
+        .await,
+    );
+    assert!(
+        message.contains("memory limit of 256 MiB") && message.contains("`job_limits.memory_mib`"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -1222,6 +1462,7 @@ fn the_handles_can_be_shared_between_tasks() {
         deps: &[],
         timeout: None,
         node: NodeId([0; 32]),
+        peer: false,
     });
     sendable(&run);
 }

@@ -21,12 +21,7 @@ fn the_daemon_environment_does_not_leak_into_jobs() {
     let store = Store::open(&dir.path().join("store")).expect("store");
     let exec = Executor::new(
         store.clone(),
-        ExecConfig {
-            sandbox_root: dir.path().join("sandboxes"),
-            path_env: "/usr/bin:/bin".to_owned(),
-            keep_failed_sandboxes: false,
-            strict: false,
-        },
+        ExecConfig::new(dir.path().join("sandboxes"), "/usr/bin:/bin".to_owned()),
     )
     .expect("executor");
     let job = Job {
@@ -50,6 +45,7 @@ fn the_daemon_environment_does_not_leak_into_jobs() {
             deps: &[],
             timeout: None,
             node: NodeId([0; 32]),
+            peer: false,
         }))
         .expect("run");
     assert_eq!(outcome.failure, None);

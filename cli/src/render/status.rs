@@ -16,6 +16,7 @@ pub(crate) fn status_text(status: &DaemonStatus) -> String {
         ),
         format!("home        {}", status.home),
         format!("slots       {}", status.slots),
+        sandbox_line(status.weak_sandbox.as_deref()),
     ];
     lines.extend(mesh_lines(status.mesh.as_ref()));
     if status.building.is_empty() {
@@ -35,6 +36,19 @@ pub(crate) fn info_text(version: &str, binary_id: &str, home: &Path) -> String {
         format!("binary      {binary_id}"),
         format!("home        {}", home.display()),
     ])
+}
+
+/// How jobs are sandboxed.
+pub(crate) fn sandbox_line(weak: Option<&str>) -> String {
+    match weak {
+        None => "sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the \
+                 toolchain only"
+            .to_owned(),
+        Some(reason) => format!(
+            "sandbox     weak: {reason}; jobs run without namespaces (they can read what this \
+             user can, and use the network), and peers' jobs are refused"
+        ),
+    }
 }
 
 fn mesh_lines(mesh: Option<&MeshStatus>) -> Vec<String> {
@@ -127,9 +141,22 @@ mod tests {
             uptime_secs: 3725,
             building: building.iter().map(|ws| ws.to_string()).collect(),
             slots: 8,
+            weak_sandbox: None,
             store: store(),
             mesh,
         }
+    }
+
+    #[test]
+    fn the_weak_sandbox_is_said() {
+        let mut status = status(None, &[]);
+        status.weak_sandbox = Some("cannot create the job's namespaces: EPERM".into());
+        let text = status_text(&status);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("sandbox"))
+            .expect("a sandbox line");
+        expect!["sandbox     weak: cannot create the job's namespaces: EPERM; jobs run without namespaces (they can read what this user can, and use the network), and peers' jobs are refused"].assert_eq(line);
     }
 
     #[test]
@@ -138,6 +165,7 @@ mod tests {
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        off: this node has joined no team (`weft team create`, `weft team join`)
             building    nothing
             store       /home/dev/.local/state/weft/store
@@ -180,6 +208,7 @@ mod tests {
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        team 5f3a9c01d2e4b677 as 12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
               listen    /ip4/192.0.2.10/udp/7070/quic-v1
               listen    /ip6/2001:db8::10/udp/7070/quic-v1
@@ -218,6 +247,7 @@ mod tests {
             daemon pid 4242 (weft 0.1.0 (123456.1700000000.5)), up 3725s
             home        /home/dev/.local/state/weft
             slots       8
+            sandbox     hermetic: each job in its own namespaces, seeing its sandbox and the toolchain only
             mesh        team 5f3a9c01d2e4b677 as 12D3KooWHgtzBnJgcMwA9ooTjWjUvKaxQvPAXxESgYjH8Zn4YQgT
               peers     0 admitted
               sharing   not chosen: nothing lent or taken until you choose (`weft team share always|idle|never`)

@@ -6,6 +6,7 @@ use std::time::Duration;
 use weft_protocol::wire::SharePolicy;
 
 use crate::core::FollowDistrust;
+use crate::exec::JobLimits;
 use crate::frontend::EvalLimits;
 
 /// How a daemon runs. The `weft` binary fills it from flags, the environment, the daemon's
@@ -27,19 +28,22 @@ pub struct DaemonConfig {
     /// The `PATH` jobs get, and where tools are looked up. Default: the daemon's own `PATH`
     /// when it starts.
     pub job_path: String,
-    /// Run every job in Linux user, mount, pid and network namespaces (no network, no other
-    /// processes), through util-linux `unshare`. The daemon refuses to start when the kernel
-    /// does not allow it. Default: false.
-    pub strict_sandbox: bool,
     /// What evaluating one BUILD or `.star` file may spend (time, memory). Default:
     /// [`EvalLimits::default`] (5 s, 512 MiB; `eval_time_limit_secs` and
     /// `eval_memory_limit_mib` in `config.toml`).
     pub eval: EvalLimits,
+    /// What one job may use: wall time, memory, processes, output size. Default:
+    /// [`JobLimits::default`] (`[job_limits]` of `config.toml`).
+    pub job_limits: JobLimits,
     /// How this node takes part in its team's mesh (when it has joined a team).
     pub mesh: MeshSettings,
     /// Test-only: serve corrupt blobs to peers, to play a faulty node. Default: false.
     #[doc(hidden)]
     pub test_corrupt_blobs: bool,
+    /// Test-only: run jobs in the weak sandbox even where the hermetic one works (and so take
+    /// no peers' jobs), to test that path. Default: false.
+    #[doc(hidden)]
+    pub test_weak_sandbox: bool,
 }
 
 /// The mesh part of [`DaemonConfig`]; see `cli/src/config.rs` for the file it comes from.

@@ -20,7 +20,7 @@ use super::home::Home;
 use super::request;
 use super::shared::Shared;
 use crate::core::{CoreConfig, Statements};
-use crate::exec::{ExecConfig, Executor, Toolchains};
+use crate::exec::{ExecConfig, Executor, SandboxMode, SourceDigests, Toolchains};
 use crate::mesh::{Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
 /// The daemon could not start.
@@ -118,9 +118,11 @@ pub async fn run(
             sandbox_root: home.sandboxes(),
             path_env: config.job_path.clone(),
             keep_failed_sandboxes: false,
-            strict: config.strict_sandbox,
+            limits: config.job_limits.clone(),
+            test_weak_sandbox: config.test_weak_sandbox,
         },
     )?;
+    let sandbox = executor.sandbox_mode().clone();
     let toolchains = Arc::new(Toolchains::new(config.job_path.clone()));
     // The nodes disowned before, read before any peer can be admitted.
     let mut statements = Statements::new(super::node_id(&keypair), config.mesh.follow_distrust);
@@ -155,16 +157,25 @@ pub async fn run(
     if let Some(tools) = &config.mesh.accept_tools {
         core.accept_tools.clone_from(tools);
     }
+    // Peers' jobs run only in the hermetic sandbox: without it this node takes none.
+    if let SandboxMode::Weak { reason } = &sandbox {
+        if core.share != SharePolicy::Never {
+            warn!(%reason, "no hermetic sandbox: this node takes no jobs from peers");
+        }
+        core.share = SharePolicy::Never;
+    }
     core.max_shared_slots = config
         .mesh
         .max_shared_slots
         .unwrap_or(config.slots)
         .min(config.slots);
+    let digests = Arc::new(SourceDigests::new(store.clone()));
     let engine = Engine::spawn(
         EngineContext {
             store: store.clone(),
             executor,
             toolchains: toolchains.clone(),
+            sources: digests.clone(),
             keypair,
             mesh: mesh.clone(),
         },
@@ -179,7 +190,7 @@ pub async fn run(
         mesh_events,
     );
     let shared = Arc::new(Shared::new(
-        config, home, store, engine, toolchains, mesh, speed,
+        config, home, store, engine, toolchains, digests, mesh, speed, sandbox,
     ));
     info!(home = %shared.home.root().display(), slots = shared.config.slots, "daemon ready");
 

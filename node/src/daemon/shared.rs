@@ -20,7 +20,7 @@ use super::locks::WorkspaceLocks;
 use super::lower::{LowerMemo, Lowered};
 use super::outputs::{KeptOutputs, Published};
 use crate::core::BuildId;
-use crate::exec::{SourceDigests, Toolchains};
+use crate::exec::{SandboxMode, SourceDigests, Toolchains};
 use crate::frontend::{Loader, TargetGraph};
 use crate::mesh::Mesh;
 
@@ -37,7 +37,7 @@ pub(crate) struct Shared {
     pub(crate) last_builds: Mutex<HashMap<PathBuf, LastBuild>>,
     /// The last lowering of each workspace's graph.
     pub(crate) lowered: Mutex<HashMap<PathBuf, Option<LowerMemo>>>,
-    pub(crate) digests: SourceDigests,
+    pub(crate) digests: Arc<SourceDigests>,
     pub(crate) toolchains: Arc<Toolchains>,
     /// The mesh, when this node has a team.
     pub(crate) mesh: Option<Mesh>,
@@ -46,6 +46,9 @@ pub(crate) struct Shared {
     pub(crate) kept: KeptOutputs,
     /// This machine's speed in thousandths, as its beacons say.
     pub(crate) speed: u32,
+    /// How jobs are sandboxed here, as the executor's probe found (`weft status`, and a notice
+    /// in every build when it is the weak sandbox).
+    pub(crate) sandbox: SandboxMode,
     /// When the daemon started.
     pub(crate) started: Instant,
     /// Told when a client asks the daemon to stop.
@@ -56,18 +59,21 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state of a daemon that starts now.
+    #[allow(clippy::too_many_arguments)] // each is a part of the daemon made by `server::run`
     pub(crate) fn new(
         config: DaemonConfig,
         home: Home,
         store: Store,
         engine: Engine,
         toolchains: Arc<Toolchains>,
+        digests: Arc<SourceDigests>,
         mesh: Option<Mesh>,
         speed: u32,
+        sandbox: SandboxMode,
     ) -> Shared {
         Shared {
             kept: KeptOutputs::new(home.kept_outputs()),
-            digests: SourceDigests::new(store.clone()),
+            digests,
             loaders: Mutex::new(HashMap::new()),
             lowered: Mutex::new(HashMap::new()),
             last_builds: Mutex::new(HashMap::new()),
@@ -83,6 +89,7 @@ impl Shared {
             toolchains,
             mesh,
             speed,
+            sandbox,
         }
     }
 

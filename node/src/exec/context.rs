@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use weft_store::Store;
 
 use super::error::ExecError;
+use super::hermetic::Hermetic;
+use super::limits::JobLimits;
 use super::sandbox::{self, SlotPool};
-use super::strict;
 use super::toolchain::find_on_path;
 
 /// How the executor runs jobs.
@@ -26,11 +27,42 @@ pub struct ExecConfig {
     /// Keep the sandbox of a failed job for inspection (its path is in the failure message).
     /// Default: `false`.
     pub keep_failed_sandboxes: bool,
-    /// The strict sandbox: run every process in its own user, network, mount and pid
-    /// namespaces, through util-linux `unshare` (found on `path_env`, else in `/usr/bin`), so
-    /// that a job has no network and sees no other process. [`Executor::new`](super::Executor::new) fails when the
-    /// kernel does not allow it. Default: `false`.
-    pub strict: bool,
+    /// What one job may use (wall time, memory, processes, output size). Default:
+    /// [`JobLimits::default`].
+    pub limits: JobLimits,
+    /// Test-only: run jobs in the weak sandbox even where the hermetic one works, to test that
+    /// path. Default: `false`.
+    #[doc(hidden)]
+    pub test_weak_sandbox: bool,
+}
+
+impl ExecConfig {
+    /// The defaults, with the two settings that have none.
+    pub fn new(sandbox_root: PathBuf, path_env: String) -> ExecConfig {
+        ExecConfig {
+            sandbox_root,
+            path_env,
+            keep_failed_sandboxes: false,
+            limits: JobLimits::default(),
+            test_weak_sandbox: false,
+        }
+    }
+}
+
+/// How this executor's jobs are sandboxed, as the probe at start found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Every job that runs a process gets its own user, mount, pid, network, IPC and UTS
+    /// namespaces and a root of its own (see ARCHITECTURE.md, "The sandbox"). Peers' jobs are
+    /// taken.
+    Hermetic,
+    /// The kernel forbids namespaces here (or a test asked for this): jobs run as plain
+    /// processes of the daemon's user in a sandbox directory, which is only a convention; they
+    /// can read what the daemon's user can and use the network. Peers' jobs are refused.
+    Weak {
+        /// Why the hermetic sandbox could not be had.
+        reason: String,
+    },
 }
 
 /// The most emptied sandboxes kept for reuse; more than the jobs that run at once is waste.
@@ -56,8 +88,10 @@ pub(crate) struct RunContext {
     pub(crate) is_root: bool,
     /// Emptied sandboxes for the next runs.
     pub(crate) pool: Arc<SlotPool>,
-    /// In strict mode, the `unshare` binary every process is started through.
-    pub(crate) unshare: Option<PathBuf>,
+    /// The hermetic sandbox, when this machine gives it.
+    pub(crate) hermetic: Option<Hermetic>,
+    /// What the probe found.
+    pub(crate) mode: SandboxMode,
 }
 
 impl RunContext {
@@ -77,10 +111,23 @@ impl RunContext {
             tracing::info!(root = %root.display(), n_stale, "removed stale sandboxes");
         }
         config.sandbox_root = root;
-        let unshare = if config.strict {
-            Some(strict::probe(&config.path_env)?)
+        let probed = if config.test_weak_sandbox {
+            Err("the daemon was started with `--test-weak-sandbox`".to_owned())
         } else {
-            None
+            Hermetic::probe(&config.sandbox_root, &config.path_env, &config.limits)
+        };
+        let (hermetic, mode) = match probed {
+            Ok(hermetic) => {
+                tracing::debug!(
+                    counts_processes = hermetic.counts_processes(),
+                    "the hermetic sandbox works"
+                );
+                (Some(hermetic), SandboxMode::Hermetic)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "no hermetic sandbox: jobs run without namespaces, and peers' jobs are refused");
+                (None, SandboxMode::Weak { reason })
+            }
         };
         let is_root = {
             use std::os::unix::fs::MetadataExt;
@@ -99,7 +146,8 @@ impl RunContext {
             seq: AtomicU64::new(0),
             is_root,
             pool: Arc::new(SlotPool::new(MAX_IDLE_SANDBOXES)),
-            unshare,
+            hermetic,
+            mode,
         })
     }
 

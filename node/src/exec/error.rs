@@ -8,7 +8,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use weft_protocol::JobId;
+use weft_protocol::{Digest, JobId};
 use weft_store::{StoreError, is_disk_full};
 
 /// What kept the executor from running a job, or from digesting a file.
@@ -76,12 +76,18 @@ pub enum ExecError {
         /// The path.
         path: PathBuf,
     },
-    /// The strict sandbox was asked for, but this machine cannot give it.
-    #[error(
-        "the strict sandbox is unavailable: {reason}; turn `strict` off or allow user namespaces"
-    )]
-    StrictUnavailable {
-        /// What failed.
+    /// The hermetic sandbox could not be set up for a job.
+    #[error("cannot set up the job's sandbox: cannot {what}; {fix}")]
+    Sandbox {
+        /// What failed, such as ``bind `/usr` at `<root>/usr`: Permission denied``.
+        what: String,
+        /// What to do about it.
+        fix: &'static str,
+    },
+    /// A peer's job that this node must not run.
+    #[error("refused a peer's job: {reason}")]
+    PeerJobRefused {
+        /// Why.
         reason: String,
     },
     /// A bug in the executor: a blocking task panicked or was lost.
@@ -101,6 +107,18 @@ impl ExecError {
             action,
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// The blob found corrupt (and removed from the store) when this error was met, if it is
+    /// such an error: the job can run again once the blob is there again.
+    pub(crate) fn corrupt_blob(&self) -> Option<Digest> {
+        match self {
+            ExecError::Store {
+                source: StoreError::Corrupt { digest },
+                ..
+            } => Some(*digest),
+            _ => None,
         }
     }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 use weft_store::Store;
 
-use super::context::{ExecConfig, RunContext};
+use super::context::{ExecConfig, RunContext, SandboxMode};
 use super::error::ExecError;
 use super::request::{RunOutcome, RunRequest};
 
@@ -49,6 +49,17 @@ impl Executor {
     /// The configuration, with `sandbox_root` made canonical.
     pub fn config(&self) -> &ExecConfig {
         &self.context.config
+    }
+
+    /// How jobs are sandboxed here, as the probe at start found.
+    pub fn sandbox_mode(&self) -> &SandboxMode {
+        &self.context.mode
+    }
+
+    /// Whether jobs run in the hermetic sandbox (their own namespaces and root). When false,
+    /// jobs run in the weak one, and peers' jobs are refused: the daemon must not take them.
+    pub fn hermetic(&self) -> bool {
+        self.context.hermetic.is_some()
     }
 
     /// Runs `req.job` in a fresh sandbox. A job's own failure is an `Ok` outcome with

@@ -16,10 +16,15 @@ pub struct RunRequest<'a> {
     /// the job must be here, and its tree in the store.
     pub deps: &'a [(JobId, Digest)],
     /// The longest the commands may run together; the whole process group of the running
-    /// command is killed when it is over.
+    /// command is killed when it is over. The wall-time limit of
+    /// [`JobLimits`](super::JobLimits) applies when this is `None` or longer.
     pub timeout: Option<Duration>,
     /// This node, recorded as the result's `executed_by`.
     pub node: NodeId,
+    /// The job is a peer's (stolen): it runs in the hermetic sandbox or not at all
+    /// ([`ExecError::PeerJobRefused`](super::ExecError::PeerJobRefused)), and never with the
+    /// network.
+    pub peer: bool,
 }
 
 /// What a run produced.

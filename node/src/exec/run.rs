@@ -9,6 +9,10 @@
 //! directory). stdin is `/dev/null`; stdout and stderr are appended to the sandbox's stream
 //! files.
 //!
+//! In the hermetic sandbox (the default where the kernel allows it) each process starts in new
+//! namespaces with a root of its own (see the `hermetic` module): the sandbox's directories keep
+//! their paths there, so templates render the same in both modes. A peer's job runs only there.
+//!
 //! A job made only of `cat` commands gets no sandbox at all: see the `cat_tree` module.
 
 use std::collections::BTreeMap;
@@ -22,12 +26,13 @@ use weft_protocol::{ActionResult, Cmd, Digest, Input, Job, OutputFile, Segment, 
 use weft_store::{Store, StoreError, TreeSummary};
 
 use super::cat_tree::CatTree;
-use super::context::RunContext;
+use super::context::{RunContext, SandboxMode};
 use super::error::ExecError;
+use super::hermetic::{SpawnFailure, SpawnSpec};
+use super::limits::{self, JobLimits};
 use super::process::ProcessGroup;
 use super::request::{CmdFailure, RunOutcome, RunRequest};
 use super::sandbox::{self, CatError, Filling, Layout, Sandbox, SlotPool, Streams};
-use super::strict;
 
 /// A `cat` whose output and text are rendered and checked, waiting to be written.
 struct CatWrite {
@@ -61,6 +66,18 @@ pub(crate) async fn run(
     req: RunRequest<'_>,
 ) -> Result<RunOutcome, ExecError> {
     let job = req.job;
+    if req.peer {
+        if let SandboxMode::Weak { reason } = &context.mode {
+            return Err(ExecError::PeerJobRefused {
+                reason: format!("this node has no hermetic sandbox ({reason})"),
+            });
+        }
+        if job.network {
+            return Err(ExecError::PeerJobRefused {
+                reason: "a job that may use the network runs only on its own node".to_owned(),
+            });
+        }
+    }
     let mut deps = Vec::with_capacity(job.deps.len());
     for dep in &job.deps {
         let (_, tree) =
@@ -144,6 +161,7 @@ async fn run_in_sandbox(
     deps: Vec<(String, Digest)>,
 ) -> Result<(Collected, Duration), ExecError> {
     let job = req.job;
+    let has_deps = !deps.is_empty();
     let filling = Filling {
         inputs: job.inputs.clone(),
         deps: deps.clone(),
@@ -162,7 +180,18 @@ async fn run_in_sandbox(
     let renderer = Renderer::new(job, sandbox.layout.clone(), &deps);
 
     let started = Instant::now();
-    let deadline = req.timeout.map(|timeout| started + timeout);
+    let limits = &context.config.limits;
+    let wall = match req.timeout {
+        Some(timeout) if timeout <= limits.wall_time => WallTime {
+            timeout,
+            from_limits: false,
+        },
+        _ => WallTime {
+            timeout: limits.wall_time,
+            from_limits: true,
+        },
+    };
+    let deadline = started + wall.timeout;
     let mut cats = Vec::new();
     let mut failure = None;
     for (cmd_index, cmd) in job.cmds.iter().enumerate() {
@@ -186,7 +215,14 @@ async fn run_in_sandbox(
                             env,
                             cwd: cwd.as_deref(),
                         };
-                        exec(context, &renderer, &sandbox, command, deadline, req.timeout).await?
+                        let run = Run {
+                            sandbox: &sandbox,
+                            has_deps,
+                            network: job.network,
+                            deadline,
+                            wall,
+                        };
+                        exec(context, &renderer, command, run).await?
                     }
                     Err(failed) => Err(failed),
                 }
@@ -208,6 +244,8 @@ async fn run_in_sandbox(
         n_cmds: job.cmds.len(),
         failure,
         keep_failed: context.config.keep_failed_sandboxes,
+        limits: context.config.limits.clone(),
+        hermetic: context.hermetic.is_some(),
     };
     let collected = blocking(move || collect.run()).await??;
     Ok((collected, duration))
@@ -277,15 +315,42 @@ struct Command<'a> {
     cwd: Option<&'a str>,
 }
 
+/// The wall time a job's commands have.
+#[derive(Debug, Clone, Copy)]
+struct WallTime {
+    timeout: Duration,
+    /// Whether it is the limit of the configuration (not the build's own, shorter, timeout).
+    from_limits: bool,
+}
+
+impl WallTime {
+    fn message(&self) -> String {
+        let text = timed_out(self.timeout);
+        if self.from_limits {
+            format!("{text}: the wall-time limit ({})", limits::WALL_SETTING)
+        } else {
+            text
+        }
+    }
+}
+
+/// What every command of one run shares.
+struct Run<'a> {
+    sandbox: &'a Sandbox,
+    has_deps: bool,
+    network: bool,
+    deadline: Instant,
+    wall: WallTime,
+}
+
 /// Runs one `exec` command to its end. `Ok(Err(..))` is the command's failure.
 async fn exec(
     context: &RunContext,
     renderer: &Renderer<'_>,
-    sandbox: &Sandbox,
     command: Command<'_>,
-    deadline: Option<Instant>,
-    timeout: Option<Duration>,
+    run: Run<'_>,
 ) -> Result<Result<(), CmdFailure>, ExecError> {
+    let sandbox = run.sandbox;
     let cmd_index = command.cmd_index;
     let layout = &sandbox.layout;
     let mut argv = Vec::with_capacity(command.argv.len());
@@ -330,8 +395,8 @@ async fn exec(
             format!("the working directory `{cwd}` is not inside the sandbox"),
         );
     }
-    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-        return fail(&argv, timed_out(timeout));
+    if Instant::now() >= run.deadline {
+        return fail(&argv, run.wall.message());
     }
 
     let path_env = &context.config.path_env;
@@ -351,13 +416,39 @@ async fn exec(
             .map(Stdio::from)
             .map_err(|e| ExecError::io("share the stream files of", sandbox.path(), e))
     };
-    let mut process = match &context.unshare {
+    let mut process = tokio::process::Command::new(&program);
+    process.arg0(&name).args(&argv[1..]);
+    let prepared = match &context.hermetic {
         None => {
-            let mut process = tokio::process::Command::new(&program);
-            process.arg0(&name).args(&argv[1..]);
-            process
+            process.current_dir(&cwd);
+            None
         }
-        Some(unshare) => strict::wrap(unshare, &program, &argv[1..]),
+        Some(hermetic) => {
+            if !hermetic.shows(&program, sandbox.path()) {
+                let message = format!(
+                    "cannot start `{name}`: `{}` is outside what the sandbox shows (the \
+                     toolchain directories {} and the job's own)",
+                    program.display(),
+                    hermetic.toolchain_list()
+                );
+                return fail(&argv, message);
+            }
+            let spec = SpawnSpec {
+                layout: Some(layout),
+                has_deps: run.has_deps,
+                network: run.network,
+                limits: &context.config.limits,
+                pid_max_works: hermetic.counts_processes(),
+                cwd: &cwd,
+                probe_root: None,
+            };
+            let prepared = hermetic.prepare(&spec).map_err(|what| ExecError::Sandbox {
+                what: format!("prepare it: {what}"),
+                fix: "choose a sandbox root whose path is plain UTF-8",
+            })?;
+            prepared.install(process.as_std_mut());
+            Some(prepared)
+        }
     };
     process
         .env_clear()
@@ -365,7 +456,6 @@ async fn exec(
         .env("PATH", path_env)
         .env("TMPDIR", &layout.tmp)
         .env("HOME", &layout.tmp)
-        .current_dir(&cwd)
         .stdin(Stdio::null())
         .stdout(stream(&sandbox.streams.stdout)?)
         .stderr(stream(&sandbox.streams.stderr)?)
@@ -376,19 +466,27 @@ async fn exec(
         Err(err) if is_resource_shortage(&err) => {
             return Err(ExecError::io("start a process in", sandbox.path(), err));
         }
-        Err(err) => return fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
+        Err(err) => {
+            return match prepared.as_ref().and_then(|prepared| prepared.failure()) {
+                Some(SpawnFailure::Sandbox { what, fix }) => Err(ExecError::Sandbox { what, fix }),
+                Some(SpawnFailure::WorkingDir { errno }) => {
+                    let err = std::io::Error::from_raw_os_error(errno);
+                    fail(&argv, spawn_failure(&name, &program, &cwd, &err))
+                }
+                None => fail(&argv, spawn_failure(&name, &program, &cwd, &err)),
+            };
+        }
     };
 
     let group = ProcessGroup::led_by(child.id());
-    let waited = match deadline {
-        None => Some(child.wait().await),
-        Some(deadline) => tokio::time::timeout_at(deadline, child.wait()).await.ok(),
-    };
+    let waited = tokio::time::timeout_at(run.deadline, child.wait())
+        .await
+        .ok();
     let Some(status) = waited else {
         group.kill();
         let _ = child.wait().await;
         group.finish();
-        return fail(&argv, timed_out(timeout));
+        return fail(&argv, run.wall.message());
     };
     group.finish();
     let status = status.map_err(|e| ExecError::io("wait for a command in", sandbox.path(), e))?;
@@ -398,6 +496,16 @@ async fn exec(
     use std::os::unix::process::ExitStatusExt;
     let (exit_code, message) = match (status.code(), status.signal()) {
         (Some(code), _) => (Some(code), format!("exited with code {code}")),
+        (None, Some(libc::SIGXFSZ)) if context.config.limits.output_bytes.is_some() => {
+            let max = context.config.limits.output_bytes.unwrap_or_default();
+            let message = format!(
+                "killed by signal {} (SIGXFSZ): a file it wrote grew past the output limit of {} ({})",
+                libc::SIGXFSZ,
+                limits::mib(max),
+                limits::OUTPUT_SETTING
+            );
+            (None, message)
+        }
         (None, Some(signal)) => (None, format!("killed by signal {signal}")),
         (None, None) => (None, format!("ended with status {status}")),
     };
@@ -414,6 +522,9 @@ struct Collect {
     n_cmds: usize,
     failure: Option<CmdFailure>,
     keep_failed: bool,
+    limits: JobLimits,
+    /// Whether the job ran in the hermetic sandbox (so under its memory and process limits).
+    hermetic: bool,
 }
 
 impl Collect {
@@ -428,7 +539,8 @@ impl Collect {
             let out = Path::new(&layout.out);
             match store.put_tree(out) {
                 Ok(tree) => {
-                    self.failure = check_outs(&tree, &self.outs, self.n_cmds);
+                    self.failure = check_output_size(&tree, &self.limits, self.n_cmds)
+                        .or_else(|| check_outs(&tree, &self.outs, self.n_cmds));
                     summary = Some(tree);
                 }
                 Err(err) if is_bad_output(&err) => {
@@ -449,6 +561,13 @@ impl Collect {
         };
         if let Some(failed) = &mut self.failure {
             failed.stderr_tail = sandbox::tail(&streams.stderr);
+            let ran = failed.cmd_index < self.n_cmds && !failed.argv.is_empty();
+            if self.hermetic
+                && ran
+                && let Some(hint) = self.limits.hint(&failed.stderr_tail)
+            {
+                failed.message = format!("{}; {hint}", failed.message);
+            }
             if self.keep_failed {
                 failed.message =
                     format!("{} (sandbox kept at `{}`)", failed.message, path.display());
@@ -517,6 +636,21 @@ fn store_empty_tree(store: &Store) -> Result<Digest, ExecError> {
     store
         .put(&Tree::default().encode())
         .map_err(|e| ExecError::store("store an empty tree in", store.root(), e))
+}
+
+/// The failure for outputs that hold more than the output limit together.
+fn check_output_size(tree: &TreeSummary, limits: &JobLimits, n_cmds: usize) -> Option<CmdFailure> {
+    let max = limits.output_bytes?;
+    let total: u64 = tree.files.iter().map(|file| file.size).sum();
+    (total > max).then(|| {
+        let message = format!(
+            "the outputs hold {} together, over the output limit of {} ({})",
+            limits::mib(total),
+            limits::mib(max),
+            limits::OUTPUT_SETTING
+        );
+        failure(n_cmds, Vec::new(), None, message)
+    })
 }
 
 /// The failure for declared outs that are not regular files of the output tree.
@@ -616,8 +750,7 @@ fn spawn_failure(name: &str, program: &Path, cwd: &str, err: &std::io::Error) ->
     format!("cannot start `{name}` (`{}`): {err}", program.display())
 }
 
-fn timed_out(timeout: Option<Duration>) -> String {
-    let timeout = timeout.unwrap_or_default();
+fn timed_out(timeout: Duration) -> String {
     if timeout.subsec_millis() == 0 {
         format!("timed out after {}s", timeout.as_secs())
     } else if timeout.as_secs() == 0 {

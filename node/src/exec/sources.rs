@@ -105,6 +105,22 @@ impl SourceDigests {
         par_map(paths, |stats, path| self.digest_with(stats, path))
     }
 
+    /// Puts the blob `digest` back into the store from the workspace file it was last seen in,
+    /// after the store found its copy corrupt and removed it. False when no file known here
+    /// has that content any more (it was edited since, say).
+    pub fn restore(&self, digest: &Digest) -> bool {
+        let paths: Vec<PathBuf> = self
+            .read_entries()
+            .iter()
+            .filter(|(_, entry)| entry.digest == *digest)
+            .map(|(path, _)| path.clone())
+            .collect();
+        paths
+            .iter()
+            .any(|path| self.digest(path).is_ok_and(|(now, _)| now == *digest))
+            || self.store.has(digest)
+    }
+
     /// The store's removal counter ([`Store::removals`]); see
     /// [`SourceDigests::unchanged`].
     pub(crate) fn removals(&self) -> u64 {

@@ -292,6 +292,9 @@ pub struct DaemonStatus {
     pub building: Vec<String>,
     /// How many jobs run at once.
     pub slots: u32,
+    /// `None` when jobs run in the hermetic sandbox (their own namespaces); otherwise why they
+    /// cannot here, and so run in the weak one while peers' jobs are refused.
+    pub weak_sandbox: Option<String>,
     /// The store's contents.
     pub store: StoreReport,
     /// The mesh; `None` when this node has joined no team.

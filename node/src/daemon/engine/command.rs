@@ -3,7 +3,7 @@
 
 use tokio::sync::oneshot;
 use weft_protocol::wire::{FailureReport, InlineBlob, Lease, VerdictReport};
-use weft_protocol::{ActionResult, JobId, NodeId, Verdict};
+use weft_protocol::{ActionResult, Digest, JobId, NodeId, Verdict};
 
 use super::api::{BuildPlan, MeshReport, VerdictError};
 use crate::core::{BuildId, PlanError, StolenOutcome};
@@ -99,8 +99,12 @@ pub(super) enum Command {
 pub(crate) enum OwnRun {
     /// It ran (successfully or not), or the executor could not run it.
     Ran(Box<Result<RunOutcome, ExecError>>),
-    /// It did not run: the outputs of these deps could not be had from anyone.
+    /// It did not run: the outputs of these deps could not be had from anyone, or were
+    /// found corrupt in the store.
     DepsLost(Vec<JobId>),
+    /// It did not run: the blob of one of its inputs was found corrupt in the store (and
+    /// removed). The run's error says where.
+    CorruptInput { blob: Digest, error: ExecError },
 }
 
 /// How a stolen job ended here.

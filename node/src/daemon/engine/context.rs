@@ -10,7 +10,7 @@ use weft_protocol::{NodeId, Signature};
 use weft_store::Store;
 
 use crate::core::{CoreConfig, Statements};
-use crate::exec::{Executor, Toolchains};
+use crate::exec::{Executor, SourceDigests, Toolchains};
 use crate::mesh::Mesh;
 
 /// What the engine works with.
@@ -19,6 +19,9 @@ pub(crate) struct EngineContext {
     pub(crate) store: Store,
     pub(crate) executor: Executor,
     pub(crate) toolchains: Arc<Toolchains>,
+    /// The workspace files' digests (shared with the daemon's lowering): where a source
+    /// blob found corrupt is stored again from.
+    pub(crate) sources: Arc<SourceDigests>,
     pub(crate) keypair: Keypair,
     /// The mesh, when this node has a team.
     pub(crate) mesh: Option<Mesh>,

@@ -2,7 +2,7 @@
 //! the core's timer, each followed by carrying out the core's effects; and this node's builds:
 //! their cache lookups, runs and results.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -261,6 +261,8 @@ pub(super) struct BuildState {
     pub(super) jobs: HashMap<JobId, Arc<Job>>,
     pub(super) results: HashMap<JobId, ActionResult>,
     pub(super) running: HashMap<JobId, AbortHandle>,
+    /// Jobs whose corrupt input blob was stored again in this build (each is, once).
+    pub(super) restored: HashSet<JobId>,
     pub(super) job_timeout: Option<Duration>,
 }
 
@@ -355,6 +357,7 @@ impl EngineTask {
                             jobs: plan.jobs.into_iter().collect(),
                             results: HashMap::new(),
                             running: HashMap::new(),
+                            restored: HashSet::new(),
                             job_timeout: plan.job_timeout,
                         },
                     );
@@ -738,12 +741,27 @@ impl EngineTask {
                 let name = state.name(id);
                 warn!(job = %id, %name, n_lost = lost.len(), "deps' outputs are gone; running them again");
                 state.emit(BuildEvent::Notice(format!(
-                    "`{name}`: the outputs of {} of its deps are gone with the peer that held \
-                     them; building them again",
+                    "`{name}`: the outputs of {} of its deps are gone (with the peer that held \
+                     them, or found corrupt in the store); building them again",
                     lost.len()
                 )));
                 self.core.on_deps_lost(now, build, id, &lost);
                 return;
+            }
+            OwnRun::CorruptInput { blob, error } => {
+                let name = state.name(id);
+                // Once per job and build: a store that keeps corrupting what it is given
+                // fails the job rather than loop.
+                if state.restored.insert(id) && self.context.sources.restore(&blob) {
+                    warn!(job = %id, %name, %blob, "an input's blob was corrupt; stored it again from the workspace");
+                    state.emit(BuildEvent::Notice(format!(
+                        "`{name}`: an input was corrupt in the store ({error}); stored it again \
+                         from the workspace and running the job again"
+                    )));
+                    self.core.on_deps_lost(now, build, id, &[]);
+                    return;
+                }
+                Err(error)
             }
         };
         let name = state.name(id);

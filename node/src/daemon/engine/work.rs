@@ -56,6 +56,14 @@ async fn fetch_deps(
     lost
 }
 
+/// The deps whose output trees are not whole in the store.
+fn incomplete_deps(context: &EngineContext, deps: &[LeaseDep]) -> Vec<JobId> {
+    deps.iter()
+        .filter(|dep| !context.store.has_tree(&dep.tree))
+        .map(|dep| dep.job)
+        .collect()
+}
+
 /// Runs one of this node's jobs: fetches its deps' outputs, runs it, reports back.
 pub(super) async fn run_own(
     context: EngineContext,
@@ -75,8 +83,24 @@ pub(super) async fn run_own(
             deps: &dep_trees,
             timeout,
             node: context.node(),
+            peer: false,
         };
-        OwnRun::Ran(Box::new(context.executor.run(request).await))
+        match context.executor.run(request).await {
+            Err(error) => match error.corrupt_blob() {
+                // The store removed the bad blob: a dep's outputs are then incomplete (the core
+                // runs the dep again), or an input's blob is gone (the engine stores it again).
+                Some(blob) => {
+                    let lost = incomplete_deps(&context, &deps);
+                    if lost.is_empty() {
+                        OwnRun::CorruptInput { blob, error }
+                    } else {
+                        OwnRun::DepsLost(lost)
+                    }
+                }
+                None => OwnRun::Ran(Box::new(Err(error))),
+            },
+            ran => OwnRun::Ran(Box::new(ran)),
+        }
     } else {
         OwnRun::DepsLost(lost)
     };
@@ -105,6 +129,7 @@ pub(super) async fn run_check(
             deps: &dep_trees,
             timeout: None,
             node: context.node(),
+            peer: false,
         };
         match context.executor.run(request).await {
             Ok(RunOutcome {
@@ -168,6 +193,7 @@ pub(super) async fn run_stolen(
                 deps: &dep_trees,
                 timeout: None,
                 node: context.node(),
+                peer: true,
             };
             match context.executor.run(request).await {
                 Ok(RunOutcome {
@@ -197,6 +223,12 @@ pub(super) async fn run_stolen(
                         stderr_tail: f.stderr_tail,
                     },
                 },
+                Err(e)
+                    if e.corrupt_blob().is_some()
+                        && !incomplete_deps(&context, &deps).is_empty() =>
+                {
+                    StolenReport::DepsLost(incomplete_deps(&context, &deps))
+                }
                 Err(e) => StolenReport::Failed {
                     infrastructure: true,
                     report: failure(id, &job, format!("could not run the job: {e}")),

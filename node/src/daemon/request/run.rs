@@ -15,6 +15,7 @@ use super::super::engine::{AddBuildError, BuildPlan, EngineEvent};
 use super::super::shared::Shared;
 use super::reply::{EventSink, send_error, send_events};
 use crate::core::{BuildOptions, BuildOutcome};
+use crate::exec::SandboxMode;
 
 /// What a build hands the engine.
 pub(crate) struct PlanSpec {
@@ -41,6 +42,14 @@ pub(crate) enum RunError {
     /// The engine's task is gone.
     #[error("internal error: the engine stopped")]
     EngineStopped,
+}
+
+/// What a build says, once, when jobs run in the weak sandbox.
+pub(crate) fn weak_sandbox_notice(reason: &str) -> String {
+    format!(
+        "no hermetic sandbox ({reason}): jobs run without namespaces, so they can read what \
+         this user can and use the network; this node takes no jobs from peers"
+    )
 }
 
 /// How many engine events go out in one write at most.
@@ -77,11 +86,19 @@ pub(crate) async fn run_plan(
         return Ok(None);
     }
     let mut client_gone = false;
-    if writer
-        .send(&DaemonMessage::Event(BuildEvent::Planned { n_jobs }))
-        .await
-        .is_err()
-    {
+    let mut first = vec![DaemonMessage::Event(BuildEvent::Planned { n_jobs })];
+    if let SandboxMode::Weak { reason } = &shared.sandbox {
+        first.push(DaemonMessage::Event(BuildEvent::Notice(
+            weak_sandbox_notice(reason),
+        )));
+    }
+    let mut sent = Ok(());
+    for message in &first {
+        if sent.is_ok() {
+            sent = writer.send(message).await;
+        }
+    }
+    if sent.is_err() {
         shared.engine.cancel(build);
         client_gone = true;
     }

@@ -6,6 +6,7 @@ use weft_protocol::wire::{DaemonMessage, DaemonStatus, MeshStatus, PeerReport, S
 
 use super::super::conn::{ConnError, ConnWriter};
 use super::super::shared::Shared;
+use crate::exec::SandboxMode;
 use crate::mesh::{Admission, team};
 
 /// Serves `weft status`.
@@ -23,6 +24,10 @@ pub(crate) async fn status(shared: &Shared, writer: &mut ConnWriter) -> Result<(
         uptime_secs: shared.started.elapsed().as_secs(),
         building,
         slots: u32::try_from(shared.config.slots).unwrap_or(u32::MAX),
+        weak_sandbox: match &shared.sandbox {
+            SandboxMode::Hermetic => None,
+            SandboxMode::Weak { reason } => Some(reason.clone()),
+        },
         store: shared.store_report(),
         mesh: mesh_status(shared).await,
     };
