@@ -244,6 +244,8 @@ pub struct NodeSpec {
     pub wrong_team: bool,
     /// Its `speed` in `config.toml`; measured at start when `None`.
     pub speed: Option<f64>,
+    /// Its `accept_tools`, a TOML list. Default: [`MESH_TOOLS`].
+    pub tools: &'static str,
     /// More lines of its `config.toml`.
     pub config: &'static str,
     /// Whether it runs jobs in the weak sandbox (`--test-weak-sandbox`), as where the kernel
@@ -260,6 +262,7 @@ impl NodeSpec {
             corrupt: false,
             wrong_team: false,
             speed: None,
+            tools: MESH_TOOLS,
             config: "",
             weak_sandbox: false,
         }
@@ -291,7 +294,7 @@ impl TestMesh {
                 .expect("weft team join");
             assert!(joined.status.success(), "{}", text(&joined));
             // The test jobs run `sh`, which a daemon does not run for peers unless told to.
-            let mut config = format!("accept_tools = {MESH_TOOLS}\n");
+            let mut config = format!("accept_tools = {}\n", spec.tools);
             if let Some(speed) = spec.speed {
                 config.push_str(&format!("speed = {speed}\n"));
             }
