@@ -226,6 +226,9 @@ pub struct TestNode {
     pub child: Option<std::process::Child>,
     /// Its node id in hex, as build events show it.
     pub node_id: String,
+    /// How its daemon is started (after `--home`), for restarts; empty for a daemon started
+    /// by other means (`mesh_lan.rs`), which [`TestNode::restart`] cannot restart.
+    pub daemon_args: Vec<String>,
 }
 
 /// How one node of a [`TestMesh`] runs.
@@ -241,6 +244,8 @@ pub struct NodeSpec {
     pub wrong_team: bool,
     /// Its `speed` in `config.toml`; measured at start when `None`.
     pub speed: Option<f64>,
+    /// Its `accept_tools`, a TOML list. Default: [`MESH_TOOLS`].
+    pub tools: &'static str,
     /// More lines of its `config.toml`.
     pub config: &'static str,
     /// Whether it runs jobs in the weak sandbox (`--test-weak-sandbox`), as where the kernel
@@ -257,6 +262,7 @@ impl NodeSpec {
             corrupt: false,
             wrong_team: false,
             speed: None,
+            tools: MESH_TOOLS,
             config: "",
             weak_sandbox: false,
         }
@@ -288,7 +294,7 @@ impl TestMesh {
                 .expect("weft team join");
             assert!(joined.status.success(), "{}", text(&joined));
             // The test jobs run `sh`, which a daemon does not run for peers unless told to.
-            let mut config = format!("accept_tools = {MESH_TOOLS}\n");
+            let mut config = format!("accept_tools = {}\n", spec.tools);
             if let Some(speed) = spec.speed {
                 config.push_str(&format!("speed = {speed}\n"));
             }
@@ -302,56 +308,46 @@ impl TestMesh {
                 port,
                 child: None,
                 node_id: String::new(),
+                daemon_args: Vec::new(),
             });
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
         for (i, (node, spec)) in nodes.iter_mut().zip(specs).enumerate() {
-            let log = std::fs::File::create(node.home.path().join("daemon.log")).expect("log");
-            let mut cmd = Command::new(bin);
-            cmd.arg("--home")
-                .arg(node.home.path())
-                .args([
-                    "--max-idle-secs",
-                    "300",
-                    "daemon",
-                    "--no-mdns",
-                    "--share",
-                    spec.share,
-                ])
-                .arg("-j")
-                .arg(spec.slots.to_string())
-                .arg("--listen")
-                .arg(format!("/ip4/127.0.0.1/udp/{}/quic-v1", node.port))
-                .env_remove("WEFT_LOG")
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log);
+            let mut args: Vec<String> = [
+                "--max-idle-secs",
+                "300",
+                "daemon",
+                "--no-mdns",
+                "--share",
+                spec.share,
+                "-j",
+            ]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+            args.push(spec.slots.to_string());
+            args.push("--listen".to_owned());
+            args.push(format!("/ip4/127.0.0.1/udp/{}/quic-v1", node.port));
             if spec.corrupt {
-                cmd.arg("--test-corrupt-blobs");
+                args.push("--test-corrupt-blobs".to_owned());
             }
             if spec.weak_sandbox {
-                cmd.arg("--test-weak-sandbox");
+                args.push("--test-weak-sandbox".to_owned());
             }
             for (j, port) in ports.iter().enumerate() {
                 if j != i {
-                    cmd.arg("--peer")
-                        .arg(format!("/ip4/127.0.0.1/udp/{port}/quic-v1"));
+                    args.push("--peer".to_owned());
+                    args.push(format!("/ip4/127.0.0.1/udp/{port}/quic-v1"));
                 }
             }
-            node.child = Some(cmd.spawn().expect("start a daemon"));
+            node.daemon_args = args;
+            node.spawn_daemon();
         }
         let mut mesh = TestMesh { nodes, token };
         // Each daemon answers on its socket before anything asks it: a `weft peers` that
         // came first would start a default daemon of its own in that home.
         for node in &mut mesh.nodes {
-            let socket = node.home.path().join("daemon.sock");
-            let child = node.child.as_mut().expect("started");
-            wait_until(Duration::from_secs(30), "the daemon's socket", || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("a daemon exited at start ({status}); see its daemon.log");
-                }
-                socket.exists()
-            });
+            node.wait_for_socket();
         }
         for (i, spec) in specs.iter().enumerate() {
             let expected = specs
@@ -393,6 +389,75 @@ fn create_team(bin: &Path) -> String {
 }
 
 impl TestNode {
+    /// Starts the daemon, its output appended to `daemon.log`, without waiting for it.
+    fn spawn_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.path().join("daemon.log"))
+            .expect("log");
+        let child = Command::new(weft_bin())
+            .arg("--home")
+            .arg(self.home.path())
+            .args(&self.daemon_args)
+            .env_remove("WEFT_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a daemon");
+        self.child = Some(child);
+    }
+
+    /// Waits until the daemon answers on its socket.
+    fn wait_for_socket(&mut self) {
+        let socket = self.home.path().join("daemon.sock");
+        let child = self.child.as_mut().expect("started");
+        wait_until(Duration::from_secs(30), "the daemon's socket", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("a daemon exited at start ({status}); see its daemon.log");
+            }
+            socket.exists()
+        });
+    }
+
+    /// Stops the daemon (`weft shutdown`, which a `weft team` command may have done
+    /// already) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = self.weft(&["shutdown"]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again as it was first started, and waits for its socket (not for
+    /// any admission).
+    pub fn restart(&mut self) {
+        assert!(
+            !self.daemon_args.is_empty(),
+            "this daemon was not started by `TestMesh`"
+        );
+        self.stop();
+        self.spawn_daemon();
+        self.wait_for_socket();
+    }
+
+    /// Runs `weft ARGS` against this node's home, in the home.
+    pub fn weft(&self, args: &[&str]) -> Output {
+        self.cmd(self.home.path())
+            .args(args)
+            .output()
+            .expect("weft runs")
+    }
+
     /// A `weft` command against this node's daemon, run in `dir`.
     pub fn cmd(&self, dir: &Path) -> Command {
         let mut cmd = Command::new(weft_bin());
@@ -447,7 +512,7 @@ impl TestNode {
     }
 
     /// This node's key in hex (as build events name nodes), from `weft team show`.
-    fn node_key(&self) -> String {
+    pub fn node_key(&self) -> String {
         let output = self
             .cmd(self.home.path())
             .args(["team", "show"])
@@ -478,22 +543,7 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new(weft_bin())
-                .arg("--home")
-                .arg(self.home.path())
-                .arg("shutdown")
-                .output();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.stop();
     }
 }
 

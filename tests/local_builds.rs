@@ -974,3 +974,85 @@ fn a_blob_found_corrupt_mid_build_is_made_again_in_the_same_build() {
         "{events:?}"
     );
 }
+
+/// Sends SIGKILL to `pid`.
+fn kill_9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Issue 17, test 8 (locally): a job its daemon dies in three times (here the test kills the
+/// daemon while it runs) is quarantined: the next build fails it at once, naming it and
+/// what happened, and the build after tries it once more.
+#[test]
+fn a_job_its_daemon_keeps_dying_in_is_quarantined_after_three_tries() {
+    let env = TestEnv::new();
+    let marker = unique_marker(&env, "deadly");
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"deadly\", outs = [\"d\"], cmds = [exec([\"sh\", \"-c\", \": {marker}; \
+             sleep 30; touch {{{{OUTPUT_DIR}}}}/d\"])])\n"
+        ),
+    );
+    for round in 1..=3 {
+        let mut client = env
+            .cmd()
+            .arg("build")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("the job to start (round {round})"),
+            || !processes_with(&marker).is_empty(),
+        );
+        kill_9(env.daemon_pid().expect("a daemon runs"));
+        assert!(!client.wait().expect("reap").success(), "round {round}");
+        for pid in processes_with(&marker) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+
+    let started = Instant::now();
+    let (output, events) = env.build(&[]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it did not run"
+    );
+    assert!(events_of(&events, "Started").is_empty(), "{events:?}");
+    let failed = events_of(&events, "Failed");
+    assert_eq!(failed.len(), 1, "{events:?}");
+    let message = failed[0]["message"].as_str().unwrap_or_default();
+    assert_eq!(failed[0]["name"], "//:deadly", "{failed:?}");
+    assert!(
+        message.contains("quarantined") && message.contains("lost its worker 3 times"),
+        "{message}"
+    );
+
+    // The next build tries it once more; this time nothing kills the daemon.
+    env.write(
+        "BUILD",
+        &format!(
+            "job(name = \"deadly\", outs = [\"d\"], cmds = [exec([\"sh\", \"-c\", \": {marker}; \
+             sleep 30; touch {{{{OUTPUT_DIR}}}}/d\"])])\n"
+        ),
+    );
+    let mut client = env
+        .cmd()
+        .arg("build")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(30), "the job to be tried again", || {
+        !processes_with(&marker).is_empty()
+    });
+    let _ = client.kill();
+    let _ = client.wait();
+}

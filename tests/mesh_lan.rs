@@ -87,6 +87,7 @@ fn daemons_on_a_lan_find_each_other_by_mdns_and_survive_a_cut_link() {
             port: 0,
             child: None,
             node_id: String::new(),
+            daemon_args: Vec::new(),
         };
         // `team show` makes the identity now, before the daemon starts: run while the daemon
         // makes it, both would (see `node_key`).

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use weft_tests::{
-    NodeSpec, TestEnv, TestMesh, events_of, hermetic_or_skip, names_of, read_events, started_nodes,
-    status_count, text, tree_contents, wait_until, workspace,
+    NodeSpec, TestEnv, TestMesh, events_of, have_cc, hermetic_or_skip, names_of, read_events,
+    started_nodes, status_count, text, tree_contents, wait_until, workspace,
 };
 
 /// Twelve independent jobs that take a while, and one that needs them all.
@@ -429,4 +429,55 @@ fn a_node_without_namespaces_takes_no_peers_jobs() {
         std::fs::read_to_string(ws.path().join("weft-out/all.txt")).expect("all.txt"),
         ALL
     );
+}
+
+/// Issue 17, test 4: a peer runs only jobs whose tools are in its `accept_tools`. Its
+/// owner left `sh` out: the shell jobs all run on their own node, and the compiles, which
+/// it accepts, are shared.
+#[test]
+fn a_peer_runs_only_the_tools_its_owner_accepts() {
+    if !have_cc() {
+        eprintln!("skipping a_peer_runs_only_the_tools_its_owner_accepts: no `cc` on PATH");
+        return;
+    }
+    let mut origin = NodeSpec::sharing(1);
+    origin.share = "never";
+    let mut compiles_only = NodeSpec::sharing(2);
+    compiles_only.tools = r#"["cc", "gcc"]"#;
+    let mesh = TestMesh::start(&[origin, compiles_only]);
+    let mut build = String::new();
+    let mut files: Vec<(String, String)> = Vec::new();
+    for i in 0..8 {
+        build.push_str(&format!(
+            "job(name = \"sh{i}\", outs = [\"s{i}\"], cmds = [exec([\"sh\", \"-c\", \
+             \"sleep 0.3; echo {i} > {{{{OUTPUT_DIR}}}}/s{i}\"])])\n\
+             job(name = \"cc{i}\", srcs = [\"c{i}.c\"], outs = [\"c{i}.o\"], cmds = \
+             [exec([\"cc\", \"-O2\", \"-c\", \"c{i}.c\", \"-o\", \"{{{{OUTPUT_DIR}}}}/c{i}.o\"])])\n"
+        ));
+        files.push((
+            format!("c{i}.c"),
+            format!("#include <stdio.h>\nint f{i}(void) {{ return printf(\"{i}\"); }}\n"),
+        ));
+    }
+    files.push(("BUILD".to_owned(), build));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(path, text)| (path.as_str(), text.as_str()))
+        .collect();
+    let ws = workspace(&refs);
+    let (output, events) = mesh.nodes[0].build(ws.path(), &[]);
+    assert!(output.status.success(), "{}", text(&output));
+    let peer = &mesh.nodes[1].node_id;
+    let mut shared = 0;
+    for started in events_of(&events, "Started") {
+        let name = started["name"].as_str().expect("a name");
+        if started["node"].as_str() == Some(peer.as_str()) {
+            assert!(
+                name.starts_with("//:cc"),
+                "the peer ran `{name}`: {events:?}"
+            );
+            shared += 1;
+        }
+    }
+    assert!(shared >= 1, "the peer ran none of the compiles: {events:?}");
 }

@@ -128,6 +128,12 @@ pub(crate) enum CacheCommand {
     },
     /// Rehash every blob, remove corrupt ones and rebuild the index.
     Verify,
+    /// Drop the action-cache entry of a target (of each target a pattern names), here only:
+    /// its next build runs it, or takes it from a teammate. Its blobs stay until gc.
+    Forget {
+        /// A label or pattern: `//dir:name`, `:name`, `//dir/...`.
+        target: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +188,24 @@ pub(crate) enum TeamCommand {
     },
     /// Show this node's team id and node id.
     Show,
+    /// Disown a node: take no result, blob or job of its from now on, and drop every
+    /// action-cache entry it signed. Kept across restarts, and told to the team.
+    Distrust {
+        /// The node: its node key (`weft team show` on it), its PeerId (`weft peers`), or at
+        /// least 8 hex digits of a known node's key.
+        node: String,
+        /// Why, told to the team with the verdict.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+    },
+    /// Take back a node disowned by `weft team distrust` (or for serving corrupt data).
+    Trust {
+        /// The node, named as for `weft team distrust`.
+        node: String,
+    },
+    /// Make a new team secret and join token: nodes that join with the new token admit each
+    /// other, and nodes that only have the old one are refused from then on.
+    Rotate,
 }
 
 #[derive(Debug, Args)]

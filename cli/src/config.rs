@@ -12,6 +12,8 @@
 //! eval_time_limit_secs = 5    # how long one BUILD or .star file may take to evaluate
 //! eval_memory_limit_mib = 512 # how large its Starlark heap may grow
 //! verify_fraction = 0.05      # run this share of peers' cache hits here too, and compare
+//! follow_distrust = "any"     # whose `weft team distrust` applies here: "any" teammate's
+//!                             # (default) or "never" (only this node's own)
 //! accept_tools = ["gcc", "cc", "/opt/bin/ld"]  # what peers' jobs may run here (default:
 //!                             # compilers, assemblers, archivers, linkers; no shells)
 //!
@@ -31,6 +33,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::time::Duration;
 
+use weft_node::core::FollowDistrust;
 use weft_node::daemon::MeshSettings;
 use weft_node::exec::JobLimits;
 use weft_node::frontend::{EvalLimits, MEMORY_SETTING, TIME_SETTING};
@@ -61,6 +64,8 @@ pub(crate) struct MeshFile {
     pub(crate) accept_tools: Option<Vec<String>>,
     /// The share of peers' cache hits also run here and compared. Default: 0.
     pub(crate) verify_fraction: f64,
+    /// Whose distrusts apply here. Default: any teammate's.
+    pub(crate) follow_distrust: FollowDistrust,
     /// What one job may use (`[job_limits]`). Default: [`JobLimits::default`].
     pub(crate) job_limits: JobLimits,
 }
@@ -78,6 +83,7 @@ impl Default for MeshFile {
             speed,
             accept_tools,
             verify_fraction,
+            follow_distrust,
         } = MeshSettings::default();
         MeshFile {
             share,
@@ -90,6 +96,7 @@ impl Default for MeshFile {
             eval: EvalLimits::default(),
             accept_tools,
             verify_fraction,
+            follow_distrust,
             job_limits: JobLimits::default(),
         }
     }
@@ -109,6 +116,7 @@ struct Raw {
     eval_memory_limit_mib: Option<u64>,
     accept_tools: Option<Vec<String>>,
     verify_fraction: Option<f64>,
+    follow_distrust: Option<String>,
     job_limits: Option<RawLimits>,
 }
 
@@ -197,6 +205,15 @@ fn parse(text: &str) -> Result<MeshFile> {
                  from 0 (check none) to 1 (run every one here too), such as 0.05"
             ),
             None => defaults.verify_fraction,
+        },
+        follow_distrust: match raw.follow_distrust.as_deref() {
+            None => defaults.follow_distrust,
+            Some("any") => FollowDistrust::Any,
+            Some("never") => FollowDistrust::Never,
+            Some(other) => bail!(
+                "`follow_distrust = \"{other}\"` is not a policy: write \"any\" (a teammate's \
+                 `weft team distrust` applies here too) or \"never\" (only this node's own)"
+            ),
         },
         job_limits: parse_limits(raw.job_limits, defaults.job_limits)?,
     })
@@ -331,6 +348,13 @@ mod tests {
                 .accept_tools,
             Some(vec!["gcc".to_owned(), "/opt/bin/sh".to_owned()])
         );
+        assert_eq!(MeshFile::default().follow_distrust, FollowDistrust::Any);
+        assert_eq!(
+            parse("follow_distrust = \"never\"")
+                .expect("valid")
+                .follow_distrust,
+            FollowDistrust::Never
+        );
     }
 
     #[test]
@@ -383,6 +407,11 @@ mod tests {
             ("accept_tools = [\"\"]", "neither a tool's name"),
             ("verify_fraction = 1.5", "is not a share"),
             ("verify_fraction = -0.1", "is not a share"),
+            (
+                "follow_distrust = \"some\"",
+                "is not a policy: write \"any\"",
+            ),
+            ("follow_distrust = true", "invalid type"),
             ("strict_sandbox = true", "unknown field `strict_sandbox`"),
             ("[job_limits]\nwall_secs = 0", "leaves a job no time"),
             ("[job_limits]\nmemory = 5", "unknown field `memory`"),

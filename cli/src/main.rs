@@ -16,8 +16,10 @@ use clap::Parser;
 use weft_node::daemon::client::Client;
 use weft_node::daemon::{DaemonConfig, Home, MeshSettings};
 use weft_node::frontend::Workspace;
+use weft_protocol::Verdict;
 use weft_protocol::wire::{
-    BuildRequest, ClientMessage, DaemonMessage, GraphRunRequest, QueryRequest,
+    BuildEvent, BuildRequest, ClientMessage, DaemonMessage, GraphRunRequest, QueryRequest,
+    VerdictRequest,
 };
 
 use crate::args::{
@@ -78,7 +80,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Clean = &cli.command {
         return clean();
     }
-    if let Command::Team(command) = &cli.command {
+    if let Command::Team(command) = &cli.command
+        && !matches!(
+            command,
+            TeamCommand::Distrust { .. } | TeamCommand::Trust { .. }
+        )
+    {
         return team(&home, command);
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -182,16 +189,42 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
                     max_bytes: max_size,
                 },
                 CacheCommand::Verify => ClientMessage::CacheVerify,
+                CacheCommand::Forget { target } => {
+                    let workspace = Workspace::find(&std::env::current_dir()?)?;
+                    ClientMessage::CacheForget {
+                        workspace: workspace.root.display().to_string(),
+                        target: resolve_pattern(&workspace, &target)?,
+                    }
+                }
             };
             let mut client = launch::connect(&home, cli.max_idle_secs).await?;
             client.send(&request).await?;
-            match client.recv().await? {
-                Some(DaemonMessage::Cache(report)) => {
-                    print!("{}", render::cache_text(&report));
-                    Ok(ExitCode::SUCCESS)
+            loop {
+                match client.recv().await? {
+                    Some(DaemonMessage::Cache(report)) => {
+                        print!("{}", render::cache_text(&report));
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    // `forget` takes the workspace's build lock, as a build does.
+                    Some(DaemonMessage::Event(BuildEvent::WaitingForLock { holder_pid })) => {
+                        eprintln!("waiting for the build of client pid {holder_pid} to end");
+                    }
+                    other => return unexpected(other),
                 }
-                other => unexpected(other),
             }
+        }
+        Command::Team(TeamCommand::Distrust { node, reason }) => {
+            verdict(&home, cli.max_idle_secs, node, Verdict::Distrust, reason).await
+        }
+        Command::Team(TeamCommand::Trust { node }) => {
+            verdict(
+                &home,
+                cli.max_idle_secs,
+                node,
+                Verdict::Trust,
+                String::new(),
+            )
+            .await
         }
         Command::Peers => {
             let mut client = launch::connect(&home, cli.max_idle_secs).await?;
@@ -206,6 +239,32 @@ async fn run_client(cli: Cli, home: Home) -> Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(&args).await,
         Command::Clean | Command::Daemon(_) | Command::Team(_) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `weft team distrust` and `weft team trust`: the daemon carries them out (it holds the
+/// store and the mesh).
+async fn verdict(
+    home: &Home,
+    max_idle_secs: u64,
+    node: String,
+    verdict: Verdict,
+    reason: String,
+) -> Result<ExitCode> {
+    let mut client = launch::connect(home, max_idle_secs).await?;
+    client
+        .send(&ClientMessage::Verdict(VerdictRequest {
+            node,
+            verdict,
+            reason,
+        }))
+        .await?;
+    match client.recv().await? {
+        Some(DaemonMessage::Verdict(report)) => {
+            print!("{}", render::verdict_text(&report));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => unexpected(other),
     }
 }
 
@@ -299,7 +358,7 @@ fn unexpected(message: Option<DaemonMessage>) -> Result<ExitCode> {
     }
 }
 
-/// `weft team create|join|show`: the team file of this home.
+/// `weft team create|join|share|show|rotate`: the team file of this home.
 fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
     use weft_node::mesh::team;
     home.create()
@@ -350,6 +409,26 @@ fn team(home: &Home, command: &TeamCommand) -> Result<ExitCode> {
             let key = weft_protocol::Digest::from_bytes(weft_node::daemon::node_id(&keypair).0);
             println!("node key    {key}");
         }
+        TeamCommand::Rotate => {
+            let Some(old) = team::load(home.root())? else {
+                bail!(
+                    "this node is in no team, so it has no secret to rotate; `weft team create` \
+                     makes a team"
+                );
+            };
+            let (secret, token) = team::create();
+            team::store(home.root(), &secret)?;
+            print!(
+                "{}",
+                render::rotate_text(
+                    &old.team_id().to_string(),
+                    &secret.team_id().to_string(),
+                    &token
+                )
+            );
+            restart_daemon(home);
+        }
+        TeamCommand::Distrust { .. } | TeamCommand::Trust { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -445,6 +524,7 @@ fn run_daemon(home: &Home, max_idle_secs: u64, args: &DaemonArgs) -> Result<Exit
             speed: file.speed,
             accept_tools: file.accept_tools,
             verify_fraction: file.verify_fraction,
+            follow_distrust: file.follow_distrust,
         },
         eval: file.eval,
         test_corrupt_blobs: args.test_corrupt_blobs,

@@ -1,4 +1,5 @@
-//! Small files written whole or not at all: the team file, the identity key, the job durations.
+//! Small files written whole or not at all: the team file, the identity key, the job durations,
+//! the disowned nodes.
 //!
 //! Each is written under a temporary name beside its final one (`<path>.<pid>.<n>.tmp`, so two
 //! writers never share one), then renamed over the final name ([`write_replacing`]) or linked
@@ -17,6 +18,9 @@ pub(crate) enum Contents {
     /// A key or a secret: readable by its owner only (mode 0600), and synced to disk before it
     /// takes its name, so that a power loss does not leave it empty.
     Secret,
+    /// A record that cannot be rebuilt but is no secret (the disowned nodes): mode 0666
+    /// less the umask, and synced to disk before it takes its name.
+    Record,
     /// Something that can be rebuilt: mode 0666 less the umask (as `File::create` makes
     /// files), and not synced, so after a power loss it may be old or empty, which its reader
     /// must survive.
@@ -53,7 +57,7 @@ fn write_temp(path: &Path, bytes: &[u8], contents: Contents) -> io::Result<PathB
     let temp = PathBuf::from(name);
     let mode = match contents {
         Contents::Secret => 0o600,
-        Contents::Rebuildable => 0o666,
+        Contents::Record | Contents::Rebuildable => 0o666,
     };
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -63,7 +67,7 @@ fn write_temp(path: &Path, bytes: &[u8], contents: Contents) -> io::Result<PathB
             .mode(mode)
             .open(&temp)?;
         file.write_all(bytes)?;
-        if contents == Contents::Secret {
+        if contents != Contents::Rebuildable {
             file.sync_all()?;
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! - The job model: [`Job`], [`Cmd`], [`Template`], [`JobId`] and the canonical encoding the id
 //!   is hashed from.
 //! - [`ActionResult`] and [`Tree`].
+//! - [`TrustStatement`]: a node's signed word that it disowns another, or takes it back.
 //! - [`wire`]: framing, the one codec function pair, the handshake and the message enums.
 //!
 //! Architecture invariant: this crate does no IO. It knows nothing of tokio, sockets or files,
@@ -21,6 +22,7 @@ mod label;
 pub mod path;
 mod result;
 mod tree;
+mod trust;
 pub mod wire;
 
 pub use digest::{Digest, DigestHasher, DigestParseError};
@@ -31,3 +33,4 @@ pub use job::{
 pub use label::{Label, LabelError, LabelErrorKind, MAX_LABEL_LEN, PackagePath};
 pub use result::{ActionResult, NodeId, OutputFile, Signature};
 pub use tree::{Tree, TreeEntry, TreeError, TreeNode};
+pub use trust::{TrustStatement, Verdict};

@@ -13,11 +13,11 @@ use expect_test::{Expect, expect};
 use weft_protocol::wire::{
     self, BuildEvent, BuildRequest, ClientMessage, DaemonMessage, ErrorReport, FailureReport,
     GossipMessage, Handshake, InlineBlob, Lease, LeaseDep, LoadBeacon, PeerMessage, Role,
-    SharePolicy, StealRequest,
+    SharePolicy, StealRequest, VerdictReport, VerdictRequest,
 };
 use weft_protocol::{
     ActionResult, Cmd, Digest, Input, Job, JobId, NodeId, OutputFile, Signature, Toolchain, Tree,
-    TreeEntry, TreeNode,
+    TreeEntry, TreeNode, TrustStatement, Verdict,
 };
 
 /// `bytes` as lines of 16: offset, hex, and the printable ASCII.
@@ -110,11 +110,11 @@ fn handshakes() {
     check(
         expect![[r#"
             client (12 bytes)
-            0000  57 45 46 54 00 00 00 04 01 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 05 01 00 00 00              |WEFT........|
             daemon (12 bytes)
-            0000  57 45 46 54 00 00 00 04 02 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 05 02 00 00 00              |WEFT........|
             peer (12 bytes)
-            0000  57 45 46 54 00 00 00 04 03 00 00 00              |WEFT........|
+            0000  57 45 46 54 00 00 00 05 03 00 00 00              |WEFT........|
         "#]],
         &[
             ("client", Handshake::ours(Role::Client).encode().to_vec()),
@@ -175,6 +175,14 @@ fn client_and_daemon_messages() {
             0030  05 62 6f 6f 6d 0a                                |.boom.|
             DaemonMessage::Error (16 bytes)
             0000  05 0e 6e 6f 20 60 77 65 66 74 2e 74 6f 6d 6c 60  |..no `weft.toml`|
+            ClientMessage::Verdict (16 bytes)
+            0000  0a 08 61 62 31 32 63 64 33 34 01 04 6c 65 66 74  |..ab12cd34..left|
+            ClientMessage::CacheForget (9 bytes)
+            0000  0b 02 2f 77 04 2f 2f 3a 61                       |../w.//:a|
+            DaemonMessage::Verdict (39 bytes)
+            0000  08 07 07 07 07 07 07 07 07 07 07 07 07 07 07 07  |................|
+            0010  07 07 07 07 07 07 07 07 07 07 07 07 07 07 07 07  |................|
+            0020  07 00 01 fb 2c 01 00                             |....,..|
         "#]],
         &[
             ("ClientMessage::Build", encoded(&build)),
@@ -186,8 +194,44 @@ fn client_and_daemon_messages() {
             ("DaemonMessage::Event(Finished)", encoded(&finished)),
             ("DaemonMessage::Event(Failed)", encoded(&failed)),
             ("DaemonMessage::Error", encoded(&refused)),
+            (
+                "ClientMessage::Verdict",
+                encoded(&ClientMessage::Verdict(VerdictRequest {
+                    node: "ab12cd34".into(),
+                    verdict: Verdict::Distrust,
+                    reason: "left".into(),
+                })),
+            ),
+            (
+                "ClientMessage::CacheForget",
+                encoded(&ClientMessage::CacheForget {
+                    workspace: "/w".into(),
+                    target: "//:a".into(),
+                }),
+            ),
+            (
+                "DaemonMessage::Verdict",
+                encoded(&DaemonMessage::Verdict(VerdictReport {
+                    node: NodeId([0x07; 32]),
+                    verdict: Verdict::Trust,
+                    changed: true,
+                    n_removed: 300,
+                    gossiped: false,
+                })),
+            ),
         ],
     );
+}
+
+fn statement() -> TrustStatement {
+    TrustStatement {
+        subject: NodeId([0x0a; 32]),
+        verdict: Verdict::Distrust,
+        reason: "gone".into(),
+        issuer: NodeId([0x0b; 32]),
+        issued_at: 1_767_225_600_000,
+        signature: Signature([0x09; 64]),
+    }
 }
 
 #[test]
@@ -287,6 +331,28 @@ fn peer_and_gossip_messages() {
             0000  0c dd dd dd dd dd dd dd dd dd dd dd dd dd dd dd  |................|
             0010  dd dd dd dd dd dd dd dd dd dd dd dd dd dd dd dd  |................|
             0020  dd fc 00 00 10 00                                |......|
+            GossipMessage::Statement (145 bytes)
+            0000  02 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a  |................|
+            0010  0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a  |................|
+            0020  0a 01 04 67 6f 6e 65 0b 0b 0b 0b 0b 0b 0b 0b 0b  |...gone.........|
+            0030  0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b  |................|
+            0040  0b 0b 0b 0b 0b 0b 0b fd 00 a8 da 76 9b 01 00 00  |...........v....|
+            0050  40 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |@...............|
+            0060  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0070  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0080  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0090  09                                               |.|
+            PeerMessage::Statements (146 bytes)
+            0000  11 01 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a  |................|
+            0010  0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a 0a  |................|
+            0020  0a 0a 01 04 67 6f 6e 65 0b 0b 0b 0b 0b 0b 0b 0b  |....gone........|
+            0030  0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b 0b  |................|
+            0040  0b 0b 0b 0b 0b 0b 0b 0b fd 00 a8 da 76 9b 01 00  |............v...|
+            0050  00 40 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |.@..............|
+            0060  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0070  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0080  09 09 09 09 09 09 09 09 09 09 09 09 09 09 09 09  |................|
+            0090  09 09                                            |..|
         "#]],
         &[
             (
@@ -307,6 +373,16 @@ fn peer_and_gossip_messages() {
                 encoded(&PeerMessage::BlobRequest {
                     digest: digest(0xdd),
                     offset: 1 << 20,
+                }),
+            ),
+            (
+                "GossipMessage::Statement",
+                encoded(&GossipMessage::Statement(statement())),
+            ),
+            (
+                "PeerMessage::Statements",
+                encoded(&PeerMessage::Statements {
+                    statements: vec![statement()],
                 }),
             ),
         ],

@@ -254,6 +254,16 @@ fn sample_peer_messages() -> Vec<PeerMessage> {
             digest: Digest::of(b"blob"),
             size: 1 << 40,
         },
+        PeerMessage::Statements {
+            statements: vec![weft_protocol::TrustStatement {
+                subject: NodeId([4; 32]),
+                verdict: weft_protocol::Verdict::Distrust,
+                reason: "left".into(),
+                issuer: NodeId([5; 32]),
+                issued_at: 7,
+                signature: weft_protocol::Signature([6; 64]),
+            }],
+        },
     ]
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering;
 
-use weft_protocol::{ActionResult, JobId, wire};
+use weft_protocol::{ActionResult, JobId, NodeId, wire};
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -108,6 +108,32 @@ impl Store {
         Ok(removed)
     }
 
+    /// Removes every action-cache entry that `node` made (its `executed_by`), for a node
+    /// that is disowned; returns their jobs. The blobs stay, until GC finds them unused. An
+    /// entry that does not decode is left for its lookup to drop.
+    pub fn remove_actions_by(&self, node: NodeId) -> Result<Vec<JobId>, StoreError> {
+        let mut made = Vec::new();
+        for entry in self.inner.index.actions() {
+            let (job, encoded) = entry?;
+            if let Ok(result) = wire::decode::<ActionResult>(&encoded)
+                && result.executed_by == node
+            {
+                made.push(job);
+            }
+        }
+        let mut removed = Vec::with_capacity(made.len());
+        for job in made {
+            if self.remove_action(job)? {
+                removed.push(job);
+            }
+        }
+        if !removed.is_empty() && self.inner.options.durable {
+            self.inner.index.flush()?;
+        }
+        tracing::debug!(%node, n_removed = removed.len(), "removed a node's action results");
+        Ok(removed)
+    }
+
     fn lookup_action(&self, job: JobId) -> Result<Option<ActionResult>, StoreError> {
         let Some(encoded) = self.inner.index.action(&job)? else {
             return Ok(None);
@@ -133,7 +159,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use weft_protocol::{Digest, NodeId, OutputFile};
+    use weft_protocol::{Digest, OutputFile};
 
     use super::*;
 
@@ -180,6 +206,49 @@ mod tests {
         wanted.sort();
         assert_eq!(listed, wanted);
         assert_eq!(store.cached_jobs(2).expect("list").len(), 2);
+    }
+
+    #[test]
+    fn a_nodes_results_are_removed_and_their_blobs_stay() {
+        let (_dir, store) = temp_store();
+        let out = store.put(b"out").expect("put");
+        let log = store.put(b"").expect("put");
+        let jobs: Vec<JobId> = (0..6u8).map(|i| JobId(Digest::of(&[i]))).collect();
+        for (i, job) in jobs.iter().enumerate() {
+            let maker = NodeId([if i % 2 == 0 { 7 } else { 8 }; 32]);
+            let made = ActionResult {
+                executed_by: maker,
+                ..result(&[out], log)
+            };
+            store.put_action(*job, &made).expect("put action");
+        }
+        store
+            .inner
+            .index
+            .insert_action(&JobId(Digest::of(b"junk")), b"junk")
+            .expect("insert");
+        let mut removed = store.remove_actions_by(NodeId([7; 32])).expect("remove");
+        removed.sort();
+        let mut wanted = vec![jobs[0], jobs[2], jobs[4]];
+        wanted.sort();
+        assert_eq!(removed, wanted);
+        for (i, job) in jobs.iter().enumerate() {
+            assert_eq!(
+                store.get_action(*job).expect("get").is_some(),
+                i % 2 == 1,
+                "job {i}"
+            );
+        }
+        assert!(
+            store.has(&out) && store.has(&log),
+            "the blobs stay until gc"
+        );
+        assert!(
+            store
+                .remove_actions_by(NodeId([7; 32]))
+                .expect("again")
+                .is_empty()
+        );
     }
 
     #[test]

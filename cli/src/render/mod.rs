@@ -16,4 +16,4 @@ pub(crate) use error::{error_text, refusal_text};
 pub(crate) use peers::peers_text;
 pub(crate) use status::{info_text, status_text};
 pub(crate) use store::{cache_text, store_text};
-pub(crate) use team::share_text;
+pub(crate) use team::{rotate_text, share_text, verdict_text};

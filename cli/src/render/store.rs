@@ -34,6 +34,24 @@ pub(crate) fn cache_text(report: &CacheReport) -> String {
             "checked {n_checked} blobs: {n_corrupt} corrupt (removed), {n_index_fixed} index \
              entries fixed"
         )],
+        CacheReport::Forgot(entries) if entries.is_empty() => {
+            vec!["the pattern names no target; nothing was forgotten".to_owned()]
+        }
+        CacheReport::Forgot(entries) => entries
+            .iter()
+            .map(|entry| {
+                let job = entry.job.short(12);
+                if entry.removed {
+                    format!(
+                        "forgot {} (job {job}): its next build runs it or takes it from a \
+                         teammate",
+                        entry.label
+                    )
+                } else {
+                    format!("{} (job {job}): no entry here", entry.label)
+                }
+            })
+            .collect(),
     };
     text(lines)
 }
@@ -129,6 +147,33 @@ mod tests {
             checked 1234 blobs: 2 corrupt (removed), 3 index entries fixed
         "#]]
         .assert_eq(&cache_text(&report));
+    }
+
+    #[test]
+    fn forget() {
+        use weft_protocol::wire::ForgotEntry;
+        use weft_protocol::{Digest, JobId};
+        let report = CacheReport::Forgot(vec![
+            ForgotEntry {
+                label: "//src:app".into(),
+                job: JobId(Digest::from_bytes([0x5a; 32])),
+                removed: true,
+            },
+            ForgotEntry {
+                label: "//src:lib".into(),
+                job: JobId(Digest::from_bytes([0x07; 32])),
+                removed: false,
+            },
+        ]);
+        expect![[r#"
+            forgot //src:app (job 5a5a5a5a5a5a): its next build runs it or takes it from a teammate
+            //src:lib (job 070707070707): no entry here
+        "#]]
+        .assert_eq(&cache_text(&report));
+        expect![[r#"
+            the pattern names no target; nothing was forgotten
+        "#]]
+        .assert_eq(&cache_text(&CacheReport::Forgot(Vec::new())));
     }
 
     #[test]

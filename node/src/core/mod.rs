@@ -15,6 +15,8 @@
 //! - `steal`: when and whom this node asks for work, and the jobs reserved for fast peers;
 //! - `lookups`: peer-cache lookups in flight;
 //! - `announce`: beacons, `Have` batches and the newcomer's snapshot;
+//! - `trust`: disowned peers, nondeterministic jobs and lost workers; `statements`: the signed
+//!   statements on who is disowned, and which of them this node follows ([`Statements`]);
 //! - `deadlines`, `id_hash`, `prefetch`, `time`: the small pieces they share.
 
 mod announce;
@@ -35,6 +37,7 @@ mod peers;
 mod prefetch;
 mod rng;
 mod scheduler;
+mod statements;
 mod steal;
 mod time;
 mod trust;
@@ -48,4 +51,5 @@ pub use scheduler::{
     BuildEffect, BuildId, BuildOptions, BuildOutcome, JobOutcome, Made, PlanError, PlannedJob,
     Reserve, Scheduler,
 };
+pub use statements::{Change, FollowDistrust, Ignored, Statements};
 pub use time::Time;

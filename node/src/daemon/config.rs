@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use weft_protocol::wire::SharePolicy;
 
+use crate::core::FollowDistrust;
 use crate::exec::JobLimits;
 use crate::frontend::EvalLimits;
 
@@ -73,6 +74,9 @@ pub struct MeshSettings {
     /// The share of results taken from peers' caches that are also run here, beside the
     /// build, and compared (0.05: one in twenty). Default: 0.
     pub verify_fraction: f64,
+    /// Whose `weft team distrust` applies here: any team member's, or only this node's own.
+    /// Default: [`FollowDistrust::Any`].
+    pub follow_distrust: FollowDistrust,
 }
 
 impl Default for MeshSettings {
@@ -87,6 +91,7 @@ impl Default for MeshSettings {
             speed: None,
             accept_tools: None,
             verify_fraction: 0.0,
+            follow_distrust: FollowDistrust::Any,
         }
     }
 }

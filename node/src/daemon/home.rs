@@ -7,6 +7,7 @@
 //! <home>/daemon.log     the daemon's log
 //! <home>/identity.key   the node's ed25519 key
 //! <home>/team.toml      the team this node belongs to
+//! <home>/distrusted.toml the nodes this node disowned or took back, and what teammates said
 //! <home>/store/         the content-addressed store
 //! <home>/sandbox/       job sandboxes (on the store's filesystem, so outputs move in cheaply)
 //! ```
@@ -84,6 +85,11 @@ impl Home {
     /// The jobs running now, written before each starts (see `engine/journal.rs`).
     pub fn running_journal(&self) -> PathBuf {
         self.root.join("running.log")
+    }
+
+    /// The signed statements on disowned nodes (see `disown.rs`).
+    pub fn distrusted(&self) -> PathBuf {
+        self.root.join("distrusted.toml")
     }
 
     /// Where job sandboxes are made.

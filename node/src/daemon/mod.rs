@@ -10,6 +10,7 @@
 pub mod client;
 mod config;
 mod conn;
+mod disown;
 mod engine;
 mod home;
 mod locks;
@@ -22,5 +23,6 @@ mod speed;
 
 pub use config::{DaemonConfig, MeshSettings};
 pub use conn::ConnError;
+pub use disown::DistrustFileError;
 pub use home::{Home, IdentityError, PidLockError, node_id};
 pub use server::{DaemonError, run};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weft_protocol::wire::SharePolicy;
 use weft_store::Store;
 
@@ -19,7 +19,7 @@ use super::engine::{EngineConfig, EngineContext};
 use super::home::Home;
 use super::request;
 use super::shared::Shared;
-use crate::core::CoreConfig;
+use crate::core::{CoreConfig, Statements};
 use crate::exec::{ExecConfig, Executor, SandboxMode, SourceDigests, SystemConfig, Toolchains};
 use crate::mesh::{Keypair, Mesh, MeshConfig, MeshEvent, Multiaddr, team};
 
@@ -41,6 +41,9 @@ pub enum DaemonError {
     /// The team file cannot be read.
     #[error(transparent)]
     Team(#[from] crate::mesh::TeamError),
+    /// The file of disowned nodes cannot be read, or is damaged.
+    #[error(transparent)]
+    Distrusted(#[from] super::disown::DistrustFileError),
     /// The mesh cannot start.
     #[error("cannot start the mesh: {0}")]
     Mesh(#[from] crate::mesh::MeshError),
@@ -127,6 +130,21 @@ pub async fn run(
             ..SystemConfig::host()
         },
     ));
+    // The nodes disowned before, read before any peer can be admitted.
+    let mut statements = Statements::new(super::node_id(&keypair), config.mesh.follow_distrust);
+    for statement in super::disown::load(&home.distrusted())? {
+        let subject = statement.subject;
+        if let Err(ignored) = statements.record(statement, u64::MAX) {
+            debug!(node = %subject, %ignored, "a kept statement changes nothing");
+        }
+    }
+    let distrusted = statements.distrusted();
+    if !distrusted.is_empty() {
+        info!(
+            n_distrusted = distrusted.len(),
+            "nodes disowned before are kept out"
+        );
+    }
     let (mesh, mesh_events) = start_mesh(&home, &config, &keypair, &store).await?;
     let mut core = CoreConfig::new(config.slots);
     // Only peers care how fast this machine is: measured only when there are any.
@@ -191,6 +209,8 @@ pub async fn run(
             idle_load: config.mesh.idle_load,
             durations: Some(home.durations()),
             journal: Some(home.running_journal()),
+            statements,
+            statements_file: Some(home.distrusted()),
         },
         mesh_events,
     );
@@ -231,6 +251,10 @@ pub async fn run(
                 }
             }
         }
+    }
+    // Peers hear that this node leaves (its connections closed) rather than time it out.
+    if let Some(mesh) = shared.mesh.clone() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), mesh.shutdown()).await;
     }
     let _ = shared.store.flush();
     Ok(())

@@ -51,6 +51,11 @@ const MAX_PENDING_GOSSIP: usize = 64;
 const EVENT_CAPACITY: usize = 4096;
 /// How long [`start`] waits for the listeners to come up.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping mesh keeps polling the swarm so that its connections' close frames
+/// go out: peers then see this node leave at once, rather than after QUIC's idle timeout,
+/// and admit a restarted daemon of the same identity at once (until then a peer counts it
+/// as admitted on the old connection and refuses a new admission).
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// The behaviours the swarm runs.
 #[derive(NetworkBehaviour)]
@@ -402,6 +407,14 @@ impl Driver {
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in connected {
             let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        let linger = tokio::time::sleep(CLOSE_LINGER);
+        tokio::pin!(linger);
+        while self.swarm.connected_peers().next().is_some() {
+            tokio::select! {
+                _ = &mut linger => break,
+                _ = self.swarm.select_next_some() => {}
+            }
         }
         drop(self);
         let _ = stopped.send(());

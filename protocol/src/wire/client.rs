@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::SharePolicy;
-use crate::{JobId, NodeId};
+use crate::{JobId, NodeId, Verdict};
 
 /// What the client says.
 ///
@@ -50,6 +50,26 @@ pub enum ClientMessage {
     Shutdown,
     /// Report every peer of the mesh.
     Peers,
+    /// Disown a node (`weft team distrust`), or take it back (`weft team trust`).
+    Verdict(VerdictRequest),
+    /// Drop the action-cache entries of targets (`weft cache forget`).
+    CacheForget {
+        /// The workspace root, an absolute path.
+        workspace: String,
+        /// A target's label (or a pattern), relative to the root.
+        target: String,
+    },
+}
+
+/// `weft team distrust` or `weft team trust`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRequest {
+    /// The node as the user wrote it: a node key, a PeerId, or a prefix of a known node's key.
+    pub node: String,
+    /// Disown it, or take it back.
+    pub verdict: Verdict,
+    /// Why (may be empty).
+    pub reason: String,
 }
 
 /// A build request.
@@ -132,6 +152,23 @@ pub enum DaemonMessage {
     ShuttingDown,
     /// The answer to [`ClientMessage::Peers`].
     Peers(Vec<PeerReport>),
+    /// The answer to [`ClientMessage::Verdict`].
+    Verdict(VerdictReport),
+}
+
+/// What `weft team distrust` or `weft team trust` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictReport {
+    /// The node, resolved.
+    pub node: NodeId,
+    /// What this node holds of it now.
+    pub verdict: Verdict,
+    /// Whether it held otherwise before.
+    pub changed: bool,
+    /// Action-cache entries it signed that were removed.
+    pub n_removed: u64,
+    /// Whether the statement was gossiped to a team (false with no team).
+    pub gossiped: bool,
 }
 
 /// One step of a build, streamed to the client as it happens.
@@ -386,6 +423,19 @@ pub enum CacheReport {
         /// Index entries fixed (added or removed).
         n_index_fixed: u64,
     },
+    /// What `weft cache forget` dropped: one line per target named.
+    Forgot(Vec<ForgotEntry>),
+}
+
+/// One target of `weft cache forget`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgotEntry {
+    /// The target's label.
+    pub label: String,
+    /// Its job.
+    pub job: JobId,
+    /// Whether the action cache had an entry for it (now removed).
+    pub removed: bool,
 }
 
 /// A request that failed as a whole.

@@ -14,7 +14,7 @@ use std::fmt;
 
 /// The protocol version this build speaks. Bump it on any incompatible change to the message
 /// enums, the framing or the codec.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The first four bytes of every weft connection.
 pub const MAGIC: [u8; 4] = *b"WEFT";
@@ -158,7 +158,7 @@ mod tests {
     #[test]
     fn round_trip_and_golden_bytes() {
         let bytes = Handshake::ours(Role::Client).encode();
-        assert_eq!(bytes, [b'W', b'E', b'F', b'T', 0, 0, 0, 4, 1, 0, 0, 0]);
+        assert_eq!(bytes, [b'W', b'E', b'F', b'T', 0, 0, 0, 5, 1, 0, 0, 0]);
         assert_eq!(
             Handshake::decode_expecting(&bytes, Role::Client),
             Ok(Handshake::ours(Role::Client))
@@ -179,7 +179,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "protocol version mismatch: we speak 4, the other side speaks 9; run the same weft \
+            "protocol version mismatch: we speak 5, the other side speaks 9; run the same weft \
              version on both ends"
         );
         let http = *b"GET / HTTP/1.";

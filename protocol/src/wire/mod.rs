@@ -19,8 +19,8 @@ mod peer;
 
 pub use client::{
     BuildEvent, BuildRequest, BuildSummary, CacheReport, CacheSource, ClientMessage, DaemonMessage,
-    DaemonStatus, ErrorReport, FailureReport, GraphRunRequest, MeshStatus, PeerReport,
-    QueryRequest, StoreReport,
+    DaemonStatus, ErrorReport, FailureReport, ForgotEntry, GraphRunRequest, MeshStatus, PeerReport,
+    QueryRequest, StoreReport, VerdictReport, VerdictRequest,
 };
 pub use codec::{CodecError, decode, encode};
 pub use frame::{FrameError, WireError, decode_frame, encode_frame, read_message, write_message};

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::FailureReport;
-use crate::{ActionResult, Digest, Job, JobId, NodeId};
+use crate::{ActionResult, Digest, Job, JobId, NodeId, TrustStatement};
 
 /// What one daemon says to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +114,13 @@ pub enum PeerMessage {
         /// The jobs.
         jobs: Vec<JobId>,
     },
+    /// Every statement on who is disowned that the sender knows (its own and those it
+    /// heard), sent to a newly admitted peer so that a node that joins later learns the
+    /// distrusts in force. Answered with `Ack`.
+    Statements {
+        /// The statements, each signed by its issuer.
+        statements: Vec<TrustStatement>,
+    },
 }
 
 /// What one daemon gossips to its whole team, on the team's gossipsub topic.
@@ -129,6 +136,9 @@ pub enum GossipMessage {
         /// The jobs whose results the sender holds.
         jobs: Vec<JobId>,
     },
+    /// The sender disowns a node, or takes it back (`weft team distrust`, `weft team trust`):
+    /// gossiped once by its issuer.
+    Statement(TrustStatement),
 }
 
 /// A blob sent inside a message rather than on a blob stream. Its bytes are untrusted until

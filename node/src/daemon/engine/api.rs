@@ -1,5 +1,6 @@
 //! What sessions hand the engine and get back: [`BuildPlan`], [`EngineEvent`], [`MeshReport`],
-//! and why a build could not be added ([`AddBuildError`]).
+//! why a build could not be added ([`AddBuildError`]), and why a verdict did not take
+//! ([`VerdictError`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -63,5 +64,25 @@ pub(crate) enum AddBuildError {
     Plan(#[from] PlanError),
     /// The engine has stopped (the daemon is shutting down).
     #[error("the daemon's engine has stopped; run the build again")]
+    Stopped,
+}
+
+/// Why `weft team distrust` or `weft team trust` did not take.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerdictError {
+    /// The node named is none, several, or this one.
+    #[error(transparent)]
+    Name(#[from] crate::daemon::disown::NodeRefError),
+    /// The node's key cannot sign: a bug, since only ed25519 keys are loaded.
+    #[error("internal error: this node's key cannot sign a statement")]
+    CannotSign,
+    /// The statement cannot count here.
+    #[error("the statement was refused: {0}")]
+    Refused(crate::core::Ignored),
+    /// The verdict holds, but the file that keeps it across restarts cannot be written.
+    #[error("{0}; the verdict holds until the daemon stops")]
+    Record(crate::daemon::DistrustFileError),
+    /// The engine has stopped (the daemon is shutting down).
+    #[error("the daemon's engine has stopped; run the command again")]
     Stopped,
 }

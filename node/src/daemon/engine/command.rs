@@ -2,11 +2,12 @@
 //! reports of the tasks the engine spawned (runs, rpcs, fetches).
 
 use tokio::sync::oneshot;
-use weft_protocol::wire::{FailureReport, InlineBlob, Lease};
-use weft_protocol::{ActionResult, Digest, JobId, NodeId};
+use weft_protocol::wire::{FailureReport, InlineBlob, Lease, VerdictReport};
+use weft_protocol::{ActionResult, Digest, JobId, NodeId, Verdict};
 
-use super::api::{BuildPlan, MeshReport};
+use super::api::{BuildPlan, MeshReport, VerdictError};
 use crate::core::{BuildId, PlanError, StolenOutcome};
+use crate::daemon::disown::NodeRef;
 use crate::exec::{ExecError, RunOutcome};
 
 #[derive(Debug)]
@@ -78,6 +79,18 @@ pub(super) enum Command {
     PeerCorrupt {
         peer: NodeId,
         what: String,
+    },
+    /// The owner disowns a node, or takes it back (`weft team distrust`, `weft team trust`).
+    Verdict {
+        node: NodeRef,
+        verdict: Verdict,
+        reason: String,
+        reply: oneshot::Sender<Result<VerdictReport, VerdictError>>,
+    },
+    /// These jobs' action-cache entries were removed (`weft cache forget`): what is
+    /// remembered of them goes too.
+    Forget {
+        jobs: Vec<JobId>,
     },
 }
 

@@ -9,7 +9,7 @@ use libp2p_identity::Keypair;
 use weft_protocol::{NodeId, Signature};
 use weft_store::Store;
 
-use crate::core::CoreConfig;
+use crate::core::{CoreConfig, Statements};
 use crate::exec::{Executor, SourceDigests, Toolchains};
 use crate::mesh::Mesh;
 
@@ -51,4 +51,9 @@ pub(crate) struct EngineConfig {
     /// Where the jobs running now are written down, so that a restarted daemon knows which
     /// runs it died in; `None` keeps no record.
     pub(crate) journal: Option<PathBuf>,
+    /// The statements on disowned nodes known at start (from `distrusted.toml`), with this
+    /// node's `follow_distrust` policy: applied before any peer counts.
+    pub(crate) statements: Statements,
+    /// Where those statements are kept across restarts; `None` keeps them in memory.
+    pub(crate) statements_file: Option<PathBuf>,
 }

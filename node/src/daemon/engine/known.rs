@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use weft_protocol::{ActionResult, JobId};
+use weft_protocol::{ActionResult, JobId, NodeId};
 use weft_store::{Store, StoreError};
 
 /// Successful results whose blobs were seen in the store since its last removal
@@ -31,6 +31,17 @@ impl KnownResults {
         self.results
             .entry(job)
             .or_insert_with(|| (result.clone(), Instant::now()));
+    }
+
+    /// Forgets the result of `job` (its entry was removed).
+    pub(super) fn forget(&mut self, job: &JobId) {
+        self.results.remove(job);
+    }
+
+    /// Forgets every result `node` made (it is disowned).
+    pub(super) fn forget_made_by(&mut self, node: &NodeId) {
+        self.results
+            .retain(|_, (result, _)| result.executed_by != *node);
     }
 
     pub(super) fn get(&self, job: &JobId) -> Option<&ActionResult> {
@@ -74,7 +85,7 @@ impl KnownResults {
 
 #[cfg(test)]
 mod tests {
-    use weft_protocol::{NodeId, Tree};
+    use weft_protocol::Tree;
 
     use super::*;
 
@@ -117,6 +128,25 @@ mod tests {
         // A blob goes: what was checked is forgotten, and the store answers (a miss).
         store.delete(&result.stdout).expect("delete");
         assert_eq!(known.look_up(&store, job).expect("look up"), None);
+        assert!(known.get(&job).is_none());
+    }
+
+    #[test]
+    fn a_forgotten_result_or_one_a_disowned_node_made_is_asked_of_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let job = JobId(weft_protocol::Digest::of(b"job"));
+        let (store, result) = store_with_result(dir.path(), job);
+        let mut known = KnownResults::default();
+        known.remember(job, &result);
+        store.remove_action(job).expect("remove");
+        known.forget(&job);
+        assert_eq!(known.look_up(&store, job).expect("look up"), None);
+
+        store.put_action(job, &result).expect("put");
+        known.remember(job, &result);
+        known.forget_made_by(&NodeId([2; 32]));
+        assert!(known.get(&job).is_some(), "another node's results stay");
+        known.forget_made_by(&result.executed_by);
         assert!(known.get(&job).is_none());
     }
 }

@@ -17,11 +17,13 @@
 //! - `work`: running jobs, this node's own and peers' stolen ones, after fetching their deps'
 //!   outputs;
 //! - `task`: the loop, and this node's builds;
-//! - `peers`: the mesh side of the loop: requests from peers, and those the core sends.
+//! - `peers`: the mesh side of the loop: requests from peers, and those the core sends;
+//! - `disown`: the owner's verdicts on nodes and teammates' statements, carried out.
 
 mod api;
 mod command;
 mod context;
+mod disown;
 mod durations;
 mod journal;
 mod known;

@@ -18,6 +18,8 @@
 //!   any holder; the core runs them again rather than lend the job out to the next thief.
 //! - `Have { jobs }` → `Ack`: the first announcement to a newly admitted peer of what this
 //!   node holds; later ones are gossip.
+//! - `Statements { statements }` → `Ack`: what a newly admitted peer knows of disowned nodes
+//!   (`disown.rs` checks and records each).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +31,7 @@ use weft_protocol::wire::{
 use weft_protocol::{ActionResult, Job, JobId, NodeId};
 
 use super::command::{Command, StolenReport};
+use super::disown::Heard;
 use super::task::EngineTask;
 use crate::core::{BuildId, Gossip, Report, Time};
 use crate::mesh::{MeshEvent, node_id_of, peer_of};
@@ -52,8 +55,10 @@ impl EngineTask {
                 };
                 info!(%peer, addr = ?addr, "peer admitted");
                 self.members.insert(node);
+                self.connected.insert(node);
                 let snapshot = self.core.on_peer_up(now, node);
                 self.send_have_snapshot(node, snapshot);
+                self.send_statements(node);
                 if let Some(jobs) = self.died_running.remove(&node) {
                     self.send_worker_died(node, jobs);
                 }
@@ -61,6 +66,7 @@ impl EngineTask {
             MeshEvent::PeerLost { peer } => {
                 if let Some(node) = node_id_of(&peer) {
                     info!(%peer, "peer lost");
+                    self.connected.remove(&node);
                     self.core.on_peer_down(now, node);
                 }
             }
@@ -74,6 +80,9 @@ impl EngineTask {
                 match msg {
                     GossipMessage::Beacon(beacon) => self.core.on_beacon(now, node, &beacon),
                     GossipMessage::Have { jobs } => self.core.on_have(now, node, &jobs),
+                    GossipMessage::Statement(statement) => {
+                        self.heard_statement(statement, Heard::Gossip(node))
+                    }
                 }
             }
             MeshEvent::Request { peer, msg, reply } => {
@@ -188,6 +197,12 @@ impl EngineTask {
             PeerMessage::WorkerDied { jobs } => {
                 warn!(%peer, n_jobs = jobs.len(), "a thief's daemon died while it ran jobs of this node's");
                 self.core.on_worker_died(now, peer, &jobs);
+                PeerMessage::Ack
+            }
+            PeerMessage::Statements { statements } => {
+                for statement in statements {
+                    self.heard_statement(statement, Heard::Relayed(peer));
+                }
                 PeerMessage::Ack
             }
             PeerMessage::DepsLost { job, lost } => {
@@ -566,8 +581,14 @@ impl EngineTask {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
-                warn!(%origin, job = %id, error = %e, "cannot report a stolen job to its origin");
+            match mesh.request(peer_id, message, REQUEST_TIMEOUT).await {
+                Ok(PeerMessage::Refused { reason }) => {
+                    warn!(%origin, job = %id, %reason, "the origin refused the report on its stolen job");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(%origin, job = %id, error = %e, "cannot report a stolen job to its origin")
+                }
             }
         });
     }
@@ -584,7 +605,7 @@ impl EngineTask {
 
     /// Tells a newly admitted peer which results this node holds: the `Have` messages the
     /// core gave, one after the other.
-    fn send_have_snapshot(&self, peer: NodeId, snapshot: Vec<Vec<JobId>>) {
+    pub(super) fn send_have_snapshot(&self, peer: NodeId, snapshot: Vec<Vec<JobId>>) {
         let (Some(mesh), Some(peer_id)) = (self.context.mesh.clone(), peer_of(&peer)) else {
             return;
         };

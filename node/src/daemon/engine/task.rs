@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
-use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, LeaseDep};
-use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId};
+use weft_protocol::wire::{BuildEvent, CacheSource, FailureReport, LeaseDep, VerdictReport};
+use weft_protocol::{ActionResult, Digest, Job, JobId, NodeId, Verdict};
 use weft_store::PutAction;
 
-use super::api::{AddBuildError, BuildPlan, EngineEvent, MeshReport};
+use super::api::{AddBuildError, BuildPlan, EngineEvent, MeshReport, VerdictError};
 use super::command::{Command, OwnRun, StolenReport};
 use super::context::{EngineConfig, EngineContext};
 use super::durations::{self, Durations};
@@ -22,8 +22,10 @@ use super::journal::Journal;
 use super::known::KnownResults;
 use super::latencies::Latencies;
 use crate::core::{
-    BuildEffect, BuildId, Core, Effect, Finished, PlannedJob, Reported, StolenOutcome, Time,
+    BuildEffect, BuildId, Core, Effect, Finished, PlannedJob, Reported, Statements, StolenOutcome,
+    Time,
 };
+use crate::daemon::disown::NodeRef;
 use crate::exec::{RunOutcome, Toolchains};
 use crate::mesh::MeshEvent;
 
@@ -70,6 +72,10 @@ impl Engine {
             warn!(%job, losses, "this daemon died while the job ran; it counts towards its quarantine");
         }
         core.restore_losses(died.own);
+        // The nodes disowned before: kept out before any peer counts.
+        for subject in config.statements.distrusted() {
+            core.distrust(Time::ZERO, subject);
+        }
         // What the store holds from before: newcomers hear of it, as of what this daemon
         // makes from now on.
         match context.store.cached_jobs(core.config().have_snapshot) {
@@ -82,6 +88,12 @@ impl Engine {
         let task = EngineTask {
             verdicts: verdicts.clone(),
             core,
+            statements: config.statements,
+            statements_file: config.statements_file,
+            statements_seq: 0,
+            statements_written: Arc::default(),
+            served_corrupt: std::collections::HashSet::new(),
+            connected: std::collections::HashSet::new(),
             context,
             node,
             builds: HashMap::new(),
@@ -114,6 +126,32 @@ impl Engine {
     /// [`Engine::verdicts`]'s field).
     pub(crate) fn verdicts(&self) -> u64 {
         self.verdicts.load(Ordering::Acquire)
+    }
+
+    /// Disowns the node `node` names, or takes it back, as this node's owner says.
+    pub(crate) async fn verdict(
+        &self,
+        node: NodeRef,
+        verdict: Verdict,
+        reason: String,
+    ) -> Result<VerdictReport, VerdictError> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Command::Verdict {
+                node,
+                verdict,
+                reason,
+                reply,
+            })
+            .map_err(|_| VerdictError::Stopped)?;
+        answer.await.map_err(|_| VerdictError::Stopped)?
+    }
+
+    /// These jobs' action-cache entries were removed: the engine forgets them too, before
+    /// any build asked for after this call looks them up.
+    pub(crate) fn forget(&self, jobs: Vec<JobId>) {
+        self.verdicts.fetch_add(1, Ordering::Release);
+        let _ = self.inbox.send(Command::Forget { jobs });
     }
 
     /// Starts a build. Its events, ending with [`EngineEvent::Done`], go to `plan.events`.
@@ -170,6 +208,18 @@ async fn watch_load(inbox: mpsc::UnboundedSender<Command>, idle_load: f64) {
 
 pub(super) struct EngineTask {
     pub(super) core: Core,
+    /// The statements on disowned nodes, and which this node follows.
+    pub(super) statements: Statements,
+    /// Where they are kept (`distrusted.toml`); `None` keeps them in memory.
+    pub(super) statements_file: Option<std::path::PathBuf>,
+    /// How many times they changed, and which change the file holds (writes run on blocking
+    /// threads and may finish out of order).
+    pub(super) statements_seq: u64,
+    pub(super) statements_written: Arc<std::sync::Mutex<u64>>,
+    /// Peers disowned for serving corrupt data: only the owner's word takes them back.
+    pub(super) served_corrupt: std::collections::HashSet<NodeId>,
+    /// Peers admitted and connected now.
+    pub(super) connected: std::collections::HashSet<NodeId>,
     pub(super) context: EngineContext,
     pub(super) node: NodeId,
     pub(super) builds: HashMap<BuildId, BuildState>,
@@ -230,6 +280,12 @@ impl BuildState {
 }
 
 impl EngineTask {
+    /// The engine changed its mind about results (a job found nondeterministic, a node
+    /// disowned, entries forgotten): no build replays what it remembers from before.
+    pub(super) fn doubted(&self) {
+        self.verdicts.fetch_add(1, Ordering::Release);
+    }
+
     pub(super) fn now(&self) -> Time {
         Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
@@ -415,7 +471,20 @@ impl EngineTask {
                              (`weft team trust {peer}` takes it back)"
                         )));
                     }
+                    self.served_corrupt.insert(peer);
                     self.core.distrust(now, peer);
+                    self.doubted();
+                }
+            }
+            Command::Verdict {
+                node,
+                verdict,
+                reason,
+                reply,
+            } => self.own_verdict(node, verdict, reason, reply),
+            Command::Forget { jobs } => {
+                for job in &jobs {
+                    self.known.forget(job);
                 }
             }
         }
@@ -546,7 +615,7 @@ impl EngineTask {
                 }
                 Effect::Nondeterministic { job, first, second } => {
                     warn!(%job, %first, %second, "nondeterminism: two results of one job differ in their outputs");
-                    self.verdicts.fetch_add(1, Ordering::Release);
+                    self.doubted();
                     let mut told = false;
                     for state in self.builds.values() {
                         if state.jobs.contains_key(&job) {
@@ -593,7 +662,10 @@ impl EngineTask {
         }
         let state = self.builds.get_mut(&build)?;
         match self.known.look_up(&self.context.store, job) {
-            Ok(Some(result)) if result.success() => {
+            // An entry a disowned node signed is no hit, even before its removal is done.
+            Ok(Some(result))
+                if result.success() && !self.core.is_distrusted(&result.executed_by) =>
+            {
                 self.known.remember(job, &result);
                 let name = state.name(job);
                 state.emit(BuildEvent::CacheHit {

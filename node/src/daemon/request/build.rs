@@ -245,7 +245,7 @@ async fn replay(
 
 /// Loads the targets and lowers them to jobs, on a blocking thread; stops with an error once
 /// `cancel` is cancelled.
-fn plan_build(
+pub(super) fn plan_build(
     shared: &Shared,
     workspace: &Workspace,
     patterns: &[String],

@@ -11,12 +11,16 @@
 //! - `serve`: the connection, and which file serves its request;
 //! - `build`: `weft build` (load, lower, run or replay, publish);
 //! - `graph`: `weft graph run` (a distbuild JSON graph);
-//! - `query`, `cache`, `status` (with `weft peers`): the one-answer requests;
+//! - `query`, `cache`, `status` (with `weft peers`), `team` (`weft team distrust` and
+//!   `trust`): the one-answer requests;
+//! - `forget`: `weft cache forget` (loads and lowers the targets as a build does, under the
+//!   build lock, then drops their entries);
 //! - `lock`, `run`, `reply`: what builds and graph runs share: taking the build lock,
 //!   handing the jobs to the engine and relaying its events, and what is sent back.
 
 mod build;
 mod cache;
+mod forget;
 mod graph;
 mod lock;
 mod query;
@@ -24,5 +28,6 @@ mod reply;
 mod run;
 mod serve;
 mod status;
+mod team;
 
 pub(crate) use serve::serve;

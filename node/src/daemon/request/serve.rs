@@ -10,7 +10,7 @@ use super::super::conn::{self, ConnError, ConnReader, ConnWriter};
 use super::super::shared::Shared;
 use super::cache::CacheCommand;
 use super::reply::send_error;
-use super::{build, cache, graph, query, status};
+use super::{build, cache, forget, graph, query, status, team};
 
 /// A client that does not follow the local API's flow.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +72,10 @@ async fn respond(
             cache::cache(shared, CacheCommand::Gc { max_bytes }, &mut writer).await
         }
         ClientMessage::CacheVerify => cache::cache(shared, CacheCommand::Verify, &mut writer).await,
+        ClientMessage::CacheForget { workspace, target } => {
+            forget::forget(shared, workspace, target, pid, reader, writer).await
+        }
+        ClientMessage::Verdict(request) => team::verdict(shared, request, &mut writer).await,
         ClientMessage::Shutdown => {
             writer.send(&DaemonMessage::ShuttingDown).await?;
             shared.stop.notify_one();
