@@ -461,7 +461,16 @@ async fn exec(
         .stderr(stream(&sandbox.streams.stderr)?)
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match process.spawn() {
+    // A hermetic spawn forks the daemon and waits until the job has exec'd, after its
+    // namespaces and mounts are made: milliseconds that must not hold a runtime thread.
+    let (spawned, prepared) = if prepared.is_some() {
+        tokio::task::spawn_blocking(move || (process.spawn(), prepared))
+            .await
+            .map_err(|e| ExecError::Internal(format!("the spawn task failed: {e}")))?
+    } else {
+        (process.spawn(), prepared)
+    };
+    let mut child = match spawned {
         Ok(child) => child,
         Err(err) if is_resource_shortage(&err) => {
             return Err(ExecError::io("start a process in", sandbox.path(), err));
