@@ -631,24 +631,15 @@ impl EngineTask {
         result: &ActionResult,
         thief: Option<NodeId>,
     ) -> Result<(), ResultRefused> {
-        if let Some(thief) = thief
-            && result.executed_by != thief
-        {
-            return Err(ResultRefused::OtherMaker(result.executed_by));
-        }
-        if !self.members.contains(&result.executed_by) {
-            return Err(ResultRefused::NotAMember(result.executed_by));
-        }
-        if self.core.is_distrusted(&result.executed_by) {
-            return Err(ResultRefused::Distrusted(result.executed_by));
-        }
-        let signature = result.signature.ok_or(ResultRefused::Unsigned)?;
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&result.executed_by.0)
-            .map_err(ResultRefused::MalformedKey)?;
-        if !key.verify(result.signing_digest(job).as_bytes(), &signature.0) {
-            return Err(ResultRefused::BadSignature);
-        }
-        Ok(())
+        check_result(job, result, thief, |node| {
+            if !self.members.contains(node) {
+                Signer::Stranger
+            } else if self.core.is_distrusted(node) {
+                Signer::Disowned
+            } else {
+                Signer::Member
+            }
+        })
     }
 
     fn name_of(&self, job: JobId) -> String {
@@ -666,6 +657,45 @@ impl EngineTask {
             }
         }
     }
+}
+
+/// Who a result's maker is to this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signer {
+    /// An admitted member in good standing.
+    Member,
+    /// Not admitted since this daemon started.
+    Stranger,
+    /// Disowned.
+    Disowned,
+}
+
+/// Whether a peer's `result` for `job` may be taken: made by `thief` when it is a thief's
+/// report, by a member in good standing (`standing` says who is), and signed by its maker's
+/// key over the job id and the result.
+fn check_result(
+    job: JobId,
+    result: &ActionResult,
+    thief: Option<NodeId>,
+    standing: impl Fn(&NodeId) -> Signer,
+) -> Result<(), ResultRefused> {
+    if let Some(thief) = thief
+        && result.executed_by != thief
+    {
+        return Err(ResultRefused::OtherMaker(result.executed_by));
+    }
+    match standing(&result.executed_by) {
+        Signer::Member => {}
+        Signer::Stranger => return Err(ResultRefused::NotAMember(result.executed_by)),
+        Signer::Disowned => return Err(ResultRefused::Distrusted(result.executed_by)),
+    }
+    let signature = result.signature.ok_or(ResultRefused::Unsigned)?;
+    let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(&result.executed_by.0)
+        .map_err(ResultRefused::MalformedKey)?;
+    if !key.verify(result.signing_digest(job).as_bytes(), &signature.0) {
+        return Err(ResultRefused::BadSignature);
+    }
+    Ok(())
 }
 
 /// Why a result from a peer is not taken.
@@ -686,4 +716,90 @@ enum ResultRefused {
     MalformedKey(libp2p_identity::DecodingError),
     #[error("its signature does not match")]
     BadSignature,
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p_identity::Keypair;
+    use weft_protocol::{Digest, Signature};
+
+    use super::*;
+
+    fn signed(key: &Keypair, job: JobId) -> ActionResult {
+        let mut result = ActionResult {
+            exit_code: 0,
+            outputs: Vec::new(),
+            output_tree: Digest::of(b"tree"),
+            stdout: Digest::of(b""),
+            stderr: Digest::of(b""),
+            duration_ms: 1,
+            executed_by: crate::daemon::node_id(key),
+            signature: None,
+        };
+        let bytes = key
+            .sign(result.signing_digest(job).as_bytes())
+            .expect("sign");
+        result.signature = Some(Signature(
+            <[u8; 64]>::try_from(bytes.as_slice()).expect("64"),
+        ));
+        result
+    }
+
+    #[test]
+    fn only_a_members_signature_over_this_job_is_taken() {
+        let (maker, other) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let job = JobId(Digest::of(b"job"));
+        let member = |_: &NodeId| Signer::Member;
+        let good = signed(&maker, job);
+        assert!(check_result(job, &good, None, member).is_ok());
+        let thief = crate::daemon::node_id(&maker);
+        assert!(check_result(job, &good, Some(thief), member).is_ok());
+
+        // Made by another node than the thief that reports it.
+        let elsewhere = crate::daemon::node_id(&other);
+        let refused = check_result(job, &good, Some(elsewhere), member);
+        assert!(
+            matches!(refused, Err(ResultRefused::OtherMaker(_))),
+            "{refused:?}"
+        );
+        // A stranger's, or a disowned member's.
+        let refused = check_result(job, &good, None, |_| Signer::Stranger);
+        assert!(
+            matches!(refused, Err(ResultRefused::NotAMember(_))),
+            "{refused:?}"
+        );
+        let refused = check_result(job, &good, None, |_| Signer::Disowned);
+        assert!(
+            matches!(refused, Err(ResultRefused::Distrusted(_))),
+            "{refused:?}"
+        );
+        // Unsigned.
+        let mut unsigned = good.clone();
+        unsigned.signature = None;
+        let refused = check_result(job, &unsigned, None, member);
+        assert!(
+            matches!(refused, Err(ResultRefused::Unsigned)),
+            "{refused:?}"
+        );
+        // Signed for another job, signed by another key, or edited after signing.
+        let refused = check_result(JobId(Digest::of(b"other job")), &good, None, member);
+        assert!(
+            matches!(refused, Err(ResultRefused::BadSignature)),
+            "{refused:?}"
+        );
+        let mut forged = signed(&other, job);
+        forged.executed_by = good.executed_by;
+        let refused = check_result(job, &forged, None, member);
+        assert!(
+            matches!(refused, Err(ResultRefused::BadSignature)),
+            "{refused:?}"
+        );
+        let mut edited = good.clone();
+        edited.output_tree = Digest::of(b"evil");
+        let refused = check_result(job, &edited, None, member);
+        assert!(
+            matches!(refused, Err(ResultRefused::BadSignature)),
+            "{refused:?}"
+        );
+    }
 }
